@@ -1,0 +1,176 @@
+//! Types that cross process boundaries in boundary-runc.
+//!
+//! The shim (`boundary-runc`) writes these as JSON files under the
+//! per-container state directory (`/run/boundary-runc/<id>/`); the hook
+//! (`boundary-hook`) and the sidecar (`boundary-sidecar`) read them. Keeping
+//! them in one small crate means the three binaries cannot disagree on the
+//! schema.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// File name of [`SidecarConfig`] inside a container's state directory.
+pub const SIDECAR_CONFIG_FILE: &str = "sidecar.json";
+/// File name of the jail state inside a container's state directory.
+pub const JAIL_STATE_FILE: &str = "jail.json";
+
+/// Everything the sidecar needs to serve one jailed container (or pod).
+///
+/// The sidecar is started as root by the shim. It enters `netns` (when
+/// set), binds its sockets on `listen_addr`, opens the files named here, and
+/// then drops to `uid`/`gid` with no capabilities before it reads a byte
+/// from the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarConfig {
+    /// The container (or pod sandbox) id, as given to `create`.
+    pub container_id: String,
+    /// Network namespace to enter before binding: the container's host side.
+    /// `None` means the namespace the sidecar was started in.
+    pub netns: Option<PathBuf>,
+    /// The host end of the veth: the sidecar binds here.
+    pub listen_addr: Ipv4Addr,
+    /// TCP port that nftables redirects all of the container's TCP to.
+    pub proxy_port: u16,
+    /// UDP and TCP port that nftables redirects the container's DNS to.
+    pub dns_port: u16,
+    /// Allow rules, already validated by the shim (Coder `boundary --allow`
+    /// syntax, one rule per entry). Empty means deny everything.
+    pub rules: Vec<String>,
+    /// Rules that narrow `rules`: when non-empty, a request must be allowed
+    /// by both sets (pod policy narrowed by a container's own policy).
+    #[serde(default)]
+    pub narrowing_rules: Vec<String>,
+    /// The host CA certificate (PEM) used to sign leaf certificates.
+    pub ca_cert: PathBuf,
+    /// The host CA private key (PEM, 0600, never mounted in a container).
+    pub ca_key: PathBuf,
+    /// Trust the host's system roots for upstream TLS.
+    pub upstream_system_roots: bool,
+    /// Extra CA files (PEM) trusted for upstream TLS.
+    #[serde(default)]
+    pub upstream_ca_files: Vec<PathBuf>,
+    /// Names that resolve as written, never through a resolver
+    /// (`name = "ip"` in the runtime config). Keys are lowercase, no
+    /// trailing dot.
+    #[serde(default)]
+    pub pinned_hosts: BTreeMap<String, IpAddr>,
+    /// Whether the sidecar may connect upstream at all. `false` for
+    /// containers whose engine gave them no network (`--network none`):
+    /// every request is denied with that reason.
+    pub upstream_enabled: bool,
+    /// Allow upstream connections to loopback, link-local (metadata) and
+    /// other special addresses when the name was not pinned. Default false.
+    #[serde(default)]
+    pub allow_special_destinations: bool,
+    /// Resolver used for upstream names (host side's view). `None` means the
+    /// system resolver configuration (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub upstream_resolvers: Option<Vec<IpAddr>>,
+    /// Append-only JSON-lines audit log.
+    pub audit_log: PathBuf,
+    /// Unprivileged identity the sidecar worker runs as.
+    pub uid: u32,
+    pub gid: u32,
+    /// File the supervisor writes its and the worker's pids to.
+    pub pid_file: PathBuf,
+}
+
+/// How the container's original network namespace was given in config.json.
+/// This is the container's *host side*: where the sidecar lives and where
+/// permitted traffic leaves from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HostSide {
+    /// `{"type":"network"}` with no path: runc would have made a fresh
+    /// namespace (Docker, `runc spec`). The host side is the namespace the
+    /// runtime runs in.
+    Fresh,
+    /// `{"type":"network","path":P}`: an existing namespace (podman, CRI,
+    /// `--network container:X`, Docker `--network host` on 20.10).
+    Path { path: PathBuf },
+    /// No network entry at all: the container would share the runtime's
+    /// namespace (host networking).
+    Absent,
+}
+
+/// What the shim set up for one jailed container; read back by `delete`,
+/// the poststop hook and `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailState {
+    pub container_id: String,
+    /// Index in the address pool; names the veth (`bndh<idx>`/`bndj<idx>`)
+    /// and the nft table (`boundary_<idx>`).
+    pub index: u32,
+    pub host_side: HostSide,
+    /// Bind mount of the jail's network namespace.
+    pub netns_path: PathBuf,
+    pub host_if: String,
+    pub host_addr: Ipv4Addr,
+    pub jail_addr: Ipv4Addr,
+    pub prefix_len: u8,
+    pub nft_table: String,
+    /// Sidecar supervisor pid, once started.
+    pub sidecar_pid: Option<i32>,
+    /// Runtime root given with `--root`, if any.
+    #[serde(default)]
+    pub runtime_root: Option<PathBuf>,
+}
+
+/// Process ids written by the sidecar supervisor to `SidecarConfig::pid_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SidecarPids {
+    pub supervisor: i32,
+    pub worker: Option<i32>,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// RFC 3339 UTC time of the decision.
+    pub time: String,
+    pub container_id: String,
+    /// Per-container sequence number, starting at 1, never reused (it
+    /// continues across sidecar restarts).
+    pub seq: u64,
+    /// `http`, `https`, `connect`, `dns`, `tcp` (non-HTTP bytes), ...
+    pub kind: String,
+    /// `allow` or `deny`.
+    pub decision: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub host: Option<String>,
+    /// The rule that allowed the request.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rule: Option<String>,
+    /// Why a request was denied or failed (no rule, host/SNI mismatch, ...).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// Response status sent to the client.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub status: Option<u16>,
+    /// Response body bytes sent to the client, when allowed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub bytes: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_side_round_trips_with_a_tag() {
+        let h = HostSide::Path { path: "/run/netns/x".into() };
+        let s = serde_json::to_string(&h).unwrap();
+        assert_eq!(s, r#"{"kind":"path","path":"/run/netns/x"}"#);
+        assert_eq!(serde_json::from_str::<HostSide>(&s).unwrap(), h);
+        assert_eq!(serde_json::to_string(&HostSide::Fresh).unwrap(), r#"{"kind":"fresh"}"#);
+    }
+}

@@ -1,0 +1,2 @@
+//! Allow rules (placeholder; being written).
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! The sidecar proxy (placeholder; being written).

@@ -1,0 +1,1 @@
+//! boundary-runc library (being written).
