@@ -1,1 +1,4 @@
-//! The sidecar proxy (placeholder; being written).
+//! The boundary-runc sidecar: transparent HTTP/HTTPS interception, policy
+//! decisions, upstream forwarding and the audit log.
+
+pub mod resolve;
