@@ -2,3 +2,4 @@
 //! decisions, upstream forwarding and the audit log.
 
 pub mod resolve;
+pub mod audit;
