@@ -3,3 +3,5 @@
 
 pub mod resolve;
 pub mod audit;
+pub mod ca;
+pub mod sni;
