@@ -1,0 +1,413 @@
+//! The OCI spec rewrite: what `boundary-runc create`/`run` does to a bundle's
+//! `config.json` before handing it to the real runtime.
+//!
+//! [`rewrite`] is a pure function over the parsed document:
+//! - it touches only the places listed below and keeps every other field,
+//!   known or not, and the order of keys (serde_json's `preserve_order`);
+//! - it is idempotent: `rewrite(rewrite(x)) == rewrite(x)` for one plan;
+//! - it reads with types checked, so a malformed spec is a
+//!   [`RewriteError`] naming the JSON path, never a panic. Fields it does
+//!   not read are never inspected.
+//!
+//! The places it touches:
+//! 1. `linux.namespaces`: the network entry becomes
+//!    `{"type":"network","path":<jail netns>}`; the original entry is kept,
+//!    as a [`HostSide`], in the annotation [`HOST_SIDE_ANNOTATION`].
+//! 2. `process.capabilities.{bounding,effective,permitted}`: `CAP_NET_ADMIN`.
+//! 3. `linux.seccomp` (when present): see [`crate::seccomp`].
+//! 4. `hooks.poststop`: the boundary hook.
+//! 5. `mounts` and `process.env`: the boundary CA, when the plan has one.
+//! 6. `mounts`: a `/etc/resolv.conf` bind, when the plan has one and the
+//!    spec has no mount there.
+
+pub(crate) mod access;
+mod config_file;
+
+use std::path::{Component, Path, PathBuf};
+
+use boundary_contract::HostSide;
+use serde_json::{json, Map, Value};
+
+use self::access::{arr_entry, field, obj, obj_entry, obj_mut, opt_arr, opt_obj, opt_str, string, Loc};
+pub use self::config_file::{read_config, write_config_atomically};
+use crate::seccomp::{patch_seccomp_at, SeccompChange};
+
+/// Annotation holding the JSON of the container's original [`HostSide`].
+pub const HOST_SIDE_ANNOTATION: &str = "run.boundary-runc.host-side";
+/// Where the boundary CA bundle is mounted inside the container.
+pub const CA_BUNDLE_DEST: &str = "/etc/ssl/boundary-runc/ca-bundle.pem";
+/// Environment variables pointed at [`CA_BUNDLE_DEST`] (unless already set).
+pub const CA_ENV_VARS: [&str; 5] =
+    ["SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO"];
+/// The one capability the rewrite adds.
+pub const NET_ADMIN: &str = "CAP_NET_ADMIN";
+/// Where the optional resolver configuration is mounted.
+pub const RESOLV_CONF_DEST: &str = "/etc/resolv.conf";
+
+const DOC: &str = "config.json";
+/// Options of the read-only file binds the rewrite adds.
+const RO_BIND_OPTIONS: [&str; 5] = ["rbind", "ro", "nosuid", "nodev", "noexec"];
+/// Capability sets that get [`NET_ADMIN`]; inheritable and ambient are left alone.
+const CAP_SETS_EXTENDED: [&str; 3] = ["bounding", "effective", "permitted"];
+const CAP_SETS_ALL: [&str; 5] = ["bounding", "effective", "inheritable", "permitted", "ambient"];
+
+/// What the shim prepared for one container; every path must be absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailPlan {
+    /// Bind mount of the jail network namespace.
+    pub netns_path: PathBuf,
+    /// Absolute path of the `boundary-hook` binary.
+    pub hook_path: PathBuf,
+    /// State root passed to the hook (`/run/boundary-runc`).
+    pub state_root: PathBuf,
+    /// Host file mounted read-only at [`CA_BUNDLE_DEST`]; the CA environment
+    /// variables are set only when this is `Some`.
+    pub ca_bundle: Option<PathBuf>,
+    /// Host file bind-mounted read-only at `/etc/resolv.conf`, only when the
+    /// spec has no mount with that destination.
+    pub resolv_conf: Option<PathBuf>,
+}
+
+/// The result of [`rewrite`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rewritten {
+    pub spec: Value,
+    /// The container's original network entry.
+    pub host_side: HostSide,
+    /// Things the shim should log: the spec is accepted but less confined
+    /// than it could be.
+    pub warnings: Vec<String>,
+    /// What the seccomp patch changed; `None` when the spec has no
+    /// `linux.seccomp` (unconfined).
+    pub seccomp: Option<SeccompChange>,
+}
+
+/// Why a spec (or a plan) cannot be rewritten.
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    #[error("config.json: not valid JSON")]
+    Parse(#[source] serde_json::Error),
+    #[error("{doc}: {path} must be {expected}")]
+    WrongType { doc: &'static str, path: String, expected: &'static str },
+    #[error("{doc}: {path} is missing")]
+    Missing { doc: &'static str, path: String },
+    #[error("config.json: linux.namespaces has two network entries ([{first}] and [{second}])")]
+    DuplicateNetworkEntry { first: usize, second: usize },
+    #[error(
+        "config.json: the network entry already points at the jail namespace {} \
+         but annotation {HOST_SIDE_ANNOTATION} is missing",
+        netns.display()
+    )]
+    HostSideAnnotationMissing { netns: PathBuf },
+    #[error("config.json: annotation {HOST_SIDE_ANNOTATION} is not a valid host side record")]
+    HostSideAnnotationGarbled(#[source] serde_json::Error),
+    #[error("jail plan: {field} {} must be an absolute UTF-8 path", path.display())]
+    PlanPath { field: &'static str, path: PathBuf },
+}
+
+fn root() -> Loc {
+    Loc::root(DOC)
+}
+
+/// The container's network entry as given: `Fresh` (no path, or an empty
+/// one, which runc treats the same), `Path`, or `Absent`. On a spec that was
+/// already rewritten this is the jail namespace; the original is in the
+/// [`HOST_SIDE_ANNOTATION`].
+pub fn host_side(spec: &Value) -> Result<HostSide, RewriteError> {
+    Ok(match network_entry(spec)? {
+        None => HostSide::Absent,
+        Some((_, None)) => HostSide::Fresh,
+        Some((_, Some(path))) => HostSide::Path { path: PathBuf::from(path) },
+    })
+}
+
+/// Index and non-empty `path` of the network entry in `linux.namespaces`.
+fn network_entry(spec: &Value) -> Result<Option<(usize, Option<&str>)>, RewriteError> {
+    let top = obj(spec, &root())?;
+    let linux = root().key("linux");
+    let Some(linux_map) = opt_obj(top, "linux", &root())? else {
+        return Ok(None);
+    };
+    let list = linux.key("namespaces");
+    let Some(entries) = opt_arr(linux_map, "namespaces", &linux)? else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for (i, entry) in entries.iter().enumerate() {
+        let here = list.idx(i);
+        let entry = obj(entry, &here)?;
+        let kind = string(field(entry, "type").ok_or_else(|| here.key("type").missing())?, &here.key("type"))?;
+        if kind != "network" {
+            continue;
+        }
+        if let Some((first, _)) = found {
+            return Err(RewriteError::DuplicateNetworkEntry { first, second: i });
+        }
+        let path = opt_str(entry, "path", &here)?.filter(|p| !p.is_empty());
+        found = Some((i, path));
+    }
+    Ok(found)
+}
+
+/// The value of `key` in `process.env`. When the key is set more than once
+/// the last entry wins, as in runc (it applies the list with `setenv` in
+/// order).
+pub fn env_value<'a>(spec: &'a Value, key: &str) -> Result<Option<&'a str>, RewriteError> {
+    env_lookup(obj(spec, &root())?, key)
+}
+
+fn env_lookup<'a>(top: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, RewriteError> {
+    let Some(process) = opt_obj(top, "process", &root())? else {
+        return Ok(None);
+    };
+    let loc = root().key("process");
+    let Some(env) = opt_arr(process, "env", &loc)? else {
+        return Ok(None);
+    };
+    let mut value = None;
+    for (i, item) in env.iter().enumerate() {
+        let entry = string(item, &loc.key("env").idx(i))?;
+        if let Some((k, v)) = entry.split_once('=') {
+            if k == key {
+                value = Some(v);
+            }
+        }
+    }
+    Ok(value)
+}
+
+/// The value of annotation `key`.
+pub fn annotation<'a>(spec: &'a Value, key: &str) -> Result<Option<&'a str>, RewriteError> {
+    let top = obj(spec, &root())?;
+    match opt_obj(top, "annotations", &root())? {
+        Some(annotations) => opt_str(annotations, key, &root().key("annotations")),
+        None => Ok(None),
+    }
+}
+
+/// Rewrite `spec` so the container runs in the jail `plan` describes. See
+/// the module documentation for what changes.
+pub fn rewrite(mut spec: Value, plan: &JailPlan) -> Result<Rewritten, RewriteError> {
+    let plan = PlanStrings::new(plan)?;
+    let mut warnings = Vec::new();
+    let host_side = jail_network(&mut spec, &plan)?;
+    let top = obj_mut(&mut spec, &root())?;
+    if let Some(w) = missing_pid_namespace(top)? {
+        warnings.push(w);
+    }
+    warnings.extend(add_net_admin(top)?);
+    let seccomp = patch_spec_seccomp(top)?;
+    add_poststop_hook(top, &plan)?;
+    if let Some(ca) = plan.ca_bundle {
+        mount_ca_bundle(top, ca)?;
+    }
+    if let Some(resolv) = plan.resolv_conf {
+        mount_resolv_conf(top, resolv)?;
+    }
+    Ok(Rewritten { spec, host_side, warnings, seccomp })
+}
+
+/// The plan's paths, checked absolute and UTF-8 (they go into JSON).
+struct PlanStrings<'a> {
+    netns: &'a str,
+    hook: &'a str,
+    state_root: &'a str,
+    ca_bundle: Option<&'a str>,
+    resolv_conf: Option<&'a str>,
+}
+
+impl<'a> PlanStrings<'a> {
+    fn new(plan: &'a JailPlan) -> Result<Self, RewriteError> {
+        fn check<'p>(field: &'static str, path: &'p Path) -> Result<&'p str, RewriteError> {
+            match path.to_str() {
+                Some(s) if path.is_absolute() => Ok(s),
+                _ => Err(RewriteError::PlanPath { field, path: path.to_owned() }),
+            }
+        }
+        Ok(PlanStrings {
+            netns: check("netns_path", &plan.netns_path)?,
+            hook: check("hook_path", &plan.hook_path)?,
+            state_root: check("state_root", &plan.state_root)?,
+            ca_bundle: plan.ca_bundle.as_deref().map(|p| check("ca_bundle", p)).transpose()?,
+            resolv_conf: plan.resolv_conf.as_deref().map(|p| check("resolv_conf", p)).transpose()?,
+        })
+    }
+}
+
+/// Step 1: point the network entry at the jail and record the original.
+fn jail_network(spec: &mut Value, plan: &PlanStrings<'_>) -> Result<HostSide, RewriteError> {
+    let entry = network_entry(spec)?;
+    let already_jailed = matches!(entry, Some((_, Some(p))) if Path::new(p) == Path::new(plan.netns));
+    let host_side = if already_jailed {
+        recorded_host_side(spec, plan.netns)?
+    } else {
+        host_side(spec)?
+    };
+    let index = entry.map(|(i, _)| i);
+    let record = serde_json::to_string(&host_side).map_err(RewriteError::HostSideAnnotationGarbled)?;
+
+    let top = obj_mut(spec, &root())?;
+    let linux = obj_entry(top, "linux", &root())?;
+    let namespaces = arr_entry(linux, "namespaces", &root().key("linux"))?;
+    let jail = json!({"type": "network", "path": plan.netns});
+    match index {
+        Some(i) => namespaces[i] = jail,
+        None => namespaces.push(jail),
+    }
+    let annotations = obj_entry(top, "annotations", &root())?;
+    annotations.insert(HOST_SIDE_ANNOTATION.to_owned(), Value::String(record));
+    Ok(host_side)
+}
+
+/// On a spec already rewritten for this jail, the original host side lives
+/// only in the annotation.
+fn recorded_host_side(spec: &Value, netns: &str) -> Result<HostSide, RewriteError> {
+    let record = annotation(spec, HOST_SIDE_ANNOTATION)?
+        .ok_or_else(|| RewriteError::HostSideAnnotationMissing { netns: PathBuf::from(netns) })?;
+    serde_json::from_str(record).map_err(RewriteError::HostSideAnnotationGarbled)
+}
+
+/// Warning when the container shares the runtime's pid namespace.
+fn missing_pid_namespace(top: &Map<String, Value>) -> Result<Option<String>, RewriteError> {
+    let linux = root().key("linux");
+    let namespaces = match opt_obj(top, "linux", &root())? {
+        Some(l) => opt_arr(l, "namespaces", &linux)?.map(Vec::as_slice).unwrap_or_default(),
+        None => &[],
+    };
+    // Every entry's type was checked to be a string by `network_entry`.
+    if namespaces.iter().any(|e| e.get("type").and_then(Value::as_str) == Some("pid")) {
+        return Ok(None);
+    }
+    Ok(Some(
+        "linux.namespaces has no pid entry: the container shares the runtime's pid \
+         namespace and can see and signal the boundary sidecar"
+            .to_owned(),
+    ))
+}
+
+/// Step 2: add CAP_NET_ADMIN to the bounding, effective and permitted sets.
+fn add_net_admin(top: &mut Map<String, Value>) -> Result<Vec<String>, RewriteError> {
+    let process_loc = root().key("process");
+    let process = match top.get_mut("process") {
+        None | Some(Value::Null) => return Err(process_loc.missing()),
+        Some(p) => obj_mut(p, &process_loc)?,
+    };
+    let caps_loc = process_loc.key("capabilities");
+    let caps = obj_entry(process, "capabilities", &process_loc)?;
+    let mut warnings = Vec::new();
+    for set in CAP_SETS_ALL {
+        let held = access::opt_str_list(caps, set, &caps_loc)?;
+        if held.contains(&"CAP_SYS_ADMIN") {
+            warnings.push(format!(
+                "process.capabilities.{set} holds CAP_SYS_ADMIN: the container can mount, \
+                 unshare and setns with it and may leave the network jail"
+            ));
+        }
+    }
+    for set in CAP_SETS_EXTENDED {
+        let list = arr_entry(caps, set, &caps_loc)?;
+        if !list.iter().any(|c| c == NET_ADMIN) {
+            list.push(Value::from(NET_ADMIN));
+        }
+    }
+    Ok(warnings)
+}
+
+/// Step 3: patch `linux.seccomp` when there is one.
+fn patch_spec_seccomp(top: &mut Map<String, Value>) -> Result<Option<SeccompChange>, RewriteError> {
+    let linux_loc = root().key("linux");
+    let linux = obj_entry(top, "linux", &root())?;
+    match linux.get_mut("seccomp") {
+        None | Some(Value::Null) => Ok(None),
+        Some(profile) => patch_seccomp_at(profile, &linux_loc.key("seccomp")).map(Some),
+    }
+}
+
+/// Step 4: run the boundary hook at poststop.
+fn add_poststop_hook(top: &mut Map<String, Value>, plan: &PlanStrings<'_>) -> Result<(), RewriteError> {
+    let hook = json!({
+        "path": plan.hook,
+        "args": ["boundary-hook", "poststop", "--state-root", plan.state_root],
+    });
+    let hooks = obj_entry(top, "hooks", &root())?;
+    let poststop = arr_entry(hooks, "poststop", &root().key("hooks"))?;
+    if !poststop.contains(&hook) {
+        poststop.push(hook);
+    }
+    Ok(())
+}
+
+fn ro_bind(destination: &str, source: &str) -> Value {
+    json!({"destination": destination, "type": "bind", "source": source, "options": RO_BIND_OPTIONS})
+}
+
+/// Indices of the mounts whose destination is `dest` (compared as paths:
+/// `/etc//resolv.conf` and `etc/resolv.conf` are `/etc/resolv.conf`).
+fn mounts_at(top: &Map<String, Value>, dest: &str) -> Result<Vec<usize>, RewriteError> {
+    let Some(mounts) = opt_arr(top, "mounts", &root())? else {
+        return Ok(Vec::new());
+    };
+    let want = path_key(dest);
+    let mut found = Vec::new();
+    for (i, mount) in mounts.iter().enumerate() {
+        let here = root().key("mounts").idx(i);
+        let destination = field(obj(mount, &here)?, "destination").ok_or_else(|| here.key("destination").missing())?;
+        if path_key(string(destination, &here.key("destination"))?) == want {
+            found.push(i);
+        }
+    }
+    Ok(found)
+}
+
+fn path_key(p: &str) -> Vec<&std::ffi::OsStr> {
+    Path::new(p)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Step 5: mount the CA bundle and point the usual variables at it.
+fn mount_ca_bundle(top: &mut Map<String, Value>, ca: &str) -> Result<(), RewriteError> {
+    let ours = mounts_at(top, CA_BUNDLE_DEST)?;
+    let mounts = arr_entry(top, "mounts", &root())?;
+    let mount = ro_bind(CA_BUNDLE_DEST, ca);
+    match ours.split_first() {
+        // The destination is ours: a mount there is one we added before.
+        Some((&first, rest)) => {
+            mounts[first] = mount;
+            for &i in rest.iter().rev() {
+                mounts.remove(i);
+            }
+        }
+        None => mounts.push(mount),
+    }
+    set_ca_env(top)
+}
+
+/// Set each of [`CA_ENV_VARS`] that `process.env` does not set yet.
+fn set_ca_env(top: &mut Map<String, Value>) -> Result<(), RewriteError> {
+    let process_loc = root().key("process");
+    let mut missing = Vec::new();
+    for var in CA_ENV_VARS {
+        if env_lookup(top, var)?.is_none() {
+            missing.push(Value::String(format!("{var}={CA_BUNDLE_DEST}")));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let process = obj_entry(top, "process", &root())?;
+    arr_entry(process, "env", &process_loc)?.extend(missing);
+    Ok(())
+}
+
+/// Step 6: the plan's resolv.conf, unless the spec mounts one already.
+fn mount_resolv_conf(top: &mut Map<String, Value>, resolv: &str) -> Result<(), RewriteError> {
+    if mounts_at(top, RESOLV_CONF_DEST)?.is_empty() {
+        arr_entry(top, "mounts", &root())?.push(ro_bind(RESOLV_CONF_DEST, resolv));
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Reading and replacing a bundle's `config.json`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::access::{field, obj, opt_arr, opt_obj, string, Loc};
+use super::{RewriteError, DOC};
+
+/// Mode of a config.json written where none existed (what `runc spec`
+/// gives under the usual umask).
+const NEW_FILE_MODE: u32 = 0o644;
+
+/// Parse `config.json` and check the shapes the rewrite relies on: an
+/// object with a string `ociVersion`; `process`, `root` and `linux` objects
+/// when present; `root.path` a string; `process.env`, `process.args` and
+/// `linux.namespaces` arrays when present.
+pub fn read_config(bytes: &[u8]) -> Result<Value, RewriteError> {
+    let spec: Value = serde_json::from_slice(bytes).map_err(RewriteError::Parse)?;
+    let top_loc = Loc::root(DOC);
+    let top = obj(&spec, &top_loc)?;
+    let version = field(top, "ociVersion").ok_or_else(|| top_loc.key("ociVersion").missing())?;
+    string(version, &top_loc.key("ociVersion"))?;
+    if let Some(process) = opt_obj(top, "process", &top_loc)? {
+        let loc = top_loc.key("process");
+        opt_arr(process, "env", &loc)?;
+        opt_arr(process, "args", &loc)?;
+        opt_obj(process, "capabilities", &loc)?;
+    }
+    if let Some(root) = opt_obj(top, "root", &top_loc)? {
+        let loc = top_loc.key("root");
+        string(field(root, "path").ok_or_else(|| loc.key("path").missing())?, &loc.key("path"))?;
+    }
+    if let Some(linux) = opt_obj(top, "linux", &top_loc)? {
+        opt_arr(linux, "namespaces", &top_loc.key("linux"))?;
+    }
+    Ok(spec)
+}
+
+/// Replace `path` with `spec` (compact JSON) so a reader sees the old or the
+/// new file, never a part: write a temporary file in the same directory,
+/// give it the original's mode and owner, fsync it, rename it over `path`,
+/// fsync the directory.
+pub fn write_config_atomically(path: &Path, spec: &Value) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "config path has no file name"))?;
+    let original = match fs::metadata(path) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let mode = original.as_ref().map_or(NEW_FILE_MODE, |m| m.mode() & 0o7777);
+    let tmp = temp_name(dir, name);
+    let result = write_temp(&tmp, spec, mode, original.as_ref()).and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        // Best effort: the temporary file is ours and useless now.
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    File::open(dir)?.sync_all()
+}
+
+fn temp_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".boundary-runc.{}.{nanos}.tmp", std::process::id()));
+    dir.join(tmp)
+}
+
+fn write_temp(tmp: &Path, spec: &Value, mode: u32, original: Option<&fs::Metadata>) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
+    if let Some(meta) = original {
+        let mine = file.metadata()?;
+        if (mine.uid(), mine.gid()) != (meta.uid(), meta.gid()) {
+            std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))?;
+        }
+    }
+    // Set after chown: chown clears set-id bits.
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    let mut out = io::BufWriter::new(&mut file);
+    serde_json::to_writer(&mut out, spec)?;
+    out.flush()?;
+    drop(out);
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn read_config_checks_the_shapes_it_promises() {
+        let ok = br#"{"ociVersion":"1.0.2","process":{"args":["sh"]},"root":{"path":"rootfs"},"x":1}"#;
+        assert_eq!(read_config(ok).unwrap()["x"], 1);
+        let cases: [(&[u8], &str); 7] = [
+            (b"{", "config.json: not valid JSON"),
+            (b"[]", "config.json: the top level must be an object"),
+            (b"{}", "config.json: ociVersion is missing"),
+            (br#"{"ociVersion":1}"#, "config.json: ociVersion must be a string"),
+            (br#"{"ociVersion":"1","process":[]}"#, "config.json: process must be an object"),
+            (br#"{"ociVersion":"1","root":{}}"#, "config.json: root.path is missing"),
+            (br#"{"ociVersion":"1","linux":{"namespaces":{}}}"#, "config.json: linux.namespaces must be an array"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(read_config(input).unwrap_err().to_string(), want);
+        }
+    }
+
+    #[test]
+    fn atomic_write_keeps_mode_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        fs::write(&path, b"{}").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let spec = json!({"ociVersion": "1.0.2", "b": [1, 2], "a": null});
+        write_config_atomically(&path, &spec).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), r#"{"ociVersion":"1.0.2","b":[1,2],"a":null}"#);
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o640);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["config.json"]);
+    }
+
+    #[test]
+    fn atomic_write_creates_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        write_config_atomically(&path, &json!({})).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, NEW_FILE_MODE);
+    }
+}
