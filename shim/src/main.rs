@@ -1,1 +1,5 @@
-fn main() {}
+//! `boundary-runc`: see the library's `cli` module.
+
+fn main() {
+    boundary_runc::cli::main()
+}

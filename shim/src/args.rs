@@ -1,0 +1,273 @@
+//! runc's command line, as far as boundary-runc needs to understand it.
+//!
+//! The engines call `BIN [global flags] SUBCMD [subcommand flags] ID [ARGS]`
+//! (see `shared/notes/runtime-contract.md`). runc parses it with urfave/cli
+//! v1, which uses Go's `flag` package: `-flag` and `--flag` are the same,
+//! a value is given as `--flag=v` or `--flag v`, boolean flags take no
+//! separate value, and flag parsing stops at the first positional argument.
+//! We only *read* the command line: the delegate always receives it
+//! byte-for-byte, so flags we do not know are carried along untouched.
+
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+
+/// runc global flags that take a value (runc(8) "GLOBAL OPTIONS"; crun(1)
+/// adds `--cgroup-manager`). Every other global flag is boolean.
+const GLOBAL_VALUE_FLAGS: &[&str] = &["root", "log", "log-format", "criu", "rootless", "cgroup-manager"];
+
+/// `runc create` / `runc run` flags that take a value (runc-create(8),
+/// runc-run(8)).
+const CREATE_VALUE_FLAGS: &[&str] = &["bundle", "b", "console-socket", "pid-file", "preserve-fds"];
+
+/// The global flags boundary-runc reads.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Globals {
+    /// `--log FILE`: where the engine reads errors from.
+    pub log: Option<PathBuf>,
+    /// `--log-format json`.
+    pub log_json: bool,
+    /// `--root DIR`: the delegate's state root.
+    pub root: Option<PathBuf>,
+    /// `--version` / `-v` given before any subcommand.
+    pub version: bool,
+}
+
+/// A parsed invocation. `args` is everything after argv[0], untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub args: Vec<OsString>,
+    pub globals: Globals,
+    /// Index into `args` of the subcommand, if there is one.
+    pub command_index: Option<usize>,
+}
+
+/// What `create`/`run` were asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateArgs {
+    pub bundle: Option<PathBuf>,
+    pub id: String,
+}
+
+/// What `delete` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteArgs {
+    pub force: bool,
+    pub id: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ArgsError {
+    #[error("{command}: missing container id")]
+    MissingId { command: String },
+    #[error("{command}: flag --{flag} needs a value")]
+    MissingValue { command: String, flag: String },
+    #[error("invalid container id {id:?}: only letters, digits, '_', '+', '-' and '.' are allowed")]
+    InvalidId { id: String },
+    #[error("argument {arg:?} is not valid UTF-8")]
+    NotUtf8 { arg: String },
+}
+
+/// Splits `-x`, `--x`, `--x=v` into (`x`, Some(`v`)). `None` for positionals
+/// and for a lone `-` or `--`.
+fn flag_name(arg: &OsStr) -> Option<(&str, Option<&str>)> {
+    let s = arg.to_str()?;
+    let body = s.strip_prefix("--").or_else(|| s.strip_prefix('-'))?;
+    if body.is_empty() || body.starts_with('-') {
+        return None;
+    }
+    Some(match body.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (body, None),
+    })
+}
+
+impl Invocation {
+    pub fn parse(args: Vec<OsString>) -> Invocation {
+        let mut globals = Globals::default();
+        let mut i = 0;
+        let mut command_index = None;
+        while i < args.len() {
+            let Some((name, inline)) = flag_name(&args[i]) else {
+                if args[i] != "--" {
+                    command_index = Some(i);
+                }
+                break;
+            };
+            let mut value = inline.map(OsString::from);
+            if value.is_none() && GLOBAL_VALUE_FLAGS.contains(&name) && i + 1 < args.len() {
+                i += 1;
+                value = Some(args[i].clone());
+            }
+            match (name, value) {
+                ("log", Some(v)) => globals.log = Some(PathBuf::from(v)),
+                ("log-format", Some(v)) => globals.log_json = v == "json",
+                ("root", Some(v)) => globals.root = Some(PathBuf::from(v)),
+                ("version" | "v", _) => globals.version = true,
+                _ => {}
+            }
+            i += 1;
+        }
+        Invocation { args, globals, command_index }
+    }
+
+    /// The subcommand name (`create`, `delete`, ...), if any.
+    pub fn command(&self) -> Option<&str> {
+        self.command_index.and_then(|i| self.args[i].to_str())
+    }
+
+    /// Arguments after the subcommand.
+    pub fn command_args(&self) -> &[OsString] {
+        match self.command_index {
+            Some(i) => &self.args[i + 1..],
+            None => &[],
+        }
+    }
+
+    pub fn create_args(&self) -> Result<CreateArgs, ArgsError> {
+        let command = self.command().unwrap_or("create").to_string();
+        let (flags, id) = split_flags(self.command_args(), CREATE_VALUE_FLAGS, &command)?;
+        let bundle = flags
+            .iter()
+            .find(|(n, _)| *n == "bundle" || *n == "b")
+            .and_then(|(_, v)| v.as_ref())
+            .map(PathBuf::from);
+        Ok(CreateArgs { bundle, id: checked_id(id, &command)? })
+    }
+
+    pub fn delete_args(&self) -> Result<DeleteArgs, ArgsError> {
+        let command = self.command().unwrap_or("delete").to_string();
+        let (flags, id) = split_flags(self.command_args(), &[], &command)?;
+        let force = flags.iter().any(|(n, v)| {
+            (*n == "force" || *n == "f") && v.as_deref().is_none_or(|v| v == "true" || v == "1")
+        });
+        Ok(DeleteArgs { force, id: checked_id(id, &command)? })
+    }
+
+    /// The container id of a subcommand whose first positional is the id
+    /// (`start`, `state`, ...).
+    pub fn plain_id(&self) -> Result<String, ArgsError> {
+        let command = self.command().unwrap_or_default().to_string();
+        let (_, id) = split_flags(self.command_args(), &[], &command)?;
+        checked_id(id, &command)
+    }
+}
+
+type Flags<'a> = Vec<(&'a str, Option<String>)>;
+
+/// Go `flag` semantics: flags until the first positional, which is returned.
+fn split_flags<'a>(
+    args: &'a [OsString],
+    value_flags: &[&str],
+    command: &str,
+) -> Result<(Flags<'a>, Option<&'a OsString>), ArgsError> {
+    let mut flags = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == "--" {
+            return Ok((flags, args.get(i + 1)));
+        }
+        let Some((name, inline)) = flag_name(&args[i]) else {
+            return Ok((flags, Some(&args[i])));
+        };
+        let mut value = inline.map(str::to_string);
+        if value.is_none() && value_flags.contains(&name) {
+            i += 1;
+            let v = args.get(i).ok_or_else(|| ArgsError::MissingValue {
+                command: command.to_string(),
+                flag: name.to_string(),
+            })?;
+            value = Some(v.to_string_lossy().into_owned());
+        }
+        flags.push((name, value));
+        i += 1;
+    }
+    Ok((flags, None))
+}
+
+/// runc accepts ids matching `^[\w+-\.]+$`; we check the same before the id
+/// is used in any path.
+pub fn validate_id(id: &str) -> Result<(), ArgsError> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id.len() <= 1024
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ArgsError::InvalidId { id: id.to_string() })
+    }
+}
+
+fn checked_id(id: Option<&OsString>, command: &str) -> Result<String, ArgsError> {
+    let id = id.ok_or_else(|| ArgsError::MissingId { command: command.to_string() })?;
+    let id = id
+        .to_str()
+        .ok_or_else(|| ArgsError::NotUtf8 { arg: id.to_string_lossy().into_owned() })?;
+    validate_id(id)?;
+    Ok(id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inv(s: &[&str]) -> Invocation {
+        Invocation::parse(s.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn dockerd_create_line_is_understood() {
+        let i = inv(&[
+            "--root", "/var/run/docker/runtime-runc/moby", "--log", "/b/log.json", "--log-format", "json",
+            "create", "--bundle", "/b", "--pid-file", "/b/init.pid", "abc",
+        ]);
+        assert_eq!(i.command(), Some("create"));
+        assert_eq!(i.globals.log.as_deref(), Some(std::path::Path::new("/b/log.json")));
+        assert!(i.globals.log_json);
+        assert_eq!(i.globals.root.as_deref(), Some(std::path::Path::new("/var/run/docker/runtime-runc/moby")));
+        let c = i.create_args().unwrap();
+        assert_eq!(c, CreateArgs { bundle: Some("/b".into()), id: "abc".into() });
+    }
+
+    #[test]
+    fn go_flag_forms_single_dash_and_equals() {
+        let i = inv(&["-root=/r", "-debug", "--systemd-cgroup", "--rootless=false", "run", "-b=/x", "-d", "id1"]);
+        assert_eq!(i.command(), Some("run"));
+        assert_eq!(i.globals.root.as_deref(), Some(std::path::Path::new("/r")));
+        assert_eq!(i.create_args().unwrap().bundle.as_deref(), Some(std::path::Path::new("/x")));
+    }
+
+    #[test]
+    fn unknown_global_flags_do_not_hide_the_subcommand() {
+        let i = inv(&["--some-new-flag", "--other=1", "delete", "--force", "c1"]);
+        assert_eq!(i.command(), Some("delete"));
+        assert_eq!(i.delete_args().unwrap(), DeleteArgs { force: true, id: "c1".into() });
+        let i = inv(&["delete", "-f=false", "c1"]);
+        assert!(!i.delete_args().unwrap().force);
+    }
+
+    #[test]
+    fn version_and_no_subcommand() {
+        let i = inv(&["--version"]);
+        assert!(i.globals.version);
+        assert_eq!(i.command(), None);
+        assert_eq!(inv(&[]).command(), None);
+    }
+
+    #[test]
+    fn create_without_bundle_and_with_console_socket() {
+        let i = inv(&["create", "--console-socket", "/s.sock", "--no-pivot", "c"]);
+        assert_eq!(i.create_args().unwrap(), CreateArgs { bundle: None, id: "c".into() });
+    }
+
+    #[test]
+    fn bad_ids_and_missing_values_are_errors() {
+        assert_eq!(inv(&["create"]).create_args(), Err(ArgsError::MissingId { command: "create".into() }));
+        assert!(matches!(inv(&["create", "--bundle"]).create_args(), Err(ArgsError::MissingValue { .. })));
+        for bad in ["../x", "a/b", "..", "a b", ""] {
+            assert!(matches!(inv(&["delete", bad]).delete_args(), Err(ArgsError::InvalidId { .. } | ArgsError::MissingId { .. })), "{bad}");
+        }
+        assert!(validate_id("moby-1.2_3+x").is_ok());
+    }
+}

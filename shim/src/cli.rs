@@ -1,0 +1,169 @@
+//! The `boundary-runc` command: runc's interface, with a jail around
+//! `create` and `run`.
+//!
+//! Every subcommand but `create`, `run`, `delete` and boundary-runc's own
+//! (`policy`, `audit`) is handed to the delegate runtime with one `execve`:
+//! same argv, environment, stdio, inherited fds, pid and exit status.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use boundary_contract::HostSide;
+
+use crate::args::{Globals, Invocation};
+use crate::config::Config;
+use crate::runtime_log::{self, Level};
+use crate::{commands, delegate, jail, rewrite, rules};
+
+/// Entry point; never returns.
+pub fn main() -> ! {
+    let inv = Invocation::parse(std::env::args_os().skip(1).collect());
+    match inv.command() {
+        Some("create" | "run") => create(&inv),
+        Some("delete") => delete(&inv),
+        Some("policy" | "audit") => {
+            let code = commands::run(inv.command_index.map(|i| &inv.args[i..]).unwrap_or_default());
+            std::process::exit(code)
+        }
+        None if inv.globals.version => version(&inv),
+        _ => pass_through(&inv),
+    }
+}
+
+fn load(globals: &Globals) -> (Config, PathBuf) {
+    let cfg = Config::load().unwrap_or_else(|e| runtime_log::fatal(globals, &e.into()));
+    let runtime = delegate::find(&cfg).unwrap_or_else(|e| runtime_log::fatal(globals, &e.into()));
+    (cfg, runtime)
+}
+
+fn exec(globals: &Globals, runtime: &Path, args: &[OsString]) -> ! {
+    let err = delegate::exec(runtime, args);
+    runtime_log::fatal(globals, &err.into())
+}
+
+fn pass_through(inv: &Invocation) -> ! {
+    let (_, runtime) = load(&inv.globals);
+    exec(&inv.globals, &runtime, &inv.args)
+}
+
+/// `--version`: the delegate's lines first (go-runc reads the first line,
+/// which must start with `runc version`), then ours.
+fn version(inv: &Invocation) -> ! {
+    let (_, runtime) = load(&inv.globals);
+    let out = Command::new(&runtime).args(&inv.args).output();
+    match out {
+        Ok(o) => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(&o.stdout);
+            if !o.stdout.is_empty() && !o.stdout.ends_with(b"\n") {
+                let _ = stdout.write_all(b"\n");
+            }
+            let _ = writeln!(stdout, "boundary-runc version {}", env!("CARGO_PKG_VERSION"));
+            let _ = std::io::stderr().write_all(&o.stderr);
+            std::process::exit(o.status.code().unwrap_or(1))
+        }
+        Err(e) => runtime_log::fatal(&inv.globals, &anyhow::anyhow!(e).context(format!("cannot run {} --version", runtime.display()))),
+    }
+}
+
+/// `create` and `run`: build the jail, rewrite config.json, exec runc.
+fn create(inv: &Invocation) -> ! {
+    let (cfg, runtime) = load(&inv.globals);
+    match prepare(&cfg, inv) {
+        Ok(warnings) => {
+            for w in warnings {
+                runtime_log::write(&inv.globals, Level::Warning, &format!("boundary-runc: {w}"));
+            }
+            exec(&inv.globals, &runtime, &inv.args)
+        }
+        Err(e) => runtime_log::fatal(&inv.globals, &e),
+    }
+}
+
+fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
+    let a = inv.create_args()?;
+    let bundle = match a.bundle {
+        Some(b) => b,
+        None => std::env::current_dir().context("cannot determine the bundle (current directory)")?,
+    };
+    let config_path = bundle.join("config.json");
+    let bytes = std::fs::read(&config_path).with_context(|| format!("cannot read bundle config {}", config_path.display()))?;
+    let spec = rewrite::read_config(&bytes).with_context(|| format!("malformed bundle config {}", config_path.display()))?;
+    for (what, p) in [("boundary-hook", cfg.hook_binary()), ("boundary-sidecar", cfg.sidecar_binary())] {
+        if !p.is_file() {
+            bail!("{what} not found at {} (install it beside boundary-runc, or set {}_path in {})", p.display(), what.trim_start_matches("boundary-"), Config::path().display());
+        }
+    }
+    let netns_path = jail::netns_path(&cfg.state_root, &a.id);
+    let host_side = original_host_side(&spec, &netns_path)?;
+    let rules = rules::collect(cfg, &spec)?;
+    let built = jail::create(cfg, &a.id, host_side, rules, inv.globals.root.clone())?;
+    let plan = rewrite::JailPlan {
+        netns_path,
+        hook_path: cfg.hook_binary(),
+        state_root: cfg.state_root.clone(),
+        ca_bundle: Some(built.ca.bundle.clone()),
+        resolv_conf: Some(built.resolv_conf.clone()),
+    };
+    let written = rewrite::rewrite(spec, &plan)
+        .map_err(anyhow::Error::from)
+        .and_then(|out| {
+            rewrite::write_config_atomically(&config_path, &out.spec)
+                .with_context(|| format!("cannot write {}", config_path.display()))?;
+            Ok(out.warnings)
+        });
+    if written.is_err() {
+        jail::teardown(&cfg.state_root, &a.id);
+    }
+    written
+}
+
+/// The host side as the engine gave it, also when the bundle was already
+/// rewritten by an earlier attempt (then it is read back from the
+/// annotation the rewrite left).
+fn original_host_side(spec: &serde_json::Value, netns_path: &Path) -> anyhow::Result<HostSide> {
+    let current = rewrite::host_side(spec)?;
+    if current == (HostSide::Path { path: netns_path.to_path_buf() }) {
+        if let Some(text) = rewrite::annotation(spec, rewrite::HOST_SIDE_ANNOTATION)? {
+            return serde_json::from_str(text).with_context(|| format!("malformed annotation {}", rewrite::HOST_SIDE_ANNOTATION));
+        }
+    }
+    Ok(current)
+}
+
+/// `delete`: when the container has a jail, run the delegate's delete as a
+/// child and tear the jail down once the container is gone. Without a jail
+/// it is a plain pass-through.
+fn delete(inv: &Invocation) -> ! {
+    let (cfg, runtime) = load(&inv.globals);
+    let id = match inv.delete_args() {
+        Ok(a) => a.id,
+        Err(_) => exec(&inv.globals, &runtime, &inv.args),
+    };
+    if !jail::exists(&cfg.state_root, &id) {
+        exec(&inv.globals, &runtime, &inv.args);
+    }
+    let status = Command::new(&runtime).args(&inv.args).status();
+    let code = match status {
+        Ok(s) => s.code().unwrap_or(1),
+        Err(e) => runtime_log::fatal(&inv.globals, &anyhow::anyhow!(e).context(format!("cannot run {}", runtime.display()))),
+    };
+    if code == 0 || !container_exists(&runtime, &inv.globals, &id) {
+        for e in jail::teardown(&cfg.state_root, &id) {
+            runtime_log::write(&inv.globals, Level::Warning, &format!("boundary-runc: teardown of {id}: {e}"));
+        }
+    }
+    std::process::exit(code)
+}
+
+fn container_exists(runtime: &Path, globals: &Globals, id: &str) -> bool {
+    let mut cmd = Command::new(runtime);
+    if let Some(root) = &globals.root {
+        cmd.arg("--root").arg(root);
+    }
+    cmd.arg("state").arg(id).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.status().map(|s| s.success()).unwrap_or(false)
+}

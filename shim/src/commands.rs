@@ -1,0 +1,214 @@
+//! boundary-runc's own subcommands, for a person at a terminal:
+//! `policy check` and `audit`. (runc has no subcommands of these names.)
+
+#![allow(clippy::print_stdout)] // these commands print for a person
+
+use std::ffi::OsString;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use boundary_contract::AuditRecord;
+use boundary_policy::{Decision, Policy, Request};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "boundary-runc", about = "boundary-runc's own commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCmd,
+    },
+    /// Print a container's audit log for a person.
+    Audit {
+        /// Container id.
+        id: String,
+        /// Keep printing as new decisions arrive.
+        #[arg(long, short)]
+        follow: bool,
+        /// Runtime config file (default: BOUNDARY_RUNC_CONFIG or /etc/boundary-runc/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Decide one request. Exit status: 0 allowed, 1 denied, 2 invalid input.
+    Check {
+        /// An allow rule (repeatable; each may hold several rules separated by ';').
+        #[arg(long = "allow", value_name = "RULE")]
+        allow: Vec<String>,
+        /// Runtime config file whose default rules also apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// HTTP method, e.g. GET.
+        method: String,
+        /// Full URL, e.g. https://api.github.com/repos.
+        url: String,
+    },
+}
+
+/// Runs an own subcommand; returns the exit status.
+pub fn run(args: &[OsString]) -> i32 {
+    let cli = match Cli::try_parse_from(std::iter::once(OsString::from("boundary-runc")).chain(args.iter().cloned())) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let res = match cli.command {
+        Cmd::Policy { command: PolicyCmd::Check { allow, config, method, url } } => policy_check(&allow, config, &method, &url),
+        Cmd::Audit { id, follow, config } => audit(&id, follow, config),
+    };
+    res.unwrap_or_else(|e| {
+        eprintln!("boundary-runc: {e:#}");
+        2
+    })
+}
+
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load_from(&p)?,
+        None => Config::load()?,
+    })
+}
+
+/// The parts of a URL the policy looks at.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+pub fn parse_url(url: &str) -> anyhow::Result<Target> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| anyhow::anyhow!("invalid URL {url:?}: expected scheme://host/path"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" | "ws" => 80,
+        "https" | "wss" => 443,
+        _ => anyhow::bail!("invalid URL {url:?}: scheme must be http or https"),
+    };
+    let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    let path = path.split('#').next().unwrap_or_default();
+    let path = if path.is_empty() || path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+    if authority.contains('@') {
+        anyhow::bail!("invalid URL {url:?}: user info is not allowed");
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.contains(']') || h.ends_with(']') => {
+            (h.to_string(), p.parse::<u16>().map_err(|_| anyhow::anyhow!("invalid URL {url:?}: bad port {p:?}"))?)
+        }
+        _ => (authority.to_string(), default_port),
+    };
+    if host.is_empty() {
+        anyhow::bail!("invalid URL {url:?}: no host");
+    }
+    Ok(Target { scheme, host, port, path })
+}
+
+fn policy_check(allow: &[String], config: Option<PathBuf>, method: &str, url: &str) -> anyhow::Result<i32> {
+    let cfg = load_config(config)?;
+    let texts = cfg.policy.default_rules.iter().chain(allow.iter()).map(String::as_str);
+    let policy = Policy::from_texts(texts)?;
+    let t = parse_url(url)?;
+    let req = Request { method, host: &t.host, path: &t.path, port: Some(t.port) };
+    match policy.evaluate(&req) {
+        Decision::Allow { rule } => {
+            println!("allow {method} {url}");
+            println!("  matched rule: {}", policy.rules()[rule]);
+            Ok(0)
+        }
+        Decision::Deny(d) => {
+            println!("deny {method} {url}");
+            println!("  reason: {}", d.reason);
+            if let Some(s) = d.suggestion {
+                println!("  to allow it, add the rule: {s}");
+            }
+            Ok(1)
+        }
+    }
+}
+
+fn describe(r: &AuditRecord) -> String {
+    let mut s = format!("{} #{} {:5} {}", r.time, r.seq, r.decision, r.kind);
+    for v in [&r.method, &r.url].into_iter().flatten() {
+        s.push(' ');
+        s.push_str(v);
+    }
+    if r.url.is_none() {
+        if let Some(h) = &r.host {
+            s.push(' ');
+            s.push_str(h);
+        }
+    }
+    if let Some(st) = r.status {
+        s.push_str(&format!(" -> {st}"));
+    }
+    if let Some(b) = r.bytes {
+        s.push_str(&format!(" {b}B"));
+    }
+    if let Some(rule) = &r.rule {
+        s.push_str(&format!(" [rule: {rule}]"));
+    }
+    if let Some(reason) = &r.reason {
+        s.push_str(&format!(" [{reason}]"));
+    }
+    s
+}
+
+fn audit(id: &str, follow: bool, config: Option<PathBuf>) -> anyhow::Result<i32> {
+    crate::args::validate_id(id)?;
+    let cfg = load_config(config)?;
+    let path = cfg.audit.dir.join(format!("{id}.jsonl"));
+    let file = std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("cannot open audit log {}: {e}", path.display()))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        if n == 0 || !line.ends_with('\n') {
+            if !follow {
+                return Ok(0);
+            }
+            // A partial line is re-read once it is complete.
+            let back = line.len() as i64;
+            reader.seek_relative(-back)?;
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        match serde_json::from_str::<AuditRecord>(line.trim_end()) {
+            Ok(r) => println!("{}", describe(&r)),
+            Err(_) => println!("(unreadable line) {}", line.trim_end()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = parse_url("https://API.github.com/repos?x=1").unwrap();
+        assert_eq!(t, Target { scheme: "https".into(), host: "API.github.com".into(), port: 443, path: "/repos?x=1".into() });
+        assert_eq!(parse_url("http://h:8080").unwrap().port, 8080);
+        assert_eq!(parse_url("http://h").unwrap().path, "/");
+        assert!(parse_url("ftp://h/").is_err());
+        assert!(parse_url("https://u:p@h/").is_err());
+        assert!(parse_url("github.com").is_err());
+    }
+}

@@ -1,0 +1,310 @@
+//! boundary-runc's own settings, from a TOML file.
+//!
+//! `/etc/boundary-runc/config.toml` by default, or the path in
+//! `BOUNDARY_RUNC_CONFIG`. A missing file means the defaults; a malformed
+//! one is an error that names the file and the problem. There are no new
+//! global flags, so nothing can collide with runc's.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/boundary-runc/config.toml";
+pub const CONFIG_ENV: &str = "BOUNDARY_RUNC_CONFIG";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("malformed config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The delegate runtime: a path, or a name looked up on PATH. `None`:
+    /// `runc`, else `crun`.
+    pub runtime: Option<String>,
+    /// Per-container state: `<state_root>/<id>/`.
+    pub state_root: PathBuf,
+    /// The `boundary-hook` binary; default: beside `boundary-runc`.
+    pub hook_path: Option<PathBuf>,
+    /// The `boundary-sidecar` binary; default: beside `boundary-runc`.
+    pub sidecar_path: Option<PathBuf>,
+    pub network: NetworkConfig,
+    pub policy: PolicyConfig,
+    pub tls: TlsConfig,
+    pub dns: DnsConfig,
+    pub audit: AuditConfig,
+    pub sidecar: SidecarSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// IPv4 pool the jail links are carved from, as `a.b.c.d/len`; each
+    /// container takes a /30 (host end .1, jail end .2).
+    pub pool: String,
+    pub proxy_port: u16,
+    pub dns_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Rules every container gets.
+    pub default_rules: Vec<String>,
+    /// Whether containers may add rules of their own (`BOUNDARY_ALLOW`,
+    /// annotation `io.boundary.allow`).
+    pub allow_container_rules: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Where the host CA is generated on first use.
+    pub ca_dir: PathBuf,
+    /// A CA given by path instead (both or neither).
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+    /// Trust the host's system roots for upstream TLS.
+    pub upstream_system_roots: bool,
+    /// Extra PEM files trusted for upstream TLS.
+    pub upstream_ca_files: Vec<PathBuf>,
+    /// The host's system roots, concatenated into the containers' trust
+    /// bundle together with the host CA.
+    pub system_roots_file: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Names that resolve as written (`"origin.test" = "10.1.2.3"`).
+    pub pinned: BTreeMap<String, IpAddr>,
+    /// Resolvers the sidecar asks; default: the host's resolv.conf.
+    pub nameservers: Option<Vec<IpAddr>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// `<dir>/<container-id>.jsonl`.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SidecarSettings {
+    /// Unprivileged identity of the sidecar worker.
+    pub uid: u32,
+    pub gid: u32,
+    /// Allow upstream connections to loopback / link-local / metadata
+    /// addresses for names that are not pinned.
+    pub allow_special_destinations: bool,
+    /// How long `create` waits for the sidecar to be ready, in ms.
+    pub ready_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            runtime: None,
+            state_root: PathBuf::from("/run/boundary-runc"),
+            hook_path: None,
+            sidecar_path: None,
+            network: NetworkConfig::default(),
+            policy: PolicyConfig::default(),
+            tls: TlsConfig::default(),
+            dns: DnsConfig::default(),
+            audit: AuditConfig::default(),
+            sidecar: SidecarSettings::default(),
+        }
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig { pool: "10.213.0.0/16".into(), proxy_port: 15001, dns_port: 15053 }
+    }
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig { default_rules: Vec::new(), allow_container_rules: true }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            ca_dir: PathBuf::from("/var/lib/boundary-runc"),
+            ca_cert: None,
+            ca_key: None,
+            upstream_system_roots: true,
+            upstream_ca_files: Vec::new(),
+            system_roots_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+        }
+    }
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig { pinned: BTreeMap::new(), nameservers: None }
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { dir: PathBuf::from("/var/log/boundary-runc") }
+    }
+}
+
+impl Default for SidecarSettings {
+    fn default() -> Self {
+        SidecarSettings { uid: 65534, gid: 65534, allow_special_destinations: false, ready_timeout_ms: 5000 }
+    }
+}
+
+/// An IPv4 pool `base/len`, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub base: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Pool {
+    /// Number of /30 blocks in the pool.
+    pub fn blocks(&self) -> u32 {
+        if self.prefix_len >= 30 { 1 } else { 1u32 << (30 - self.prefix_len) }
+    }
+}
+
+impl Config {
+    /// Where the settings come from: `BOUNDARY_RUNC_CONFIG`, else the default.
+    pub fn path() -> PathBuf {
+        std::env::var_os(CONFIG_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+    }
+
+    /// Loads the settings; a missing file gives the defaults.
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::load_from(&Self::path())
+    }
+
+    pub fn load_from(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        }
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string().trim().to_string() })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        self.pool().map_err(|m| invalid(m))?;
+        if self.tls.ca_cert.is_some() != self.tls.ca_key.is_some() {
+            return Err(invalid("tls.ca_cert and tls.ca_key must be given together".into()));
+        }
+        if self.network.proxy_port == 0 || self.network.dns_port == 0 || self.network.proxy_port == self.network.dns_port {
+            return Err(invalid("network.proxy_port and network.dns_port must be distinct and non-zero".into()));
+        }
+        for (i, rule) in self.policy.default_rules.iter().enumerate() {
+            boundary_policy::parse_rules(rule).map_err(|e| invalid(format!("policy.default_rules[{i}]: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The address pool, parsed.
+    pub fn pool(&self) -> Result<Pool, String> {
+        let p = &self.network.pool;
+        let (addr, len) = p.split_once('/').ok_or_else(|| format!("network.pool {p:?} must be a.b.c.d/len"))?;
+        let base: Ipv4Addr = addr.parse().map_err(|_| format!("network.pool {p:?}: bad address"))?;
+        let prefix_len: u8 = len.parse().map_err(|_| format!("network.pool {p:?}: bad prefix length"))?;
+        if !(8..=30).contains(&prefix_len) {
+            return Err(format!("network.pool {p:?}: prefix length must be between 8 and 30"));
+        }
+        let mask = u32::MAX << (32 - prefix_len);
+        if u32::from(base) & !mask != 0 {
+            return Err(format!("network.pool {p:?}: address has host bits set"));
+        }
+        Ok(Pool { base, prefix_len })
+    }
+
+    /// A binary that ships beside this one, unless configured.
+    pub fn sibling_binary(configured: &Option<PathBuf>, name: &str) -> PathBuf {
+        if let Some(p) = configured {
+            return p.clone();
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join(name)))
+            .unwrap_or_else(|| PathBuf::from("/usr/local/bin").join(name))
+    }
+
+    pub fn hook_binary(&self) -> PathBuf {
+        Self::sibling_binary(&self.hook_path, "boundary-hook")
+    }
+
+    pub fn sidecar_binary(&self) -> PathBuf {
+        Self::sibling_binary(&self.sidecar_path, "boundary-sidecar")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_gives_defaults() {
+        let c = Config::load_from(Path::new("/nonexistent/boundary.toml")).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.pool().unwrap(), Pool { base: Ipv4Addr::new(10, 213, 0, 0), prefix_len: 16 });
+        assert_eq!(c.pool().unwrap().blocks(), 16384);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let text = r#"
+runtime = "crun"
+state_root = "/tmp/s"
+[network]
+pool = "10.99.0.0/24"
+[policy]
+default_rules = ["domain=github.com", "method=GET domain=*.npmjs.org"]
+allow_container_rules = false
+[dns]
+pinned = { "origin.test" = "10.1.2.3" }
+[sidecar]
+uid = 1000
+gid = 1000
+"#;
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.runtime.as_deref(), Some("crun"));
+        assert!(!c.policy.allow_container_rules);
+        assert_eq!(c.dns.pinned["origin.test"], "10.1.2.3".parse::<IpAddr>().unwrap());
+        assert_eq!(c.pool().unwrap().blocks(), 64);
+    }
+
+    #[test]
+    fn malformed_files_name_the_problem() {
+        let e = Config::parse("runtime = [", Path::new("/etc/x.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("malformed config file /etc/x.toml"), "{e}");
+        let e = Config::parse("bogus = 1", Path::new("x.toml")).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = Config::parse("[network]\npool = \"10.0.0.1/16\"", Path::new("x.toml")).unwrap_err().to_string();
+        assert!(e.contains("host bits"), "{e}");
+        let e = Config::parse("[policy]\ndefault_rules = [\"domain=github.*\"]", Path::new("x.toml")).unwrap_err().to_string();
+        assert!(e.contains("policy.default_rules[0]") && e.contains("github.*"), "{e}");
+    }
+}

@@ -1,0 +1,186 @@
+//! The host-side nftables table of one jail.
+//!
+//! Enforcement lives on the host side of the veth, where the container —
+//! even holding CAP_NET_ADMIN in its own namespace — cannot reach. One table
+//! per jail, `inet boundary_<index>`:
+//!
+//! ```text
+//! chain nat_pre  { type nat hook prerouting priority dstnat - 10
+//!     iifname H ip: udp dport 53 redirect to :dns_port      (all DNS, any resolver)
+//!     iifname H ip: tcp dport 53 redirect to :dns_port
+//!     iifname H ip: tcp          redirect to :proxy_port    (all TCP)   }
+//! chain input    { type filter hook input priority filter - 10
+//!     iifname H ip daddr HOST tcp dport proxy_port accept
+//!     iifname H ip daddr HOST udp/tcp dport dns_port accept
+//!     iifname H drop                                          }
+//! chain forward  { type filter hook forward priority filter - 10
+//!     iifname H drop;  oifname H drop                         }
+//! ```
+//! A `drop` in any base chain is final whatever other tables accept, so the
+//! host's own rules cannot open a path around the sidecar. IPv6, UDP other
+//! than DNS, ICMP, SCTP and anything routed elsewhere are dropped. Without a
+//! sidecar (`redirect = false`) every packet from the jail is dropped.
+
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use nftables::batch::Batch;
+use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField};
+use nftables::helper::{apply_ruleset, NftablesError};
+use nftables::schema::{Chain, NfListObject, Rule, Table};
+use nftables::stmt::{Match, Operator, Statement, NAT};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+use crate::netns;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    #[error("nftables: cannot {op} table {table}: {source}")]
+    Nft { op: &'static str, table: String, source: NftablesError },
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
+}
+
+#[derive(Debug, Clone)]
+pub struct FirewallPlan {
+    pub host_netns: Option<PathBuf>,
+    pub table: String,
+    pub host_if: String,
+    pub host_addr: Ipv4Addr,
+    /// Turn TCP and DNS towards the sidecar (false: drop everything).
+    pub redirect: bool,
+    pub proxy_port: u16,
+    pub dns_port: u16,
+}
+
+fn s(v: &str) -> Expression<'static> {
+    Expression::String(Cow::Owned(v.to_string()))
+}
+
+fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match { left, right, op: Operator::EQ })
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn field(protocol: &'static str, f: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField {
+        protocol: Cow::Borrowed(protocol),
+        field: Cow::Borrowed(f),
+    })))
+}
+
+fn redirect(port: u16) -> Statement<'static> {
+    Statement::Redirect(Some(NAT { addr: None, family: None, port: Some(Expression::Number(port.into())), flags: None }))
+}
+
+impl FirewallPlan {
+    fn chain(&self, name: &'static str, ty: NfChainType, hook: NfHook, prio: i32) -> NfListObject<'static> {
+        NfListObject::Chain(Chain {
+            family: NfFamily::INet,
+            table: Cow::Owned(self.table.clone()),
+            name: Cow::Borrowed(name),
+            _type: Some(ty),
+            hook: Some(hook),
+            prio: Some(prio),
+            policy: Some(NfChainPolicy::Accept),
+            ..Chain::default()
+        })
+    }
+
+    fn rule(&self, chain: &'static str, expr: Vec<Statement<'static>>) -> NfListObject<'static> {
+        NfListObject::Rule(Rule {
+            family: NfFamily::INet,
+            table: Cow::Owned(self.table.clone()),
+            chain: Cow::Borrowed(chain),
+            expr: Cow::Owned(expr),
+            ..Rule::default()
+        })
+    }
+
+    fn table_obj(&self) -> NfListObject<'static> {
+        NfListObject::Table(Table { family: NfFamily::INet, name: Cow::Owned(self.table.clone()), handle: None })
+    }
+
+    /// The whole table as one nft batch (applied atomically).
+    pub fn batch(&self) -> Batch<'static> {
+        let iif = || eq(meta(MetaKey::Iifname), s(&self.host_if));
+        let ipv4 = || eq(meta(MetaKey::Nfproto), s("ipv4"));
+        let mut b = Batch::new();
+        b.add(self.table_obj());
+        b.add(self.chain("nat_pre", NfChainType::NAT, NfHook::Prerouting, -110));
+        b.add(self.chain("input", NfChainType::Filter, NfHook::Input, -10));
+        b.add(self.chain("forward", NfChainType::Filter, NfHook::Forward, -10));
+        if self.redirect {
+            for proto in ["udp", "tcp"] {
+                b.add(self.rule("nat_pre", vec![iif(), ipv4(), eq(field(proto, "dport"), Expression::Number(53)), redirect(self.dns_port)]));
+            }
+            b.add(self.rule("nat_pre", vec![iif(), ipv4(), eq(meta(MetaKey::L4proto), s("tcp")), redirect(self.proxy_port)]));
+            let to_host = || eq(field("ip", "daddr"), s(&self.host_addr.to_string()));
+            for (proto, port) in [("tcp", self.proxy_port), ("udp", self.dns_port), ("tcp", self.dns_port)] {
+                b.add(self.rule("input", vec![iif(), to_host(), eq(field(proto, "dport"), Expression::Number(port.into())), Statement::Accept(None)]));
+            }
+        }
+        b.add(self.rule("input", vec![iif(), Statement::Drop(None)]));
+        b.add(self.rule("forward", vec![iif(), Statement::Drop(None)]));
+        b.add(self.rule("forward", vec![eq(meta(MetaKey::Oifname), s(&self.host_if)), Statement::Drop(None)]));
+        b
+    }
+}
+
+/// Installs the table in the host-side namespace, replacing a stale one.
+pub fn apply(plan: &FirewallPlan) -> Result<(), FirewallError> {
+    remove(plan.host_netns.as_deref(), &plan.table)?;
+    let nft = plan.batch().to_nftables();
+    let table = plan.table.clone();
+    netns::run_in(plan.host_netns.as_deref(), move || {
+        apply_ruleset(&nft).map_err(|source| FirewallError::Nft { op: "install", table, source })
+    })?
+}
+
+/// Deletes the table; a missing table (or host-side namespace) is fine.
+pub fn remove(host_netns: Option<&Path>, table: &str) -> Result<(), FirewallError> {
+    if host_netns.is_some_and(|ns| !ns.exists()) {
+        return Ok(());
+    }
+    let mut b = Batch::new();
+    b.delete(NfListObject::Table(Table { family: NfFamily::INet, name: Cow::Owned(table.to_string()), handle: None }));
+    let nft = b.to_nftables();
+    let table = table.to_string();
+    netns::run_in(host_netns, move || match apply_ruleset(&nft) {
+        Ok(()) => Ok(()),
+        Err(NftablesError::NftFailed { ref stderr, .. }) if stderr.contains("No such file or directory") => Ok(()),
+        Err(source) => Err(FirewallError::Nft { op: "remove", table, source }),
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_redirects_tcp_and_dns_and_drops_the_rest() {
+        let plan = FirewallPlan {
+            host_netns: None,
+            table: "boundary_7".into(),
+            host_if: "bndh7".into(),
+            host_addr: Ipv4Addr::new(10, 213, 0, 29),
+            redirect: true,
+            proxy_port: 15001,
+            dns_port: 15053,
+        };
+        let json = serde_json::to_string(&plan.batch().to_nftables()).unwrap();
+        assert!(json.contains(r#""redirect":{"port":15053}"#), "{json}");
+        assert!(json.contains(r#""redirect":{"port":15001}"#), "{json}");
+        assert!(json.contains(r#""right":"bndh7""#));
+        assert!(json.contains(r#""right":"10.213.0.29""#));
+        let drops = json.matches(r#""drop":null"#).count();
+        assert_eq!(drops, 3, "{json}");
+        let closed = FirewallPlan { redirect: false, ..plan };
+        let json = serde_json::to_string(&closed.batch().to_nftables()).unwrap();
+        assert!(!json.contains("redirect") && !json.contains("accept"), "{json}");
+    }
+}

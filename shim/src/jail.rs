@@ -1,0 +1,242 @@
+//! A jail's whole life: the pieces `create` builds and `delete` (or the
+//! poststop hook) removes.
+//!
+//! Layout under `state_root` (default `/run/boundary-runc`):
+//! `<id>/jail.json` (what was built), `<id>/sidecar.json`, `<id>/sidecar.pids`,
+//! `<id>/sidecar.log`, `<id>/resolv.conf`; `netns/<id>` (the jail namespace,
+//! a shared mount like /run/netns); `ipam/<index>` (address leases).
+//! Teardown removes every piece and is idempotent: it can run from the
+//! hook, from `delete`, from `delete --force` of a half-created container,
+//! and from `doctor --clean`, in any order.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use boundary_contract::{HostSide, JailState, SidecarConfig, JAIL_STATE_FILE, SIDECAR_CONFIG_FILE};
+
+use crate::config::Config;
+use crate::{ca, firewall, ipam, link, netns, sidecar};
+
+pub const SIDECAR_PIDS_FILE: &str = "sidecar.pids";
+pub const SIDECAR_LOG_FILE: &str = "sidecar.log";
+pub const JAIL_IF: &str = "eth0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    #[error("container {0} already has a jail (delete it first, or run `boundary-runc delete --force {0}`)")]
+    Exists(String),
+    #[error("cannot {op} {path}")]
+    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    #[error("cannot read jail state {path}: {message}")]
+    State { path: PathBuf, message: String },
+    #[error(transparent)]
+    Ipam(#[from] ipam::IpamError),
+    #[error("cannot create the jail network namespace")]
+    Netns(#[from] netns::NetnsError),
+    #[error("cannot create the jail's veth pair")]
+    Link(#[from] link::LinkError),
+    #[error("cannot install the jail's firewall")]
+    Firewall(#[from] firewall::FirewallError),
+    #[error("cannot prepare the host CA")]
+    Ca(#[from] ca::CaError),
+    #[error(transparent)]
+    Sidecar(#[from] sidecar::SidecarError),
+    #[error("invalid address pool: {0}")]
+    Pool(String),
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> JailError {
+    let path = path.to_path_buf();
+    move |source| JailError::Io { op, path, source }
+}
+
+pub fn state_dir(root: &Path, id: &str) -> PathBuf {
+    root.join(id)
+}
+
+pub fn netns_path(root: &Path, id: &str) -> PathBuf {
+    root.join("netns").join(id)
+}
+
+/// The namespace the host side lives in, as a path to enter (`None`: ours).
+pub fn host_netns(side: &HostSide) -> Option<&Path> {
+    match side {
+        HostSide::Path { path } => Some(path),
+        HostSide::Fresh | HostSide::Absent => None,
+    }
+}
+
+/// What a created jail gives the spec rewrite.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub state: JailState,
+    pub ca: ca::CaFiles,
+    pub resolv_conf: PathBuf,
+}
+
+/// Builds the jail for `id`: namespace, veth, firewall, sidecar. On failure
+/// everything built so far is removed again.
+pub fn create(cfg: &Config, id: &str, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>) -> Result<Built, JailError> {
+    let root = &cfg.state_root;
+    let dir = state_dir(root, id);
+    if dir.join(JAIL_STATE_FILE).exists() {
+        return Err(JailError::Exists(id.to_string()));
+    }
+    std::fs::create_dir_all(root).map_err(io("create", root))?;
+    create_private_dir(&dir)?;
+    let res = build(cfg, id, &dir, host_side, rules, runtime_root);
+    if res.is_err() {
+        teardown(root, id);
+    }
+    res
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), JailError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io("create", dir)(e)),
+    }
+}
+
+fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>) -> Result<Built, JailError> {
+    let root = &cfg.state_root;
+    let pool = cfg.pool().map_err(JailError::Pool)?;
+    let lease = ipam::allocate(root, pool, id)?;
+    let mut state = JailState {
+        container_id: id.to_string(),
+        index: lease.index,
+        host_side,
+        netns_path: netns_path(root, id),
+        host_if: format!("bndh{}", lease.index),
+        host_addr: lease.host_addr,
+        jail_addr: lease.jail_addr,
+        prefix_len: lease.prefix_len,
+        nft_table: format!("boundary_{}", lease.index),
+        sidecar_pid: None,
+        runtime_root,
+    };
+    // Written before anything is built, so a crash leaves enough behind for
+    // `delete --force` and `doctor --clean` to find every piece.
+    write_state(dir, &state)?;
+    netns::prepare_dir(&root.join("netns"))?;
+    netns::create(&state.netns_path)?;
+    let host_ns = host_netns(&state.host_side).map(Path::to_path_buf);
+    link::setup(&link::LinkPlan {
+        host_netns: host_ns.clone(),
+        jail_netns: state.netns_path.clone(),
+        host_if: state.host_if.clone(),
+        jail_tmp_if: format!("bndj{}", lease.index),
+        jail_if: JAIL_IF.to_string(),
+        host_addr: state.host_addr,
+        jail_addr: state.jail_addr,
+        prefix_len: state.prefix_len,
+    })?;
+    firewall::apply(&firewall::FirewallPlan {
+        host_netns: host_ns.clone(),
+        table: state.nft_table.clone(),
+        host_if: state.host_if.clone(),
+        host_addr: state.host_addr,
+        redirect: true,
+        proxy_port: cfg.network.proxy_port,
+        dns_port: cfg.network.dns_port,
+    })?;
+    let ca = ca::ensure(cfg)?;
+    let resolv_conf = dir.join("resolv.conf");
+    std::fs::write(&resolv_conf, format!("nameserver {}\n", state.host_addr)).map_err(io("write", &resolv_conf))?;
+    let sc = sidecar_config(cfg, &state, &ca, rules, dir);
+    let sc_path = dir.join(SIDECAR_CONFIG_FILE);
+    let json = serde_json::to_vec_pretty(&sc).map_err(|e| JailError::State { path: sc_path.clone(), message: e.to_string() })?;
+    std::fs::write(&sc_path, json).map_err(io("write", &sc_path))?;
+    let pid = sidecar::start(&cfg.sidecar_binary(), &sc_path, &dir.join(SIDECAR_LOG_FILE), Duration::from_millis(cfg.sidecar.ready_timeout_ms))?;
+    state.sidecar_pid = Some(pid);
+    write_state(dir, &state)?;
+    Ok(Built { state, ca, resolv_conf })
+}
+
+fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<String>, dir: &Path) -> SidecarConfig {
+    SidecarConfig {
+        container_id: state.container_id.clone(),
+        netns: host_netns(&state.host_side).map(Path::to_path_buf),
+        listen_addr: state.host_addr,
+        proxy_port: cfg.network.proxy_port,
+        dns_port: cfg.network.dns_port,
+        rules,
+        narrowing_rules: Vec::new(),
+        ca_cert: ca.cert.clone(),
+        ca_key: ca.key.clone(),
+        upstream_system_roots: cfg.tls.upstream_system_roots,
+        upstream_ca_files: cfg.tls.upstream_ca_files.clone(),
+        pinned_hosts: cfg.dns.pinned.iter().map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), *v)).collect(),
+        upstream_enabled: true,
+        allow_special_destinations: cfg.sidecar.allow_special_destinations,
+        upstream_resolvers: cfg.dns.nameservers.clone(),
+        audit_log: cfg.audit.dir.join(format!("{}.jsonl", state.container_id)),
+        uid: cfg.sidecar.uid,
+        gid: cfg.sidecar.gid,
+        pid_file: dir.join(SIDECAR_PIDS_FILE),
+    }
+}
+
+fn write_state(dir: &Path, state: &JailState) -> Result<(), JailError> {
+    let path = dir.join(JAIL_STATE_FILE);
+    let tmp = dir.join(format!(".{JAIL_STATE_FILE}.tmp"));
+    let json = serde_json::to_vec_pretty(state).map_err(|e| JailError::State { path: path.clone(), message: e.to_string() })?;
+    std::fs::write(&tmp, json).map_err(io("write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("write", &path))
+}
+
+pub fn read_state(root: &Path, id: &str) -> Result<Option<JailState>, JailError> {
+    let path = state_dir(root, id).join(JAIL_STATE_FILE);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| JailError::State { path, message: e.to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("read", &path)(e)),
+    }
+}
+
+/// Removes every piece of `id`'s jail that exists. Best effort: each step
+/// runs even when an earlier one failed; failures are returned as text.
+pub fn teardown(root: &Path, id: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    let dir = state_dir(root, id);
+    let state = match read_state(root, id) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(e.to_string());
+            None
+        }
+    };
+    sidecar::stop(&dir.join(SIDECAR_PIDS_FILE), state.as_ref().and_then(|s| s.sidecar_pid), &dir.join(SIDECAR_CONFIG_FILE), Duration::from_secs(2));
+    if let Some(s) = &state {
+        let host_ns = host_netns(&s.host_side);
+        if let Err(e) = firewall::remove(host_ns, &s.nft_table) {
+            errors.push(format!("{e:#}"));
+        }
+        if let Err(e) = link::remove(host_ns, &s.host_if) {
+            errors.push(format!("{e}"));
+        }
+    }
+    if let Err(e) = netns::remove(&netns_path(root, id)) {
+        errors.push(e.to_string());
+    }
+    for (index, holder) in ipam::leases(root) {
+        if holder == id {
+            if let Err(e) = ipam::release(root, index, id) {
+                errors.push(e.to_string());
+            }
+        }
+    }
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => errors.push(format!("cannot remove {}: {e}", dir.display())),
+    }
+    errors
+}
+
+/// Whether `id` has any jail state at all (the fast path of `delete`).
+pub fn exists(root: &Path, id: &str) -> bool {
+    state_dir(root, id).exists() || netns_path(root, id).exists()
+}

@@ -1,0 +1,139 @@
+//! The veth pair between a jail and its host side, through rtnetlink.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::netns;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("netlink: cannot {op} {object}: {source}")]
+    Netlink { op: &'static str, object: String, source: rtnetlink::Error },
+    #[error("netlink: cannot open a connection")]
+    Connect(#[source] std::io::Error),
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
+    #[error("cannot open network namespace {path}")]
+    Open { path: PathBuf, #[source] source: std::io::Error },
+    #[error("link {0} not found")]
+    Missing(String),
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct LinkPlan {
+    /// Host-side namespace (`None`: ours).
+    pub host_netns: Option<PathBuf>,
+    pub jail_netns: PathBuf,
+    pub host_if: String,
+    /// Temporary name of the jail end while it is created on the host side.
+    pub jail_tmp_if: String,
+    pub jail_if: String,
+    pub host_addr: Ipv4Addr,
+    pub jail_addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+fn nl(op: &'static str, object: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LinkError {
+    let object = object.into();
+    move |source| LinkError::Netlink { op, object, source }
+}
+
+/// Runs an rtnetlink session on a thread inside `ns`.
+fn with_handle<R, F, Fut>(ns: Option<&Path>, f: F) -> Result<R, LinkError>
+where
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<R, LinkError>>,
+    R: Send + 'static,
+{
+    netns::run_in(ns, move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().map_err(LinkError::Connect)?;
+        rt.block_on(async move {
+            let (conn, handle, _) = rtnetlink::new_connection().map_err(LinkError::Connect)?;
+            tokio::spawn(conn);
+            f(handle).await
+        })
+    })?
+}
+
+async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, LinkError> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(msg)) => Ok(Some(msg.header.index)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc_enodev() => Ok(None),
+        Err(e) => Err(nl("look up", name)(e)),
+    }
+}
+
+const fn libc_enodev() -> i32 {
+    19 // ENODEV
+}
+
+/// Creates the pair, moves one end into the jail and configures both ends.
+pub fn setup(plan: &LinkPlan) -> Result<(), LinkError> {
+    let jail_ns = std::fs::File::open(&plan.jail_netns)
+        .map_err(|source| LinkError::Open { path: plan.jail_netns.clone(), source })?;
+    let p = plan.clone();
+    with_handle(plan.host_netns.as_deref(), move |h| async move {
+        // A leftover of a crashed container with the same index is ours by
+        // name (the index was leased to us), so it is removed first.
+        if let Some(old) = index_of(&h, &p.host_if).await? {
+            h.link().del(old).execute().await.map_err(nl("remove stale link", &p.host_if))?;
+        }
+        h.link().add(LinkVeth::new(&p.host_if, &p.jail_tmp_if).build()).execute().await.map_err(nl("create veth", &p.host_if))?;
+        let peer = index_of(&h, &p.jail_tmp_if).await?.ok_or_else(|| LinkError::Missing(p.jail_tmp_if.clone()))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(peer).setns_by_fd(jail_ns.as_raw_fd()).build())
+            .execute()
+            .await
+            .map_err(nl("move into the jail", &p.jail_tmp_if))?;
+        let host = index_of(&h, &p.host_if).await?.ok_or_else(|| LinkError::Missing(p.host_if.clone()))?;
+        h.address().add(host, IpAddr::V4(p.host_addr), p.prefix_len).execute().await.map_err(nl("address", &p.host_if))?;
+        h.link().set(LinkUnspec::new_with_index(host).up().build()).execute().await.map_err(nl("bring up", &p.host_if))?;
+        Ok(())
+    })?;
+    let p = plan.clone();
+    with_handle(Some(&plan.jail_netns), move |h| async move {
+        let lo = index_of(&h, "lo").await?.ok_or_else(|| LinkError::Missing("lo".into()))?;
+        h.link().set(LinkUnspec::new_with_index(lo).up().build()).execute().await.map_err(nl("bring up", "lo"))?;
+        let jail = index_of(&h, &p.jail_tmp_if).await?.ok_or_else(|| LinkError::Missing(p.jail_tmp_if.clone()))?;
+        h.link().set(LinkUnspec::new_with_index(jail).name(p.jail_if.clone()).build()).execute().await.map_err(nl("rename", &p.jail_tmp_if))?;
+        h.address().add(jail, IpAddr::V4(p.jail_addr), p.prefix_len).execute().await.map_err(nl("address", &p.jail_if))?;
+        h.link().set(LinkUnspec::new_with_index(jail).up().build()).execute().await.map_err(nl("bring up", &p.jail_if))?;
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(p.host_addr).output_interface(jail).build();
+        h.route().add(route).execute().await.map_err(nl("add default route via", p.host_addr.to_string()))?;
+        Ok(())
+    })
+}
+
+/// Deletes the host end (which deletes the pair). Missing is fine; a
+/// host-side namespace that no longer exists took the link with it.
+pub fn remove(host_netns: Option<&Path>, host_if: &str) -> Result<(), LinkError> {
+    if let Some(ns) = host_netns {
+        if !ns.exists() {
+            return Ok(());
+        }
+    }
+    let name = host_if.to_string();
+    with_handle(host_netns, move |h| async move {
+        if let Some(idx) = index_of(&h, &name).await? {
+            match h.link().del(idx).execute().await {
+                Ok(()) => {}
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc_enodev() => {}
+                Err(e) => return Err(nl("remove", &name)(e)),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Whether a link with this name exists in `ns`.
+pub fn exists(ns: Option<&Path>, name: &str) -> Result<bool, LinkError> {
+    let name = name.to_string();
+    with_handle(ns, move |h| async move { Ok(index_of(&h, &name).await?.is_some()) })
+}

@@ -1,0 +1,95 @@
+//! Where a container's allow rules come from.
+//!
+//! Host-wide default rules from the runtime config, plus the container's
+//! own: `BOUNDARY_ALLOW` in the spec's `process.env` and the annotation
+//! `io.boundary.allow`. Either holds one or more rules separated by newlines
+//! or `;`. No rule at all means deny everything. A rule that does not parse
+//! is an error naming where it came from, the rule and the position.
+
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::rewrite;
+
+pub const ALLOW_ENV: &str = "BOUNDARY_ALLOW";
+pub const ALLOW_ANNOTATION: &str = "io.boundary.allow";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("invalid {source_name}: {error}")]
+    Invalid { source_name: String, error: boundary_policy::ParseError },
+    #[error("{source_name} is set, but this host forbids container rules (policy.allow_container_rules = false in {config})")]
+    Forbidden { source_name: String, config: String },
+    #[error(transparent)]
+    Spec(#[from] rewrite::RewriteError),
+}
+
+/// The canonical text of every rule that applies, defaults first.
+pub fn collect(cfg: &Config, spec: &Value) -> Result<Vec<String>, RulesError> {
+    let mut out = Vec::new();
+    for (i, text) in cfg.policy.default_rules.iter().enumerate() {
+        push(&mut out, text, &format!("policy.default_rules[{i}] in {}", Config::path().display()))?;
+    }
+    let env = rewrite::env_value(spec, ALLOW_ENV)?;
+    let ann = rewrite::annotation(spec, ALLOW_ANNOTATION)?;
+    for (name, text) in [(format!("{ALLOW_ENV} (process.env)"), env), (format!("annotation {ALLOW_ANNOTATION}"), ann)] {
+        let Some(text) = text else { continue };
+        if !cfg.policy.allow_container_rules && !text.trim().is_empty() {
+            return Err(RulesError::Forbidden { source_name: name, config: Config::path().display().to_string() });
+        }
+        push(&mut out, text, &name)?;
+    }
+    Ok(out)
+}
+
+fn push(out: &mut Vec<String>, text: &str, source_name: &str) -> Result<(), RulesError> {
+    let rules = boundary_policy::parse_rules(text)
+        .map_err(|error| RulesError::Invalid { source_name: source_name.to_string(), error })?;
+    out.extend(rules.iter().map(ToString::to_string));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(env: &[&str], ann: Option<&str>) -> Value {
+        let mut s = json!({"ociVersion":"1.0.2","process":{"env":env}});
+        if let Some(a) = ann {
+            s["annotations"] = json!({ALLOW_ANNOTATION: a});
+        }
+        s
+    }
+
+    #[test]
+    fn env_annotation_and_defaults_combine() {
+        let mut cfg = Config::default();
+        cfg.policy.default_rules = vec!["domain=pypi.org".into()];
+        let s = spec(&["PATH=/bin", "BOUNDARY_ALLOW=domain=github.com;method=GET domain=*.npmjs.org"], Some("domain=api.openai.com"));
+        let rules = collect(&cfg, &s).unwrap();
+        assert_eq!(rules.len(), 4, "{rules:?}");
+        assert!(rules[0].contains("pypi.org"));
+        assert!(rules[3].contains("api.openai.com"));
+    }
+
+    #[test]
+    fn no_rules_means_an_empty_list() {
+        assert!(collect(&Config::default(), &spec(&["PATH=/bin"], None)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_bad_rule_names_its_source() {
+        let e = collect(&Config::default(), &spec(&["BOUNDARY_ALLOW=domain=github.*"], None)).unwrap_err().to_string();
+        assert!(e.starts_with("invalid BOUNDARY_ALLOW (process.env): "), "{e}");
+        assert!(e.contains("github.*"), "{e}");
+    }
+
+    #[test]
+    fn container_rules_can_be_forbidden() {
+        let mut cfg = Config::default();
+        cfg.policy.allow_container_rules = false;
+        let e = collect(&cfg, &spec(&[], Some("domain=x.test"))).unwrap_err().to_string();
+        assert!(e.contains("forbids container rules"), "{e}");
+    }
+}

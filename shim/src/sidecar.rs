@@ -1,0 +1,142 @@
+//! Starting and stopping a jail's sidecar (`boundary-sidecar`).
+//!
+//! The shim starts the sidecar's supervisor and waits until it says it has
+//! bound its sockets (`ok` on a pipe) or why it could not (`error: ...`).
+//! The supervisor outlives the shim, which goes on to `execve` runc.
+
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use boundary_contract::SidecarPids;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    #[error("cannot start sidecar {binary}")]
+    Spawn { binary: PathBuf, #[source] source: std::io::Error },
+    #[error("sidecar failed to start: {0}")]
+    Failed(String),
+    #[error("sidecar did not become ready within {0:?} (see {1})")]
+    Timeout(Duration, PathBuf),
+    #[error("sidecar pipe: {0}")]
+    Pipe(#[source] nix::Error),
+}
+
+/// Starts the supervisor; returns its pid once it is serving.
+pub fn start(binary: &Path, config: &Path, log: &Path, timeout: Duration) -> Result<i32, SidecarError> {
+    let spawn_err = |source| SidecarError::Spawn { binary: binary.to_path_buf(), source };
+    let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SidecarError::Pipe)?;
+    let logf = OpenOptions::new().create(true).append(true).open(log).map_err(spawn_err)?;
+    let wr_fd = wr.as_raw_fd();
+    let mut cmd = Command::new(binary);
+    cmd.arg("--config").arg(config).arg("--ready-fd").arg(wr_fd.to_string());
+    cmd.stdin(Stdio::null()).stdout(logf.try_clone().map_err(spawn_err)?).stderr(logf);
+    // SAFETY: between fork and exec only fcntl is called, which is
+    // async-signal-safe; it lets the write end of the pipe survive exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let borrowed = std::os::fd::BorrowedFd::borrow_raw(wr_fd);
+            fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::empty())).map(|_| ()).map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd.spawn().map_err(spawn_err)?;
+    drop(wr);
+    let answer = read_answer(rd, timeout);
+    match answer {
+        Ok(Some(line)) if line.trim() == "ok" => Ok(child.id() as i32),
+        Ok(Some(line)) => {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            Err(SidecarError::Failed(line.trim().trim_start_matches("error:").trim().to_string()))
+        }
+        Ok(None) => {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            Err(SidecarError::Failed(format!("it exited before it was ready; its log is {}", log.display())))
+        }
+        Err(e) => {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            Err(e.unwrap_or(SidecarError::Timeout(timeout, log.to_path_buf())))
+        }
+    }
+}
+
+/// Reads one answer line; `Ok(None)` on EOF, `Err(None)` on timeout.
+fn read_answer(rd: OwnedFd, timeout: Duration) -> Result<Option<String>, Option<SidecarError>> {
+    let deadline = Instant::now() + timeout;
+    let mut file = std::fs::File::from(rd);
+    let mut buf = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(None);
+        }
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(&file), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(Some(SidecarError::Pipe(e))),
+        }
+        let mut chunk = [0u8; 512];
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(if buf.is_empty() { None } else { Some(String::from_utf8_lossy(&buf).into_owned()) }),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.contains(&b'\n') {
+                    return Ok(Some(String::from_utf8_lossy(&buf).into_owned()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Some(SidecarError::Pipe(nix::Error::from_raw(e.raw_os_error().unwrap_or(5))))),
+        }
+    }
+}
+
+/// Whether `pid` is a live (not zombie) boundary-sidecar serving `config`.
+fn is_our_sidecar(pid: i32, config: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let named = args.first().is_some_and(|a| a.ends_with(b"boundary-sidecar"));
+    let conf = config.as_os_str().as_encoded_bytes();
+    named && args.iter().any(|a| *a == conf) && !is_zombie(pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Stops the sidecar serving `config`: SIGTERM to the supervisor (which
+/// stops its worker), SIGKILL to whatever is left after `grace`.
+pub fn stop(pids_file: &Path, supervisor: Option<i32>, config: &Path, grace: Duration) {
+    let recorded: Option<SidecarPids> = std::fs::read(pids_file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let mut pids: Vec<i32> = supervisor.into_iter().collect();
+    if let Some(r) = recorded {
+        pids.push(r.supervisor);
+        pids.extend(r.worker);
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    let live: Vec<i32> = pids.into_iter().filter(|p| is_our_sidecar(*p, config)).collect();
+    for p in &live {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while live.iter().any(|p| is_our_sidecar(*p, config)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for p in live.iter().filter(|p| is_our_sidecar(**p, config)) {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+    }
+    let _ = std::fs::remove_file(pids_file);
+}
