@@ -5,3 +5,4 @@ pub mod resolve;
 pub mod audit;
 pub mod ca;
 pub mod sni;
+pub mod guard;

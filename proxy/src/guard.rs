@@ -1,0 +1,439 @@
+//! A strict HTTP/1 request framing guard between the client and hyper.
+//!
+//! hyper quietly repairs some ambiguous requests (it drops a Content-Length
+//! that comes with Transfer-Encoding, keeps one of two equal
+//! Content-Lengths, accepts a bare LF as a line end), so the proxy reads
+//! the raw bytes first. [`GuardIo`] follows the message framing itself
+//! (head, then Content-Length or chunked body, then the next head) and
+//! checks every request head before hyper sees it. A head that breaks a rule
+//! is never passed on: hyper gets instead a synthetic request carrying
+//! [`GUARD_HEADER`] with the reason, which the service answers with 400 and
+//! `connection: close`; nothing more is read from the client afterwards.
+//! A malformed chunked body turns into a read error (the connection dies).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Header the guard puts on its synthetic request; the value is the reason.
+pub const GUARD_HEADER: &str = "x-boundary-guard";
+/// Largest request head (request line + headers) accepted.
+pub const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+const MAX_CHUNK_LINE: usize = 4096;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How the body after a valid head is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Length(u64),
+    Chunked,
+    /// CONNECT or an Upgrade request: the guard stops following the stream.
+    Upgrade,
+}
+
+/// Checks one complete request head (ending in CRLF CRLF).
+pub fn check_head(head: &[u8]) -> Result<Framing, &'static str> {
+    check_line_ends(head)?;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err("incomplete request head"),
+        Err(httparse::Error::TooManyHeaders) => return Err("too many header fields"),
+        Err(_) => return Err("malformed request head"),
+    }
+    let (mut cl, mut cl_count, mut te_count, mut te_chunked, mut upgrade) = (0u64, 0, 0, true, false);
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            cl_count += 1;
+            cl = parse_length(h.value).ok_or("invalid Content-Length")?;
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            te_count += 1;
+            te_chunked &= trim(h.value).eq_ignore_ascii_case(b"chunked");
+        } else if h.name.eq_ignore_ascii_case(GUARD_HEADER) {
+            return Err("reserved header field x-boundary-guard");
+        } else if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade = true;
+        }
+    }
+    if cl_count > 1 {
+        return Err("duplicate Content-Length");
+    }
+    if cl_count == 1 && te_count > 0 {
+        return Err("both Content-Length and Transfer-Encoding");
+    }
+    if te_count > 0 && (te_count > 1 || !te_chunked) {
+        return Err("Transfer-Encoding other than chunked");
+    }
+    if te_count > 0 && req.version != Some(1) {
+        return Err("Transfer-Encoding in an HTTP/1.0 request");
+    }
+    if req.method == Some("CONNECT") || (upgrade && req.version == Some(1)) {
+        return Ok(Framing::Upgrade);
+    }
+    Ok(if te_count > 0 { Framing::Chunked } else { Framing::Length(cl) })
+}
+
+/// Every CR is followed by LF, every LF preceded by CR, and no line after
+/// the request line starts with whitespace (obs-fold).
+fn check_line_ends(head: &[u8]) -> Result<(), &'static str> {
+    for (i, &b) in head.iter().enumerate() {
+        match b {
+            b'\r' if head.get(i + 1) != Some(&b'\n') => return Err("bare CR in request head"),
+            b'\n' if i == 0 || head[i - 1] != b'\r' => return Err("bare LF in request head"),
+            b'\n' if matches!(head.get(i + 1), Some(b' ' | b'\t')) => {
+                return Err("obsolete line folding in request head")
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let v = trim(v);
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+/// Where the end of the head is: the index just past CRLF CRLF.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size { digits: u8, val: u64 },
+    SizeWs { val: u64 },
+    Ext { val: u64, len: usize },
+    SizeLf { val: u64 },
+    Data(u64),
+    DataCr,
+    DataLf,
+    TrailerStart,
+    Trailer { len: usize },
+    TrailerLf,
+    FinalLf,
+    Done,
+}
+
+impl Chunk {
+    const START: Chunk = Chunk::Size { digits: 0, val: 0 };
+
+    /// Advances over one non-data byte.
+    fn step(self, b: u8) -> Result<Chunk, &'static str> {
+        const BAD: &str = "malformed chunked body";
+        Ok(match (self, b) {
+            (Chunk::Size { digits, val }, _) if b.is_ascii_hexdigit() => {
+                if digits >= 15 {
+                    return Err("chunk size too large");
+                }
+                let d = u64::from((b as char).to_digit(16).unwrap_or(0));
+                Chunk::Size { digits: digits + 1, val: val * 16 + d }
+            }
+            (Chunk::Size { digits: 0, .. }, _) => return Err(BAD),
+            (Chunk::Size { val, .. } | Chunk::SizeWs { val }, b' ' | b'\t') => Chunk::SizeWs { val },
+            (Chunk::Size { val, .. } | Chunk::SizeWs { val }, b';') => Chunk::Ext { val, len: 0 },
+            (Chunk::Size { val, .. } | Chunk::SizeWs { val } | Chunk::Ext { val, .. }, b'\r') => {
+                Chunk::SizeLf { val }
+            }
+            (Chunk::Ext { val, len }, _) if b != b'\n' && len < MAX_CHUNK_LINE => Chunk::Ext { val, len: len + 1 },
+            (Chunk::SizeLf { val: 0 }, b'\n') => Chunk::TrailerStart,
+            (Chunk::SizeLf { val }, b'\n') => Chunk::Data(val),
+            (Chunk::DataCr, b'\r') => Chunk::DataLf,
+            (Chunk::DataLf, b'\n') => Chunk::START,
+            (Chunk::TrailerStart, b'\r') => Chunk::FinalLf,
+            (Chunk::TrailerStart, b'\n' | b' ' | b'\t') => return Err(BAD),
+            (Chunk::TrailerStart, _) => Chunk::Trailer { len: 1 },
+            (Chunk::Trailer { .. }, b'\r') => Chunk::TrailerLf,
+            (Chunk::Trailer { len }, _) if b != b'\n' && len < MAX_HEAD => Chunk::Trailer { len: len + 1 },
+            (Chunk::TrailerLf, b'\n') => Chunk::TrailerStart,
+            (Chunk::FinalLf, b'\n') => Chunk::Done,
+            _ => return Err(BAD),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    Body(u64),
+    Chunked(Chunk),
+    Passthrough,
+    /// A bad head was replaced; nothing more is read from the client.
+    Poisoned,
+    /// A bad chunked body: the next read fails.
+    Failed(&'static str),
+}
+
+/// The guard around a client stream; `initial` holds bytes already read.
+pub struct GuardIo<T> {
+    inner: T,
+    inbuf: BytesMut,
+    out: BytesMut,
+    state: State,
+}
+
+impl<T> GuardIo<T> {
+    pub fn new(inner: T, initial: BytesMut) -> GuardIo<T> {
+        GuardIo { inner, inbuf: initial, out: BytesMut::new(), state: State::Head }
+    }
+
+    /// Moves validated bytes from `inbuf` to `out` as far as framing allows.
+    fn process(&mut self) {
+        while !self.inbuf.is_empty() {
+            match self.state {
+                State::Head => {
+                    // Empty lines before a request line are allowed (RFC 9112 2.2).
+                    if self.inbuf.starts_with(b"\r\n") {
+                        self.inbuf.advance(2);
+                        continue;
+                    }
+                    let end = match head_end(&self.inbuf) {
+                        Some(end) => end,
+                        None if self.inbuf.len() > MAX_HEAD => return self.poison("request head too large"),
+                        None => match check_line_ends(&self.inbuf[..self.inbuf.len().saturating_sub(1)]) {
+                            Err(reason) => return self.poison(reason),
+                            Ok(()) => return,
+                        },
+                    };
+                    match check_head(&self.inbuf[..end]) {
+                        Ok(framing) => {
+                            let head = self.inbuf.split_to(end);
+                            self.out.extend_from_slice(&head);
+                            self.state = match framing {
+                                Framing::Length(0) => State::Head,
+                                Framing::Length(n) => State::Body(n),
+                                Framing::Chunked => State::Chunked(Chunk::START),
+                                Framing::Upgrade => State::Passthrough,
+                            };
+                        }
+                        Err(reason) => return self.poison(reason),
+                    }
+                }
+                State::Body(n) | State::Chunked(Chunk::Data(n)) => {
+                    let take = n.min(self.inbuf.len() as u64);
+                    let data = self.inbuf.split_to(take as usize);
+                    self.out.extend_from_slice(&data);
+                    self.state = match (self.state, n - take) {
+                        (State::Body(_), 0) => State::Head,
+                        (State::Body(_), left) => State::Body(left),
+                        (_, 0) => State::Chunked(Chunk::DataCr),
+                        (_, left) => State::Chunked(Chunk::Data(left)),
+                    };
+                }
+                State::Chunked(c) => {
+                    let b = self.inbuf[0];
+                    match c.step(b) {
+                        Ok(next) => {
+                            self.inbuf.advance(1);
+                            self.out.extend_from_slice(&[b]);
+                            self.state = if next == Chunk::Done { State::Head } else { State::Chunked(next) };
+                        }
+                        Err(reason) => {
+                            self.inbuf.clear();
+                            self.state = State::Failed(reason);
+                        }
+                    }
+                }
+                State::Passthrough => {
+                    let rest = self.inbuf.split();
+                    self.out.extend_from_slice(&rest);
+                }
+                State::Poisoned | State::Failed(_) => {
+                    self.inbuf.clear();
+                }
+            }
+        }
+    }
+
+    fn poison(&mut self, reason: &'static str) {
+        log::debug!("refusing a request head: {reason}");
+        self.inbuf.clear();
+        self.out.extend_from_slice(b"GET / HTTP/1.1\r\nhost: guard.invalid\r\n");
+        self.out.extend_from_slice(GUARD_HEADER.as_bytes());
+        self.out.extend_from_slice(b": ");
+        self.out.extend_from_slice(reason.as_bytes());
+        self.out.extend_from_slice(b"\r\n\r\n");
+        self.state = State::Poisoned;
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for GuardIo<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.out.is_empty() {
+                let n = this.out.len().min(buf.remaining());
+                buf.put_slice(&this.out[..n]);
+                this.out.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            match this.state {
+                State::Poisoned => return Poll::Pending,
+                State::Failed(reason) => return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, reason))),
+                State::Passthrough if this.inbuf.is_empty() => return Pin::new(&mut this.inner).poll_read(cx, buf),
+                _ => {}
+            }
+            if !this.inbuf.is_empty() {
+                this.process();
+                if !this.out.is_empty() || matches!(this.state, State::Poisoned | State::Failed(_)) {
+                    continue;
+                }
+            }
+            // Need more bytes from the client.
+            let len = this.inbuf.len();
+            this.inbuf.resize(len + READ_CHUNK, 0);
+            let mut rb = ReadBuf::new(&mut this.inbuf[len..]);
+            let res = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
+            let n = rb.filled().len();
+            this.inbuf.truncate(len + n);
+            ready!(res)?;
+            if n == 0 {
+                // EOF: hand over whatever is left unvalidated-but-incomplete
+                // (hyper will see a truncated message and fail), then EOF.
+                if this.inbuf.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                let rest = this.inbuf.split();
+                if matches!(this.state, State::Head) {
+                    return Poll::Ready(Ok(())); // a partial head is dropped
+                }
+                this.out.extend_from_slice(&rest);
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for GuardIo<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[test]
+    fn heads() {
+        let ok = |h: &str| check_head(h.as_bytes());
+        assert_eq!(ok("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(Framing::Length(0)));
+        assert_eq!(ok("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"), Ok(Framing::Length(5)));
+        assert_eq!(ok("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked \r\n\r\n"), Ok(Framing::Chunked));
+        assert_eq!(ok("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"), Ok(Framing::Upgrade));
+        assert_eq!(ok("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"), Ok(Framing::Upgrade));
+        for (head, why) in [
+            ("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", "both"),
+            ("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", "duplicate"),
+            ("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n", "invalid"),
+            ("POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", "invalid"),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "other than"),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", "other than"),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", "HTTP/1.0"),
+            ("GET / HTTP/1.1\r\nHost: a\r\n X: folded\r\n\r\n", "folding"),
+            ("GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", "bare LF"),
+            ("GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", "bare CR"),
+            ("GET / HTTP/1.1\r\nX-Boundary-Guard: ok\r\n\r\n", "reserved"),
+            ("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", "malformed"),
+        ] {
+            let err = ok(head).unwrap_err();
+            assert!(err.contains(why), "{head:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn chunk_machine() {
+        let run = |s: &[u8]| -> Result<Chunk, &'static str> {
+            let mut c = Chunk::START;
+            let mut i = 0;
+            while i < s.len() {
+                if let Chunk::Data(n) = c {
+                    i += n as usize;
+                    c = Chunk::DataCr;
+                    continue;
+                }
+                c = c.step(s[i])?;
+                i += 1;
+            }
+            Ok(c)
+        };
+        assert_eq!(run(b"5\r\nhello\r\n0\r\n\r\n"), Ok(Chunk::Done));
+        assert_eq!(run(b"5;x=y\r\nhello\r\n0\r\nTrailer: v\r\n\r\n"), Ok(Chunk::Done));
+        assert!(run(b"5\nhello\r\n0\r\n\r\n").is_err());
+        assert!(run(b"zz\r\n").is_err());
+        assert!(run(b"5\r\nhelloXX").is_err());
+        assert!(run(b"ffffffffffffffffff\r\n").is_err());
+    }
+
+    async fn through(input: &[u8]) -> (Vec<u8>, io::Result<()>) {
+        let mut g = GuardIo::new(input, BytesMut::new());
+        let mut out = Vec::new();
+        let mut buf = [0u8; 7];
+        loop {
+            let r = tokio::time::timeout(std::time::Duration::from_millis(50), g.read(&mut buf)).await;
+            match r {
+                Ok(Ok(0)) => return (out, Ok(())),
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+                Ok(Err(e)) => return (out, Err(e)),
+                Err(_) => return (out, Ok(())), // poisoned: pending forever
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_good_pipelines_unchanged() {
+        let input = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: a\r\n\r\n\
+POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nx\ny\r\n0\r\n\r\nGET /d HTTP/1.1\r\nHost: a\r\n\r\n";
+        let (out, res) = through(input).await;
+        res.unwrap();
+        assert_eq!(out, input.to_vec());
+    }
+
+    #[tokio::test]
+    async fn replaces_a_bad_head_after_good_ones() {
+        let input = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /never HTTP/1.1\r\n\r\n";
+        let (out, _) = through(input).await;
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("GET /ok HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nhost: guard.invalid\r\n"));
+        assert!(text.contains("x-boundary-guard: both Content-Length and Transfer-Encoding\r\n\r\n"));
+        assert!(!text.contains("never"));
+    }
+
+    #[tokio::test]
+    async fn bad_chunk_is_a_read_error() {
+        let input = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n";
+        let (out, res) = through(input).await;
+        assert!(res.is_err());
+        assert!(out.ends_with(b"abc"));
+    }
+}
