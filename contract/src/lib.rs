@@ -103,8 +103,8 @@ pub enum HostSide {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JailState {
     pub container_id: String,
-    /// Index in the address pool; names the veth (`bndh<idx>`/`bndj<idx>`)
-    /// and the nft table (`boundary_<idx>`).
+    /// Index in the address pool (the lease). The veth (`bnd<hex addr>`) and
+    /// the nft table (`boundary_<hex addr>`) are named after `host_addr`.
     pub index: u32,
     pub host_side: HostSide,
     /// Bind mount of the jail's network namespace.

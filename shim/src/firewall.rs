@@ -2,7 +2,7 @@
 //!
 //! Enforcement lives on the host side of the veth, where the container —
 //! even holding CAP_NET_ADMIN in its own namespace — cannot reach. One table
-//! per jail, `inet boundary_<index>`:
+//! per jail, `inet boundary_<host address in hex>`:
 //!
 //! ```text
 //! chain nat_pre  { type nat hook prerouting priority dstnat - 10

@@ -4,8 +4,7 @@
 //! Each container takes one /30 block: `.1` is the host end of the veth (and
 //! the sidecar's address), `.2` the jail end. A lease is a file
 //! `<state_root>/ipam/<index>` holding the container id, created with
-//! `O_EXCL`, so two concurrent creates can never take the same block; the
-//! index also names the veth and the nft table, so those are unique too.
+//! `O_EXCL`, so two concurrent creates can never take the same block.
 
 use std::fs::OpenOptions;
 use std::io::Write;

@@ -66,6 +66,14 @@ pub fn host_netns(side: &HostSide) -> Option<&Path> {
     }
 }
 
+/// Names of host-side objects (veth, nft table) come from the jail's host
+/// address, not its lease index: two state roots with disjoint pools (tests,
+/// several engines) can then never pick the same name, and a name always
+/// belongs to exactly one address block.
+pub fn addr_tag(host_addr: std::net::Ipv4Addr) -> String {
+    format!("{:08x}", u32::from(host_addr))
+}
+
 /// What a created jail gives the spec rewrite.
 #[derive(Debug, Clone)]
 pub struct Built {
@@ -109,11 +117,11 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         index: lease.index,
         host_side,
         netns_path: netns_path(root, id),
-        host_if: format!("bndh{}", lease.index),
+        host_if: format!("bnd{}", addr_tag(lease.host_addr)),
         host_addr: lease.host_addr,
         jail_addr: lease.jail_addr,
         prefix_len: lease.prefix_len,
-        nft_table: format!("boundary_{}", lease.index),
+        nft_table: format!("boundary_{}", addr_tag(lease.host_addr)),
         sidecar_pid: None,
         runtime_root,
     };
@@ -127,7 +135,7 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         host_netns: host_ns.clone(),
         jail_netns: state.netns_path.clone(),
         host_if: state.host_if.clone(),
-        jail_tmp_if: format!("bndj{}", lease.index),
+        jail_tmp_if: format!("bnj{}", addr_tag(lease.host_addr)),
         jail_if: JAIL_IF.to_string(),
         host_addr: state.host_addr,
         jail_addr: state.jail_addr,
