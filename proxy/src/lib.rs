@@ -6,3 +6,6 @@ pub mod audit;
 pub mod ca;
 pub mod sni;
 pub mod guard;
+pub mod body;
+pub mod response;
+pub mod sniff;
