@@ -28,7 +28,9 @@ use std::path::{Component, Path, PathBuf};
 use boundary_contract::HostSide;
 use serde_json::{json, Map, Value};
 
-use self::access::{arr_entry, field, obj, obj_entry, obj_mut, opt_arr, opt_obj, opt_str, string, Loc};
+use self::access::{
+    arr_entry, field, obj, obj_entry, obj_mut, opt_arr, opt_obj, opt_str, string, Loc,
+};
 pub use self::config_file::{read_config, write_config_atomically};
 use crate::seccomp::{patch_seccomp_at, SeccompChange};
 
@@ -37,8 +39,13 @@ pub const HOST_SIDE_ANNOTATION: &str = "run.boundary-runc.host-side";
 /// Where the boundary CA bundle is mounted inside the container.
 pub const CA_BUNDLE_DEST: &str = "/etc/ssl/boundary-runc/ca-bundle.pem";
 /// Environment variables pointed at [`CA_BUNDLE_DEST`] (unless already set).
-pub const CA_ENV_VARS: [&str; 5] =
-    ["SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO"];
+pub const CA_ENV_VARS: [&str; 5] = [
+    "SSL_CERT_FILE",
+    "CURL_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+];
 /// The one capability the rewrite adds.
 pub const NET_ADMIN: &str = "CAP_NET_ADMIN";
 /// Where the optional resolver configuration is mounted.
@@ -49,7 +56,13 @@ const DOC: &str = "config.json";
 const RO_BIND_OPTIONS: [&str; 5] = ["rbind", "ro", "nosuid", "nodev", "noexec"];
 /// Capability sets that get [`NET_ADMIN`]; inheritable and ambient are left alone.
 const CAP_SETS_EXTENDED: [&str; 3] = ["bounding", "effective", "permitted"];
-const CAP_SETS_ALL: [&str; 5] = ["bounding", "effective", "inheritable", "permitted", "ambient"];
+const CAP_SETS_ALL: [&str; 5] = [
+    "bounding",
+    "effective",
+    "inheritable",
+    "permitted",
+    "ambient",
+];
 
 /// What the shim prepared for one container; every path must be absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +101,11 @@ pub enum RewriteError {
     #[error("config.json: not valid JSON")]
     Parse(#[source] serde_json::Error),
     #[error("{doc}: {path} must be {expected}")]
-    WrongType { doc: &'static str, path: String, expected: &'static str },
+    WrongType {
+        doc: &'static str,
+        path: String,
+        expected: &'static str,
+    },
     #[error("{doc}: {path} is missing")]
     Missing { doc: &'static str, path: String },
     #[error("config.json: linux.namespaces has two network entries ([{first}] and [{second}])")]
@@ -101,6 +118,8 @@ pub enum RewriteError {
     HostSideAnnotationMissing { netns: PathBuf },
     #[error("config.json: annotation {HOST_SIDE_ANNOTATION} is not a valid host side record")]
     HostSideAnnotationGarbled(#[source] serde_json::Error),
+    #[error("config.json: cannot record the host side in annotation {HOST_SIDE_ANNOTATION}")]
+    RecordHostSide(#[source] serde_json::Error),
     #[error("jail plan: {field} {} must be an absolute UTF-8 path", path.display())]
     PlanPath { field: &'static str, path: PathBuf },
 }
@@ -117,7 +136,9 @@ pub fn host_side(spec: &Value) -> Result<HostSide, RewriteError> {
     Ok(match network_entry(spec)? {
         None => HostSide::Absent,
         Some((_, None)) => HostSide::Fresh,
-        Some((_, Some(path))) => HostSide::Path { path: PathBuf::from(path) },
+        Some((_, Some(path))) => HostSide::Path {
+            path: PathBuf::from(path),
+        },
     })
 }
 
@@ -136,7 +157,10 @@ fn network_entry(spec: &Value) -> Result<Option<(usize, Option<&str>)>, RewriteE
     for (i, entry) in entries.iter().enumerate() {
         let here = list.idx(i);
         let entry = obj(entry, &here)?;
-        let kind = string(field(entry, "type").ok_or_else(|| here.key("type").missing())?, &here.key("type"))?;
+        let kind = string(
+            field(entry, "type").ok_or_else(|| here.key("type").missing())?,
+            &here.key("type"),
+        )?;
         if kind != "network" {
             continue;
         }
@@ -204,7 +228,12 @@ pub fn rewrite(mut spec: Value, plan: &JailPlan) -> Result<Rewritten, RewriteErr
     if let Some(resolv) = plan.resolv_conf {
         mount_resolv_conf(top, resolv)?;
     }
-    Ok(Rewritten { spec, host_side, warnings, seccomp })
+    Ok(Rewritten {
+        spec,
+        host_side,
+        warnings,
+        seccomp,
+    })
 }
 
 /// The plan's paths, checked absolute and UTF-8 (they go into JSON).
@@ -221,15 +250,26 @@ impl<'a> PlanStrings<'a> {
         fn check<'p>(field: &'static str, path: &'p Path) -> Result<&'p str, RewriteError> {
             match path.to_str() {
                 Some(s) if path.is_absolute() => Ok(s),
-                _ => Err(RewriteError::PlanPath { field, path: path.to_owned() }),
+                _ => Err(RewriteError::PlanPath {
+                    field,
+                    path: path.to_owned(),
+                }),
             }
         }
         Ok(PlanStrings {
             netns: check("netns_path", &plan.netns_path)?,
             hook: check("hook_path", &plan.hook_path)?,
             state_root: check("state_root", &plan.state_root)?,
-            ca_bundle: plan.ca_bundle.as_deref().map(|p| check("ca_bundle", p)).transpose()?,
-            resolv_conf: plan.resolv_conf.as_deref().map(|p| check("resolv_conf", p)).transpose()?,
+            ca_bundle: plan
+                .ca_bundle
+                .as_deref()
+                .map(|p| check("ca_bundle", p))
+                .transpose()?,
+            resolv_conf: plan
+                .resolv_conf
+                .as_deref()
+                .map(|p| check("resolv_conf", p))
+                .transpose()?,
         })
     }
 }
@@ -237,14 +277,15 @@ impl<'a> PlanStrings<'a> {
 /// Step 1: point the network entry at the jail and record the original.
 fn jail_network(spec: &mut Value, plan: &PlanStrings<'_>) -> Result<HostSide, RewriteError> {
     let entry = network_entry(spec)?;
-    let already_jailed = matches!(entry, Some((_, Some(p))) if Path::new(p) == Path::new(plan.netns));
+    let already_jailed =
+        matches!(entry, Some((_, Some(p))) if Path::new(p) == Path::new(plan.netns));
     let host_side = if already_jailed {
         recorded_host_side(spec, plan.netns)?
     } else {
         host_side(spec)?
     };
     let index = entry.map(|(i, _)| i);
-    let record = serde_json::to_string(&host_side).map_err(RewriteError::HostSideAnnotationGarbled)?;
+    let record = serde_json::to_string(&host_side).map_err(RewriteError::RecordHostSide)?;
 
     let top = obj_mut(spec, &root())?;
     let linux = obj_entry(top, "linux", &root())?;
@@ -262,8 +303,11 @@ fn jail_network(spec: &mut Value, plan: &PlanStrings<'_>) -> Result<HostSide, Re
 /// On a spec already rewritten for this jail, the original host side lives
 /// only in the annotation.
 fn recorded_host_side(spec: &Value, netns: &str) -> Result<HostSide, RewriteError> {
-    let record = annotation(spec, HOST_SIDE_ANNOTATION)?
-        .ok_or_else(|| RewriteError::HostSideAnnotationMissing { netns: PathBuf::from(netns) })?;
+    let record = annotation(spec, HOST_SIDE_ANNOTATION)?.ok_or_else(|| {
+        RewriteError::HostSideAnnotationMissing {
+            netns: PathBuf::from(netns),
+        }
+    })?;
     serde_json::from_str(record).map_err(RewriteError::HostSideAnnotationGarbled)
 }
 
@@ -271,11 +315,16 @@ fn recorded_host_side(spec: &Value, netns: &str) -> Result<HostSide, RewriteErro
 fn missing_pid_namespace(top: &Map<String, Value>) -> Result<Option<String>, RewriteError> {
     let linux = root().key("linux");
     let namespaces = match opt_obj(top, "linux", &root())? {
-        Some(l) => opt_arr(l, "namespaces", &linux)?.map(Vec::as_slice).unwrap_or_default(),
+        Some(l) => opt_arr(l, "namespaces", &linux)?
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
         None => &[],
     };
     // Every entry's type was checked to be a string by `network_entry`.
-    if namespaces.iter().any(|e| e.get("type").and_then(Value::as_str) == Some("pid")) {
+    if namespaces
+        .iter()
+        .any(|e| e.get("type").and_then(Value::as_str) == Some("pid"))
+    {
         return Ok(None);
     }
     Ok(Some(
@@ -324,7 +373,10 @@ fn patch_spec_seccomp(top: &mut Map<String, Value>) -> Result<Option<SeccompChan
 }
 
 /// Step 4: run the boundary hook at poststop.
-fn add_poststop_hook(top: &mut Map<String, Value>, plan: &PlanStrings<'_>) -> Result<(), RewriteError> {
+fn add_poststop_hook(
+    top: &mut Map<String, Value>,
+    plan: &PlanStrings<'_>,
+) -> Result<(), RewriteError> {
     let hook = json!({
         "path": plan.hook,
         "args": ["boundary-hook", "poststop", "--state-root", plan.state_root],
@@ -351,7 +403,8 @@ fn mounts_at(top: &Map<String, Value>, dest: &str) -> Result<Vec<usize>, Rewrite
     let mut found = Vec::new();
     for (i, mount) in mounts.iter().enumerate() {
         let here = root().key("mounts").idx(i);
-        let destination = field(obj(mount, &here)?, "destination").ok_or_else(|| here.key("destination").missing())?;
+        let destination = field(obj(mount, &here)?, "destination")
+            .ok_or_else(|| here.key("destination").missing())?;
         if path_key(string(destination, &here.key("destination"))?) == want {
             found.push(i);
         }
@@ -410,4 +463,191 @@ fn mount_resolv_conf(top: &mut Map<String, Value>, resolv: &str) -> Result<(), R
         arr_entry(top, "mounts", &root())?.push(ro_bind(RESOLV_CONF_DEST, resolv));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> JailPlan {
+        JailPlan {
+            netns_path: "/run/boundary-runc/c1/netns".into(),
+            hook_path: "/usr/bin/boundary-hook".into(),
+            state_root: "/run/boundary-runc".into(),
+            ca_bundle: Some("/run/boundary-runc/ca.pem".into()),
+            resolv_conf: Some("/run/boundary-runc/c1/resolv.conf".into()),
+        }
+    }
+
+    fn spec_with(namespaces: Value) -> Value {
+        json!({"ociVersion": "1.0.2", "process": {"args": ["sh"]}, "linux": {"namespaces": namespaces}})
+    }
+
+    #[test]
+    fn host_side_reads_the_network_entry() {
+        let fresh = spec_with(json!([{"type": "pid"}, {"type": "network"}]));
+        assert_eq!(host_side(&fresh).unwrap(), HostSide::Fresh);
+        // runc treats an empty path as no path.
+        let empty = spec_with(json!([{"type": "network", "path": ""}]));
+        assert_eq!(host_side(&empty).unwrap(), HostSide::Fresh);
+        let path = spec_with(json!([{"type": "network", "path": "/run/netns/x"}]));
+        assert_eq!(
+            host_side(&path).unwrap(),
+            HostSide::Path {
+                path: "/run/netns/x".into()
+            }
+        );
+        assert_eq!(
+            host_side(&spec_with(json!([{"type": "pid"}]))).unwrap(),
+            HostSide::Absent
+        );
+        assert_eq!(
+            host_side(&json!({"ociVersion": "1"})).unwrap(),
+            HostSide::Absent
+        );
+        let twice = spec_with(
+            json!([{"type": "network"}, {"type": "uts"}, {"type": "network", "path": "/x"}]),
+        );
+        assert!(matches!(
+            host_side(&twice),
+            Err(RewriteError::DuplicateNetworkEntry {
+                first: 0,
+                second: 2
+            })
+        ));
+    }
+
+    #[test]
+    fn a_forged_host_side_annotation_is_overwritten() {
+        let mut spec = spec_with(json!([{"type": "network", "path": "/run/netns/podman"}]));
+        spec["annotations"] =
+            json!({(HOST_SIDE_ANNOTATION): r#"{"kind":"path","path":"/proc/1/ns/net"}"#});
+        let out = rewrite(spec, &plan()).unwrap();
+        assert_eq!(
+            out.host_side,
+            HostSide::Path {
+                path: "/run/netns/podman".into()
+            }
+        );
+        assert_eq!(
+            annotation(&out.spec, HOST_SIDE_ANNOTATION).unwrap(),
+            Some(r#"{"kind":"path","path":"/run/netns/podman"}"#)
+        );
+    }
+
+    #[test]
+    fn plan_paths_must_be_absolute() {
+        let bad = JailPlan {
+            hook_path: "boundary-hook".into(),
+            ..plan()
+        };
+        let err = rewrite(spec_with(json!([])), &bad).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "jail plan: hook_path boundary-hook must be an absolute UTF-8 path"
+        );
+    }
+
+    #[test]
+    fn env_lookup_takes_the_last_entry_like_runc() {
+        let spec = json!({"process": {"env": ["A=1", "NOEQUALS", "B=x=y", "A=2", "A"]}});
+        assert_eq!(env_value(&spec, "A").unwrap(), Some("2"));
+        assert_eq!(env_value(&spec, "B").unwrap(), Some("x=y"));
+        assert_eq!(env_value(&spec, "NOEQUALS").unwrap(), None);
+        assert_eq!(env_value(&json!({}), "A").unwrap(), None);
+        assert_eq!(
+            annotation(&json!({"annotations": {"k": "v"}}), "k").unwrap(),
+            Some("v")
+        );
+        assert_eq!(
+            annotation(&json!({"annotations": {"k": 1}}), "k")
+                .unwrap_err()
+                .to_string(),
+            "config.json: annotations.k must be a string"
+        );
+    }
+
+    #[test]
+    fn capabilities_gain_net_admin_once_and_nothing_else() {
+        let mut spec = spec_with(json!([{"type": "pid"}]));
+        spec["process"]["capabilities"] = json!({
+            "bounding": ["CAP_KILL", "CAP_NET_ADMIN"], "inheritable": ["CAP_KILL"], "ambient": []
+        });
+        let out = rewrite(spec, &plan()).unwrap().spec;
+        let caps = &out["process"]["capabilities"];
+        assert_eq!(caps["bounding"], json!(["CAP_KILL", "CAP_NET_ADMIN"]));
+        assert_eq!(caps["effective"], json!(["CAP_NET_ADMIN"]));
+        assert_eq!(caps["permitted"], json!(["CAP_NET_ADMIN"]));
+        assert_eq!(caps["inheritable"], json!(["CAP_KILL"]));
+        assert_eq!(caps["ambient"], json!([]));
+        let keys: Vec<_> = caps.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "bounding",
+                "inheritable",
+                "ambient",
+                "effective",
+                "permitted"
+            ]
+        );
+    }
+
+    #[test]
+    fn ca_mount_at_our_destination_is_replaced_not_duplicated() {
+        let mut spec = spec_with(json!([{"type": "pid"}]));
+        spec["mounts"] = json!([
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": CA_BUNDLE_DEST, "type": "bind", "source": "/old.pem"},
+            {"destination": "/etc//ssl/boundary-runc/ca-bundle.pem/", "type": "bind", "source": "/older.pem"},
+            {"destination": "etc/resolv.conf", "type": "bind", "source": "/mine"},
+        ]);
+        let out = rewrite(spec, &plan()).unwrap().spec;
+        let mounts = out["mounts"].as_array().unwrap();
+        assert_eq!(mounts.len(), 3, "{mounts:?}");
+        assert_eq!(mounts[1]["source"], "/run/boundary-runc/ca.pem");
+        // The spec's own resolv.conf (relative destination) wins.
+        assert_eq!(mounts[2]["source"], "/mine");
+    }
+
+    #[test]
+    fn without_ca_or_resolver_nothing_is_mounted() {
+        let bare = JailPlan {
+            ca_bundle: None,
+            resolv_conf: None,
+            ..plan()
+        };
+        let out = rewrite(spec_with(json!([{"type": "pid"}])), &bare)
+            .unwrap()
+            .spec;
+        assert!(out.get("mounts").is_none());
+        assert!(out["process"].get("env").is_none());
+    }
+
+    #[test]
+    fn hooks_are_appended_after_existing_ones_once() {
+        let mut spec = spec_with(json!([{"type": "pid"}]));
+        spec["hooks"] =
+            json!({"prestart": [{"path": "/a"}], "poststop": [{"path": "/b", "timeout": 5}]});
+        let once = rewrite(spec, &plan()).unwrap().spec;
+        let twice = rewrite(once.clone(), &plan()).unwrap().spec;
+        assert_eq!(once, twice);
+        assert_eq!(once["hooks"]["prestart"], json!([{"path": "/a"}]));
+        assert_eq!(
+            once["hooks"]["poststop"],
+            json!([{"path": "/b", "timeout": 5}, {
+                "path": "/usr/bin/boundary-hook",
+                "args": ["boundary-hook", "poststop", "--state-root", "/run/boundary-runc"]
+            }])
+        );
+    }
+
+    #[test]
+    fn null_seccomp_is_unconfined_and_left_alone() {
+        let mut spec = spec_with(json!([{"type": "pid"}]));
+        spec["linux"]["seccomp"] = Value::Null;
+        let out = rewrite(spec, &plan()).unwrap();
+        assert!(out.seccomp.is_none());
+        assert_eq!(out.spec["linux"]["seccomp"], Value::Null);
+    }
 }

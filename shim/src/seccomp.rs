@@ -68,7 +68,10 @@ pub fn patch_seccomp(profile: &mut Value) -> Result<SeccompChange, RewriteError>
 }
 
 /// [`patch_seccomp`] with errors located at `loc` (`linux.seccomp` in a spec).
-pub(crate) fn patch_seccomp_at(profile: &mut Value, loc: &Loc) -> Result<SeccompChange, RewriteError> {
+pub(crate) fn patch_seccomp_at(
+    profile: &mut Value,
+    loc: &Loc,
+) -> Result<SeccompChange, RewriteError> {
     let map = obj_mut(profile, loc)?;
     let default = field(map, "defaultAction").ok_or_else(|| loc.key("defaultAction").missing())?;
     let default_allows = string(default, &loc.key("defaultAction"))? == ALLOW;
@@ -111,7 +114,10 @@ fn allow_rule() -> Value {
     json!({"names": NAMESPACE_SYSCALLS, "action": ALLOW})
 }
 
-fn rules_mut<'a>(map: &'a mut Map<String, Value>, loc: &Loc) -> Result<Option<&'a mut Vec<Value>>, RewriteError> {
+fn rules_mut<'a>(
+    map: &'a mut Map<String, Value>,
+    loc: &Loc,
+) -> Result<Option<&'a mut Vec<Value>>, RewriteError> {
     match map.get_mut("syscalls") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(rules)) => Ok(Some(rules)),
@@ -140,7 +146,10 @@ fn narrow_rule(rule: &mut Value, loc: &Loc) -> Result<Option<RuleEdit>, RewriteE
     if !hit_names && !hit_name {
         return Ok(None);
     }
-    let action = string(field(map, "action").ok_or_else(|| loc.key("action").missing())?, &loc.key("action"))?;
+    let action = string(
+        field(map, "action").ok_or_else(|| loc.key("action").missing())?,
+        &loc.key("action"),
+    )?;
     let conditions = match field(map, "args") {
         None => 0,
         Some(Value::Array(args)) => args.len(),
@@ -175,5 +184,114 @@ fn narrow_rule(rule: &mut Value, loc: &Loc) -> Result<Option<RuleEdit>, RewriteE
     if hit_name {
         map.shift_remove("name");
     }
-    Ok(Some(RuleEdit { removed, why, emptied }))
+    Ok(Some(RuleEdit {
+        removed,
+        why,
+        emptied,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ours() -> Value {
+        allow_rule()
+    }
+
+    #[test]
+    fn docker_format_rules_are_narrowed_in_place() {
+        let mut profile = json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}],
+            "syscalls": [
+                {"names": ["read", "clone"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 2114060288, "op": "SCMP_CMP_MASKED_EQ"}],
+                 "comment": "", "includes": {}, "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+                {"names": ["setns", "unshare"], "action": "SCMP_ACT_ALLOW", "args": [],
+                 "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+                {"name": "clone3", "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+                {"name": "ptrace", "action": "SCMP_ACT_ALLOW", "args": "not read"}
+            ]
+        });
+        let change = patch_seccomp(&mut profile).unwrap();
+        assert_eq!(change.edits.len(), 2, "{change:?}");
+        assert!(change.added_allow_rule);
+        assert_eq!(
+            profile["syscalls"],
+            json!([
+                {"names": ["read"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 2114060288, "op": "SCMP_CMP_MASKED_EQ"}],
+                 "comment": "", "includes": {}, "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+                {"names": ["setns", "unshare"], "action": "SCMP_ACT_ALLOW", "args": [],
+                 "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+                {"name": "ptrace", "action": "SCMP_ACT_ALLOW", "args": "not read"},
+                ours()
+            ])
+        );
+        // Key order of the narrowed rule is kept.
+        let keys: Vec<_> = profile["syscalls"][0].as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["names", "action", "args", "comment", "includes", "excludes"]
+        );
+        assert!(patch_seccomp(&mut profile).unwrap().is_empty());
+    }
+
+    #[test]
+    fn allow_by_default_needs_no_rule_but_loses_the_denials() {
+        let mut profile = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["unshare", "mount"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+        let change = patch_seccomp(&mut profile).unwrap();
+        assert!(!change.added_allow_rule);
+        assert_eq!(
+            change.edits,
+            ["syscalls[0] (SCMP_ACT_ERRNO): removed unshare"]
+        );
+        assert_eq!(
+            profile["syscalls"],
+            json!([{"names": ["mount"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}])
+        );
+    }
+
+    #[test]
+    fn a_profile_without_rules_gets_the_one_rule() {
+        let mut profile = json!({"defaultAction": "SCMP_ACT_KILL_PROCESS", "syscalls": null});
+        assert!(patch_seccomp(&mut profile).unwrap().added_allow_rule);
+        assert_eq!(profile["syscalls"], json!([ours()]));
+        let mut profile = json!({"defaultAction": "SCMP_ACT_ERRNO"});
+        patch_seccomp(&mut profile).unwrap();
+        assert_eq!(
+            profile,
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [ours()]})
+        );
+    }
+
+    #[test]
+    fn malformed_profiles_are_errors() {
+        let cases = [
+            (
+                json!([]),
+                "seccomp profile: the top level must be an object",
+            ),
+            (json!({}), "seccomp profile: defaultAction is missing"),
+            (
+                json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["clone"]}]}),
+                "seccomp profile: syscalls[0].action is missing",
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"name": 5}]}),
+                "seccomp profile: syscalls[0].name must be a string",
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["setns"], "action": "SCMP_ACT_ALLOW", "args": 1}]}),
+                "seccomp profile: syscalls[0].args must be an array",
+            ),
+        ];
+        for (mut profile, want) in cases {
+            assert_eq!(patch_seccomp(&mut profile).unwrap_err().to_string(), want);
+        }
+    }
 }

@@ -19,7 +19,10 @@ pub(crate) struct Loc {
 
 impl Loc {
     pub(crate) fn root(doc: &'static str) -> Self {
-        Loc { doc, path: String::new() }
+        Loc {
+            doc,
+            path: String::new(),
+        }
     }
 
     /// The member `key` of this place. Keys that are not plain identifiers
@@ -32,11 +35,17 @@ impl Loc {
             (false, true) => format!("{}.{key}", self.path),
             (_, false) => format!("{}[{key:?}]", self.path),
         };
-        Loc { doc: self.doc, path }
+        Loc {
+            doc: self.doc,
+            path,
+        }
     }
 
     pub(crate) fn idx(&self, index: usize) -> Self {
-        Loc { doc: self.doc, path: format!("{}[{index}]", self.path) }
+        Loc {
+            doc: self.doc,
+            path: format!("{}[{index}]", self.path),
+        }
     }
 
     fn shown(&self) -> String {
@@ -48,11 +57,18 @@ impl Loc {
     }
 
     pub(crate) fn wrong(&self, expected: &'static str) -> RewriteError {
-        RewriteError::WrongType { doc: self.doc, path: self.shown(), expected }
+        RewriteError::WrongType {
+            doc: self.doc,
+            path: self.shown(),
+            expected,
+        }
     }
 
     pub(crate) fn missing(&self) -> RewriteError {
-        RewriteError::Missing { doc: self.doc, path: self.shown() }
+        RewriteError::Missing {
+            doc: self.doc,
+            path: self.shown(),
+        }
     }
 }
 
@@ -101,7 +117,9 @@ pub(crate) fn opt_str<'a>(
     key: &str,
     loc: &Loc,
 ) -> Result<Option<&'a str>, RewriteError> {
-    field(map, key).map(|v| string(v, &loc.key(key))).transpose()
+    field(map, key)
+        .map(|v| string(v, &loc.key(key)))
+        .transpose()
 }
 
 /// The strings of the array at member `key` (absent or `null`: none).
@@ -114,7 +132,11 @@ pub(crate) fn opt_str_list<'a>(
     let Some(items) = opt_arr(map, key, loc)? else {
         return Ok(Vec::new());
     };
-    items.iter().enumerate().map(|(i, v)| string(v, &here.idx(i))).collect()
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| string(v, &here.idx(i)))
+        .collect()
 }
 
 /// Member `key` of `map` as an object, created empty when absent or `null`.
@@ -127,7 +149,8 @@ pub(crate) fn obj_entry<'a>(
     if slot.is_null() {
         *slot = Value::Object(Map::new());
     }
-    slot.as_object_mut().ok_or_else(|| loc.key(key).wrong("an object"))
+    slot.as_object_mut()
+        .ok_or_else(|| loc.key(key).wrong("an object"))
 }
 
 /// Member `key` of `map` as an array, created empty when absent or `null`.
@@ -140,7 +163,8 @@ pub(crate) fn arr_entry<'a>(
     if slot.is_null() {
         *slot = Value::Array(Vec::new());
     }
-    slot.as_array_mut().ok_or_else(|| loc.key(key).wrong("an array"))
+    slot.as_array_mut()
+        .ok_or_else(|| loc.key(key).wrong("an array"))
 }
 
 #[cfg(test)]
@@ -161,7 +185,10 @@ mod tests {
             ann.missing().to_string(),
             r#"config.json: annotations["run.boundary-runc.host-side"] is missing"#
         );
-        assert_eq!(root.wrong("an object").to_string(), "config.json: the top level must be an object");
+        assert_eq!(
+            root.wrong("an object").to_string(),
+            "config.json: the top level must be an object"
+        );
     }
 
     #[test]
@@ -173,6 +200,9 @@ mod tests {
         assert!(opt_str_list(m, "a", &loc).unwrap().is_empty());
         arr_entry(m, "a", &loc).unwrap().push(json!(1));
         assert_eq!(m["a"], json!([1]));
-        assert_eq!(obj_entry(m, "b", &loc).unwrap_err().to_string(), "t: b must be an object");
+        assert_eq!(
+            obj_entry(m, "b", &loc).unwrap_err().to_string(),
+            "t: b must be an object"
+        );
     }
 }

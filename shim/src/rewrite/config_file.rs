@@ -33,7 +33,10 @@ pub fn read_config(bytes: &[u8]) -> Result<Value, RewriteError> {
     }
     if let Some(root) = opt_obj(top, "root", &top_loc)? {
         let loc = top_loc.key("root");
-        string(field(root, "path").ok_or_else(|| loc.key("path").missing())?, &loc.key("path"))?;
+        string(
+            field(root, "path").ok_or_else(|| loc.key("path").missing())?,
+            &loc.key("path"),
+        )?;
     }
     if let Some(linux) = opt_obj(top, "linux", &top_loc)? {
         opt_arr(linux, "namespaces", &top_loc.key("linux"))?;
@@ -50,17 +53,20 @@ pub fn write_config_atomically(path: &Path, spec: &Value) -> io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "config path has no file name"))?;
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "config path has no file name")
+    })?;
     let original = match fs::metadata(path) {
         Ok(m) => Some(m),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let mode = original.as_ref().map_or(NEW_FILE_MODE, |m| m.mode() & 0o7777);
+    let mode = original
+        .as_ref()
+        .map_or(NEW_FILE_MODE, |m| m.mode() & 0o7777);
     let tmp = temp_name(dir, name);
-    let result = write_temp(&tmp, spec, mode, original.as_ref()).and_then(|()| fs::rename(&tmp, path));
+    let result =
+        write_temp(&tmp, spec, mode, original.as_ref()).and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
         // Best effort: the temporary file is ours and useless now.
         let _ = fs::remove_file(&tmp);
@@ -70,15 +76,26 @@ pub fn write_config_atomically(path: &Path, spec: &Value) -> io::Result<()> {
 }
 
 fn temp_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     let mut tmp = std::ffi::OsString::from(".");
     tmp.push(name);
     tmp.push(format!(".boundary-runc.{}.{nanos}.tmp", std::process::id()));
     dir.join(tmp)
 }
 
-fn write_temp(tmp: &Path, spec: &Value, mode: u32, original: Option<&fs::Metadata>) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
+fn write_temp(
+    tmp: &Path,
+    spec: &Value,
+    mode: u32,
+    original: Option<&fs::Metadata>,
+) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)?;
     if let Some(meta) = original {
         let mine = file.metadata()?;
         if (mine.uid(), mine.gid()) != (meta.uid(), meta.gid()) {
@@ -101,16 +118,29 @@ mod tests {
 
     #[test]
     fn read_config_checks_the_shapes_it_promises() {
-        let ok = br#"{"ociVersion":"1.0.2","process":{"args":["sh"]},"root":{"path":"rootfs"},"x":1}"#;
+        let ok =
+            br#"{"ociVersion":"1.0.2","process":{"args":["sh"]},"root":{"path":"rootfs"},"x":1}"#;
         assert_eq!(read_config(ok).unwrap()["x"], 1);
         let cases: [(&[u8], &str); 7] = [
             (b"{", "config.json: not valid JSON"),
             (b"[]", "config.json: the top level must be an object"),
             (b"{}", "config.json: ociVersion is missing"),
-            (br#"{"ociVersion":1}"#, "config.json: ociVersion must be a string"),
-            (br#"{"ociVersion":"1","process":[]}"#, "config.json: process must be an object"),
-            (br#"{"ociVersion":"1","root":{}}"#, "config.json: root.path is missing"),
-            (br#"{"ociVersion":"1","linux":{"namespaces":{}}}"#, "config.json: linux.namespaces must be an array"),
+            (
+                br#"{"ociVersion":1}"#,
+                "config.json: ociVersion must be a string",
+            ),
+            (
+                br#"{"ociVersion":"1","process":[]}"#,
+                "config.json: process must be an object",
+            ),
+            (
+                br#"{"ociVersion":"1","root":{}}"#,
+                "config.json: root.path is missing",
+            ),
+            (
+                br#"{"ociVersion":"1","linux":{"namespaces":{}}}"#,
+                "config.json: linux.namespaces must be an array",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(read_config(input).unwrap_err().to_string(), want);
@@ -125,9 +155,15 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         let spec = json!({"ociVersion": "1.0.2", "b": [1, 2], "a": null});
         write_config_atomically(&path, &spec).unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), r#"{"ociVersion":"1.0.2","b":[1,2],"a":null}"#);
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            r#"{"ociVersion":"1.0.2","b":[1,2],"a":null}"#
+        );
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o640);
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["config.json"]);
     }
 
