@@ -181,6 +181,6 @@ mod tests {
         assert_eq!(drops, 3, "{json}");
         let closed = FirewallPlan { redirect: false, ..plan };
         let json = serde_json::to_string(&closed.batch().to_nftables()).unwrap();
-        assert!(!json.contains("redirect") && !json.contains("accept"), "{json}");
+        assert!(!json.contains("redirect") && !json.contains(r#""accept":null"#), "{json}");
     }
 }
