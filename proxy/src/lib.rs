@@ -1,11 +1,24 @@
 //! The boundary-runc sidecar: transparent HTTP/HTTPS interception, policy
 //! decisions, upstream forwarding and the audit log.
+//!
+//! [`serve_proxy`] accepts the container's redirected TCP connections;
+//! [`ProxyContext::from_config`] builds everything it needs from the
+//! [`boundary_contract::SidecarConfig`] before privileges are dropped.
 
-pub mod resolve;
 pub mod audit;
-pub mod ca;
-pub mod sni;
-pub mod guard;
 pub mod body;
+pub mod ca;
+pub mod conn;
+pub mod context;
+pub mod forward;
+pub mod guard;
+pub mod resolve;
 pub mod response;
+pub mod service;
+pub mod sni;
 pub mod sniff;
+pub mod tunnel;
+pub mod upstream;
+
+pub use conn::serve_proxy;
+pub use context::{BuildError, Limits, ProxyContext};

@@ -1,0 +1,232 @@
+//! Accepting the container's connections and deciding what each speaks:
+//! TLS (terminated with a leaf for its SNI), plain HTTP/1, or anything else
+//! (closed at once). The same inspection runs inside CONNECT tunnels.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::audit::Event;
+use crate::context::ProxyContext;
+use crate::guard::{GuardIo, MAX_HEAD};
+use crate::service::{handle, normal_host, Scope};
+use crate::sni::SniError;
+use crate::sniff::{sniff, PrefixedIo, Sniffed};
+
+/// Largest HTTP/2 header list accepted from a client.
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+const H2_MAX_STREAMS: u32 = 256;
+
+/// Serves the container's connections until the listener fails fatally;
+/// one task per connection, at most `limits.max_connections` at once.
+pub async fn serve_proxy(listener: TcpListener, ctx: Arc<ProxyContext>) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => stream,
+            Err(e) if is_transient(&e) => {
+                log::warn!("accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            serve_connection(ctx, stream).await;
+            drop(permit);
+        });
+    }
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    use nix::libc;
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED | libc::ECONNRESET | libc::EPERM | libc::EPROTO | libc::EINTR)
+    ) || matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted)
+}
+
+/// One connection from the container.
+async fn serve_connection(ctx: Arc<ProxyContext>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
+    let dst = (ctx.original_dst)(&stream).filter(|d| Some(*d) != local);
+    let mut buf = BytesMut::with_capacity(4096);
+    let Some(sniffed) = sniff_timed(&ctx, &mut stream, &mut buf).await else {
+        return;
+    };
+    match sniffed {
+        Sniffed::Closed => {}
+        Sniffed::Other => {
+            let mut ev = Event::deny("tcp", "non-HTTP bytes");
+            ev.url = dst.map(|d| format!("tcp://{d}"));
+            ctx.audit.record(ev);
+        }
+        Sniffed::Http => {
+            let port = dst.map_or(80, |d| d.port());
+            let scope = Scope { tls: false, bound_host: None, bound_reason: "", port, outer: true, http1: true };
+            serve_h1(ctx, GuardIo::new(stream, buf), scope).await;
+        }
+        Sniffed::Tls(sni) => {
+            let port = dst.map_or(443, |d| d.port());
+            serve_tls(ctx, stream, buf, sni, None, port).await;
+        }
+    }
+}
+
+/// Inspects an established CONNECT tunnel to `host:port`. (Boxed: the
+/// tunnel's requests are served by the same code that made the tunnel.)
+pub fn serve_tunnel<I>(ctx: Arc<ProxyContext>, io: I, host: String, port: u16) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(serve_tunnel_inner(ctx, io, host, port))
+}
+
+async fn serve_tunnel_inner<I>(ctx: Arc<ProxyContext>, mut io: I, host: String, port: u16)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut buf = BytesMut::with_capacity(4096);
+    let Some(sniffed) = sniff_timed(&ctx, &mut io, &mut buf).await else {
+        return;
+    };
+    match sniffed {
+        Sniffed::Closed => {}
+        Sniffed::Other => {
+            let mut ev = Event::deny("tcp", "non-HTTP bytes in CONNECT tunnel");
+            ev.url = Some(format!("{host}:{port}"));
+            ev.host = Some(host);
+            ctx.audit.record(ev);
+        }
+        Sniffed::Http => {
+            let scope = Scope {
+                tls: false,
+                bound_host: Some(host),
+                bound_reason: "host does not match CONNECT target",
+                port,
+                outer: false,
+                http1: true,
+            };
+            serve_h1(ctx, GuardIo::new(io, buf), scope).await;
+        }
+        Sniffed::Tls(sni) => serve_tls(ctx, io, buf, sni, Some(host), port).await,
+    }
+}
+
+async fn sniff_timed<I: AsyncRead + Unpin>(ctx: &ProxyContext, io: &mut I, buf: &mut BytesMut) -> Option<Sniffed> {
+    match tokio::time::timeout(ctx.limits.sniff_timeout, sniff(io, buf)).await {
+        Ok(Ok(sniffed)) => Some(sniffed),
+        Ok(Err(e)) => {
+            log::debug!("reading the first bytes: {e}");
+            None
+        }
+        Err(_) if buf.is_empty() => None,
+        Err(_) => Some(Sniffed::Other),
+    }
+}
+
+/// Terminates TLS for a ClientHello with a usable SNI, then serves HTTP.
+async fn serve_tls<I>(
+    ctx: Arc<ProxyContext>,
+    io: I,
+    buf: BytesMut,
+    sni: Result<Option<String>, SniError>,
+    required: Option<String>,
+    port: u16,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let refuse = |reason: String, host: Option<String>| {
+        let mut ev = Event::deny("tls", reason);
+        ev.host = host;
+        ctx.audit.record(ev);
+    };
+    let name = match sni {
+        Ok(Some(name)) => normal_host(&name),
+        Ok(None) => return refuse("TLS without a server name (SNI)".into(), required),
+        Err(e) => return refuse(format!("malformed TLS ClientHello: {e}"), required),
+    };
+    if name.parse::<IpAddr>().is_ok() {
+        return refuse("TLS server name is an IP address".into(), Some(name));
+    }
+    if required.as_ref().is_some_and(|r| *r != name) {
+        return refuse("TLS server name does not match CONNECT target".into(), Some(name));
+    }
+    let acceptor = TlsAcceptor::from(ctx.tls_server.clone());
+    let tls = match tokio::time::timeout(ctx.limits.handshake_timeout, acceptor.accept(PrefixedIo::new(buf, io))).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            log::debug!("TLS handshake for {name}: {e}");
+            return refuse(format!("TLS handshake with the client failed: {e}"), Some(name));
+        }
+        Err(_) => return refuse("TLS handshake timed out".into(), Some(name)),
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let scope = Scope {
+        tls: true,
+        bound_host: Some(name),
+        bound_reason: "host does not match TLS server name",
+        port,
+        outer: false,
+        http1: !h2,
+    };
+    if h2 {
+        serve_h2(ctx, tls, scope).await;
+    } else {
+        serve_h1(ctx, GuardIo::new(tls, BytesMut::new()), scope).await;
+    }
+}
+
+async fn serve_h1<I>(ctx: Arc<ProxyContext>, io: I, scope: Scope)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let scope = Arc::new(scope);
+    let timeout = ctx.limits.header_read_timeout;
+    let svc = service_fn(move |req| handle(ctx.clone(), scope.clone(), req));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD + 32 * 1024)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        log::debug!("HTTP/1 connection ended: {e}");
+    }
+}
+
+async fn serve_h2<I>(ctx: Arc<ProxyContext>, io: I, scope: Scope)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let scope = Arc::new(scope);
+    let svc = service_fn(move |req| handle(ctx.clone(), scope.clone(), req));
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(60)))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .serve_connection(TokioIo::new(io), svc);
+    if let Err(e) = conn.await {
+        log::debug!("HTTP/2 connection ended: {e}");
+    }
+}

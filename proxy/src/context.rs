@@ -1,0 +1,212 @@
+//! Everything one sidecar needs to serve its container, built once from the
+//! [`SidecarConfig`] while the process is still root (every file is read
+//! here; nothing is opened later).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use boundary_contract::SidecarConfig;
+use boundary_policy::{ParseError, Policy};
+use rustls::client::Resumption;
+use rustls::server::ServerSessionMemoryCache;
+use tokio::net::TcpStream;
+
+use crate::audit::AuditLog;
+use crate::ca::{CaError, CertAuthority};
+use crate::resolve::{ResolveError, Resolver};
+use crate::upstream::Upstream;
+
+/// Finds where a redirected connection was originally going.
+pub type OriginalDst = Arc<dyn Fn(&TcpStream) -> Option<SocketAddr> + Send + Sync>;
+
+/// Errors from [`ProxyContext::from_config`].
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the host CA")]
+    Ca(#[source] CaError),
+    #[error("parsing the {which} rules")]
+    Policy {
+        which: &'static str,
+        #[source]
+        source: ParseError,
+    },
+    #[error("building the upstream resolver")]
+    Resolver(#[source] ResolveError),
+    #[error("{path} holds no usable PEM certificate")]
+    NoCert { path: PathBuf },
+    #[error("configuring TLS")]
+    Tls(#[source] rustls::Error),
+}
+
+/// Timeouts and limits; [`Limits::default`] is what the sidecar uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Concurrent client connections; further accepts wait.
+    pub max_connections: usize,
+    /// Time for the first bytes (ClientHello or request line) to arrive.
+    pub sniff_timeout: Duration,
+    /// Time for a TLS handshake with the client.
+    pub handshake_timeout: Duration,
+    /// HTTP/1 request head read timeout; also the keep-alive idle timeout.
+    pub header_read_timeout: Duration,
+    /// Time for the upstream to send its response head.
+    pub response_head_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 4096,
+            sniff_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            response_head_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Shared state of one sidecar.
+pub struct ProxyContext {
+    pub container_id: String,
+    pub policy: Arc<Policy>,
+    /// Rules narrowing `policy` (a request must be allowed by both).
+    pub narrowing: Option<Arc<Policy>>,
+    pub ca: Arc<CertAuthority>,
+    pub resolver: Arc<Resolver>,
+    pub audit: AuditLog,
+    /// `false`: every request is denied ("container has no upstream network").
+    pub upstream_enabled: bool,
+    pub listen_addr: Ipv4Addr,
+    /// Default: netfilter `SO_ORIGINAL_DST`.
+    pub original_dst: OriginalDst,
+    /// TLS server configuration for intercepted connections (leaf per SNI).
+    pub tls_server: Arc<rustls::ServerConfig>,
+    /// Pooled upstream clients.
+    pub upstream: Upstream,
+    pub limits: Limits,
+    /// Canonical text of each rule of `policy`, for audit records.
+    pub rule_texts: Arc<[String]>,
+}
+
+impl std::fmt::Debug for ProxyContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyContext")
+            .field("container_id", &self.container_id)
+            .field("upstream_enabled", &self.upstream_enabled)
+            .field("listen_addr", &self.listen_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxyContext {
+    /// Reads every file named in the config (CA cert and key, upstream CA
+    /// files, system roots, resolv.conf): call as root before dropping
+    /// privileges.
+    pub fn from_config(cfg: &SidecarConfig, audit: AuditLog) -> Result<ProxyContext, BuildError> {
+        let ca = CertAuthority::from_pem(&read(&cfg.ca_cert)?, &read(&cfg.ca_key)?).map_err(BuildError::Ca)?;
+        let policy = Policy::from_texts(cfg.rules.iter().map(String::as_str))
+            .map_err(|source| BuildError::Policy { which: "allow", source })?;
+        let narrowing = if cfg.narrowing_rules.is_empty() {
+            None
+        } else {
+            let p = Policy::from_texts(cfg.narrowing_rules.iter().map(String::as_str))
+                .map_err(|source| BuildError::Policy { which: "narrowing", source })?;
+            Some(Arc::new(p))
+        };
+        let resolver = Resolver::new(
+            cfg.pinned_hosts.clone(),
+            cfg.upstream_resolvers.clone(),
+            cfg.allow_special_destinations,
+            vec![cfg.listen_addr.into()],
+        )
+        .map_err(BuildError::Resolver)?;
+        let resolver = Arc::new(resolver);
+        let roots = upstream_roots(cfg.upstream_system_roots, &cfg.upstream_ca_files)?;
+        let ca = Arc::new(ca);
+        Ok(ProxyContext {
+            container_id: cfg.container_id.clone(),
+            rule_texts: policy.rules().iter().map(ToString::to_string).collect(),
+            policy: Arc::new(policy),
+            narrowing,
+            tls_server: tls_server_config(ca.clone())?,
+            upstream: Upstream::new(resolver.clone(), tls_client_config(roots)?),
+            ca,
+            resolver,
+            audit,
+            upstream_enabled: cfg.upstream_enabled,
+            listen_addr: cfg.listen_addr,
+            original_dst: Arc::new(netfilter_original_dst),
+            limits: Limits::default(),
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|source| BuildError::Read { path: path.to_owned(), source })
+}
+
+/// System roots (when asked) plus every certificate in `ca_files`.
+fn upstream_roots(system: bool, ca_files: &[PathBuf]) -> Result<rustls::RootCertStore, BuildError> {
+    let mut roots = rustls::RootCertStore::empty();
+    if system {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            log::warn!("loading system roots: {e}");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        log::debug!("system roots: {added} added, {ignored} ignored");
+    }
+    for path in ca_files {
+        let pem = read(path)?;
+        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice()).filter_map(Result::ok).collect();
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(BuildError::NoCert { path: path.clone() });
+        }
+    }
+    Ok(roots)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Upstream TLS client configuration (ALPN is set per client flavour).
+pub fn tls_client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, BuildError> {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(BuildError::Tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.resumption = Resumption::in_memory_sessions(1024);
+    Ok(cfg)
+}
+
+/// The client-facing TLS configuration: leaves from `ca`, ALPN h2 and
+/// http/1.1, session cache and tickets for resumption.
+pub fn tls_server_config(ca: Arc<CertAuthority>) -> Result<Arc<rustls::ServerConfig>, BuildError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(BuildError::Tls)?
+        .with_no_client_auth()
+        .with_cert_resolver(ca);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.session_storage = ServerSessionMemoryCache::new(4096);
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(BuildError::Tls)?;
+    Ok(Arc::new(cfg))
+}
+
+/// `SO_ORIGINAL_DST` of a connection redirected by nftables.
+pub fn netfilter_original_dst(stream: &TcpStream) -> Option<SocketAddr> {
+    let sin = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::OriginalDst).ok()?;
+    let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+    Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+}

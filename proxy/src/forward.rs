@@ -1,0 +1,197 @@
+//! Forwarding an allowed request upstream: hop-by-hop headers stripped,
+//! both bodies streamed, Upgrade (WebSocket) spliced on 101.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
+use hyper::upgrade::OnUpgrade;
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::TokioIo;
+
+use crate::audit::Event;
+use crate::body::{AuditedBody, WatchedBody};
+use crate::context::ProxyContext;
+use crate::guard::GUARD_HEADER;
+use crate::response::{self, ProxyBody};
+use crate::service::{Scope, Target};
+use crate::upstream::{failure_reason, Route};
+
+/// Whether an HTTP/1.1 request asks to switch protocols.
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11 && req.headers().contains_key(UPGRADE) && has_token(req.headers(), "upgrade")
+}
+
+fn has_token(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// Removes hop-by-hop headers (those named by Connection too). With
+/// `upgrade`, keeps Upgrade and sets `connection: upgrade`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            if !(upgrade && name == UPGRADE) {
+                headers.remove(name);
+            }
+        }
+    }
+    for name in [CONNECTION, TE, TRAILER, TRANSFER_ENCODING, PROXY_AUTHORIZATION, PROXY_AUTHENTICATE] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    headers.remove(GUARD_HEADER);
+    if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// Whether the allowing rule names exactly this IP literal as its domain.
+fn rule_names_ip(rule_text: &str, host: &str) -> bool {
+    host.parse::<IpAddr>().is_ok()
+        && rule_text.split_ascii_whitespace().any(|kv| kv.strip_prefix("domain=") == Some(host))
+}
+
+/// Sends the allowed request upstream and streams the answer back.
+pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Incoming>, t: Target, rule: usize) -> Response<ProxyBody> {
+    let rule_text = ctx.rule_texts.get(rule).cloned().unwrap_or_default();
+    let upgrade = scope.http1 && is_upgrade(&req);
+    let route = Route { h1_only: upgrade, explicit_ip: rule_names_ip(&rule_text, &t.host) };
+    let client_upgrade: Option<OnUpgrade> = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let method = req.method().to_string();
+    let (mut parts, body) = req.into_parts();
+    let failed = Arc::new(AtomicBool::new(false));
+    let uri = Uri::builder().scheme(t.scheme).authority(t.authority()).path_and_query(t.path.as_str()).build();
+    let mut event = Event {
+        kind: scope.kind(),
+        allowed: true,
+        method: Some(method.clone()),
+        url: Some(t.url.clone()),
+        host: Some(t.host.clone()),
+        rule: Some(rule_text),
+        ..Event::default()
+    };
+    let Ok(uri) = uri else {
+        event.status = Some(400);
+        event.reason = Some("request target cannot be forwarded".into());
+        ctx.audit.record(event);
+        return response::bad_request("request target cannot be forwarded");
+    };
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    parts.extensions = Default::default();
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    parts.headers.remove(HOST);
+    let upstream_req = Request::from_parts(parts, WatchedBody::new(body, failed.clone()).boxed_unsync());
+
+    let sent = tokio::time::timeout(ctx.limits.response_head_timeout, ctx.upstream.client(route).request(upstream_req)).await;
+    let mut resp = match sent {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) if failed.load(Ordering::Relaxed) => {
+            log::debug!("client request body failed: {e}");
+            return fail(&ctx, event, 400, "malformed request body", response::bad_request("malformed request body"));
+        }
+        Ok(Err(e)) => {
+            let reason = failure_reason(&e);
+            let resp = response::bad_gateway(&method, &t.url, &reason);
+            return fail(&ctx, event, 502, &format!("upstream failed: {reason}"), resp);
+        }
+        Err(_) => {
+            let reason = "upstream sent no response in time";
+            return fail(&ctx, event, 502, reason, response::bad_gateway(&method, &t.url, reason));
+        }
+    };
+    event.status = Some(resp.status().as_u16());
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(splice(ctx.clone(), client_upgrade, upstream_upgrade, event));
+            let (mut parts, _) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers, true);
+            return Response::from_parts(parts, response::empty());
+        }
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    parts.version = Version::HTTP_11;
+    let body = AuditedBody::new(body.map_err(|e| Box::new(e) as _).boxed_unsync(), ctx.audit.clone(), event);
+    Response::from_parts(parts, body.boxed_unsync())
+}
+
+fn fail(ctx: &ProxyContext, mut event: Event, status: u16, reason: &str, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    event.status = Some(status);
+    event.reason = Some(reason.to_owned());
+    ctx.audit.record(event);
+    resp
+}
+
+/// Joins the two upgraded streams until either side closes.
+async fn splice(ctx: Arc<ProxyContext>, client: OnUpgrade, upstream: OnUpgrade, mut event: Event) {
+    match tokio::try_join!(client, upstream) {
+        Ok((c, u)) => {
+            let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+            match tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                Ok((_up, down)) => event.bytes = Some(down),
+                Err(e) => {
+                    log::debug!("upgraded connection ended: {e}");
+                    event.reason = Some("upgraded connection ended with an error".into());
+                }
+            }
+        }
+        Err(e) => {
+            log::debug!("upgrade failed: {e}");
+            event.reason = Some("upgrade failed".into());
+        }
+    }
+    ctx.audit.record(event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        let mut up = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+        strip_hop_by_hop(&mut up, true);
+        assert_eq!(up[UPGRADE], "websocket");
+        assert_eq!(up[CONNECTION], "upgrade");
+    }
+
+    #[test]
+    fn explicit_ip_rule() {
+        assert!(rule_names_ip("method=GET domain=169.254.169.254", "169.254.169.254"));
+        assert!(!rule_names_ip("domain=*", "169.254.169.254"));
+        assert!(!rule_names_ip("domain=example.com", "example.com"));
+    }
+}

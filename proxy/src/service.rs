@@ -1,0 +1,210 @@
+//! Per-request handling: work out the request's real target, check it
+//! against the connection (SNI / CONNECT target), decide with the policy,
+//! then deny or forward. Every request gets exactly one audit record.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use boundary_policy::{evaluate_narrowed, Decision, DenyReason};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, HOST};
+use hyper::http::uri::Authority;
+use hyper::{Method, Request, Response};
+
+use crate::audit::Event;
+use crate::context::ProxyContext;
+use crate::guard::GUARD_HEADER;
+use crate::response::{self, DenyInfo, ProxyBody};
+use crate::{forward, tunnel};
+
+/// What a connection fixes for every request on it.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// Requests arrived inside intercepted TLS.
+    pub tls: bool,
+    /// Each request's host must equal this (the SNI or the CONNECT target).
+    pub bound_host: Option<String>,
+    /// Denial reason when it does not.
+    pub bound_reason: &'static str,
+    /// Destination port when the request names none (0: scheme default).
+    pub port: u16,
+    /// The container's own connection (CONNECT is only allowed here).
+    pub outer: bool,
+    /// Requests are HTTP/1 behind the framing guard (Upgrade possible).
+    pub http1: bool,
+}
+
+impl Scope {
+    pub fn kind(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub scheme: &'static str,
+    /// Lowercase, no trailing dot, no brackets.
+    pub host: String,
+    pub port: u16,
+    /// Path and query as sent (`/` when absent).
+    pub path: String,
+    /// Full URL for messages and the audit log.
+    pub url: String,
+}
+
+impl Target {
+    /// `host[:port]` as used upstream (port left out when default).
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == default_port(self.scheme) {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+pub fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" {
+        443
+    } else {
+        80
+    }
+}
+
+/// The hyper service body for one request.
+pub async fn handle(ctx: Arc<ProxyContext>, scope: Arc<Scope>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    if let Some(reason) = req.headers().get(GUARD_HEADER) {
+        let reason = format!("malformed request: {}", reason.to_str().unwrap_or("invalid"));
+        ctx.audit.record(Event { status: Some(400), ..Event::deny(scope.kind(), reason.clone()) });
+        return Ok(response::bad_request(&reason));
+    }
+    if req.method() == Method::CONNECT {
+        return Ok(tunnel::handle_connect(ctx, &scope, req));
+    }
+    let upgrade = scope.http1 && forward::is_upgrade(&req);
+    let mut resp = match target(&req, &scope) {
+        Ok(t) => decide_and_forward(ctx, &scope, req, t).await,
+        Err(reason) => {
+            let reason = format!("bad request target: {reason}");
+            let mut ev = Event::deny(scope.kind(), reason.clone());
+            ev.method = Some(req.method().to_string());
+            ev.status = Some(400);
+            ctx.audit.record(ev);
+            response::bad_request(&reason)
+        }
+    };
+    if upgrade && resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+        // The framing guard stopped following this connection at the
+        // Upgrade request, so it must not carry another request.
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(resp)
+}
+
+async fn decide_and_forward(ctx: Arc<ProxyContext>, scope: &Scope, req: Request<Incoming>, t: Target) -> Response<ProxyBody> {
+    let method = req.method().as_str();
+    if let Some(bound) = &scope.bound_host {
+        if *bound != t.host {
+            return deny(&ctx, scope, &req, &t, scope.bound_reason, None);
+        }
+    }
+    if !ctx.upstream_enabled {
+        return deny(&ctx, scope, &req, &t, "container has no upstream network", None);
+    }
+    let preq = boundary_policy::Request { method, host: &t.host, path: &t.path, port: Some(t.port) };
+    let decision = match &ctx.narrowing {
+        Some(n) => evaluate_narrowed(&ctx.policy, n, &preq),
+        None => ctx.policy.evaluate(&preq),
+    };
+    match decision {
+        Decision::Allow { rule } => forward::forward(ctx, scope, req, t, rule).await,
+        Decision::Deny(denial) => {
+            let reason = match denial.reason {
+                DenyReason::NoRuleMatched => "no rule matched".to_owned(),
+                other => other.to_string(),
+            };
+            deny(&ctx, scope, &req, &t, &reason, denial.suggestion.as_deref())
+        }
+    }
+}
+
+fn deny(ctx: &ProxyContext, scope: &Scope, req: &Request<Incoming>, t: &Target, reason: &str, rule: Option<&str>) -> Response<ProxyBody> {
+    let method = req.method().as_str();
+    let info = DenyInfo { method, url: &t.url, host: &t.host, reason, allow_rule: rule };
+    let resp = response::deny(&info, response::wants_json(req.headers()));
+    ctx.audit.record(Event {
+        method: Some(method.to_owned()),
+        url: Some(t.url.clone()),
+        host: Some(t.host.clone()),
+        status: Some(403),
+        ..Event::deny(scope.kind(), reason)
+    });
+    resp
+}
+
+/// The request's target from its URI authority (absolute form or
+/// `:authority`) or its single Host header; the two must agree.
+pub fn target(req: &Request<Incoming>, scope: &Scope) -> Result<Target, &'static str> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host_hdr = hosts.next();
+    if hosts.next().is_some() {
+        return Err("several Host headers");
+    }
+    let host_hdr = host_hdr.map(|h| h.to_str().map_err(|_| "Host header is not ASCII")).transpose()?;
+    let uri = req.uri();
+    let (authority, absolute_scheme): (Authority, Option<&'static str>) = match uri.authority() {
+        Some(auth) => {
+            let scheme = match uri.scheme_str() {
+                None => None,
+                Some(s) if s.eq_ignore_ascii_case("http") => Some("http"),
+                Some(s) if s.eq_ignore_ascii_case("https") => Some("https"),
+                Some(_) => return Err("unsupported URI scheme"),
+            };
+            if let Some(h) = host_hdr {
+                let h: Authority = h.parse().map_err(|_| "invalid Host header")?;
+                let dp = default_port(scheme.unwrap_or(if scope.tls { "https" } else { "http" }));
+                if !same_authority(&h, auth, dp) {
+                    return Err("Host header does not match the request URI");
+                }
+            }
+            (auth.clone(), scheme)
+        }
+        None => (host_hdr.ok_or("missing Host header")?.parse().map_err(|_| "invalid Host header")?, None),
+    };
+    if authority.as_str().contains('@') {
+        return Err("user information in the authority");
+    }
+    let scheme = if scope.tls { "https" } else { absolute_scheme.unwrap_or("http") };
+    let host = normal_host(authority.host());
+    if host.is_empty() {
+        return Err("empty host");
+    }
+    let port = match authority.port_u16() {
+        Some(p) => p,
+        None if absolute_scheme.is_some() && !scope.tls => default_port(scheme),
+        None if scope.port != 0 => scope.port,
+        None => default_port(scheme),
+    };
+    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let path = if path.is_empty() { "/" } else { path };
+    let mut t = Target { scheme, host, port, path: path.to_owned(), url: String::new() };
+    t.url = format!("{scheme}://{}{}", t.authority(), t.path);
+    Ok(t)
+}
+
+/// Lowercase, without IPv6 brackets or a trailing dot.
+pub fn normal_host(host: &str) -> String {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
+}
+
+fn same_authority(a: &Authority, b: &Authority, default_port: u16) -> bool {
+    normal_host(a.host()) == normal_host(b.host())
+        && a.port_u16().unwrap_or(default_port) == b.port_u16().unwrap_or(default_port)
+}

@@ -1,0 +1,70 @@
+//! `CONNECT host:port` from explicit-proxy clients: allowed only when a rule
+//! could allow the host; the tunnel is then inspected like a new connection
+//! whose TLS server name or Host must be the CONNECT host.
+
+use std::sync::Arc;
+
+use boundary_policy::{could_allow_host_narrowed, suggest_rule};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+use crate::audit::Event;
+use crate::context::ProxyContext;
+use crate::response::{self, DenyInfo, ProxyBody};
+use crate::service::{normal_host, Scope};
+
+/// Answers a CONNECT request: 403, 400 or 200 and a spawned tunnel.
+pub fn handle_connect(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    let mut ev = Event { kind: "connect", method: Some("CONNECT".into()), ..Event::default() };
+    let target = req.uri().authority().and_then(|a| Some((normal_host(a.host()), a.port_u16()?)));
+    let Some((host, port)) = target.filter(|(h, _)| !h.is_empty()) else {
+        ev.reason = Some("CONNECT target must be host:port".into());
+        ev.status = Some(400);
+        ctx.audit.record(ev);
+        return response::bad_request("CONNECT target must be host:port");
+    };
+    let url = format!("{host}:{port}");
+    ev.url = Some(url.clone());
+    ev.host = Some(host.clone());
+    let refusal = if !scope.outer {
+        Some("CONNECT inside an intercepted connection")
+    } else if !ctx.upstream_enabled {
+        Some("container has no upstream network")
+    } else if !could_allow(&ctx, &host) {
+        Some("no rule matched")
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        let suggestion = (scope.outer && ctx.upstream_enabled).then(|| {
+            suggest_rule(&boundary_policy::Request { method: "GET", host: &host, path: "/", port: Some(port) })
+        });
+        let info = DenyInfo { method: "CONNECT", url: &url, host: &host, reason, allow_rule: suggestion.as_deref() };
+        let mut resp = response::deny(&info, response::wants_json(req.headers()));
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        ev.reason = Some(reason.into());
+        ev.status = Some(403);
+        ctx.audit.record(ev);
+        return resp;
+    }
+    ev.allowed = true;
+    ev.status = Some(200);
+    ctx.audit.record(ev);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => crate::conn::serve_tunnel(ctx, TokioIo::new(upgraded), host, port).await,
+            Err(e) => log::debug!("CONNECT tunnel to {host}:{port} was not established: {e}"),
+        }
+    });
+    response::connect_established()
+}
+
+fn could_allow(ctx: &ProxyContext, host: &str) -> bool {
+    match &ctx.narrowing {
+        Some(n) => could_allow_host_narrowed(&ctx.policy, n, host),
+        None => ctx.policy.could_allow_host(host),
+    }
+}

@@ -1,0 +1,261 @@
+//! Connections to the real servers: the sidecar resolves the request's host
+//! itself (never the container's chosen address), connects with a 10 s
+//! limit, speaks TLS with the configured roots and picks HTTP/2 or
+//! HTTP/1.1 by ALPN. Connections are pooled across all client connections.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::resolve::{ResolveError, Resolver};
+use crate::response::ProxyBody;
+
+/// Limit for resolve + TCP connect + TLS handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const POOL_IDLE: Duration = Duration::from_secs(90);
+const POOL_MAX_IDLE_PER_HOST: usize = 64;
+
+/// Why an upstream connection failed (shown in the 502 body).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("request URI has no host")]
+    NoHost,
+    #[error("resolving the upstream host")]
+    Resolve(#[source] ResolveError),
+    #[error("connecting to {addr}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("TLS handshake with {host}")]
+    Tls {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{host:?} is not a valid TLS server name")]
+    ServerName { host: String },
+    #[error("upstream connection timed out after {}s", CONNECT_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+/// How one upstream request may connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Offer only HTTP/1.1 (needed to forward an Upgrade).
+    pub h1_only: bool,
+    /// The allowing rule names this exact IP literal: special addresses OK.
+    pub explicit_ip: bool,
+}
+
+/// Pooled HTTP clients, one per [`Route`] flavour.
+#[derive(Clone)]
+pub struct Upstream {
+    clients: Arc<[Client<Connector, ProxyBody>; 4]>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// `tls` is the client configuration (roots); ALPN is set here.
+    pub fn new(resolver: Arc<Resolver>, tls: rustls::ClientConfig) -> Upstream {
+        let make = |h1_only: bool, explicit_ip: bool| {
+            let mut cfg = tls.clone();
+            cfg.alpn_protocols = if h1_only { vec![b"http/1.1".to_vec()] } else { vec![b"h2".to_vec(), b"http/1.1".to_vec()] };
+            let connector = Connector {
+                resolver: resolver.clone(),
+                tls: TlsConnector::from(Arc::new(cfg)),
+                explicit_ip,
+            };
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE)
+                .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .build(connector)
+        };
+        Upstream { clients: Arc::new([make(false, false), make(false, true), make(true, false), make(true, true)]) }
+    }
+
+    /// The client for `route`.
+    pub fn client(&self, route: Route) -> &Client<Connector, ProxyBody> {
+        &self.clients[usize::from(route.h1_only) * 2 + usize::from(route.explicit_ip)]
+    }
+}
+
+/// The tower connector used by the pooled clients.
+#[derive(Clone)]
+pub struct Connector {
+    resolver: Arc<Resolver>,
+    tls: TlsConnector,
+    explicit_ip: bool,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<UpstreamIo>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, this.connect(uri)).await {
+                Ok(res) => res.map(TokioIo::new),
+                Err(_) => Err(ConnectError::Timeout),
+            }
+        })
+    }
+}
+
+impl Connector {
+    async fn connect(self, uri: Uri) -> Result<UpstreamIo, ConnectError> {
+        let host = uri.host().ok_or(ConnectError::NoHost)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let tls = uri.scheme_str() == Some("https");
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let addrs = self.resolver.resolve(host, self.explicit_ip).await.map_err(ConnectError::Resolve)?;
+        let tcp = connect_any(&addrs, port).await?;
+        if !tls {
+            return Ok(UpstreamIo::Plain(tcp));
+        }
+        let name = match host.parse::<IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(host.to_owned()).map_err(|_| ConnectError::ServerName { host: host.to_owned() })?,
+        };
+        let stream = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|source| ConnectError::Tls { host: host.to_owned(), source })?;
+        Ok(UpstreamIo::Tls(Box::new(stream)))
+    }
+}
+
+/// Tries each address in order; the last error is reported.
+async fn connect_any(addrs: &[IpAddr], port: u16) -> Result<TcpStream, ConnectError> {
+    let mut last = None;
+    for ip in addrs {
+        let addr = SocketAddr::new(*ip, port);
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(source) => last = Some(ConnectError::Connect { addr, source }),
+        }
+    }
+    Err(last.unwrap_or(ConnectError::NoHost))
+}
+
+/// A plain or TLS upstream stream.
+pub enum UpstreamIo {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Connection for UpstreamIo {
+    fn connected(&self) -> Connected {
+        match self {
+            UpstreamIo::Plain(_) => Connected::new(),
+            UpstreamIo::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => Connected::new().negotiated_h2(),
+            UpstreamIo::Tls(_) => Connected::new(),
+        }
+    }
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, b),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, b),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpstreamIo::Plain(s) => s.is_write_vectored(),
+            UpstreamIo::Tls(s) => s.is_write_vectored(),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The most specific reason in an upstream error chain, for a 502 body.
+pub fn failure_reason(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut reason = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut found = false;
+    while let Some(e) = cur {
+        if e.downcast_ref::<ConnectError>().is_some() {
+            found = true;
+        }
+        if found {
+            if !reason.is_empty() {
+                reason.push_str(": ");
+            }
+            reason.push_str(&e.to_string());
+        }
+        cur = e.source();
+    }
+    if found {
+        reason
+    } else {
+        let mut all = err.to_string();
+        let mut cur = err.source();
+        while let Some(e) = cur {
+            all.push_str(": ");
+            all.push_str(&e.to_string());
+            cur = e.source();
+        }
+        all
+    }
+}
