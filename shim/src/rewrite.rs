@@ -275,14 +275,26 @@ impl<'a> PlanStrings<'a> {
 }
 
 /// Step 1: point the network entry at the jail and record the original.
+///
+/// A spec whose network entry already points at a jail namespace was
+/// rewritten before, and the original is only in the annotation: for this
+/// plan's namespace the annotation is required; for a sibling namespace (same
+/// directory: an earlier attempt under another container id) it is used when
+/// present.
 fn jail_network(spec: &mut Value, plan: &PlanStrings<'_>) -> Result<HostSide, RewriteError> {
     let entry = network_entry(spec)?;
-    let already_jailed =
-        matches!(entry, Some((_, Some(p))) if Path::new(p) == Path::new(plan.netns));
-    let host_side = if already_jailed {
-        recorded_host_side(spec, plan.netns)?
-    } else {
-        host_side(spec)?
+    let ours = Path::new(plan.netns);
+    let host_side = match entry {
+        Some((_, Some(p))) if Path::new(p) == ours => recorded_host_side(spec, plan.netns)?,
+        Some((_, Some(p))) if Path::new(p).parent() == ours.parent() => {
+            match annotation(spec, HOST_SIDE_ANNOTATION)? {
+                Some(record) => {
+                    serde_json::from_str(record).map_err(RewriteError::HostSideAnnotationGarbled)?
+                }
+                None => host_side(spec)?,
+            }
+        }
+        _ => host_side(spec)?,
     };
     let index = entry.map(|(i, _)| i);
     let record = serde_json::to_string(&host_side).map_err(RewriteError::RecordHostSide)?;
@@ -532,6 +544,42 @@ mod tests {
         assert_eq!(
             annotation(&out.spec, HOST_SIDE_ANNOTATION).unwrap(),
             Some(r#"{"kind":"path","path":"/run/netns/podman"}"#)
+        );
+    }
+
+    #[test]
+    fn a_spec_jailed_under_another_id_keeps_its_original_host_side() {
+        let spec = spec_with(json!([{"type": "network", "path": "/run/netns/podman"}]));
+        let first = rewrite(spec, &plan()).unwrap().spec;
+        let other = JailPlan {
+            netns_path: "/run/boundary-runc/c2/netns".into(),
+            ..plan()
+        };
+        let sibling = JailPlan {
+            netns_path: "/run/boundary-runc/c1/netns2".into(),
+            ..plan()
+        };
+        // Another directory: the first jail is taken as the host side.
+        let out = rewrite(first.clone(), &other).unwrap();
+        assert_eq!(
+            out.host_side,
+            HostSide::Path {
+                path: "/run/boundary-runc/c1/netns".into()
+            }
+        );
+        // A sibling in the same directory: the record is used.
+        let out = rewrite(first, &sibling).unwrap();
+        assert_eq!(
+            out.host_side,
+            HostSide::Path {
+                path: "/run/netns/podman".into()
+            }
+        );
+        assert_eq!(
+            host_side(&out.spec).unwrap(),
+            HostSide::Path {
+                path: "/run/boundary-runc/c1/netns2".into()
+            }
         );
     }
 
