@@ -1,0 +1,283 @@
+//! Plain HTTP through the proxy: keep-alive, pipelining, denials, smuggling,
+//! upstream failures, non-HTTP bytes and the audit log.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{closes_within, read_response, start, start_with, Options};
+use tokio::io::{AsyncWriteExt, BufReader};
+
+const RULES: &[&str] = &["domain=origin.test", "method=GET,POST domain=api.test path=/allowed/*", "domain=dead.test"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_mixes_allow_and_deny_on_one_connection() {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    for (path_host, want) in [
+        (format!("/a HTTP/1.1\r\nHost: origin.test:{port}"), 200),
+        (format!("/x HTTP/1.1\r\nHost: other.test:{port}"), 403),
+        (format!("/allowed/1?q=1 HTTP/1.1\r\nHost: api.test:{port}"), 200),
+        (format!("/secret HTTP/1.1\r\nHost: api.test:{port}"), 403),
+        (format!("/b HTTP/1.1\r\nHost: ORIGIN.test.:{port}"), 200),
+    ] {
+        s.get_mut().write_all(format!("GET {path_host}\r\n\r\n").as_bytes()).await.unwrap();
+        let r = read_response(&mut s).await.expect("response");
+        assert_eq!(r.status, want, "{path_host}: {r:?}");
+        if want == 200 {
+            assert!(r.body.starts_with("origin http HTTP/1.1 GET /"), "{}", r.body);
+        } else {
+            assert_eq!(r.header("x-boundary-decision"), Some("deny"));
+        }
+    }
+    let recs = h.audit();
+    assert_eq!(recs.len(), 5);
+    assert!(recs.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    assert_eq!(recs[0].decision, "allow");
+    assert_eq!(recs[0].status, Some(200));
+    assert!(recs[0].bytes.unwrap() > 0);
+    assert_eq!(recs[0].rule.as_deref(), Some("domain=origin.test"));
+    assert_eq!(recs[1].decision, "deny");
+    assert_eq!(recs[1].host.as_deref(), Some("other.test"));
+    assert_eq!(recs[1].status, Some(403));
+    assert_eq!(recs[2].url.as_deref(), Some(&*format!("http://api.test:{port}/allowed/1?q=1")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_each_evaluated() {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    let two = format!(
+        "GET /one HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\nPOST /two HTTP/1.1\r\nHost: other.test:{port}\r\nContent-Length: 3\r\n\r\nabc\
+         POST /three HTTP/1.1\r\nHost: origin.test:{port}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\n"
+    );
+    s.get_mut().write_all(two.as_bytes()).await.unwrap();
+    let a = read_response(&mut s).await.unwrap();
+    let b = read_response(&mut s).await.unwrap();
+    let c = read_response(&mut s).await.unwrap();
+    assert_eq!((a.status, b.status, c.status), (200, 403, 200));
+    assert!(a.body.contains("GET /one"));
+    assert!(c.body.contains("POST /three") && c.body.contains("len=3"), "{}", c.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn original_destination_port_is_used_when_host_has_none() {
+    let h = start(RULES).await;
+    *h.dst.lock().unwrap() = Some(h.http_origin);
+    let mut s = BufReader::new(h.connect().await);
+    s.get_mut().write_all(b"GET /d HTTP/1.1\r\nHost: origin.test\r\n\r\n").await.unwrap();
+    let r = read_response(&mut s).await.unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_uses_the_uri_and_host_must_agree() {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    let req = format!("GET http://origin.test:{port}/abs HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n");
+    s.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let r = read_response(&mut s).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("GET /abs"), "{}", r.body);
+    let req = format!("GET http://other.test:{port}/abs HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n");
+    s.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let r = read_response(&mut s).await.unwrap();
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_bodies_name_the_rule_in_text_and_json() {
+    let h = start(RULES).await;
+    let mut s = BufReader::new(h.connect().await);
+    s.get_mut().write_all(b"GET /v1/x HTTP/1.1\r\nHost: other.test\r\n\r\n").await.unwrap();
+    let r = read_response(&mut s).await.unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.body,
+        "boundary-runc: GET http://other.test/v1/x was denied by the network boundary (no rule matched).\n\
+         To allow it, add this rule to BOUNDARY_ALLOW:\n  domain=other.test\n"
+    );
+    s.get_mut()
+        .write_all(b"DELETE /allowed/1 HTTP/1.1\r\nHost: api.test\r\nAccept: application/json\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut s).await.unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["error"], "denied");
+    assert_eq!(v["method"], "DELETE");
+    assert_eq!(v["url"], "http://api.test/allowed/1");
+    assert_eq!(v["host"], "api.test");
+    let rule = v["allow_rule"].as_str().unwrap();
+    assert!(rule.contains("method=DELETE") && rule.contains("domain=api.test"), "{rule}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_upstream_network_denies_everything() {
+    let h = start_with(RULES, Options { upstream_enabled: false, ..Options::default() }).await;
+    let mut s = BufReader::new(h.connect().await);
+    s.get_mut().write_all(b"GET / HTTP/1.1\r\nHost: origin.test\r\n\r\n").await.unwrap();
+    let r = read_response(&mut s).await.unwrap();
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("container has no upstream network"), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrowing_rules_must_also_allow() {
+    let opts = Options { narrowing: vec!["method=GET".into()], ..Options::default() };
+    let h = start_with(RULES, opts).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    let req = format!("GET / HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\nPOST / HTTP/1.1\r\nHost: origin.test:{port}\r\nContent-Length: 0\r\n\r\n");
+    s.get_mut().write_all(req.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.unwrap().status, 200);
+    assert_eq!(read_response(&mut s).await.unwrap().status, 403);
+}
+
+async fn expect_400(head: &str, reason: &str) {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    let head = head.replace("PORT", &port.to_string());
+    s.get_mut().write_all(head.as_bytes()).await.unwrap();
+    let r = read_response(&mut s).await.expect("a response");
+    assert_eq!(r.status, 400, "{head:?}: {r:?}");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(r.header("x-boundary-decision"), Some("error"));
+    assert!(r.body.contains(reason), "{head:?}: {}", r.body);
+    assert!(closes_within(s.get_mut(), 3).await, "connection left open after 400");
+    h.wait_audit(|r| r.status == Some(400) && r.reason.as_deref().is_some_and(|x| x.contains(reason))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_content_length_with_transfer_encoding() {
+    expect_400(
+        "POST / HTTP/1.1\r\nHost: origin.test:PORT\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: other.test\r\n\r\n",
+        "both Content-Length and Transfer-Encoding",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_duplicate_content_length() {
+    expect_400("POST / HTTP/1.1\r\nHost: origin.test:PORT\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", "duplicate Content-Length").await;
+    expect_400("POST / HTTP/1.1\r\nHost: origin.test:PORT\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc", "duplicate Content-Length").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_bad_transfer_encoding() {
+    expect_400("POST / HTTP/1.1\r\nHost: origin.test:PORT\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", "other than chunked").await;
+    expect_400("POST / HTTP/1.1\r\nHost: origin.test:PORT\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "other than chunked").await;
+    expect_400(
+        "POST / HTTP/1.1\r\nHost: origin.test:PORT\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n",
+        "other than chunked",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_obs_fold_and_bare_line_ends() {
+    expect_400("GET / HTTP/1.1\r\nHost: origin.test:PORT\r\nX-A: b\r\n  folded\r\n\r\n", "line folding").await;
+    expect_400("GET / HTTP/1.1\r\nHost: origin.test:PORT\nX-A: b\r\n\r\n", "bare LF").await;
+    expect_400("GET / HTTP/1.1\r\nHost: origin.test:PORT\r\nX-A: b\rX-B: c\r\n\r\n", "bare CR").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_chunked_body_is_not_forwarded_whole() {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    let req = format!("POST / HTTP/1.1\r\nHost: origin.test:{port}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX\r\n0\r\n\r\n");
+    s.get_mut().write_all(req.as_bytes()).await.unwrap();
+    match read_response(&mut s).await {
+        None => {}
+        Some(r) => assert_eq!(r.status, 400, "{r:?}"),
+    }
+    assert!(closes_within(s.get_mut(), 3).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_are_not_forwarded() {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    let req = format!("GET / HTTP/1.1\r\nHost: origin.test:{port}\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n");
+    s.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let r = read_response(&mut s).await.unwrap();
+    assert!(r.body.ends_with("hop=false"), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_upstream_is_a_prompt_502() {
+    let h = start(RULES).await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut s = BufReader::new(h.connect().await);
+    let req = format!("GET / HTTP/1.1\r\nHost: dead.test:{closed}\r\n\r\n");
+    s.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(12), read_response(&mut s)).await.unwrap().unwrap();
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("x-boundary-decision"), Some("error"));
+    assert!(r.body.contains("connecting to 127.0.0.1"), "{}", r.body);
+    let rec = h.wait_audit(|r| r.status == Some(502)).await;
+    assert_eq!(rec.decision, "allow");
+    assert!(rec.reason.unwrap().contains("upstream failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpinned_special_address_is_refused_upstream() {
+    // A rule may name an IP literal, but loopback stays refused unless the
+    // rule names exactly that address.
+    let h = start(&["domain=*"]).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    s.get_mut().write_all(format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes()).await.unwrap();
+    let r = read_response(&mut s).await.unwrap();
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(r.body.contains("refused addresses"), "{}", r.body);
+
+    let h = start(&["domain=127.0.0.1"]).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    s.get_mut().write_all(format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_http_bytes_are_closed_and_audited() {
+    let h = start(RULES).await;
+    let mut s = h.connect().await;
+    s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await.unwrap();
+    assert!(closes_within(&mut s, 3).await);
+    let mut s = h.connect().await;
+    s.write_all(&[0, 1, 2, 3, 0xff, b'\n']).await.unwrap();
+    assert!(closes_within(&mut s, 3).await);
+    let rec = h.wait_audit(|r| r.kind == "tcp").await;
+    assert_eq!(rec.decision, "deny");
+    assert_eq!(rec.reason.as_deref(), Some("non-HTTP bytes"));
+    // The proxy still serves the next connection.
+    let mut s = BufReader::new(h.connect().await);
+    let port = h.http_origin.port();
+    s.get_mut().write_all(format!("GET / HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_both_ways() {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    let body = vec![b'x'; 3 * 1024 * 1024];
+    let head = format!("POST /big HTTP/1.1\r\nHost: origin.test:{port}\r\nContent-Length: {}\r\n\r\n", body.len());
+    s.get_mut().write_all(head.as_bytes()).await.unwrap();
+    s.get_mut().write_all(&body).await.unwrap();
+    let r = read_response(&mut s).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains(&format!("len={}", body.len())), "{}", r.body);
+}
