@@ -1,0 +1,235 @@
+//! TLS interception, HTTP/2, server-sent events, WebSocket and CONNECT.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{closes_within, read_response, start, Harness};
+use futures::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::{http1, http2};
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+const RULES: &[&str] = &["domain=origin.test", "domain=sse.test"];
+
+async fn h1<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: T) -> http1::SendRequest<Empty<Bytes>> {
+    let (send, conn) = http1::handshake(TokioIo::new(io)).await.unwrap();
+    tokio::spawn(conn.with_upgrades());
+    send
+}
+
+fn get(uri: &str, host: Option<&str>) -> Request<Empty<Bytes>> {
+    let mut b = Request::get(uri);
+    if let Some(h) = host {
+        b = b.header("host", h);
+    }
+    b.body(Empty::new()).unwrap()
+}
+
+async fn text(resp: hyper::Response<hyper::body::Incoming>) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_terminated_for_the_sni_and_host_must_match() {
+    let h = start(RULES).await;
+    let port = h.https_origin.port();
+    let tls = h.tls_connect("origin.test", &[b"http/1.1"]).await;
+    let mut send = h1(tls).await;
+    let host = format!("origin.test:{port}");
+    let (status, body) = text(send.send_request(get("/hello?x=1", Some(&host))).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("origin https HTTP/2.0 GET /hello?x=1"), "{body}");
+    // Domain fronting: same TLS session, another Host.
+    let other = format!("other.test:{port}");
+    send.ready().await.unwrap();
+    let resp = send.send_request(get("/x", Some(&other))).await.unwrap();
+    assert_eq!(resp.headers()["x-boundary-decision"], "deny");
+    let (status, body) = text(resp).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("host does not match TLS server name"), "{body}");
+    let recs = h.audit();
+    assert_eq!(recs[0].kind, "https");
+    assert_eq!(recs[0].url.as_deref(), Some(&*format!("https://origin.test:{port}/hello?x=1")));
+    assert_eq!(recs[1].reason.as_deref(), Some("host does not match TLS server name"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_sessions_resume() {
+    let h = start(RULES).await;
+    let connector = h.tls(&[b"http/1.1"]);
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let tcp = h.connect().await;
+        let mut tls = connector.connect(ServerName::try_from("origin.test").unwrap(), tcp).await.unwrap();
+        // Drive the session ticket in: one request/response round trip.
+        let port = h.https_origin.port();
+        tls.write_all(format!("GET / HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n").as_bytes()).await.unwrap();
+        let mut r = BufReader::new(tls);
+        assert_eq!(read_response(&mut r).await.unwrap().status, 200);
+        kinds.push(r.get_ref().get_ref().1.handshake_kind());
+    }
+    assert_eq!(kinds[1], Some(rustls::HandshakeKind::Resumed), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_are_each_checked_against_the_sni() {
+    let h = start(RULES).await;
+    let port = h.https_origin.port();
+    let tls = h.tls_connect("origin.test", &[b"h2"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let ok = send.send_request(get(&format!("https://origin.test:{port}/a"), None));
+    let bad = send.clone().send_request(get(&format!("https://other.test:{port}/b"), None));
+    let (ok, bad) = tokio::join!(ok, bad);
+    let (status, body) = text(ok.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("GET /a host=origin.test"), "{body}");
+    let (status, body) = text(bad.unwrap()).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("host does not match TLS server name"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_less_and_ip_literal_tls_is_closed() {
+    let h = start(RULES).await;
+    let tcp = h.connect().await;
+    let ip = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let res = tokio::time::timeout(Duration::from_secs(5), h.tls(&[]).connect(ip, tcp)).await.unwrap();
+    assert!(res.is_err(), "handshake without SNI must fail");
+    let rec = h.wait_audit(|r| r.kind == "tls").await;
+    assert_eq!(rec.decision, "deny");
+    assert_eq!(rec.reason.as_deref(), Some("TLS without a server name (SNI)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_are_not_buffered() {
+    let h = start(RULES).await;
+    let port = h.https_origin.port();
+    let tls = h.tls_connect("sse.test", &[b"http/1.1"]).await;
+    let mut send = h1(tls).await;
+    let resp = send.send_request(get("/sse", Some(&format!("sse.test:{port}")))).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("first event must arrive before the stream ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.data_ref().unwrap().as_ref(), b"data: one\n\n");
+    h.sse_release.notify_one();
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect()).await.unwrap().unwrap().to_bytes();
+    assert_eq!(rest.as_ref(), b"data: two\n\n");
+    let rec = h.wait_audit(|r| r.url.as_deref().is_some_and(|u| u.ends_with("/sse"))).await;
+    assert_eq!(rec.bytes, Some(22));
+}
+
+async fn ws_echo<S: AsyncRead + AsyncWrite + Unpin>(url: &str, stream: S) -> Result<String, String> {
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.map_err(|e| e.to_string())?;
+    ws.send(Message::text("hello")).await.map_err(|e| e.to_string())?;
+    match ws.next().await {
+        Some(Ok(m)) => Ok(m.into_text().map_err(|e| e.to_string())?.to_string()),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_through_allowed_host_and_refused_for_denied() {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws_echo(&format!("ws://origin.test:{port}/ws"), h.connect().await))
+        .await
+        .unwrap();
+    assert_eq!(echoed.unwrap(), "hello");
+
+    let denied = tokio::time::timeout(Duration::from_secs(5), ws_echo(&format!("ws://other.test:{port}/ws"), h.connect().await))
+        .await
+        .expect("a denied WebSocket must not hang");
+    let err = denied.unwrap_err();
+    assert!(err.contains("403"), "{err}");
+
+    // And over intercepted TLS.
+    let port = h.https_origin.port();
+    let tls = h.tls_connect("origin.test", &[b"http/1.1"]).await;
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws_echo(&format!("wss://origin.test:{port}/ws"), tls)).await.unwrap();
+    assert_eq!(echoed.unwrap(), "hello");
+    let rec = h.wait_audit(|r| r.status == Some(101)).await;
+    assert_eq!(rec.decision, "allow");
+}
+
+async fn connect_tunnel(h: &Harness, target: &str) -> (u16, BufReader<tokio::net::TcpStream>) {
+    let mut s = BufReader::new(h.connect().await);
+    s.get_mut().write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
+    let r = read_response(&mut s).await.unwrap();
+    (r.status, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_allowed_carries_intercepted_tls() {
+    let h = start(RULES).await;
+    let port = h.https_origin.port();
+    let target = format!("origin.test:{port}");
+    let (status, s) = connect_tunnel(&h, &target).await;
+    assert_eq!(status, 200);
+    let tls = h.tls(&[b"http/1.1"]).connect(ServerName::try_from("origin.test").unwrap(), s.into_inner()).await.unwrap();
+    let mut send = h1(tls).await;
+    let (status, body) = text(send.send_request(get("/via-connect", Some(&target))).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("GET /via-connect"), "{body}");
+    let rec = h.wait_audit(|r| r.kind == "connect").await;
+    assert_eq!((rec.decision.as_str(), rec.status), ("allow", Some(200)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_tunnel_with_plain_http_is_bound_to_the_target() {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let (status, mut s) = connect_tunnel(&h, &format!("origin.test:{port}")).await;
+    assert_eq!(status, 200);
+    let req = format!("GET /in HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\nGET /in HTTP/1.1\r\nHost: other.test:{port}\r\n\r\n");
+    s.get_mut().write_all(req.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.unwrap().status, 200);
+    let r = read_response(&mut s).await.unwrap();
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("host does not match CONNECT target"), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_denied_gets_403() {
+    let h = start(RULES).await;
+    let (status, mut s) = connect_tunnel(&h, "other.test:443").await;
+    assert_eq!(status, 403);
+    assert!(closes_within(s.get_mut(), 3).await);
+    let rec = h.wait_audit(|r| r.kind == "connect").await;
+    assert_eq!(rec.decision, "deny");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_then_other_bytes_is_closed() {
+    let h = start(RULES).await;
+    let (status, mut s) = connect_tunnel(&h, "origin.test:22").await;
+    assert_eq!(status, 200);
+    s.get_mut().write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await.unwrap();
+    assert!(closes_within(s.get_mut(), 3).await);
+    let rec = h.wait_audit(|r| r.kind == "tcp").await;
+    assert_eq!(rec.reason.as_deref(), Some("non-HTTP bytes in CONNECT tunnel"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_then_tls_for_another_name_is_closed() {
+    let h = start(RULES).await;
+    let (status, s) = connect_tunnel(&h, "origin.test:443").await;
+    assert_eq!(status, 200);
+    let res = h.tls(&[]).connect(ServerName::try_from("sse.test").unwrap(), s.into_inner()).await;
+    assert!(res.is_err());
+    let rec = h.wait_audit(|r| r.kind == "tls").await;
+    assert_eq!(rec.reason.as_deref(), Some("TLS server name does not match CONNECT target"));
+}
