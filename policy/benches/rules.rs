@@ -22,7 +22,12 @@ fn rules_text(n: usize) -> String {
 }
 
 fn req(host: &str) -> Request<'_> {
-    Request { method: "GET", host, path: "/repos/x/y?page=2", port: Some(443) }
+    Request {
+        method: "GET",
+        host,
+        path: "/repos/x/y?page=2",
+        port: Some(443),
+    }
 }
 
 fn evaluate(c: &mut Criterion) {
@@ -30,20 +35,35 @@ fn evaluate(c: &mut Criterion) {
     let many = Policy::from_texts([rules_text(N).as_str()]).unwrap();
     let exact = req("host9996.example.com");
     let wild = req("a.b.w9997.example.org");
-    let inner = Request { method: "GET", host: "api.eu.s9998.test", path: "/v9998/items/1", port: Some(443) };
+    let inner = Request {
+        method: "GET",
+        host: "api.eu.s9998.test",
+        path: "/v9998/items/1",
+        port: Some(443),
+    };
     let miss = req("nothing.example.com");
     assert!(one.evaluate(&exact).is_allowed() && many.evaluate(&exact).is_allowed());
     assert!(many.evaluate(&wild).is_allowed() && many.evaluate(&inner).is_allowed());
     assert!(!many.evaluate(&miss).is_allowed());
 
-    c.bench_function("evaluate/1 rule/exact allow", |b| b.iter(|| one.evaluate(black_box(&exact))));
-    c.bench_function("evaluate/10k rules/exact allow", |b| b.iter(|| many.evaluate(black_box(&exact))));
-    c.bench_function("evaluate/10k rules/wildcard allow", |b| b.iter(|| many.evaluate(black_box(&wild))));
+    c.bench_function("evaluate/1 rule/exact allow", |b| {
+        b.iter(|| one.evaluate(black_box(&exact)))
+    });
+    c.bench_function("evaluate/10k rules/exact allow", |b| {
+        b.iter(|| many.evaluate(black_box(&exact)))
+    });
+    c.bench_function("evaluate/10k rules/wildcard allow", |b| {
+        b.iter(|| many.evaluate(black_box(&wild)))
+    });
     c.bench_function("evaluate/10k rules/inner wildcard + path allow", |b| {
         b.iter(|| many.evaluate(black_box(&inner)))
     });
-    c.bench_function("evaluate/1 rule/deny", |b| b.iter(|| one.evaluate(black_box(&miss))));
-    c.bench_function("evaluate/10k rules/deny", |b| b.iter(|| many.evaluate(black_box(&miss))));
+    c.bench_function("evaluate/1 rule/deny", |b| {
+        b.iter(|| one.evaluate(black_box(&miss)))
+    });
+    c.bench_function("evaluate/10k rules/deny", |b| {
+        b.iter(|| many.evaluate(black_box(&miss)))
+    });
 }
 
 fn parse(c: &mut Criterion) {

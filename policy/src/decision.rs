@@ -24,7 +24,9 @@ pub struct Request<'a> {
 pub enum Decision {
     /// Allowed by the rule at this index of [`crate::Policy::rules`] (the
     /// lowest index among the rules that match).
-    Allow { rule: usize },
+    Allow {
+        rule: usize,
+    },
     Deny(Denial),
 }
 

@@ -57,7 +57,9 @@ impl ParseError {
 pub enum ParseErrorKind {
     #[error("empty rule: name at least one of method=, domain=, path=, port= (domain=* allows every host)")]
     EmptyRule,
-    #[error("';' and newlines separate rules: give one rule here, or parse the text with parse_rules")]
+    #[error(
+        "';' and newlines separate rules: give one rule here, or parse the text with parse_rules"
+    )]
     RuleSeparator,
     #[error("expected key=value, found {0:?}")]
     MissingEquals(String),
@@ -80,7 +82,10 @@ pub enum ParseErrorKind {
     #[error("'*' must be a whole domain label")]
     DomainPartialWildcard,
     #[error("domain label {label:?} {problem}")]
-    DomainLabel { label: String, problem: LabelProblem },
+    DomainLabel {
+        label: String,
+        problem: LabelProblem,
+    },
     #[error("domain pattern is longer than 253 characters")]
     DomainTooLong,
     #[error("{0:?} ends in a numeric label, so it must be an IPv4 address: four decimal octets 0-255, no leading zeros, no wildcards")]

@@ -185,8 +185,15 @@ impl DomainPattern {
         if is_numeric_label(last) {
             return Err(ParseErrorKind::DomainIpv4(text.to_owned()));
         }
-        let first_lit = labels.iter().rposition(|l| *l == Label::Any).map_or(0, |i| i + 1);
-        let suffix = text.split('.').skip(first_lit).collect::<Vec<_>>().join(".");
+        let first_lit = labels
+            .iter()
+            .rposition(|l| *l == Label::Any)
+            .map_or(0, |i| i + 1);
+        let suffix = text
+            .split('.')
+            .skip(first_lit)
+            .collect::<Vec<_>>()
+            .join(".");
         Ok(DomainPattern::Wild { labels, suffix })
     }
 
@@ -257,17 +264,31 @@ mod tests {
     #[test]
     fn normalises_case_and_trailing_dot_without_allocating_when_normal() {
         assert_eq!(normalize_host("GitHub.COM.").unwrap(), "github.com");
-        assert!(matches!(normalize_host_cow("github.com").unwrap().0, Cow::Borrowed(_)));
+        assert!(matches!(
+            normalize_host_cow("github.com").unwrap().0,
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
     fn refuses_bad_hosts() {
-        for bad in ["", ".", "a..b", "-a.com", "a-.com", "a_b.com", "a b", "a:443", "[::1]", "::1"] {
+        for bad in [
+            "", ".", "a..b", "-a.com", "a-.com", "a_b.com", "a b", "a:443", "[::1]", "::1",
+        ] {
             assert_eq!(normalize_host(bad), Err(DenyReason::InvalidHost), "{bad}");
         }
         assert_eq!(normalize_host("bücher.de"), Err(DenyReason::NonAsciiHost));
-        assert_eq!(normalize_host(&"a".repeat(64)), Err(DenyReason::InvalidHost));
-        let long = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(62)].join(".");
+        assert_eq!(
+            normalize_host(&"a".repeat(64)),
+            Err(DenyReason::InvalidHost)
+        );
+        let long = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(62),
+        ]
+        .join(".");
         assert_eq!(long.len(), 254);
         assert_eq!(normalize_host(&long), Err(DenyReason::InvalidHost));
         assert!(normalize_host(&long[1..]).is_ok());
@@ -275,9 +296,24 @@ mod tests {
 
     #[test]
     fn ipv4_only_in_canonical_form() {
-        assert_eq!(normalize_host_cow("169.254.169.254").unwrap().1, HostKind::Ipv4);
-        for legacy in ["127.1", "2130706433", "0x7f.0.0.1", "127.0.0.01", "1.2.3.256", "1.2.3.4.5", "a.0x10"] {
-            assert_eq!(normalize_host(legacy), Err(DenyReason::InvalidHost), "{legacy}");
+        assert_eq!(
+            normalize_host_cow("169.254.169.254").unwrap().1,
+            HostKind::Ipv4
+        );
+        for legacy in [
+            "127.1",
+            "2130706433",
+            "0x7f.0.0.1",
+            "127.0.0.01",
+            "1.2.3.256",
+            "1.2.3.4.5",
+            "a.0x10",
+        ] {
+            assert_eq!(
+                normalize_host(legacy),
+                Err(DenyReason::InvalidHost),
+                "{legacy}"
+            );
         }
         assert_eq!(normalize_host_cow("1.2.3.com").unwrap().1, HostKind::Name);
     }
@@ -311,13 +347,31 @@ mod tests {
     #[test]
     fn pattern_errors() {
         use ParseErrorKind as K;
-        assert_eq!(DomainPattern::parse("github.*"), Err(K::DomainEndsInWildcard));
+        assert_eq!(
+            DomainPattern::parse("github.*"),
+            Err(K::DomainEndsInWildcard)
+        );
         assert_eq!(DomainPattern::parse("github.com:8080"), Err(K::DomainPort));
-        assert_eq!(DomainPattern::parse("api-*.x.com"), Err(K::DomainPartialWildcard));
-        assert!(matches!(DomainPattern::parse("bücher.de"), Err(K::DomainNonAscii(_))));
-        assert!(matches!(DomainPattern::parse("-a.com"), Err(K::DomainLabel { .. })));
-        assert!(matches!(DomainPattern::parse("a..com"), Err(K::DomainLabel { .. })));
-        assert!(matches!(DomainPattern::parse("127.1"), Err(K::DomainIpv4(_))));
+        assert_eq!(
+            DomainPattern::parse("api-*.x.com"),
+            Err(K::DomainPartialWildcard)
+        );
+        assert!(matches!(
+            DomainPattern::parse("bücher.de"),
+            Err(K::DomainNonAscii(_))
+        ));
+        assert!(matches!(
+            DomainPattern::parse("-a.com"),
+            Err(K::DomainLabel { .. })
+        ));
+        assert!(matches!(
+            DomainPattern::parse("a..com"),
+            Err(K::DomainLabel { .. })
+        ));
+        assert!(matches!(
+            DomainPattern::parse("127.1"),
+            Err(K::DomainIpv4(_))
+        ));
         assert_eq!(DomainPattern::parse("*."), Err(K::DomainEndsInWildcard));
     }
 

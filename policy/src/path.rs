@@ -43,7 +43,9 @@ impl fmt::Display for PathProblem {
             PathProblem::QueryInPattern => {
                 "may not hold '?' or '#': the query string is ignored when matching"
             }
-            PathProblem::PartialWildcard => "uses '*' inside a segment: '*' must be a whole segment",
+            PathProblem::PartialWildcard => {
+                "uses '*' inside a segment: '*' must be a whole segment"
+            }
             PathProblem::BadPercent => "holds a malformed percent escape",
             PathProblem::EncodedSlash => "holds an encoded '/' (%2F)",
             PathProblem::Nul => "holds NUL (raw or %00)",
@@ -166,7 +168,9 @@ fn decode_segment(seg: &str) -> Result<Cow<'_, str>, PathProblem> {
     if doubly {
         return Err(PathProblem::DoubleEncoded);
     }
-    String::from_utf8(out).map(Cow::Owned).map_err(|_| PathProblem::InvalidUtf8)
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| PathProblem::InvalidUtf8)
 }
 
 /// Write a decoded segment so that it reads back the same inside rule text:
@@ -335,8 +339,14 @@ mod tests {
 
     #[test]
     fn normal_paths_are_borrowed() {
-        assert!(matches!(normalize_path_cow("/a/b/").unwrap(), Cow::Borrowed("/a/b/")));
-        assert!(matches!(normalize_path_cow("/a/b?x=1").unwrap(), Cow::Borrowed("/a/b")));
+        assert!(matches!(
+            normalize_path_cow("/a/b/").unwrap(),
+            Cow::Borrowed("/a/b/")
+        ));
+        assert!(matches!(
+            normalize_path_cow("/a/b?x=1").unwrap(),
+            Cow::Borrowed("/a/b")
+        ));
         assert_eq!(norm("").unwrap(), "/");
         assert_eq!(norm("?q").unwrap(), "/");
     }
@@ -419,7 +429,9 @@ mod tests {
 
     #[test]
     fn display_round_trips_odd_segments() {
-        let p = PathPattern::parse("/a%20b/%2A/*/x%3By%2Cz%25/caf%C3%A9/").unwrap().unwrap();
+        let p = PathPattern::parse("/a%20b/%2A/*/x%3By%2Cz%25/caf%C3%A9/")
+            .unwrap()
+            .unwrap();
         let text = p.to_string();
         assert_eq!(text, "/a%20b/%2A/*/x%3By%2Cz%25/caf%C3%A9/");
         assert_eq!(PathPattern::parse(&text).unwrap().unwrap(), p);

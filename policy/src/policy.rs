@@ -160,7 +160,10 @@ impl Policy {
             Err(reason) => return Decision::Deny(Denial::new(reason, None)),
         };
         let mut target = Target::new(req, &host, kind);
-        if let Some(rule) = self.inner.first_match(&host, kind, |r| r.matches_target(&mut target)) {
+        if let Some(rule) = self
+            .inner
+            .first_match(&host, kind, |r| r.matches_target(&mut target))
+        {
             return Decision::Allow { rule };
         }
         if target.path_unsafe {

@@ -68,7 +68,7 @@ fn fields(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 /// The comma-separated items of a value with their byte offsets.
-fn items<'v>(key: Key, value: &'v str, start: usize) -> Result<Vec<(usize, &'v str)>, Failure> {
+fn items(key: Key, value: &str, start: usize) -> Result<Vec<(usize, &str)>, Failure> {
     let mut pos = start;
     let mut out = Vec::new();
     for item in value.split(',') {
@@ -132,9 +132,8 @@ impl Rule {
             Key::Method => {
                 let list = items(key, value, start)?;
                 let texts: Vec<&str> = list.iter().map(|(_, t)| *t).collect();
-                let methods = Methods::from_items(&texts).map_err(|i| {
-                    (list[i].0, ParseErrorKind::MethodToken(list[i].1.to_owned()))
-                })?;
+                let methods = Methods::from_items(&texts)
+                    .map_err(|i| (list[i].0, ParseErrorKind::MethodToken(list[i].1.to_owned())))?;
                 self.method = Some(methods);
             }
             Key::Port => {
@@ -178,13 +177,21 @@ impl Rule {
 
     /// Whether the rule matches the target; `target.host` is normalised.
     pub(crate) fn matches_target(&self, target: &mut Target<'_>) -> bool {
-        if self.method.as_ref().is_some_and(|m| !m.matches(target.method)) {
+        if self
+            .method
+            .as_ref()
+            .is_some_and(|m| !m.matches(target.method))
+        {
             return false;
         }
         if self.port.as_ref().is_some_and(|p| !p.matches(target.port)) {
             return false;
         }
-        if self.domain.as_ref().is_some_and(|d| !d.matches(target.host, target.kind)) {
+        if self
+            .domain
+            .as_ref()
+            .is_some_and(|d| !d.matches(target.host, target.kind))
+        {
             return false;
         }
         match &self.path {

@@ -23,11 +23,32 @@ fn hosts_compare_case_insensitively_without_trailing_dot() {
 #[test]
 fn non_ascii_and_invalid_hosts_are_denied_even_by_domain_star() {
     let p = policy("domain=*");
-    assert_eq!(denied_for(&p, "GET", "https://bücher.de/"), DenyReason::NonAsciiHost);
-    assert_eq!(denied_for(&p, "GET", "https://gіthub.com/"), DenyReason::NonAsciiHost); // Cyrillic i
-    for host in ["a_b.example", "-a.example", "a..example", "", "127.1", "0x7f000001", "::1"] {
-        let r = Request { method: "GET", host, path: "/", port: Some(443) };
-        let Decision::Deny(d) = p.evaluate(&r) else { panic!("{host} allowed") };
+    assert_eq!(
+        denied_for(&p, "GET", "https://bücher.de/"),
+        DenyReason::NonAsciiHost
+    );
+    assert_eq!(
+        denied_for(&p, "GET", "https://gіthub.com/"),
+        DenyReason::NonAsciiHost
+    ); // Cyrillic i
+    for host in [
+        "a_b.example",
+        "-a.example",
+        "a..example",
+        "",
+        "127.1",
+        "0x7f000001",
+        "::1",
+    ] {
+        let r = Request {
+            method: "GET",
+            host,
+            path: "/",
+            port: Some(443),
+        };
+        let Decision::Deny(d) = p.evaluate(&r) else {
+            panic!("{host} allowed")
+        };
         assert_eq!(d.reason, DenyReason::InvalidHost, "{host}");
         assert_eq!(d.suggestion, None);
     }
@@ -38,22 +59,54 @@ fn non_ascii_and_invalid_hosts_are_denied_even_by_domain_star() {
 #[test]
 fn addresses_only_when_written_out() {
     let p = policy("domain=169.254.169.254");
-    assert!(allowed(&p, "GET", "http://169.254.169.254/latest/meta-data"));
+    assert!(allowed(
+        &p,
+        "GET",
+        "http://169.254.169.254/latest/meta-data"
+    ));
     assert!(!allowed(&p, "GET", "http://169.254.169.253/"));
-    assert_eq!(denied_for(&p, "GET", "http://169.254.43518/"), DenyReason::InvalidHost);
-    assert_eq!(denied_for(&p, "GET", "http://0251.0376.0251.0376/"), DenyReason::InvalidHost);
-    assert!(!allowed(&policy("domain=*.example"), "GET", "http://169.254.169.254/"));
+    assert_eq!(
+        denied_for(&p, "GET", "http://169.254.43518/"),
+        DenyReason::InvalidHost
+    );
+    assert_eq!(
+        denied_for(&p, "GET", "http://0251.0376.0251.0376/"),
+        DenyReason::InvalidHost
+    );
+    assert!(!allowed(
+        &policy("domain=*.example"),
+        "GET",
+        "http://169.254.169.254/"
+    ));
 }
 
 #[test]
 fn encoded_slash_is_unsafe_for_path_rules() {
     let p = policy("path=/api/*");
-    assert_eq!(denied_for(&p, "GET", "https://h/api%2F..%2Fadmin"), DenyReason::UnsafePath);
-    assert_eq!(denied_for(&p, "GET", "https://h/api/a%2fb"), DenyReason::UnsafePath);
-    assert_eq!(denied_for(&p, "GET", "https://h/api/a%00"), DenyReason::UnsafePath);
-    assert_eq!(denied_for(&p, "GET", "https://h/api/a%5cb"), DenyReason::UnsafePath);
-    assert_eq!(denied_for(&p, "GET", "https://h/api/a\\..\\b"), DenyReason::UnsafePath);
-    assert_eq!(denied_for(&p, "GET", "https://h/api/a%252Fb"), DenyReason::UnsafePath);
+    assert_eq!(
+        denied_for(&p, "GET", "https://h/api%2F..%2Fadmin"),
+        DenyReason::UnsafePath
+    );
+    assert_eq!(
+        denied_for(&p, "GET", "https://h/api/a%2fb"),
+        DenyReason::UnsafePath
+    );
+    assert_eq!(
+        denied_for(&p, "GET", "https://h/api/a%00"),
+        DenyReason::UnsafePath
+    );
+    assert_eq!(
+        denied_for(&p, "GET", "https://h/api/a%5cb"),
+        DenyReason::UnsafePath
+    );
+    assert_eq!(
+        denied_for(&p, "GET", "https://h/api/a\\..\\b"),
+        DenyReason::UnsafePath
+    );
+    assert_eq!(
+        denied_for(&p, "GET", "https://h/api/a%252Fb"),
+        DenyReason::UnsafePath
+    );
     let r = req("GET", "https://h/api/a%2Fb");
     assert_eq!(p.evaluate(&r).denial().unwrap().suggestion, None);
     assert_eq!(normalize_path("/a%2Fb"), Err(DenyReason::UnsafePath));
@@ -62,8 +115,16 @@ fn encoded_slash_is_unsafe_for_path_rules() {
 #[test]
 fn rules_without_a_path_key_ignore_the_path() {
     let p = policy("domain=registry.npmjs.org");
-    assert!(allowed(&p, "GET", "https://registry.npmjs.org/@types%2fnode"));
-    assert!(allowed(&p, "GET", "https://registry.npmjs.org/a//b/../../.."));
+    assert!(allowed(
+        &p,
+        "GET",
+        "https://registry.npmjs.org/@types%2fnode"
+    ));
+    assert!(allowed(
+        &p,
+        "GET",
+        "https://registry.npmjs.org/a//b/../../.."
+    ));
     let p = policy("domain=h path=*");
     assert!(allowed(&p, "GET", "https://h/a%2Fb"));
 }
@@ -84,17 +145,35 @@ fn dot_segments_are_resolved_before_matching() {
 #[test]
 fn dot_dot_above_the_root_is_denied() {
     let p = policy("path=/etc/*");
-    assert_eq!(denied_for(&p, "GET", "https://h/../etc/passwd"), DenyReason::UnsafePath);
-    assert_eq!(denied_for(&p, "GET", "https://h/a/../../etc/passwd"), DenyReason::UnsafePath);
-    assert_eq!(denied_for(&p, "GET", "https://h/%2e%2e/etc/passwd"), DenyReason::UnsafePath);
+    assert_eq!(
+        denied_for(&p, "GET", "https://h/../etc/passwd"),
+        DenyReason::UnsafePath
+    );
+    assert_eq!(
+        denied_for(&p, "GET", "https://h/a/../../etc/passwd"),
+        DenyReason::UnsafePath
+    );
+    assert_eq!(
+        denied_for(&p, "GET", "https://h/%2e%2e/etc/passwd"),
+        DenyReason::UnsafePath
+    );
 }
 
 #[test]
 fn empty_segments_match_no_pattern() {
     let p = policy("path=/api/*,/x/*/y");
-    assert_eq!(denied_for(&p, "GET", "https://h/api//x"), DenyReason::UnsafePath);
-    assert_eq!(denied_for(&p, "GET", "https://h//api/x"), DenyReason::UnsafePath);
-    assert_eq!(denied_for(&p, "GET", "https://h/x//y"), DenyReason::UnsafePath);
+    assert_eq!(
+        denied_for(&p, "GET", "https://h/api//x"),
+        DenyReason::UnsafePath
+    );
+    assert_eq!(
+        denied_for(&p, "GET", "https://h//api/x"),
+        DenyReason::UnsafePath
+    );
+    assert_eq!(
+        denied_for(&p, "GET", "https://h/x//y"),
+        DenyReason::UnsafePath
+    );
     assert_eq!(normalize_path("/a//b"), Err(DenyReason::UnsafePath));
 }
 
@@ -116,7 +195,12 @@ fn query_and_fragment_are_ignored() {
     assert!(allowed(&p, "GET", "https://h/search?q=../../admin&x=%2F"));
     assert!(allowed(&p, "GET", "https://h/search#frag"));
     assert!(!allowed(&p, "GET", "https://h/search/?q"));
-    let bare_query = Request { method: "GET", host: "h", path: "?x", port: Some(443) };
+    let bare_query = Request {
+        method: "GET",
+        host: "h",
+        path: "?x",
+        port: Some(443),
+    };
     assert!(policy("path=/").evaluate(&bare_query).is_allowed());
 }
 
@@ -145,7 +229,12 @@ fn port_key_restricts_the_destination_port() {
     assert!(allowed(&p, "GET", "https://h:8443/"));
     assert!(!allowed(&p, "GET", "http://h/"));
     assert!(!allowed(&p, "GET", "https://h:22/"));
-    let unknown = Request { method: "GET", host: "h", path: "/", port: None };
+    let unknown = Request {
+        method: "GET",
+        host: "h",
+        path: "/",
+        port: None,
+    };
     assert!(!p.evaluate(&unknown).is_allowed());
     assert!(policy("domain=h").evaluate(&unknown).is_allowed());
     assert!(policy("domain=h port=*").evaluate(&unknown).is_allowed());
@@ -154,20 +243,40 @@ fn port_key_restricts_the_destination_port() {
 
 #[test]
 fn no_rules_deny_all() {
-    for p in [Policy::deny_all(), Policy::new(Vec::new()), Policy::from_texts([" ; \n"]).unwrap()] {
+    for p in [
+        Policy::deny_all(),
+        Policy::new(Vec::new()),
+        Policy::from_texts([" ; \n"]).unwrap(),
+    ] {
         assert!(p.is_empty());
-        assert_eq!(denied_for(&p, "GET", "https://h/"), DenyReason::NoRuleMatched);
+        assert_eq!(
+            denied_for(&p, "GET", "https://h/"),
+            DenyReason::NoRuleMatched
+        );
         assert!(!p.could_allow_host("h"));
     }
 }
 
 #[test]
 fn the_lowest_matching_rule_is_named() {
-    let p = policy("domain=other.example\npath=/x\ndomain=*.h.example\ndomain=a.h.example\ndomain=*");
-    assert_eq!(p.evaluate(&req("GET", "https://a.h.example/x")), Decision::Allow { rule: 1 });
-    assert_eq!(p.evaluate(&req("GET", "https://a.h.example/y")), Decision::Allow { rule: 2 });
-    assert_eq!(p.evaluate(&req("GET", "https://b.example/y")), Decision::Allow { rule: 4 });
-    assert_eq!(p.evaluate(&req("GET", "https://other.example/y")), Decision::Allow { rule: 0 });
+    let p =
+        policy("domain=other.example\npath=/x\ndomain=*.h.example\ndomain=a.h.example\ndomain=*");
+    assert_eq!(
+        p.evaluate(&req("GET", "https://a.h.example/x")),
+        Decision::Allow { rule: 1 }
+    );
+    assert_eq!(
+        p.evaluate(&req("GET", "https://a.h.example/y")),
+        Decision::Allow { rule: 2 }
+    );
+    assert_eq!(
+        p.evaluate(&req("GET", "https://b.example/y")),
+        Decision::Allow { rule: 4 }
+    );
+    assert_eq!(
+        p.evaluate(&req("GET", "https://other.example/y")),
+        Decision::Allow { rule: 0 }
+    );
 }
 
 #[test]
@@ -185,7 +294,10 @@ fn could_allow_host_ignores_method_path_and_port() {
 fn suggestions() {
     let p = Policy::deny_all();
     let r = req("POST", "https://API.github.com/repos/x?y=1");
-    assert_eq!(p.evaluate(&r).denial().unwrap().suggestion.as_deref(), Some("domain=api.github.com"));
+    assert_eq!(
+        p.evaluate(&r).denial().unwrap().suggestion.as_deref(),
+        Some("domain=api.github.com")
+    );
     assert_eq!(suggest_rule(&r), "domain=api.github.com");
 
     let p = policy("method=GET domain=api.github.com");
@@ -200,9 +312,16 @@ fn suggestions() {
     assert_eq!(s, "method=GET domain=h path=/a%20b/%2A/ port=80");
     let grown = Policy::new([p.rules(), &[s.parse::<Rule>().unwrap()]].concat());
     assert!(grown.evaluate(&r).is_allowed());
-    assert!(!grown.evaluate(&req("GET", "http://h/a%20b/x/")).is_allowed());
+    assert!(!grown
+        .evaluate(&req("GET", "http://h/a%20b/x/"))
+        .is_allowed());
 
-    let bad = Request { method: "GET", host: "bücher.de", path: "/", port: None };
+    let bad = Request {
+        method: "GET",
+        host: "bücher.de",
+        path: "/",
+        port: None,
+    };
     assert_eq!(suggest_rule(&bad), "domain=invalid");
     assert!(suggest_rule(&bad).parse::<Rule>().is_ok());
     assert_eq!(Policy::deny_all().suggest_rule(&bad), None);
@@ -213,7 +332,10 @@ fn narrowing_requires_both_and_empty_does_not_narrow() {
     let base = policy("domain=*.example");
     let narrow = policy("method=GET domain=a.example");
     let empty = Policy::deny_all();
-    assert_eq!(evaluate_narrowed(&base, &empty, &req("POST", "https://b.example/")), Decision::Allow { rule: 0 });
+    assert_eq!(
+        evaluate_narrowed(&base, &empty, &req("POST", "https://b.example/")),
+        Decision::Allow { rule: 0 }
+    );
     assert!(evaluate_narrowed(&base, &narrow, &req("GET", "https://a.example/")).is_allowed());
     let d = evaluate_narrowed(&base, &narrow, &req("POST", "https://a.example/"));
     assert_eq!(d.denial().unwrap().reason, DenyReason::NoRuleMatched);
@@ -246,5 +368,8 @@ fn rule_matches_on_its_own() {
 fn denial_display_mentions_reason_and_rule() {
     let d = Policy::deny_all().evaluate(&req("GET", "https://h/"));
     let text = d.denial().unwrap().to_string();
-    assert!(text.contains("no allow rule") && text.contains("domain=h"), "{text}");
+    assert!(
+        text.contains("no allow rule") && text.contains("domain=h"),
+        "{text}"
+    );
 }

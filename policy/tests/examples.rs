@@ -7,22 +7,38 @@ use common::{allowed, policy};
 
 #[test]
 fn exact_domain_allows_its_host() {
-    assert!(allowed(&policy("domain=github.com"), "GET", "https://github.com/repos"));
+    assert!(allowed(
+        &policy("domain=github.com"),
+        "GET",
+        "https://github.com/repos"
+    ));
 }
 
 #[test]
 fn exact_domain_denies_a_subdomain() {
-    assert!(!allowed(&policy("domain=github.com"), "GET", "https://api.github.com/repos"));
+    assert!(!allowed(
+        &policy("domain=github.com"),
+        "GET",
+        "https://api.github.com/repos"
+    ));
 }
 
 #[test]
 fn subdomain_wildcard_allows_deeper_subdomains() {
-    assert!(allowed(&policy("domain=*.github.com"), "GET", "https://v1.api.github.com/x"));
+    assert!(allowed(
+        &policy("domain=*.github.com"),
+        "GET",
+        "https://v1.api.github.com/x"
+    ));
 }
 
 #[test]
 fn subdomain_wildcard_denies_the_apex() {
-    assert!(!allowed(&policy("domain=*.github.com"), "GET", "https://github.com/x"));
+    assert!(!allowed(
+        &policy("domain=*.github.com"),
+        "GET",
+        "https://github.com/x"
+    ));
 }
 
 #[test]
@@ -34,7 +50,11 @@ fn method_list_denies_other_methods() {
 
 #[test]
 fn trailing_path_wildcard_allows_deeper_paths() {
-    assert!(allowed(&policy("path=/api/*"), "GET", "https://h/api/v1/users/1"));
+    assert!(allowed(
+        &policy("path=/api/*"),
+        "GET",
+        "https://h/api/v1/users/1"
+    ));
 }
 
 #[test]
@@ -78,7 +98,19 @@ fn coder_documented_wildcards() {
     let p = policy("path=/api,/api/*");
     assert!(allowed(&p, "GET", "https://h/api"));
     assert!(allowed(&p, "GET", "https://h/api/x"));
-    assert!(!allowed(&policy("path=/api/v1/*"), "GET", "https://h/api/v1"));
-    assert!(allowed(&policy("path=*"), "GET", "https://h/anything/at/all"));
-    assert!(allowed(&policy("domain=*"), "GET", "https://any.host.example/"));
+    assert!(!allowed(
+        &policy("path=/api/v1/*"),
+        "GET",
+        "https://h/api/v1"
+    ));
+    assert!(allowed(
+        &policy("path=*"),
+        "GET",
+        "https://h/anything/at/all"
+    ));
+    assert!(allowed(
+        &policy("domain=*"),
+        "GET",
+        "https://any.host.example/"
+    ));
 }

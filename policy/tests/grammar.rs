@@ -15,14 +15,20 @@ fn err(text: &str) -> (usize, K) {
 #[test]
 fn every_key_and_canonical_display() {
     let r = rule("method=get,HEAD domain=API.GitHub.com. path=/repos/*,/user port=8443,443");
-    assert_eq!(r.to_string(), "method=GET,HEAD domain=api.github.com path=/repos/*,/user port=443,8443");
+    assert_eq!(
+        r.to_string(),
+        "method=GET,HEAD domain=api.github.com path=/repos/*,/user port=443,8443"
+    );
     assert_eq!(rule("method=*").to_string(), "method=*");
     assert_eq!(rule("domain=*").to_string(), "domain=*");
     assert_eq!(rule("path=*").to_string(), "path=*");
     assert_eq!(rule("path=/a,*").to_string(), "path=*");
     assert_eq!(rule("port=*").to_string(), "port=*");
     assert_eq!(rule("method=GET,*").to_string(), "method=*");
-    assert_eq!(rule("domain=169.254.169.254").to_string(), "domain=169.254.169.254");
+    assert_eq!(
+        rule("domain=169.254.169.254").to_string(),
+        "domain=169.254.169.254"
+    );
 }
 
 #[test]
@@ -50,26 +56,41 @@ fn spaces_and_tabs_separate_fields() {
 
 #[test]
 fn duplicate_key_is_an_error_at_the_second_key() {
-    assert_eq!(err("domain=a.example domain=b.example"), (17, K::DuplicateKey("domain")));
-    assert_eq!(err("method=GET path=/ method=POST"), (18, K::DuplicateKey("method")));
+    assert_eq!(
+        err("domain=a.example domain=b.example"),
+        (17, K::DuplicateKey("domain"))
+    );
+    assert_eq!(
+        err("method=GET path=/ method=POST"),
+        (18, K::DuplicateKey("method"))
+    );
 }
 
 #[test]
 fn unknown_key_is_an_error() {
-    assert_eq!(err("domain=a.example host=b"), (17, K::UnknownKey("host".into())));
+    assert_eq!(
+        err("domain=a.example host=b"),
+        (17, K::UnknownKey("host".into()))
+    );
     assert_eq!(err("Domain=a.example"), (0, K::UnknownKey("Domain".into())));
     assert_eq!(err("=a.example"), (0, K::UnknownKey(String::new())));
 }
 
 #[test]
 fn missing_equals_is_an_error() {
-    assert_eq!(err("domain=a.example github.com"), (17, K::MissingEquals("github.com".into())));
+    assert_eq!(
+        err("domain=a.example github.com"),
+        (17, K::MissingEquals("github.com".into()))
+    );
 }
 
 #[test]
 fn empty_value_is_an_error() {
     assert_eq!(err("domain="), (7, K::EmptyValue("domain")));
-    assert_eq!(err("method=GET path= domain=a.example"), (16, K::EmptyValue("path")));
+    assert_eq!(
+        err("method=GET path= domain=a.example"),
+        (16, K::EmptyValue("path"))
+    );
     assert_eq!(err("method=GET,,POST"), (11, K::EmptyListItem("method")));
     assert_eq!(err("path=/a,"), (8, K::EmptyListItem("path")));
 }
@@ -94,12 +115,27 @@ fn value_errors_point_at_the_value_or_item() {
     assert_eq!(err("port=443,0"), (9, K::Port("0".into())));
     assert_eq!(err("port=https"), (5, K::Port("https".into())));
     assert_eq!(err("path=/ok,api"), (9, K::Path(PathProblem::NotAbsolute)));
-    assert_eq!(err("path=/a/b*"), (5, K::Path(PathProblem::PartialWildcard)));
-    assert_eq!(err("path=/a?x=1"), (5, K::Path(PathProblem::QueryInPattern)));
+    assert_eq!(
+        err("path=/a/b*"),
+        (5, K::Path(PathProblem::PartialWildcard))
+    );
+    assert_eq!(
+        err("path=/a?x=1"),
+        (5, K::Path(PathProblem::QueryInPattern))
+    );
     assert_eq!(err("path=/a/../b"), (5, K::Path(PathProblem::DotSegment)));
     assert_eq!(err("path=/a//b"), (5, K::Path(PathProblem::EmptySegment)));
     assert_eq!(err("path=/a%2Fb"), (5, K::Path(PathProblem::EncodedSlash)));
-    assert_eq!(err("method=GET domain=a..b"), (18, K::DomainLabel { label: String::new(), problem: boundary_policy::LabelProblem::Empty }));
+    assert_eq!(
+        err("method=GET domain=a..b"),
+        (
+            18,
+            K::DomainLabel {
+                label: String::new(),
+                problem: boundary_policy::LabelProblem::Empty
+            }
+        )
+    );
 }
 
 #[test]
@@ -107,14 +143,28 @@ fn domain_syntax_errors() {
     assert_eq!(err("domain=github.*").1, K::DomainEndsInWildcard);
     assert_eq!(err("domain=github.com:8080").1, K::DomainPort);
     assert_eq!(err("domain=gith*b.com").1, K::DomainPartialWildcard);
-    assert_eq!(err("domain=bücher.de").1, K::DomainNonAscii("bücher.de".into()));
+    assert_eq!(
+        err("domain=bücher.de").1,
+        K::DomainNonAscii("bücher.de".into())
+    );
     assert_eq!(err("domain=127.1").1, K::DomainIpv4("127.1".into()));
     assert_eq!(err("domain=*.0.0.1").1, K::DomainIpv4("*.0.0.1".into()));
-    assert_eq!(err(&format!("domain={}.com", "a".repeat(64))).1,
-        K::DomainLabel { label: "a".repeat(64), problem: boundary_policy::LabelProblem::TooLong });
+    assert_eq!(
+        err(&format!("domain={}.com", "a".repeat(64))).1,
+        K::DomainLabel {
+            label: "a".repeat(64),
+            problem: boundary_policy::LabelProblem::TooLong
+        }
+    );
     let long = format!("domain={}", vec!["abcdefghi"; 26].join("."));
     assert_eq!(err(&long).1, K::DomainTooLong);
-    for bad in ["domain=-a.com", "domain=a-.com", "domain=a_b.com", "domain=.a.com", "domain=a/b"] {
+    for bad in [
+        "domain=-a.com",
+        "domain=a-.com",
+        "domain=a_b.com",
+        "domain=.a.com",
+        "domain=a/b",
+    ] {
         assert!(matches!(err(bad).1, K::DomainLabel { .. }), "{bad}");
     }
     let e = "domain=xn--bcher-kva.de".parse::<Rule>();
@@ -124,9 +174,18 @@ fn domain_syntax_errors() {
 
 #[test]
 fn several_rules_split_on_newline_and_semicolon() {
-    let rules = parse_rules("domain=a.example; domain=b.example\n\n  method=GET domain=c.example ;\r\n;").unwrap();
+    let rules =
+        parse_rules("domain=a.example; domain=b.example\n\n  method=GET domain=c.example ;\r\n;")
+            .unwrap();
     let texts: Vec<String> = rules.iter().map(Rule::to_string).collect();
-    assert_eq!(texts, ["domain=a.example", "domain=b.example", "method=GET domain=c.example"]);
+    assert_eq!(
+        texts,
+        [
+            "domain=a.example",
+            "domain=b.example",
+            "method=GET domain=c.example"
+        ]
+    );
     assert!(parse_rules("").unwrap().is_empty());
     assert!(parse_rules(" ;\n ; ").unwrap().is_empty());
 }
@@ -136,7 +195,10 @@ fn parse_rules_error_names_the_rule_and_position() {
     let e = parse_rules("domain=a.example\n  domain=github.*  ; path=/x").unwrap_err();
     assert_eq!(e.rule(), "domain=github.*");
     assert_eq!(e.position(), 7);
-    assert_eq!(e.to_string(), "invalid rule \"domain=github.*\" at position 7: domain pattern may not end in '*'");
+    assert_eq!(
+        e.to_string(),
+        "invalid rule \"domain=github.*\" at position 7: domain pattern may not end in '*'"
+    );
     assert!(e.message().contains("may not end"));
     let e: &dyn std::error::Error = &e;
     assert!(e.source().is_some());
@@ -146,8 +208,14 @@ fn parse_rules_error_names_the_rule_and_position() {
 fn from_texts_concatenates_in_order() {
     let p = Policy::from_texts(["domain=a.example;domain=b.example", "domain=c.example"]).unwrap();
     assert_eq!(p.rules().len(), 3);
-    assert_eq!(p.to_text(), "domain=a.example\ndomain=b.example\ndomain=c.example");
-    assert_eq!(Policy::from_texts([p.to_text().as_str()]).unwrap().rules(), p.rules());
+    assert_eq!(
+        p.to_text(),
+        "domain=a.example\ndomain=b.example\ndomain=c.example"
+    );
+    assert_eq!(
+        Policy::from_texts([p.to_text().as_str()]).unwrap().rules(),
+        p.rules()
+    );
     assert!(Policy::from_texts(["domain=a.example", "domain=b.*"]).is_err());
     assert!(Policy::from_texts(Vec::<&str>::new()).unwrap().is_empty());
 }

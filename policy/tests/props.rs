@@ -17,7 +17,12 @@ fn hostname() -> impl Strategy<Value = String> {
 }
 
 fn get(host: &str) -> Request<'_> {
-    Request { method: "GET", host, path: "/", port: Some(443) }
+    Request {
+        method: "GET",
+        host,
+        path: "/",
+        port: Some(443),
+    }
 }
 
 fn lookalikes(x: &str) -> Vec<String> {
@@ -111,8 +116,11 @@ fn path_item() -> impl Strategy<Value = String> {
 fn port_value() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("*".to_owned()),
-        prop::collection::vec(1u16.., 1..4)
-            .prop_map(|v| v.iter().map(u16::to_string).collect::<Vec<_>>().join(",")),
+        prop::collection::vec(1u16.., 1..4).prop_map(|v| v
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",")),
     ]
 }
 
@@ -188,9 +196,36 @@ proptest! {
     }
 }
 
-const HOSTS: &[&str] = &["a.example", "b.a.example", "c.b.a.example", "example", "x.other", "10.0.0.1", "A.Example."];
-const DOMAINS: &[&str] = &["a.example", "*.a.example", "*.example", "b.*.example", "*", "10.0.0.1", "*.*.example", "example", "x.other"];
-const PATHS: &[&str] = &["/x", "/x/y", "/", "/x//y", "/y", "/x/%2e%2e/y", "/x%2Fy", "/x/"];
+const HOSTS: &[&str] = &[
+    "a.example",
+    "b.a.example",
+    "c.b.a.example",
+    "example",
+    "x.other",
+    "10.0.0.1",
+    "A.Example.",
+];
+const DOMAINS: &[&str] = &[
+    "a.example",
+    "*.a.example",
+    "*.example",
+    "b.*.example",
+    "*",
+    "10.0.0.1",
+    "*.*.example",
+    "example",
+    "x.other",
+];
+const PATHS: &[&str] = &[
+    "/x",
+    "/x/y",
+    "/",
+    "/x//y",
+    "/y",
+    "/x/%2e%2e/y",
+    "/x%2Fy",
+    "/x/",
+];
 const PATTERNS: &[&str] = &["/x", "/x/*", "/", "*", "/*/y", "/y,/x/"];
 
 fn small_rule() -> impl Strategy<Value = String> {
@@ -213,7 +248,8 @@ fn small_rule() -> impl Strategy<Value = String> {
         })
 }
 
-fn small_request() -> impl Strategy<Value = (&'static str, &'static str, &'static str, Option<u16>)> {
+fn small_request() -> impl Strategy<Value = (&'static str, &'static str, &'static str, Option<u16>)>
+{
     (
         prop::sample::select(&["GET", "POST", "head"][..]),
         prop::sample::select(HOSTS),

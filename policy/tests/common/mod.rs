@@ -15,7 +15,12 @@ pub fn req<'a>(method: &'a str, url: &'a str) -> Request<'a> {
         Some((h, p)) => (h, Some(p.parse().expect("port"))),
         None => (authority, Some(if scheme == "https" { 443 } else { 80 })),
     };
-    Request { method, host, path, port }
+    Request {
+        method,
+        host,
+        path,
+        port,
+    }
 }
 
 pub fn policy(text: &str) -> Policy {
