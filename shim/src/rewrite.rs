@@ -226,7 +226,7 @@ pub fn rewrite(mut spec: Value, plan: &JailPlan) -> Result<Rewritten, RewriteErr
         mount_ca_bundle(top, ca)?;
     }
     if let Some(resolv) = plan.resolv_conf {
-        mount_resolv_conf(top, resolv)?;
+        mount_resolv_conf(top, resolv, plan.state_root)?;
     }
     Ok(Rewritten {
         spec,
@@ -469,10 +469,25 @@ fn set_ca_env(top: &mut Map<String, Value>) -> Result<(), RewriteError> {
     Ok(())
 }
 
-/// Step 6: the plan's resolv.conf, unless the spec mounts one already.
-fn mount_resolv_conf(top: &mut Map<String, Value>, resolv: &str) -> Result<(), RewriteError> {
-    if mounts_at(top, RESOLV_CONF_DEST)?.is_empty() {
-        arr_entry(top, "mounts", &root())?.push(ro_bind(RESOLV_CONF_DEST, resolv));
+/// Step 6: the plan's resolv.conf, unless the spec mounts one already. A
+/// resolv.conf mount whose source lies under the state root is one an
+/// earlier rewrite added (a bundle re-used for another container): it is
+/// replaced, never kept pointing at another jail's file.
+fn mount_resolv_conf(top: &mut Map<String, Value>, resolv: &str, state_root: &str) -> Result<(), RewriteError> {
+    let at = mounts_at(top, RESOLV_CONF_DEST)?;
+    let mounts = arr_entry(top, "mounts", &root())?;
+    let ours = |m: &Value| {
+        m.get("source").and_then(Value::as_str).is_some_and(|src| Path::new(src).starts_with(state_root))
+    };
+    match at.split_first() {
+        None => mounts.push(ro_bind(RESOLV_CONF_DEST, resolv)),
+        Some((&first, rest)) if at.iter().all(|&i| ours(&mounts[i])) => {
+            mounts[first] = ro_bind(RESOLV_CONF_DEST, resolv);
+            for &i in rest.iter().rev() {
+                mounts.remove(i);
+            }
+        }
+        Some(_) => {}
     }
     Ok(())
 }
@@ -493,6 +508,30 @@ mod tests {
 
     fn spec_with(namespaces: Value) -> Value {
         json!({"ociVersion": "1.0.2", "process": {"args": ["sh"]}, "linux": {"namespaces": namespaces}})
+    }
+
+    #[test]
+    fn a_bundle_reused_for_another_container_gets_that_containers_resolv_conf() {
+        let spec = spec_with(json!([{"type": "network"}]));
+        let first = rewrite(spec, &plan()).unwrap().spec;
+        let mut other = plan();
+        other.netns_path = "/run/boundary-runc/netns/c2".into();
+        other.resolv_conf = Some("/run/boundary-runc/c2/resolv.conf".into());
+        let second = rewrite(first, &other).unwrap().spec;
+        let resolv: Vec<&Value> = second["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["destination"] == RESOLV_CONF_DEST)
+            .collect();
+        assert_eq!(resolv.len(), 1);
+        assert_eq!(resolv[0]["source"], "/run/boundary-runc/c2/resolv.conf");
+        // A resolv.conf the engine mounted is never replaced.
+        let mut engine = spec_with(json!([{"type": "network"}]));
+        engine["mounts"] = json!([{"destination": "/etc/resolv.conf", "type": "bind", "source": "/var/lib/docker/x/resolv.conf"}]);
+        let out = rewrite(engine, &other).unwrap().spec;
+        assert_eq!(out["mounts"][0]["source"], "/var/lib/docker/x/resolv.conf");
+        assert_eq!(out["mounts"].as_array().unwrap().iter().filter(|m| m["destination"] == RESOLV_CONF_DEST).count(), 1);
     }
 
     #[test]
