@@ -1,0 +1,211 @@
+//! The sidecar worker: the process that talks to the container.
+//!
+//! Spawned by the supervisor with the listening sockets and the audit log
+//! at fixed descriptors (see [`crate::supervisor`]). As root it restricts
+//! itself (no_new_privs, empty bounding set) while single-threaded, opens
+//! the audit log, builds the [`ProxyContext`] (reads the CA key, the policy,
+//! the resolver configuration), then drops to the configured uid/gid with no
+//! capabilities and only then starts the async runtime and serves the proxy
+//! and DNS until SIGTERM.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use boundary_contract::SidecarConfig;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
+
+use crate::audit::AuditLog;
+use crate::dns::{serve_dns, DnsFilter};
+use crate::privdrop::{self, PrivDropError};
+use crate::supervisor::{error_chain, Readiness, AUDIT_FD, DNS_TCP_FD, DNS_UDP_FD, PROXY_FD};
+use crate::{serve_proxy, BuildError, ProxyContext};
+
+/// Tokio worker threads: the sidecar serves one container.
+const RUNTIME_THREADS: usize = 2;
+
+/// Errors of the worker, each naming the step.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("restricting the process before it starts threads")]
+    Restrict(#[source] PrivDropError),
+    #[error("reading config {path}")]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("parsing config {path}")]
+    ParseConfig {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("descriptor {fd} ({what}) was not passed by the supervisor")]
+    MissingFd {
+        fd: RawFd,
+        what: &'static str,
+        #[source]
+        source: Errno,
+    },
+    #[error("opening the audit log")]
+    Audit(#[source] io::Error),
+    #[error("building the proxy")]
+    Build(#[source] BuildError),
+    #[error("dropping privileges")]
+    PrivDrop(#[source] PrivDropError),
+    #[error("setting the parent-death signal")]
+    ParentDeathSignal(#[source] Errno),
+    #[error("the supervisor is gone")]
+    Orphaned,
+    #[error("starting the async runtime")]
+    Runtime(#[source] io::Error),
+    #[error("adopting the {what} socket")]
+    Socket {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("installing the signal handlers")]
+    Signals(#[source] io::Error),
+    #[error("serving {what}")]
+    Serve {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The inherited descriptors, owned.
+struct Inherited {
+    proxy: OwnedFd,
+    dns_udp: OwnedFd,
+    dns_tcp: OwnedFd,
+}
+
+/// Runs the worker until SIGTERM/SIGINT. `ready`, when given, receives
+/// `ok` once privileges are dropped and the sockets are served, or the
+/// error that stopped the start.
+pub fn run(config_path: &Path, mut ready: Option<Readiness>) -> Result<(), WorkerError> {
+    let prepared = start(config_path).and_then(|(ctx, fds)| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(RUNTIME_THREADS)
+            .thread_name("sidecar-worker")
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(WorkerError::Runtime)?;
+        Ok((ctx, fds, runtime))
+    });
+    let (ctx, fds, runtime) = prepared.inspect_err(|e| report_failure(&mut ready, e))?;
+    let audit = ctx.audit.clone();
+    let result = runtime.block_on(serve(ctx, fds, ready));
+    audit.flush();
+    result
+}
+
+fn report_failure(ready: &mut Option<Readiness>, e: &WorkerError) {
+    if let Some(ready) = ready.take() {
+        if let Err(write) = ready.error(&error_chain(e)) {
+            log::warn!("reporting the failure to the supervisor: {write}");
+        }
+    }
+}
+
+/// Everything done as root: restrict, read, open, build; then drop.
+fn start(config_path: &Path) -> Result<(Arc<ProxyContext>, Inherited), WorkerError> {
+    // Still one thread: whatever is created from here on is born with no
+    // bounding set and no_new_privs.
+    privdrop::restrict_before_threads().map_err(WorkerError::Restrict)?;
+    let parent = nix::unistd::getppid();
+    let cfg = read_config(config_path)?;
+    let fds = Inherited {
+        proxy: adopt(PROXY_FD, "proxy socket")?,
+        dns_udp: adopt(DNS_UDP_FD, "DNS UDP socket")?,
+        dns_tcp: adopt(DNS_TCP_FD, "DNS TCP socket")?,
+    };
+    let audit_file = File::from(adopt(AUDIT_FD, "audit log")?);
+    let audit = AuditLog::open(audit_file, &cfg.container_id).map_err(WorkerError::Audit)?;
+    let ctx = ProxyContext::from_config(&cfg, audit).map_err(WorkerError::Build)?;
+    privdrop::drop_privileges(cfg.uid, cfg.gid).map_err(WorkerError::PrivDrop)?;
+    // The supervisor is our parent; if it dies nobody restarts us and the
+    // container's host side must go quiet, so follow it. (Set after the
+    // credential change, which would clear it.) The supervisor itself does
+    // not use this: it must outlive the shim.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(WorkerError::ParentDeathSignal)?;
+    if nix::unistd::getppid() != parent {
+        return Err(WorkerError::Orphaned);
+    }
+    log::info!("worker for {} running as uid {} gid {}", cfg.container_id, cfg.uid, cfg.gid);
+    Ok((Arc::new(ctx), fds))
+}
+
+/// The sockets and signal streams of a running worker.
+struct Serving {
+    proxy: tokio::net::TcpListener,
+    dns_udp: tokio::net::UdpSocket,
+    dns_tcp: tokio::net::TcpListener,
+    term: SignalStream,
+    int: SignalStream,
+}
+
+/// Must run inside the runtime.
+fn adopt_in_runtime(fds: Inherited) -> Result<Serving, WorkerError> {
+    let sock = |what, source| WorkerError::Socket { what, source };
+    let proxy = tcp_listener(fds.proxy).map_err(|e| sock("proxy", e))?;
+    let dns_tcp = tcp_listener(fds.dns_tcp).map_err(|e| sock("DNS TCP", e))?;
+    let dns_udp = {
+        let std_sock = std::net::UdpSocket::from(fds.dns_udp);
+        std_sock.set_nonblocking(true).map_err(|e| sock("DNS UDP", e))?;
+        tokio::net::UdpSocket::from_std(std_sock).map_err(|e| sock("DNS UDP", e))?
+    };
+    let term = signal(SignalKind::terminate()).map_err(WorkerError::Signals)?;
+    let int = signal(SignalKind::interrupt()).map_err(WorkerError::Signals)?;
+    Ok(Serving { proxy, dns_udp, dns_tcp, term, int })
+}
+
+async fn serve(ctx: Arc<ProxyContext>, fds: Inherited, mut ready: Option<Readiness>) -> Result<(), WorkerError> {
+    let Serving { proxy, dns_udp, dns_tcp, mut term, mut int } =
+        adopt_in_runtime(fds).inspect_err(|e| report_failure(&mut ready, e))?;
+    let filter = Arc::new(DnsFilter::from_proxy(&ctx));
+    if let Some(ready) = ready {
+        if let Err(e) = ready.ok() {
+            log::warn!("reporting readiness to the supervisor: {e}");
+        }
+    }
+    tokio::select! {
+        r = serve_proxy(proxy, ctx) => r.map_err(|source| WorkerError::Serve { what: "the proxy", source }),
+        r = serve_dns(dns_udp, dns_tcp, filter) => r.map_err(|source| WorkerError::Serve { what: "DNS", source }),
+        _ = term.recv() => { log::info!("SIGTERM: stopping"); Ok(()) }
+        _ = int.recv() => { log::info!("SIGINT: stopping"); Ok(()) }
+    }
+}
+
+fn tcp_listener(fd: OwnedFd) -> io::Result<tokio::net::TcpListener> {
+    let listener = std::net::TcpListener::from(fd);
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}
+
+/// Takes ownership of descriptor `fd`, inherited from the supervisor, and
+/// marks it close-on-exec.
+fn adopt(fd: RawFd, what: &'static str) -> Result<OwnedFd, WorkerError> {
+    // SAFETY: borrowed for one fcntl call only; on a closed number it fails
+    // with EBADF and changes nothing.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|source| WorkerError::MissingFd { fd, what, source })?;
+    // SAFETY: the descriptor is open (checked above) and was placed at this
+    // number by the supervisor for this purpose; nothing else in this
+    // process refers to it, and it is adopted exactly once.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn read_config(path: &Path) -> Result<SidecarConfig, WorkerError> {
+    let text = fs::read(path).map_err(|source| WorkerError::ReadConfig { path: path.to_owned(), source })?;
+    serde_json::from_slice(&text).map_err(|source| WorkerError::ParseConfig { path: path.to_owned(), source })
+}
