@@ -281,3 +281,28 @@ async fn large_bodies_stream_both_ways() {
     assert_eq!(r.status, 200);
     assert!(r.body.contains(&format!("len={}", body.len())), "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_idle_keep_alive_are_cut_off() {
+    let opts = Options { header_read_timeout: Duration::from_secs(1), ..Options::default() };
+    let h = start_with(RULES, opts).await;
+    let mut s = h.connect().await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: orig").await.unwrap();
+    assert!(closes_within(&mut s, 4).await, "slowloris connection kept open");
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    s.get_mut().write_all(format!("GET / HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.unwrap().status, 200);
+    assert!(closes_within(s.get_mut(), 4).await, "idle keep-alive connection kept open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_head_is_refused() {
+    let h = start(RULES).await;
+    let mut s = BufReader::new(h.connect().await);
+    let big = format!("GET / HTTP/1.1\r\nHost: origin.test\r\nX-Big: {}\r\n\r\n", "a".repeat(80 * 1024));
+    s.get_mut().write_all(big.as_bytes()).await.unwrap();
+    let r = read_response(&mut s).await.unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("request head too large"), "{}", r.body);
+}

@@ -70,11 +70,12 @@ pub struct Harness {
 pub struct Options {
     pub upstream_enabled: bool,
     pub narrowing: Vec<String>,
+    pub header_read_timeout: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { upstream_enabled: true, narrowing: Vec::new() }
+        Options { upstream_enabled: true, narrowing: Vec::new(), header_read_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -125,6 +126,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
     let d = dst.clone();
     ctx.original_dst = Arc::new(move |_| *d.lock().unwrap());
     ctx.limits.sniff_timeout = Duration::from_secs(2);
+    ctx.limits.header_read_timeout = opts.header_read_timeout;
     let ctx = Arc::new(ctx);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
