@@ -227,12 +227,7 @@ impl<T> GuardIo<T> {
                     let take = n.min(self.inbuf.len() as u64);
                     let data = self.inbuf.split_to(take as usize);
                     self.out.extend_from_slice(&data);
-                    self.state = match (self.state, n - take) {
-                        (State::Body(_), 0) => State::Head,
-                        (State::Body(_), left) => State::Body(left),
-                        (_, 0) => State::Chunked(Chunk::DataCr),
-                        (_, left) => State::Chunked(Chunk::Data(left)),
-                    };
+                    self.consumed_body(take);
                 }
                 State::Chunked(c) => {
                     let b = self.inbuf[0];
@@ -257,6 +252,17 @@ impl<T> GuardIo<T> {
                 }
             }
         }
+    }
+
+    /// Accounts for `n` body bytes handed on in state Body or chunk Data.
+    fn consumed_body(&mut self, n: u64) {
+        self.state = match self.state {
+            State::Body(left) if left <= n => State::Head,
+            State::Body(left) => State::Body(left - n),
+            State::Chunked(Chunk::Data(left)) if left <= n => State::Chunked(Chunk::DataCr),
+            State::Chunked(Chunk::Data(left)) => State::Chunked(Chunk::Data(left - n)),
+            other => other,
+        };
     }
 
     fn poison(&mut self, reason: &'static str) {
@@ -287,7 +293,18 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardIo<T> {
                 State::Passthrough if this.inbuf.is_empty() => return Pin::new(&mut this.inner).poll_read(cx, buf),
                 _ => {}
             }
-            if !this.inbuf.is_empty() {
+            if this.inbuf.is_empty() {
+                // Body bytes go straight into the caller's buffer when all
+                // of it belongs to the current body (no copy, no scan).
+                if let State::Body(n) | State::Chunked(Chunk::Data(n)) = this.state {
+                    if buf.remaining() as u64 <= n {
+                        let before = buf.filled().len();
+                        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+                        this.consumed_body((buf.filled().len() - before) as u64);
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+            } else {
                 this.process();
                 if !this.out.is_empty() || matches!(this.state, State::Poisoned | State::Failed(_)) {
                     continue;
