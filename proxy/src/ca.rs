@@ -161,3 +161,31 @@ fn ymd(days: i64) -> (i32, u8, u8) {
     let (y, m, d) = crate::audit::civil_from_days(days);
     (y as i32, m as u8, d as u8)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_ca() -> CertAuthority {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, "unit test CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        CertAuthority::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn leaves_are_cached_per_name() {
+        let ca = test_ca();
+        let a = ca.leaf_for("a.example").unwrap();
+        assert!(Arc::ptr_eq(&a, &ca.leaf_for("a.example").unwrap()));
+        assert!(!Arc::ptr_eq(&a, &ca.leaf_for("b.example").unwrap()));
+        assert_eq!(a.cert.len(), 2, "leaf plus CA certificate");
+    }
+
+    #[test]
+    fn bad_pem_is_an_error() {
+        assert!(CertAuthority::from_pem(b"nope", b"nope").is_err());
+    }
+}
