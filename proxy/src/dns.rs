@@ -400,3 +400,60 @@ async fn serve_tcp_connection(mut stream: TcpStream, filter: &DnsFilter) -> io::
         stream.write_all(&framed).await?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_from_labels(labels: &[&[u8]]) -> Name {
+        Name::from_labels(labels.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn hosts_are_lowercased_without_the_root_and_odd_labels_are_refused() {
+        assert_eq!(host_of(&Name::from_ascii("API.Example.COM.").unwrap()).as_deref(), Some("api.example.com"));
+        assert_eq!(host_of(&Name::from_ascii("api.example.com").unwrap()).as_deref(), Some("api.example.com"));
+        assert_eq!(host_of(&Name::root()), None);
+        assert_eq!(host_of(&name_from_labels(&[b"api.example", b"com"])), None);
+        assert_eq!(host_of(&name_from_labels(&[b"a b", b"com"])), None);
+        assert_eq!(host_of(&name_from_labels(&[b"a\0", b"com"])), None);
+        assert_eq!(host_of(&name_from_labels(&[b"_dmarc", b"example", b"com"])), None);
+        assert_eq!(host_of(&name_from_labels(&[b"127", b"1"])), None, "legacy IPv4 forms are not names");
+    }
+
+    #[test]
+    fn udp_limit_follows_edns_within_bounds() {
+        let mut m = Message::query();
+        assert_eq!(udp_limit(&m), 512);
+        let mut e = Edns::new();
+        e.set_max_payload(100);
+        m.set_edns(e.clone());
+        assert_eq!(udp_limit(&m), 512);
+        e.set_max_payload(65_000);
+        m.set_edns(e);
+        assert_eq!(udp_limit(&m), usize::from(EDNS_UDP_LIMIT));
+    }
+
+    #[test]
+    fn truncation_keeps_id_question_and_sets_tc() {
+        let mut req = Message::new(77, MessageType::Query, OpCode::Query);
+        req.add_query(Query::query(Name::from_ascii("a.example.com").unwrap(), RecordType::A));
+        let mut full = base_response(&req);
+        full.add_answer(a_record(&req.queries[0].name, 30, Ipv4Addr::new(192, 0, 2, 1)));
+        let t = truncated(&full);
+        assert!(t.metadata.truncation);
+        assert_eq!(t.metadata.id, 77);
+        assert_eq!(t.metadata.message_type, MessageType::Response);
+        assert_eq!(t.queries, req.queries);
+        assert!(t.answers.is_empty());
+    }
+
+    #[test]
+    fn error_response_without_a_parsed_request_echoes_the_header() {
+        let header = Header::read(&mut BinDecoder::new(&[0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0])).unwrap();
+        let m = error_response(&header, None, ResponseCode::FormErr);
+        assert_eq!((m.metadata.id, m.metadata.response_code), (0xbeef, ResponseCode::FormErr));
+        assert!(m.metadata.recursion_desired);
+        assert!(m.queries.is_empty());
+    }
+}
