@@ -1,0 +1,120 @@
+//! What the supervisor acquires as root and keeps for its whole life: the
+//! network namespace, the listening sockets, the audit log; and the pid file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use boundary_contract::{SidecarConfig, SidecarPids};
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::libc;
+use nix::sched::{setns, CloneFlags};
+use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn};
+
+use super::SupervisorError;
+
+/// Listen backlog: connections wait here while a worker restarts.
+const BACKLOG: i32 = 1024;
+/// Source descriptors are kept at or above this number, so mapping them onto
+/// 3..=7 in the child can never overwrite one that is still to be mapped.
+pub(super) const HIGH_FD: RawFd = 10;
+
+/// The descriptors handed to every worker, kept at or above [`HIGH_FD`].
+#[derive(Debug)]
+pub(super) struct WorkerFds {
+    pub(super) proxy: OwnedFd,
+    pub(super) dns_udp: OwnedFd,
+    pub(super) dns_tcp: OwnedFd,
+    pub(super) audit: OwnedFd,
+}
+
+impl WorkerFds {
+    /// Binds the proxy socket (TCP) and the DNS sockets (UDP and TCP) on
+    /// `listen_addr` and opens the audit log.
+    pub(super) fn acquire(cfg: &SidecarConfig) -> Result<WorkerFds, SupervisorError> {
+        Ok(WorkerFds {
+            proxy: bind_tcp("proxy", cfg.listen_addr, cfg.proxy_port)?,
+            dns_udp: bind_udp(cfg.listen_addr, cfg.dns_port)?,
+            dns_tcp: bind_tcp("DNS TCP", cfg.listen_addr, cfg.dns_port)?,
+            audit: open_audit(&cfg.audit_log)?,
+        })
+    }
+}
+
+pub(super) fn read_config(path: &Path) -> Result<SidecarConfig, SupervisorError> {
+    let text = fs::read(path).map_err(|source| SupervisorError::ReadConfig { path: path.to_owned(), source })?;
+    serde_json::from_slice(&text).map_err(|source| SupervisorError::ParseConfig { path: path.to_owned(), source })
+}
+
+pub(super) fn enter_netns(path: &Path) -> Result<(), SupervisorError> {
+    let file = File::open(path).map_err(|source| SupervisorError::OpenNetns { path: path.to_owned(), source })?;
+    setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|source| SupervisorError::EnterNetns { path: path.to_owned(), source })
+}
+
+fn bind_tcp(what: &'static str, ip: Ipv4Addr, port: u16) -> Result<OwnedFd, SupervisorError> {
+    let addr = SocketAddrV4::new(ip, port);
+    let err = |source| SupervisorError::Bind { what, addr, source };
+    let fd = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(err)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(err)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).map_err(err)?;
+    socket::listen(&fd, Backlog::new(BACKLOG).map_err(err)?).map_err(err)?;
+    move_high(fd)
+}
+
+fn bind_udp(ip: Ipv4Addr, port: u16) -> Result<OwnedFd, SupervisorError> {
+    let addr = SocketAddrV4::new(ip, port);
+    let err = |source| SupervisorError::Bind { what: "DNS UDP", addr, source };
+    let fd = socket::socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(err)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).map_err(err)?;
+    move_high(fd)
+}
+
+/// Opens the audit log for appending (and reading, so a new worker can find
+/// the last sequence number), creating it 0600 and its directories 0700.
+fn open_audit(path: &Path) -> Result<OwnedFd, SupervisorError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| SupervisorError::CreateDir { path: path.to_owned(), source })?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| SupervisorError::OpenAudit { path: path.to_owned(), source })?;
+    move_high(file.into())
+}
+
+/// Duplicates `fd` to a number >= [`HIGH_FD`] (close-on-exec) and closes
+/// the original.
+pub(super) fn move_high(fd: OwnedFd) -> Result<OwnedFd, SupervisorError> {
+    let raw = fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(SupervisorError::MoveFd)?;
+    // SAFETY: F_DUPFD_CLOEXEC just returned this new descriptor; nothing
+    // else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Writes the pid file atomically (temporary file in the same directory,
+/// then rename).
+pub fn write_pid_file(path: &Path, pids: &SidecarPids) -> Result<(), SupervisorError> {
+    let err = |source| SupervisorError::WritePidFile { path: path.to_owned(), source };
+    let json = serde_json::to_vec(pids).map_err(|e| err(io::Error::other(e)))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+    }
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp).map_err(err)?;
+    file.write_all(&json).and_then(|()| file.sync_all()).map_err(err)?;
+    fs::rename(&tmp, path).map_err(err)
+}
+
