@@ -170,7 +170,9 @@ impl Supervisor {
         // Fails with EPERM when already a process group leader; the shim
         // normally starts us as a plain child, and either way we stay put.
         let _ = setsid();
-        let config_path = fs::canonicalize(config_path)
+        // Absolute (we chdir to "/") but otherwise as given: the shim finds
+        // the worker by this argument in /proc/<pid>/cmdline.
+        let config_path = std::path::absolute(config_path)
             .map_err(|source| SupervisorError::ReadConfig { path: config_path.to_owned(), source })?;
         let cfg = read_config(&config_path)?;
         if let Some(netns) = &cfg.netns {

@@ -28,6 +28,8 @@ use crate::{serve_proxy, BuildError, ProxyContext};
 
 /// Tokio worker threads: the sidecar serves one container.
 const RUNTIME_THREADS: usize = 2;
+/// Time given to the runtime's tasks after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Errors of the worker, each naming the step.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,8 @@ pub fn run(config_path: &Path, mut ready: Option<Readiness>) -> Result<(), Worke
     let (ctx, fds, runtime) = prepared.inspect_err(|e| report_failure(&mut ready, e))?;
     let audit = ctx.audit.clone();
     let result = runtime.block_on(serve(ctx, fds, ready));
+    // Connections still open are cut; the supervisor allows 2 s in all.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
     audit.flush();
     result
 }

@@ -133,6 +133,7 @@ fn config(ns: &Netns, dir: &Path) -> SidecarConfig {
 struct Sidecar {
     child: Child,
     cfg: SidecarConfig,
+    cfg_path: PathBuf,
     log: PathBuf,
     ready: String,
     _dir: tempfile::TempDir,
@@ -175,7 +176,7 @@ impl Sidecar {
         let child = cmd.spawn().expect("spawning boundary-sidecar");
         drop(write_end);
         let ready = read_all_with_timeout(read_end, Duration::from_secs(30));
-        Sidecar { child, cfg, log, ready, _dir: dir }
+        Sidecar { child, cfg, cfg_path, log, ready, _dir: dir }
     }
 
     fn assert_ready(&self) {
@@ -298,6 +299,13 @@ fn worker_runs_as_nobody_with_no_capabilities_and_is_not_dumpable() {
     assert_eq!(pids.supervisor, sidecar.child.id() as i32);
     let worker = sidecar.worker();
     assert_ne!(worker, pids.supervisor);
+
+    // The shim recognises the worker by its command line.
+    let cmdline = fs::read(format!("/proc/{worker}/cmdline")).unwrap();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    assert!(args[0].ends_with(b"boundary-sidecar"));
+    assert!(args.contains(&b"--worker".as_slice()));
+    assert!(args.contains(&sidecar.cfg_path.as_os_str().as_encoded_bytes()));
 
     let want_ids = format!("{NOBODY}\t{NOBODY}\t{NOBODY}\t{NOBODY}");
     let tasks: Vec<_> = fs::read_dir(format!("/proc/{worker}/task")).unwrap().map(|e| e.unwrap().path()).collect();
@@ -455,4 +463,39 @@ fn start_up_errors_are_reported_on_the_ready_fd() {
     let mut sidecar = Sidecar::start_with(&ns, |cfg| cfg.netns = Some("/run/netns/bnd-test-does-not-exist".into()));
     assert!(sidecar.ready.starts_with("error: opening network namespace"), "{:?}", sidecar.ready);
     assert_eq!(sidecar.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()), Some(1));
+}
+
+#[test]
+fn a_crash_looping_worker_is_restarted_with_a_bounded_back_off() {
+    let ns = Netns::new();
+    let sidecar = Sidecar::start(&ns);
+    sidecar.assert_ready();
+    let mut worker = sidecar.worker();
+    // Each worker is killed right after it appears, so each counts as dying
+    // within a second of its start: restarts at 0, 0.1, 0.2, 0.4, 0.8, 1 s.
+    let mut delays = Vec::new();
+    for _ in 0..6 {
+        kill(Pid::from_raw(worker), Signal::SIGKILL).unwrap();
+        let killed = Instant::now();
+        let old = worker;
+        worker = wait_until(Duration::from_secs(3), || sidecar.pids().and_then(|p| p.worker).filter(|w| *w != old))
+            .unwrap_or_else(|| panic!("no new worker; log:\n{}", sidecar.log()));
+        delays.push(killed.elapsed());
+        connect_proxy(&ns).expect("the proxy port keeps accepting while workers die");
+    }
+    let ms = |d: &Duration| d.as_millis();
+    assert!(ms(&delays[0]) < 100, "first restart must be at once: {delays:?}");
+    for (i, floor) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000)] {
+        assert!(ms(&delays[i]) >= floor, "restart {i} came before its back-off: {delays:?}");
+    }
+    assert!(delays.iter().all(|d| ms(d) <= 1500), "back-off exceeded 1 s: {delays:?}");
+    // A worker that lives past a second resets the back-off.
+    std::thread::sleep(Duration::from_millis(1200));
+    kill(Pid::from_raw(worker), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let old = worker;
+    wait_until(Duration::from_secs(3), || sidecar.pids().and_then(|p| p.worker).filter(|w| *w != old)).unwrap();
+    assert!(killed.elapsed() < Duration::from_millis(300), "back-off was not reset: {:?}", killed.elapsed());
+    // Still serving DNS after all that.
+    assert_eq!(a_answers(&ask_udp(&ns, 9, "denied.example.org", RecordType::A)), vec![(LOOPBACK, 5)]);
 }
