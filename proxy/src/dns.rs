@@ -42,7 +42,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
 use crate::audit::{AuditLog, Event};
-use crate::resolve::{ResolveError, Resolver};
+use crate::resolve::Resolver;
+use crate::supervisor::error_chain;
 use crate::ProxyContext;
 
 /// TTL of real answers for allowed names.
@@ -207,21 +208,10 @@ impl DnsFilter {
     async fn lookup(&self, host: &str) -> Result<Vec<Ipv4Addr>, String> {
         match tokio::time::timeout(LOOKUP_TIMEOUT, self.resolver.resolve_v4(host)).await {
             Ok(Ok(addrs)) => Ok(addrs),
-            Ok(Err(e)) => Err(describe(&e)),
+            Ok(Err(e)) => Err(error_chain(&e)),
             Err(_) => Err(format!("lookup timed out after {LOOKUP_TIMEOUT:?}")),
         }
     }
-}
-
-fn describe(e: &ResolveError) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// The queried name as a normalised host (lowercase, no trailing dot), or
@@ -327,7 +317,8 @@ async fn serve_udp(socket: Arc<UdpSocket>, filter: Arc<DnsFilter>) -> io::Result
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            log::warn!("too many DNS queries in flight; dropping one from {peer}");
+            // Debug only: the container controls this rate.
+            log::debug!("too many DNS queries in flight; dropping one from {peer}");
             continue;
         };
         let query = buf[..n].to_vec();
@@ -355,7 +346,7 @@ async fn serve_tcp(listener: TcpListener, filter: Arc<DnsFilter>) -> io::Result<
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            log::warn!("too many DNS TCP connections; closing one from {peer}");
+            log::debug!("too many DNS TCP connections; closing one from {peer}");
             continue;
         };
         let filter = filter.clone();
