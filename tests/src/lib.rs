@@ -1,1 +1,47 @@
-//! Helpers for the root end-to-end tests.
+//! Fixtures for the root end-to-end tests of boundary-runc.
+//!
+//! The tests in `tests/tests/` drive the real `boundary-runc` binary (built
+//! by `cargo build --workspace --bins` into the same target directory as the
+//! tests) over real runc/crun, network namespaces, veths and nftables.
+//!
+//! Every test that needs root calls [`require_root`] first: it panics, with
+//! the `apt-get install` line to run, when a requirement is missing. Nothing
+//! is skipped silently.
+//!
+//! # Slots
+//! Tests run in parallel, so each test takes a *slot* `n` (100..=199),
+//! unique across the whole crate, and with it:
+//! - the jail address pool `10.213.n.0/24` ([`Settings::new`]),
+//! - the origin link `10.231.n.0/30` and `fd00:231:n::/64` ([`Origin::start`]),
+//! - its own state root, CA dir, audit dir and runc root ([`Runtime::new`]).
+//!
+//! | slots | file |
+//! |---|---|
+//! | 100..=109 | `lifecycle.rs` |
+//! | 110..=119 | `isolation.rs` |
+//! | 120..=129 | `errors.rs` |
+//! | 130..=139 | `boundary.rs` |
+
+pub mod binaries;
+pub mod bundle;
+pub mod deadline;
+pub mod hybrid_cgroups;
+pub mod leaks;
+pub mod origin;
+pub mod probe;
+pub mod require;
+pub mod rootfs;
+pub mod runtime;
+pub mod settings;
+pub mod sink;
+
+pub use binaries::{binaries, Binaries};
+pub use bundle::Bundle;
+pub use deadline::poll_until;
+pub use leaks::LeakSnapshot;
+pub use origin::{Counts, Origin};
+pub use require::{require_root, require_tool};
+pub use rootfs::shared_rootfs;
+pub use runtime::{Outcome, Runtime};
+pub use settings::Settings;
+pub use sink::HostSink;

@@ -1,0 +1,113 @@
+//! OCI bundles as `runc spec` makes them, adjusted for a test.
+//!
+//! Each bundle is a fresh temporary directory holding `config.json` from
+//! `runc spec` (not `--rootless`: the network entry stays
+//! `{"type":"network"}` with no path), with the shared read-only rootfs,
+//! `terminal: false` and the test's process. Every change is written to
+//! `config.json` at once, so the file on disk always matches.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::require::require_tool;
+use crate::rootfs::shared_rootfs;
+
+/// A bundle directory with its `config.json`.
+#[derive(Debug)]
+pub struct Bundle {
+    dir: TempDir,
+    spec: Value,
+}
+
+impl Bundle {
+    /// A bundle whose process runs `args`.
+    pub fn new(args: &[&str]) -> Bundle {
+        let dir = tempfile::Builder::new().prefix("boundary-e2e-bundle.").tempdir().expect("create bundle dir");
+        let out = Command::new(require_tool("runc")).arg("spec").arg("--bundle").arg(dir.path()).output().expect("run runc spec");
+        assert!(out.status.success(), "runc spec failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(dir.path().join("config.json")).expect("read config.json from runc spec");
+        let mut spec: Value = serde_json::from_str(&text).expect("runc spec wrote JSON");
+        spec["root"] = json!({"path": shared_rootfs(), "readonly": true});
+        spec["process"]["terminal"] = json!(false);
+        spec["process"]["args"] = json!(args);
+        let b = Bundle { dir, spec };
+        b.write();
+        b
+    }
+
+    /// A bundle for a detached container: `sleep 3600`, probed with `exec`.
+    pub fn sleeper() -> Bundle {
+        Bundle::new(&["sleep", "3600"])
+    }
+
+    /// The bundle directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("config.json")
+    }
+
+    /// The spec as the test built it (before any rewrite).
+    pub fn spec(&self) -> &Value {
+        &self.spec
+    }
+
+    /// `config.json` as it is on disk now (after `create`, the rewritten one).
+    pub fn on_disk(&self) -> Value {
+        let text = std::fs::read_to_string(self.config_path()).expect("read config.json");
+        serde_json::from_str(&text).expect("config.json is JSON")
+    }
+
+    fn write(&self) {
+        let text = serde_json::to_string_pretty(&self.spec).expect("serialise spec");
+        std::fs::write(self.config_path(), text).expect("write config.json");
+    }
+
+    /// Adds `KEY=value` to `process.env`.
+    pub fn env(mut self, key: &str, value: &str) -> Bundle {
+        let env = self.spec["process"]["env"].as_array_mut().expect("runc spec has process.env");
+        env.push(json!(format!("{key}={value}")));
+        self.write();
+        self
+    }
+
+    /// Sets an annotation.
+    pub fn annotation(mut self, key: &str, value: &str) -> Bundle {
+        if !self.spec["annotations"].is_object() {
+            self.spec["annotations"] = json!({});
+        }
+        self.spec["annotations"][key] = json!(value);
+        self.write();
+        self
+    }
+
+    /// Adds a capability (`CAP_NET_RAW`, ...) to the bounding, effective and
+    /// permitted sets.
+    pub fn capability(mut self, cap: &str) -> Bundle {
+        for set in ["bounding", "effective", "permitted"] {
+            let list = self.spec["process"]["capabilities"][set].as_array_mut().expect("runc spec has capability sets");
+            if !list.iter().any(|c| c == cap) {
+                list.push(json!(cap));
+            }
+        }
+        self.write();
+        self
+    }
+
+    /// Any other change to the spec.
+    pub fn edit(mut self, f: impl FnOnce(&mut Value)) -> Bundle {
+        f(&mut self.spec);
+        self.write();
+        self
+    }
+
+    /// Replaces `config.json` with arbitrary bytes (for malformed-config tests).
+    pub fn overwrite_config(&self, bytes: &[u8]) {
+        std::fs::write(self.config_path(), bytes).expect("write config.json");
+    }
+}

@@ -1,0 +1,134 @@
+//! The runc lifecycle of a jailed container, with runc and with crun, and
+//! what it leaves behind (nothing). Slots 100..=109.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use boundary_tests::probe::link_names;
+use boundary_tests::{require_root, Bundle, Runtime, Settings};
+
+/// create, start, state, exec, kill, delete — then nothing is left.
+fn lifecycle(slot: u8, delegate: &str) {
+    require_root();
+    let rt = Runtime::new(Settings::new(slot).runtime(delegate));
+    let before = rt.leaks();
+    let id = format!("life-{delegate}");
+    let bundle = Bundle::sleeper();
+
+    rt.create(&bundle, &id).ok();
+    assert_eq!(rt.state_json(&id)["status"], "created");
+    let spec = bundle.on_disk();
+    let netns = rt.dirs.state_root.join("netns").join(&id);
+    let network: Vec<&serde_json::Value> =
+        spec["linux"]["namespaces"].as_array().unwrap().iter().filter(|n| n["type"] == "network").collect();
+    assert_eq!(network.len(), 1, "{spec:#}");
+    assert_eq!(network[0]["path"].as_str().map(Path::new), Some(netns.as_path()), "the container joins the jail namespace");
+
+    rt.start(&id).ok();
+    let state = rt.state_json(&id);
+    assert_eq!(state["status"], "running", "{state:#}");
+    assert_eq!(state["id"], id.as_str());
+    assert!(state["pid"].as_u64().is_some_and(|p| p > 0), "{state:#}");
+
+    let out = rt.exec(&id, "echo hello from $(hostname); ip -o link").ok();
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some("hello from runc"), "{out}");
+    assert_eq!(link_names(&lines.collect::<Vec<_>>().join("\n")), ["lo", "eth0"], "{out}");
+
+    let jail = rt.jail(&id);
+    let during = rt.leaks();
+    assert!(during.links.contains(&jail.host_if), "host veth {} missing: {during}", jail.host_if);
+    assert!(during.nft_tables.contains(&jail.nft_table), "nft table {} missing: {during}", jail.nft_table);
+    assert!(!during.sidecars.is_empty(), "no sidecar running: {during}");
+    assert!(during.mounts.contains(&netns.display().to_string()), "jail namespace not mounted: {during}");
+
+    rt.kill(&id, "KILL").ok();
+    rt.wait_stopped(&id);
+    rt.delete(&id).ok();
+    let errors: Vec<_> = rt.log_entries().into_iter().filter(|e| e["level"] == "error").collect();
+    assert!(errors.is_empty(), "errors in the runtime log: {errors:?}");
+    rt.state(&id).failed();
+    rt.leaks().assert_same_as(&before);
+}
+
+#[test]
+fn lifecycle_with_runc() {
+    lifecycle(100, "runc");
+}
+
+#[test]
+fn lifecycle_with_crun() {
+    require_root();
+    if boundary_tests::hybrid_cgroups::run_here_for_crun("lifecycle_with_crun") {
+        lifecycle(101, "crun");
+    }
+}
+
+#[test]
+fn run_passes_the_exit_status_through_and_cleans_up_itself() {
+    require_root();
+    let rt = Runtime::new(Settings::new(102));
+    let before = rt.leaks();
+    let bundle = Bundle::new(&["sh", "-c", "ip -o link; exit 3"]);
+    let out = rt.run(&bundle, "run-exit");
+    assert_eq!(out.code, Some(3), "the container's exit status must pass through:\n{out}");
+    assert_eq!(link_names(&out.stdout), ["lo", "eth0"], "{out}");
+    // No delete: the poststop hook tore the jail down when runc destroyed
+    // the container.
+    rt.leaks().assert_same_as(&before);
+    rt.state("run-exit").failed();
+}
+
+#[test]
+fn two_containers_at_once_get_their_own_jails() {
+    require_root();
+    let rt = Runtime::new(Settings::new(103));
+    let before = rt.leaks();
+    let (ba, bb) = (Bundle::sleeper(), Bundle::sleeper());
+    rt.create_and_start(&ba, "pair-a");
+    rt.create_and_start(&bb, "pair-b");
+    let (ja, jb) = (rt.jail("pair-a"), rt.jail("pair-b"));
+    assert_ne!(ja.host_addr, jb.host_addr);
+    assert_ne!(ja.host_if, jb.host_if);
+    assert_ne!(ja.nft_table, jb.nft_table);
+    for (id, j) in [("pair-a", &ja), ("pair-b", &jb)] {
+        let out = rt.exec(id, "ip -o -4 addr show dev eth0").ok();
+        assert!(out.stdout.contains(&format!("inet {}/30", j.jail_addr)), "{id} should have {}:\n{out}", j.jail_addr);
+    }
+    rt.delete_force("pair-a").ok();
+    // The other one is untouched.
+    assert_eq!(rt.state_json("pair-b")["status"], "running");
+    rt.exec("pair-b", "true").ok();
+    rt.delete_force("pair-b").ok();
+    rt.leaks().assert_same_as(&before);
+}
+
+#[test]
+fn eight_concurrent_creates_all_succeed_with_distinct_addresses() {
+    require_root();
+    let rt = Runtime::new(Settings::new(104));
+    let before = rt.leaks();
+    let ids: Vec<String> = (0..8).map(|i| format!("many-{i}")).collect();
+    let bundles: Vec<Bundle> = ids.iter().map(|_| Bundle::sleeper()).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ids.iter().zip(&bundles).map(|(id, b)| s.spawn(|| rt.create(b, id))).collect();
+        for h in handles {
+            h.join().expect("create thread").ok();
+        }
+    });
+    let jails: Vec<_> = ids.iter().map(|id| rt.jail(id)).collect();
+    let hosts: BTreeSet<_> = jails.iter().map(|j| j.host_addr).collect();
+    let guests: BTreeSet<_> = jails.iter().map(|j| j.jail_addr).collect();
+    let links: BTreeSet<_> = jails.iter().map(|j| j.host_if.clone()).collect();
+    assert_eq!((hosts.len(), guests.len(), links.len()), (8, 8, 8), "addresses must be distinct: {jails:#?}");
+    assert!(jails.iter().all(|j| rt.settings.pool_contains(j.host_addr)), "{jails:#?}");
+    let during = rt.leaks();
+    assert_eq!((during.links.len(), during.nft_tables.len()), (8, 8), "{during}");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ids.iter().map(|id| s.spawn(|| rt.delete_force(id))).collect();
+        for h in handles {
+            h.join().expect("delete thread").ok();
+        }
+    });
+    rt.leaks().assert_same_as(&before);
+}
