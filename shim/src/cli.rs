@@ -1,9 +1,10 @@
 //! The `boundary-runc` command: runc's interface, with a jail around
 //! `create` and `run`.
 //!
-//! Every subcommand but `create`, `run`, `delete` and boundary-runc's own
-//! (`policy`, `audit`) is handed to the delegate runtime with one `execve`:
-//! same argv, environment, stdio, inherited fds, pid and exit status.
+//! Every subcommand but `create`, `run`, `delete`, `features` and
+//! boundary-runc's own (`policy`, `audit`) is handed to the delegate runtime
+//! with one `execve`: same argv, environment, stdio, inherited fds, pid and
+//! exit status. `--version` adds a line; `features` guarantees valid JSON.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub fn main() -> ! {
             let code = commands::run(inv.command_index.map(|i| &inv.args[i..]).unwrap_or_default());
             std::process::exit(code)
         }
+        Some("features") => features(&inv),
         None if inv.globals.version => version(&inv),
         _ => pass_through(&inv),
     }
@@ -69,6 +71,28 @@ fn version(inv: &Invocation) -> ! {
     }
 }
 
+/// Minimal features document for a delegate that has no `features`
+/// subcommand (crun before 1.9): the OCI versions runc 1.1 speaks.
+const FALLBACK_FEATURES: &str = r#"{"ociVersionMin":"1.0.0","ociVersionMax":"1.0.2"}"#;
+
+/// `features`: the delegate's JSON verbatim when it has one, else a minimal
+/// valid document, so dockerd and containerd can always parse the answer.
+fn features(inv: &Invocation) -> ! {
+    use std::io::Write;
+    let (_, runtime) = load(&inv.globals);
+    let out = Command::new(&runtime).args(&inv.args).stderr(std::process::Stdio::null()).output();
+    let mut stdout = std::io::stdout().lock();
+    match out {
+        Ok(o) if o.status.success() && serde_json::from_slice::<serde_json::Value>(&o.stdout).is_ok() => {
+            let _ = stdout.write_all(&o.stdout);
+        }
+        _ => {
+            let _ = writeln!(stdout, "{FALLBACK_FEATURES}");
+        }
+    }
+    std::process::exit(0)
+}
+
 /// `create` and `run`: build the jail, rewrite config.json, exec runc.
 fn create(inv: &Invocation) -> ! {
     let (cfg, runtime) = load(&inv.globals);
@@ -98,7 +122,7 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
         }
     }
     let netns_path = jail::netns_path(&cfg.state_root, &a.id);
-    let host_side = original_host_side(&spec, &netns_path)?;
+    let host_side = original_host_side(&spec, &cfg.state_root.join("netns"))?;
     let rules = rules::collect(cfg, &spec)?;
     let built = jail::create(cfg, &a.id, host_side, rules, inv.globals.root.clone())?;
     let plan = rewrite::JailPlan {
@@ -122,11 +146,11 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
 }
 
 /// The host side as the engine gave it, also when the bundle was already
-/// rewritten by an earlier attempt (then it is read back from the
-/// annotation the rewrite left).
-fn original_host_side(spec: &serde_json::Value, netns_path: &Path) -> anyhow::Result<HostSide> {
+/// rewritten by an earlier attempt, for this id or another (then it is read
+/// back from the annotation the rewrite left).
+fn original_host_side(spec: &serde_json::Value, netns_dir: &Path) -> anyhow::Result<HostSide> {
     let current = rewrite::host_side(spec)?;
-    if current == (HostSide::Path { path: netns_path.to_path_buf() }) {
+    if matches!(&current, HostSide::Path { path } if path.starts_with(netns_dir)) {
         if let Some(text) = rewrite::annotation(spec, rewrite::HOST_SIDE_ANNOTATION)? {
             return serde_json::from_str(text).with_context(|| format!("malformed annotation {}", rewrite::HOST_SIDE_ANNOTATION));
         }

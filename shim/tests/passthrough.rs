@@ -121,7 +121,6 @@ fn each_runc_subcommand_passes_through() {
         &["update", "--resources=-", "c"],
         &["events", "--stats", "c"],
         &["list", "--format", "json"],
-        &["features"],
         &["restore", "-no-subreaper", "c"],
         &["checkpoint", "c"],
         &["spec"],
@@ -237,4 +236,21 @@ fn an_invalid_rule_fails_create_naming_the_rule() {
     assert!(errors[0].contains("BOUNDARY_ALLOW") && errors[0].contains("github.*"), "{errors:?}");
     let (_, _, text) = create_errors(&f, &b, true);
     assert!(text.contains("level=error") && text.contains("github.*"), "text log: {text}");
+}
+
+#[test]
+fn features_is_always_valid_json() {
+    let f = Fixture::new("");
+    // The fake prints non-JSON: the shim answers with a minimal document.
+    let out = f.cmd(&["features"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ociVersionMin"], "1.0.0");
+    // A delegate with a features document is passed through verbatim.
+    let fake = f.path("fake-runc");
+    std::fs::write(&fake, "#!/bin/sh\necho '{\"ociVersionMin\":\"1.0.0\",\"ociVersionMax\":\"1.1.0\",\"hooks\":[\"prestart\"]}'\n").unwrap();
+    let out = f.cmd(&["features"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ociVersionMax"], "1.1.0");
+    assert_eq!(v["hooks"][0], "prestart");
 }
