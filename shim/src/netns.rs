@@ -28,6 +28,11 @@ fn sys(op: &'static str, path: &Path) -> impl FnOnce(nix::Error) -> NetnsError {
 /// namespaces took while it existed (otherwise they would keep it alive).
 pub fn prepare_dir(dir: &Path) -> Result<(), NetnsError> {
     std::fs::create_dir_all(dir).map_err(|source| NetnsError::Io { op: "create", path: dir.to_path_buf(), source })?;
+    // Concurrent creates would each bind the directory onto itself and
+    // stack mounts; the first one does it, under a lock on the directory.
+    let handle = File::open(dir).map_err(|source| NetnsError::Io { op: "open", path: dir.to_path_buf(), source })?;
+    let _lock = nix::fcntl::Flock::lock(handle, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| sys("lock", dir)(e))?;
     let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
     match mount(None::<&str>, dir, None::<&str>, shared, None::<&str>) {
         Ok(()) => Ok(()),
