@@ -15,6 +15,24 @@ use tempfile::TempDir;
 use crate::require::require_tool;
 use crate::rootfs::shared_rootfs;
 
+/// Docker's default capabilities for a container without `--cap-add`.
+pub const DOCKER_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
 /// A bundle directory with its `config.json`.
 #[derive(Debug)]
 pub struct Bundle {
@@ -97,6 +115,13 @@ impl Bundle {
         }
         self.write();
         self
+    }
+
+    /// Docker 20.10's default capability set (see
+    /// shared/notes/runtime-contract.md), which `runc spec`'s minimal one
+    /// lacks: NET_RAW for ping, SETFCAP for `unshare -r` as uid 0, ...
+    pub fn docker_capabilities(self) -> Bundle {
+        DOCKER_CAPS.iter().fold(self, |b, c| b.capability(c))
     }
 
     /// Any other change to the spec.

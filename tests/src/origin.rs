@@ -159,6 +159,39 @@ impl Origin {
         }
     }
 
+    /// Counts once every packet sent before the call has had its chance to
+    /// arrive: sends one control of each kind from the host (a UDP datagram
+    /// and a TCP connection to the sink, a DNS datagram, an echo request),
+    /// waits until each arrived, and returns the counts without them.
+    pub fn counts_after_barrier(&self) -> Counts {
+        let start = self.counts();
+        let udp = std::net::UdpSocket::bind("0.0.0.0:0").expect("control socket");
+        udp.send_to(b"control", (self.addr(), SINK_PORT)).expect("control datagram to the sink");
+        udp.send_to(b"control", (self.addr(), DNS_PORT)).expect("control datagram to DNS");
+        let tcp = std::net::TcpStream::connect((self.addr(), SINK_PORT)).expect("control connection to the sink");
+        let ping = Command::new(crate::require::BUSYBOX)
+            .args(["ping", "-c", "1", "-W", "2", &self.addr().to_string()])
+            .output()
+            .expect("control ping");
+        assert!(ping.status.success(), "control ping from the host to the origin failed: {}", String::from_utf8_lossy(&ping.stdout));
+        drop(tcp);
+        let arrived = crate::deadline::poll_until(std::time::Duration::from_secs(5), "the origin to count the controls", || {
+            let c = self.counts();
+            (c.sink_udp_datagrams > start.sink_udp_datagrams
+                && c.dns_queries > start.dns_queries
+                && c.sink_tcp_connections > start.sink_tcp_connections
+                && c.icmp_echo_requests > start.icmp_echo_requests)
+                .then_some(c)
+        });
+        Counts {
+            sink_udp_datagrams: arrived.sink_udp_datagrams - 1,
+            dns_queries: arrived.dns_queries - 1,
+            sink_tcp_connections: arrived.sink_tcp_connections - 1,
+            icmp_echo_requests: arrived.icmp_echo_requests - 1,
+            ..arrived
+        }
+    }
+
     /// Requests served, in order: `http GET /path?q host=origin.test`.
     pub fn requests(&self) -> Vec<String> {
         self.counters.requests.lock().expect("requests lock").clone()

@@ -25,6 +25,22 @@ impl HostSink {
         HostSink { port, tcp, udp, tcp_seen: 0, udp_seen: 0 }
     }
 
+    /// (TCP connections, UDP datagrams) once everything sent before has had
+    /// its chance: one control of each is sent over loopback, waited for
+    /// and not counted.
+    pub fn counts_after_barrier(&mut self) -> (u64, u64) {
+        let (t0, u0) = self.counts();
+        let udp = UdpSocket::bind("[::1]:0").expect("control socket");
+        udp.send_to(b"control", ("::1", self.port)).expect("control datagram");
+        let tcp = std::net::TcpStream::connect(("::1", self.port)).expect("control connection");
+        let (t, u) = crate::deadline::poll_until(std::time::Duration::from_secs(5), "the host sink to count the controls", || {
+            let (t, u) = self.counts();
+            (t > t0 && u > u0).then_some((t, u))
+        });
+        drop(tcp);
+        (t - 1, u - 1)
+    }
+
     /// (TCP connections, UDP datagrams) received so far.
     pub fn counts(&mut self) -> (u64, u64) {
         loop {
