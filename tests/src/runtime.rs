@@ -295,6 +295,9 @@ impl Drop for Runtime {
         for id in left {
             let _ = self.cmd(&["delete", "--force", &id]);
         }
+        if !self.dirs.state_root.exists() {
+            return; // no jail was ever started here
+        }
         let snap = self.leaks();
         if !snap.is_empty() {
             eprintln!("boundary-tests: removing jail pieces left behind under {}:\n{snap}", self.dirs.state_root.display());

@@ -1,0 +1,92 @@
+//! Failures reach the engine: as `{"level":"error",...}` lines in the
+//! `--log` file (containerd shows the last one), on stderr, with a non-zero
+//! exit, and with nothing left behind. Slots 120..=129.
+
+use boundary_tests::{require_root, Bundle, Outcome, Runtime, Settings};
+
+/// The failure is in the log as a JSON error entry containing every one
+/// of `needles`, and on stderr.
+#[track_caller]
+fn assert_reported(out: &Outcome, needles: &[&str]) {
+    assert!(matches!(out.code, Some(c) if c != 0), "expected a failure:\n{out}");
+    let errors = out.log_errors();
+    let last = errors.last().unwrap_or_else(|| panic!("no error entry in the --log file:\n{out}"));
+    for n in needles {
+        assert!(last.contains(n), "the last log error should mention {n:?}: {last:?}\n{out}");
+        assert!(out.stderr.contains(n), "stderr should mention {n:?}:\n{out}");
+    }
+    for e in &out.log {
+        assert!(e["time"].is_string() && e["msg"].is_string() && e["level"].is_string(), "log entry not in runc's shape: {e}");
+    }
+}
+
+#[test]
+fn malformed_config_json_is_reported() {
+    require_root();
+    let rt = Runtime::new(Settings::new(120));
+    let before = rt.leaks();
+    let bundle = Bundle::sleeper();
+    bundle.overwrite_config(b"{\"ociVersion\": \"1.0.2\", \"process\": ");
+    let out = rt.create(&bundle, "bad-json");
+    assert_reported(&out, &["malformed bundle config", &bundle.config_path().display().to_string()]);
+    rt.leaks().assert_same_as(&before);
+}
+
+#[test]
+fn missing_bundle_is_reported() {
+    require_root();
+    let rt = Runtime::new(Settings::new(121));
+    let before = rt.leaks();
+    let out = rt.cmd(&["create", "--bundle", "/nonexistent/boundary-e2e-bundle", "no-bundle"]);
+    assert_reported(&out, &["cannot read bundle config", "/nonexistent/boundary-e2e-bundle/config.json"]);
+    rt.leaks().assert_same_as(&before);
+}
+
+#[test]
+fn invalid_allow_rule_is_reported_with_the_rule() {
+    require_root();
+    let rt = Runtime::new(Settings::new(122));
+    let before = rt.leaks();
+    let bundle = Bundle::sleeper().env("BOUNDARY_ALLOW", "domain=origin.test;domain=github.*");
+    let out = rt.create(&bundle, "bad-rule");
+    assert_reported(&out, &["BOUNDARY_ALLOW", "github.*"]);
+    rt.leaks().assert_same_as(&before);
+
+    let bundle = Bundle::sleeper().annotation("io.boundary.allow", "domain=example.com:8080");
+    let out = rt.create(&bundle, "bad-annotation");
+    assert_reported(&out, &["io.boundary.allow", "example.com:8080"]);
+    rt.leaks().assert_same_as(&before);
+}
+
+#[test]
+fn full_address_pool_is_reported() {
+    require_root();
+    let rt = Runtime::new(Settings::new(123).pool("10.213.123.0/30"));
+    let before = rt.leaks();
+    let (first, second) = (Bundle::sleeper(), Bundle::sleeper());
+    rt.create(&first, "pool-1").ok();
+    let during = rt.leaks();
+    let out = rt.create(&second, "pool-2");
+    assert_reported(&out, &["is full", "10.213.123.0/30"]);
+    // The failed create took nothing and broke nothing.
+    rt.leaks().assert_same_as(&during);
+    assert_eq!(rt.state_json("pool-1")["status"], "created");
+    rt.delete("pool-1").ok();
+    // The block is free again.
+    rt.create(&second, "pool-2").ok();
+    rt.delete("pool-2").ok();
+    rt.leaks().assert_same_as(&before);
+}
+
+#[test]
+fn missing_delegate_runtime_is_reported() {
+    require_root();
+    let rt = Runtime::new(Settings::new(124).runtime("/nonexistent/runc"));
+    let before = rt.leaks();
+    let bundle = Bundle::sleeper();
+    let out = rt.create(&bundle, "no-runc");
+    assert_reported(&out, &["/nonexistent/runc"]);
+    rt.leaks().assert_same_as(&before);
+    let out = rt.state("no-runc");
+    assert_reported(&out, &["/nonexistent/runc"]);
+}
