@@ -16,6 +16,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("curl", "curl"),
     ("ldd", "libc-bin"),
     ("unshare", "util-linux"),
+    ("nsenter", "util-linux"),
 ];
 
 /// The statically linked busybox the container rootfs is built from.

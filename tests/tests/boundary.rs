@@ -1,0 +1,229 @@
+//! The boundary itself: allowed requests reach the origin, denied ones get
+//! an explanation, names and non-HTTP traffic do not leak, every decision
+//! is audited. Slots 130..=139.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::Duration;
+
+use boundary_tests::probe::{nslookup_answers, ping_counts, HttpReply};
+use boundary_tests::{poll_until, require_root, require_tool, Bundle, Counts, HostSink, Origin, Outcome, Runtime, Settings};
+
+const RULES: &str = "domain=origin.test path=/allowed/*";
+
+/// A jailed container (`sleep`, Docker's capabilities, [`RULES`]) whose
+/// runtime pins `origin.test` and `denied.test` to the origin, asks the
+/// origin's DNS server for anything else, and trusts the origin's CA.
+/// Fields drop in order: the container goes before the origin.
+struct World {
+    rt: Runtime,
+    _bundle: Bundle,
+    origin: Origin,
+    id: &'static str,
+}
+
+impl World {
+    fn start(slot: u8, id: &'static str) -> World {
+        require_root();
+        let origin = Origin::start(slot);
+        let settings = Settings::new(slot)
+            .pin("origin.test", origin.addr())
+            .pin("denied.test", origin.addr())
+            .nameserver(origin.addr())
+            .upstream_ca(&origin.ca_file());
+        let rt = Runtime::new(settings);
+        let bundle = Bundle::sleeper().docker_capabilities().env("BOUNDARY_ALLOW", RULES);
+        rt.create_and_start(&bundle, id);
+        World { rt, _bundle: bundle, origin, id }
+    }
+
+    fn exec(&self, script: &str) -> Outcome {
+        self.rt.exec(self.id, script)
+    }
+
+    /// The sidecar's address: the host end of the jail's veth.
+    fn sidecar(&self) -> Ipv4Addr {
+        self.rt.jail(self.id).host_addr
+    }
+
+    /// `curl -sS -D - URL` inside (no -k: HTTPS is verified against the
+    /// mounted CA bundle), parsed.
+    fn get(&self, url: &str) -> HttpReply {
+        let out = self.exec(&format!("curl -sS --max-time 10 -D - '{url}'")).ok();
+        HttpReply::parse(&out.stdout).unwrap_or_else(|| panic!("not an HTTP reply:\n{out}"))
+    }
+}
+
+#[test]
+fn allowed_http_and_https_reach_the_origin() {
+    let w = World::start(130, "allow");
+    let env = w.exec("echo $CURL_CA_BUNDLE; echo $SSL_CERT_FILE; cat /etc/resolv.conf").ok();
+    let bundle = "/etc/ssl/boundary-runc/ca-bundle.pem";
+    assert!(env.stdout.starts_with(&format!("{bundle}\n{bundle}\n")), "{env}");
+    assert!(env.stdout.contains(&format!("nameserver {}", w.sidecar())), "{env}");
+
+    let r = w.get("http://origin.test/allowed/a?x=1");
+    assert_eq!((r.status, r.body.as_str()), (200, "origin saw GET /allowed/a?x=1\n"), "{r:?}");
+    let r = w.get("https://origin.test/allowed/b");
+    assert_eq!((r.status, r.body.as_str()), (200, "origin saw GET /allowed/b\n"), "{r:?}");
+
+    assert_eq!(
+        w.origin.requests(),
+        ["http GET /allowed/a?x=1 host=origin.test", "https GET /allowed/b host=origin.test"],
+        "the origin must see exactly the allowed requests"
+    );
+}
+
+/// The rule a 403 names, checked with `boundary-runc policy check` to
+/// really allow the request.
+fn assert_names_a_working_rule(w: &World, r: &HttpReply, method: &str, url: &str) {
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.header("x-boundary-decision"), Some("deny"), "{r:?}");
+    let rule = r
+        .body
+        .lines()
+        .skip_while(|l| !l.contains("add this rule"))
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("the 403 for {url} names no rule: {:?}", r.body));
+    let check = w.rt.raw(&["policy", "check", "--allow", rule, method, url]);
+    assert_eq!(check.code, Some(0), "the rule {rule:?} named by the 403 does not allow {method} {url}:\n{check}");
+}
+
+#[test]
+fn denied_requests_get_403_naming_the_rule_that_would_allow_them() {
+    let w = World::start(131, "deny");
+    for url in ["http://origin.test/private/x", "https://origin.test/private/y", "http://denied.test/z", "https://denied.test/z"] {
+        let r = w.get(url);
+        assert_names_a_working_rule(&w, &r, "GET", url);
+    }
+    let out = w.exec("curl -sS -D - -X POST --data x http://origin.test/private/p").ok();
+    let r = HttpReply::parse(&out.stdout).unwrap_or_else(|| panic!("{out}"));
+    assert_names_a_working_rule(&w, &r, "POST", "http://origin.test/private/p");
+    assert_eq!(w.origin.requests(), Vec::<String>::new(), "denied requests must not reach the origin");
+}
+
+#[test]
+fn denied_names_resolve_to_the_sidecar_and_never_reach_a_resolver() {
+    let w = World::start(132, "dns");
+    let sidecar = w.sidecar().to_string();
+    let origin = w.origin.addr().to_string();
+    for query in ["denied.example", "denied.test", "x.y.denied.example", &format!("denied.example {origin}")] {
+        let out = w.exec(&format!("nslookup {query}"));
+        let answers = nslookup_answers(&out.stdout);
+        assert!(!answers.is_empty() && answers.iter().all(|a| *a == sidecar), "nslookup {query} must answer only {sidecar}:\n{out}");
+    }
+    let out = w.exec("nslookup origin.test");
+    assert_eq!(nslookup_answers(&out.stdout), [origin.clone()], "an allowed name resolves to its address:\n{out}");
+    assert_eq!(w.origin.counts_after_barrier().dns_queries, 0, "a query reached the origin's DNS server");
+}
+
+/// IPv6 on both ends of the jail's link, set up from outside the way the
+/// container itself could (it holds CAP_NET_ADMIN): addresses, a default
+/// route and a static neighbour, so packets really reach the host side.
+fn give_the_jail_ipv6(w: &World, slot: u8) -> (String, String) {
+    let jail = w.rt.jail(w.id);
+    let (host6, jail6) = (format!("fd00:213:{slot}::1"), format!("fd00:213:{slot}::2"));
+    let ip = require_tool("ip");
+    let run = |ns: Option<&str>, args: &[&str]| {
+        let mut c = match ns {
+            Some(path) => {
+                let mut c = Command::new(require_tool("nsenter"));
+                c.arg(format!("--net={path}")).arg(&ip);
+                c
+            }
+            None => Command::new(&ip),
+        };
+        let out = c.args(args).output().expect("run ip");
+        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(None, &["-6", "addr", "add", &format!("{host6}/64"), "dev", &jail.host_if, "nodad"]);
+    let mac = std::fs::read_to_string(format!("/sys/class/net/{}/address", jail.host_if)).expect("host veth MAC");
+    let ns = jail.netns_path.display().to_string();
+    run(Some(&ns), &["-6", "addr", "add", &format!("{jail6}/64"), "dev", "eth0", "nodad"]);
+    run(Some(&ns), &["-6", "route", "add", "default", "via", &host6, "dev", "eth0"]);
+    run(Some(&ns), &["-6", "neigh", "replace", &host6, "lladdr", mac.trim(), "dev", "eth0", "nud", "permanent"]);
+    (host6, jail6)
+}
+
+fn rx_packets(link: &str) -> u64 {
+    let p = format!("/sys/class/net/{link}/statistics/rx_packets");
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}")).trim().parse().expect("rx_packets")
+}
+
+#[test]
+fn udp_icmp_and_ipv6_do_not_leave() {
+    let w = World::start(133, "leaky");
+    let mut sink = HostSink::bind(20133);
+    let (host6, _) = give_the_jail_ipv6(&w, 133);
+    let (o, o6, p) = (w.origin.addr(), w.origin.addr6(), sink.port);
+    let host_if = w.rt.jail(w.id).host_if;
+    let rx_before = rx_packets(&host_if);
+
+    let udp = [
+        format!("{o}:7000"),
+        format!("{o}:443"),
+        format!("[{o6}]:7000"),
+        format!("[{o6}]:53"),
+        format!("[{o6}]:443"),
+        format!("[{host6}]:{p}"),
+    ];
+    let mut script: String = udp.iter().map(|t| format!("curl -s --max-time 1 tftp://{t}/probe & ")).collect();
+    for (addr, port) in [(o6.to_string(), 7000), (host6.clone(), p), (o6.to_string(), 80)] {
+        script += &format!("echo hello | timeout 2 nc -w 1 {addr} {port} & ");
+    }
+    script += &format!("nslookup denied.example {host6} & wait");
+    w.exec(&script);
+    for (cmd, target) in [("ping", o.to_string()), ("ping6", o6.to_string()), ("ping6", host6.clone())] {
+        let out = w.exec(&format!("{cmd} -c 1 -W 1 {target}"));
+        assert_eq!(ping_counts(&out.stdout), Some((1, 0)), "{cmd} {target} must send one echo request and get nothing back:\n{out}");
+    }
+
+    assert!(rx_packets(&host_if) >= rx_before + 10, "the probes did not even reach the host side of the jail's veth");
+    assert_eq!(w.origin.counts_after_barrier(), Counts::default(), "something from the jail reached the origin");
+    assert_eq!(sink.counts_after_barrier(), (0, 0), "something from the jail reached the host sink");
+    assert_eq!(w.origin.requests(), Vec::<String>::new());
+}
+
+#[test]
+fn the_audit_log_holds_every_decision_in_order() {
+    let w = World::start(134, "audited");
+    let requests = [
+        ("http://origin.test/allowed/1", "allow", 200),
+        ("https://origin.test/allowed/2", "allow", 200),
+        ("http://origin.test/private/3", "deny", 403),
+        ("http://denied.test/4", "deny", 403),
+    ];
+    for (url, _, status) in requests {
+        assert_eq!(w.get(url).status, status, "{url}");
+    }
+    let records = poll_until(Duration::from_secs(5), "the audit log to hold the four requests", || {
+        let r = w.rt.audit_records(w.id);
+        (r.iter().filter(|r| r.kind == "http" || r.kind == "https").count() >= requests.len()).then_some(r)
+    });
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1, "seq must count 1, 2, 3, ... in file order: {records:#?}");
+        assert_eq!(r.container_id, w.id);
+    }
+    let http: Vec<_> = records.iter().filter(|r| r.kind == "http" || r.kind == "https").collect();
+    assert_eq!(http.len(), requests.len(), "{records:#?}");
+    for (r, (url, decision, status)) in http.iter().zip(requests) {
+        let host = url.split('/').nth(2).unwrap_or_default();
+        assert_eq!(r.decision, decision, "{r:?}");
+        assert_eq!(r.method.as_deref(), Some("GET"), "{r:?}");
+        assert_eq!(r.url.as_deref(), Some(url), "{r:?}");
+        assert_eq!(r.host.as_deref(), Some(host), "{r:?}");
+        assert_eq!(r.status, Some(status), "{r:?}");
+        assert_eq!(r.kind, url.split(':').next().unwrap_or_default(), "{r:?}");
+    }
+
+    let out = w.rt.raw(&["audit", w.id]).ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), records.len(), "one line per decision:\n{out}");
+    for (line, r) in lines.iter().zip(&records) {
+        assert!(line.contains(&format!("#{} ", r.seq)) && line.contains(&r.decision), "{line:?} does not show {r:?}");
+        if let Some(url) = &r.url {
+            assert!(line.contains(url.as_str()), "{line:?} does not show {url}");
+        }
+    }
+}
