@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
-install_packages runc nftables iproute2 busybox-static curl ca-certificates
+install_packages runc nftables iproute2 busybox-static curl ca-certificates openssl
 
 echo "==> cargo build --release"
 cargo build --release --workspace --bins --quiet
@@ -25,7 +25,8 @@ install -m 0755 target/release/boundary-runc target/release/boundary-hook target
 demo=/tmp/boundary-demo
 origin_ns=boundary-demo-origin
 cleanup() {
-    [ -f "$demo/httpd.pid" ] && kill "$(cat "$demo/httpd.pid")" 2>/dev/null || true
+    for p in "$demo/httpd.pid" "$demo/https.pid"; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done
+    pkill -f "openssl s_server -quiet -WWW -accept 443" 2>/dev/null || true
     ip netns del "$origin_ns" 2>/dev/null || true
     ip link del bnddemo0 2>/dev/null || true
 }
@@ -43,9 +44,21 @@ ip -n "$origin_ns" addr add 10.250.0.2/30 dev eth0
 ip -n "$origin_ns" link set eth0 up && ip -n "$origin_ns" link set lo up
 ip netns exec "$origin_ns" busybox httpd -f -p 10.250.0.2:80 -h "$demo/www" &
 echo $! > "$demo/httpd.pid"
+# HTTPS on the origin, with a CA of its own that only the sidecar trusts.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=demo origin CA" \
+    -keyout "$demo/origin-ca.key" -out "$demo/origin-ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=demo.internal" -keyout "$demo/origin.key" -out "$demo/origin.csr" 2>/dev/null
+printf 'subjectAltName=DNS:demo.internal\n' > "$demo/san.ext"
+openssl x509 -req -in "$demo/origin.csr" -CA "$demo/origin-ca.pem" -CAkey "$demo/origin-ca.key" -CAcreateserial \
+    -days 2 -extfile "$demo/san.ext" -out "$demo/origin.pem" 2>/dev/null
+(cd "$demo/www" && exec ip netns exec "$origin_ns" openssl s_server -quiet -WWW -accept 443 \
+    -cert "$demo/origin.pem" -key "$demo/origin.key") >/dev/null 2>&1 &
+echo $! > "$demo/https.pid"
 
 cat > "$demo/config.toml" <<CONF
 state_root = "/run/boundary-runc-demo"
+[tls]
+upstream_ca_files = ["$demo/origin-ca.pem"]
 [dns]
 pinned = { "demo.internal" = "10.250.0.2", "evil.example" = "10.250.0.2" }
 [audit]
@@ -57,12 +70,16 @@ build_rootfs "$demo/bundle/rootfs"
 script='
 echo "--- allowed: GET http://demo.internal/public/hello.txt"
 curl -sS http://demo.internal/public/hello.txt
+echo "--- allowed over TLS (intercepted; curl verifies with the mounted boundary CA): GET https://demo.internal/public/hello.txt"
+curl -sS https://demo.internal/public/hello.txt
 echo "--- denied path: GET http://demo.internal/private/secret.txt"
 curl -sS -i http://demo.internal/private/secret.txt
 echo "--- denied host: GET http://evil.example/"
 curl -sS -i http://evil.example/
-echo "--- UDP and ICMP do not leave:"
-ping -c1 -W1 10.250.0.2 >/dev/null 2>&1 && echo "ping: reached (BAD)" || echo "ping: blocked"
+echo "--- ICMP and UDP do not leave (the host side drops them):"
+ping -c1 -W1 10.250.0.2 >/dev/null 2>&1 && echo "ping 10.250.0.2: answered (BAD)" || echo "ping 10.250.0.2: no answer"
+echo "--- straight to the origin IP, skipping DNS: still judged by the sidecar"
+curl -sS -o /dev/null -w "GET http://10.250.0.2/public/hello.txt -> %{http_code}\\n" http://10.250.0.2/public/hello.txt
 '
 write_demo_spec "$demo/bundle/config.json" "$script"
 
