@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use boundary_tests::probe::{nslookup_answers, ping_counts, HttpReply};
-use boundary_tests::{poll_until, require_root, require_tool, Bundle, Counts, HostSink, Origin, Outcome, Runtime, Settings};
+use boundary_tests::{poll_until, require_root, require_tool, Bundle, Counts, HostSink, LeakSnapshot, Origin, Outcome, Runtime, Settings};
 
 const RULES: &str = "domain=origin.test path=/allowed/*";
 
@@ -100,6 +100,10 @@ fn denied_requests_get_403_naming_the_rule_that_would_allow_them() {
     let out = w.exec("curl -sS -D - -X POST --data x http://origin.test/private/p").ok();
     let r = HttpReply::parse(&out.stdout).unwrap_or_else(|| panic!("{out}"));
     assert_names_a_working_rule(&w, &r, "POST", "http://origin.test/private/p");
+    // An address instead of a name: no rule names it.
+    let url = format!("http://{}/allowed/ip", w.origin.addr());
+    let r = w.get(&url);
+    assert_eq!((r.status, r.header("x-boundary-decision")), (403, Some("deny")), "{r:?}");
     assert_eq!(w.origin.requests(), Vec::<String>::new(), "denied requests must not reach the origin");
 }
 
@@ -114,7 +118,7 @@ fn denied_names_resolve_to_the_sidecar_and_never_reach_a_resolver() {
         assert!(!answers.is_empty() && answers.iter().all(|a| *a == sidecar), "nslookup {query} must answer only {sidecar}:\n{out}");
     }
     let out = w.exec("nslookup origin.test");
-    assert_eq!(nslookup_answers(&out.stdout), [origin.clone()], "an allowed name resolves to its address:\n{out}");
+    assert_eq!(nslookup_answers(&out.stdout), [origin], "an allowed name resolves to its address:\n{out}");
     assert_eq!(w.origin.counts_after_barrier().dns_queries, 0, "a query reached the origin's DNS server");
 }
 
@@ -226,4 +230,48 @@ fn the_audit_log_holds_every_decision_in_order() {
             assert!(line.contains(url.as_str()), "{line:?} does not show {url}");
         }
     }
+}
+
+#[test]
+fn a_dead_sidecar_fails_closed() {
+    let w = World::start(135, "orphan");
+    assert_eq!(w.get("http://origin.test/allowed/before").status, 200);
+    let sidecars = w.rt.leaks().sidecars;
+    assert!(!sidecars.is_empty(), "no sidecar to kill");
+    for s in &sidecars {
+        let pid: i32 = s.split_whitespace().next().and_then(|p| p.parse().ok()).expect("sidecar pid");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    poll_until(Duration::from_secs(5), "the sidecar to be gone", || w.rt.leaks().sidecars.is_empty().then_some(()));
+
+    let o = w.origin.addr();
+    let out = w.exec(&format!("curl -sS --max-time 3 --resolve origin.test:80:{o} http://origin.test/allowed/after"));
+    assert!(!out.success(), "with the sidecar dead, nothing may get through:\n{out}");
+    let out = w.exec(&format!("curl -sS --max-time 3 --resolve origin.test:443:{o} https://origin.test/allowed/after"));
+    assert!(!out.success(), "with the sidecar dead, nothing may get through:\n{out}");
+    w.exec(&format!("curl -s --max-time 1 tftp://{o}:7000/probe; nslookup -timeout=1 origin.test {o}"));
+    assert_eq!(w.origin.requests(), ["http GET /allowed/before host=origin.test"]);
+    assert_eq!(w.origin.counts_after_barrier(), Counts { http_requests: 1, ..Counts::default() });
+
+    w.rt.delete_force(w.id).ok();
+    w.rt.leaks().assert_same_as(&LeakSnapshot::default());
+}
+
+#[test]
+fn the_container_cannot_see_or_touch_the_boundary() {
+    let w = World::start(136, "tamper");
+    let out = w.exec("ps -o pid,args").ok();
+    assert!(!out.stdout.contains("boundary-sidecar"), "the sidecar is visible inside:\n{out}");
+    let mountinfo = w.exec("cat /proc/self/mountinfo").ok().stdout;
+    for secret in ["ca.key", "sidecar.json", "jail.json", &w.rt.dirs.audit_dir.display().to_string()] {
+        assert!(!mountinfo.contains(secret), "{secret} is mounted inside:\n{mountinfo}");
+    }
+    let bundle = w.exec("cat /etc/ssl/boundary-runc/ca-bundle.pem").ok().stdout;
+    assert!(bundle.contains("BEGIN CERTIFICATE") && !bundle.contains("PRIVATE KEY"), "{bundle}");
+    for file in ["/etc/ssl/boundary-runc/ca-bundle.pem", "/etc/resolv.conf"] {
+        let out = w.exec(&format!("echo nameserver 192.0.2.1 >> {file}"));
+        assert!(!out.success(), "{file} is writable inside:\n{out}");
+    }
+    let out = w.exec("cat /etc/resolv.conf").ok();
+    assert_eq!(out.stdout.trim(), format!("nameserver {}", w.sidecar()));
 }

@@ -90,3 +90,85 @@ fn missing_delegate_runtime_is_reported() {
     let out = rt.state("no-runc");
     assert_reported(&out, &["/nonexistent/runc"]);
 }
+
+/// A bundle runc itself refuses (after boundary-runc built the jail and
+/// exec'd it): its rootfs does not exist.
+fn bundle_runc_refuses() -> Bundle {
+    Bundle::sleeper().edit(|s| s["root"]["path"] = serde_json::json!("/nonexistent/boundary-e2e-rootfs"))
+}
+
+#[test]
+fn a_create_that_runc_refuses_is_reported_and_leaves_nothing_behind() {
+    require_root();
+    let rt = Runtime::new(Settings::new(125));
+    let before = rt.leaks();
+    let bundle = bundle_runc_refuses();
+    let out = rt.create(&bundle, "runc-refuses");
+    assert_reported(&out, &["/nonexistent/boundary-e2e-rootfs"]);
+    // No engine call follows here: a plain `runc create` user gets no
+    // `delete`, so the jail must not outlive the failed create.
+    rt.leaks().assert_same_as(&before);
+}
+
+#[test]
+fn delete_force_after_a_refused_create_removes_the_jail() {
+    require_root();
+    let rt = Runtime::new(Settings::new(126));
+    let before = rt.leaks();
+    let bundle = bundle_runc_refuses();
+    rt.create(&bundle, "refused-then-deleted").failed();
+    // What containerd and Docker send after a failed create.
+    rt.delete_force("refused-then-deleted");
+    rt.leaks().assert_same_as(&before);
+}
+
+#[test]
+fn a_second_create_with_the_same_id_fails_and_keeps_the_first() {
+    require_root();
+    let rt = Runtime::new(Settings::new(127));
+    let before = rt.leaks();
+    let (first, second) = (Bundle::sleeper(), Bundle::sleeper());
+    rt.create_and_start(&first, "twice");
+    let during = rt.leaks();
+    let out = rt.create(&second, "twice");
+    assert_reported(&out, &["twice"]);
+    rt.leaks().assert_same_as(&during);
+    rt.exec("twice", "ip -o link show eth0").ok();
+    rt.delete_force("twice").ok();
+    rt.leaks().assert_same_as(&before);
+    // The id can be used again once deleted.
+    rt.create_and_start(&second, "twice");
+    rt.delete_force("twice").ok();
+    rt.leaks().assert_same_as(&before);
+}
+
+#[test]
+fn delete_without_force_of_a_running_container_fails_and_keeps_the_jail() {
+    require_root();
+    let rt = Runtime::new(Settings::new(128));
+    let before = rt.leaks();
+    let bundle = Bundle::sleeper();
+    rt.create_and_start(&bundle, "busy");
+    let during = rt.leaks();
+    rt.delete("busy").failed();
+    rt.leaks().assert_same_as(&during);
+    assert_eq!(rt.state_json("busy")["status"], "running");
+    rt.exec("busy", "ip -o link show eth0").ok();
+    rt.kill("busy", "KILL").ok();
+    rt.wait_stopped("busy");
+    rt.delete("busy").ok();
+    rt.leaks().assert_same_as(&before);
+}
+
+#[test]
+fn a_create_whose_process_cannot_start_leaves_nothing_behind() {
+    require_root();
+    let rt = Runtime::new(Settings::new(129));
+    let before = rt.leaks();
+    let bundle = Bundle::new(&["/nonexistent-binary"]);
+    let out = rt.create(&bundle, "no-binary");
+    // runc got as far as creating the container, so it destroyed it and ran
+    // the poststop hook.
+    assert_reported(&out, &["/nonexistent-binary"]);
+    rt.leaks().assert_same_as(&before);
+}
