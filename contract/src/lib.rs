@@ -54,6 +54,12 @@ pub struct SidecarConfig {
     /// Extra CA files (PEM) trusted for upstream TLS.
     #[serde(default)]
     pub upstream_ca_files: Vec<PathBuf>,
+    /// The system roots as one PEM file (Debian's
+    /// `/etc/ssl/certs/ca-certificates.crt`). Reading this one file is much
+    /// faster at sidecar start than scanning the certificate directory;
+    /// `None` falls back to the platform's usual locations.
+    #[serde(default)]
+    pub system_roots_file: Option<PathBuf>,
     /// Names that resolve as written, never through a resolver
     /// (`name = "ip"` in the runtime config). Keys are lowercase, no
     /// trailing dot.

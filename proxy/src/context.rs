@@ -129,7 +129,7 @@ impl ProxyContext {
         )
         .map_err(BuildError::Resolver)?;
         let resolver = Arc::new(resolver);
-        let roots = upstream_roots(cfg.upstream_system_roots, &cfg.upstream_ca_files)?;
+        let roots = upstream_roots(cfg.upstream_system_roots, cfg.system_roots_file.as_deref(), &cfg.upstream_ca_files)?;
         let ca = Arc::new(ca);
         Ok(ProxyContext {
             container_id: cfg.container_id.clone(),
@@ -153,10 +153,16 @@ fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
     std::fs::read(path).map_err(|source| BuildError::Read { path: path.to_owned(), source })
 }
 
-/// System roots (when asked) plus every certificate in `ca_files`.
-fn upstream_roots(system: bool, ca_files: &[PathBuf]) -> Result<rustls::RootCertStore, BuildError> {
+/// System roots (when asked: from `system_file` when given, else the
+/// platform's locations) plus every certificate in `ca_files`.
+fn upstream_roots(system: bool, system_file: Option<&Path>, ca_files: &[PathBuf]) -> Result<rustls::RootCertStore, BuildError> {
     let mut roots = rustls::RootCertStore::empty();
-    if system {
+    if let (true, Some(file)) = (system, system_file) {
+        let pem = read(file)?;
+        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice()).filter_map(Result::ok).collect();
+        let (added, ignored) = roots.add_parsable_certificates(certs);
+        log::debug!("system roots from {}: {added} added, {ignored} ignored", file.display());
+    } else if system {
         let found = rustls_native_certs::load_native_certs();
         for e in &found.errors {
             log::warn!("loading system roots: {e}");

@@ -117,6 +117,7 @@ fn config(ns: &Netns, dir: &Path) -> SidecarConfig {
         ca_key,
         upstream_system_roots: false,
         upstream_ca_files: vec![],
+        system_roots_file: None,
         pinned_hosts: BTreeMap::from([(ALLOWED.to_string(), ALLOWED_IP.into())]),
         upstream_enabled: true,
         allow_special_destinations: false,

@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 
 use nftables::batch::Batch;
 use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField};
-use nftables::helper::{apply_ruleset, NftablesError};
 use nftables::schema::{Chain, NfListObject, Rule, Table};
 use nftables::stmt::{Match, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
@@ -36,8 +35,8 @@ use crate::netns;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
-    #[error("nftables: cannot {op} table {table}: {source}")]
-    Nft { op: &'static str, table: String, source: NftablesError },
+    #[error("nftables: cannot {op} table {table}: {message}")]
+    Nft { op: &'static str, table: String, message: String },
     #[error(transparent)]
     Netns(#[from] netns::NetnsError),
 }
@@ -105,11 +104,16 @@ impl FirewallPlan {
         NfListObject::Table(Table { family: NfFamily::INet, name: Cow::Owned(self.table.clone()), handle: None })
     }
 
-    /// The whole table as one nft batch (applied atomically).
+    /// The whole table as one nft batch, applied atomically. It starts with
+    /// `add table; delete table`, the nft idiom that replaces a stale table
+    /// of the same name (a crashed container's) in the same transaction,
+    /// so one `nft` run does it all.
     pub fn batch(&self) -> Batch<'static> {
         let iif = || eq(meta(MetaKey::Iifname), s(&self.host_if));
         let ipv4 = || eq(meta(MetaKey::Nfproto), s("ipv4"));
         let mut b = Batch::new();
+        b.add(self.table_obj());
+        b.delete(self.table_obj());
         b.add(self.table_obj());
         b.add(self.chain("nat_pre", NfChainType::NAT, NfHook::Prerouting, -110));
         b.add(self.chain("input", NfChainType::Filter, NfHook::Input, -10));
@@ -131,13 +135,39 @@ impl FirewallPlan {
     }
 }
 
+/// Runs `nft -j -f -` with the batch on stdin, in the calling thread's
+/// network namespace. (The nftables crate's own helper lets nft's stderr
+/// through to ours — during `create` that is the container's stdio — and
+/// drops it from the error, so the schema comes from the crate and the
+/// process is run here.)
+fn run_nft(batch: Batch<'static>) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let payload = serde_json::to_vec(&batch.to_nftables()).map_err(|e| e.to_string())?;
+    let mut child = Command::new("nft")
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft (apt-get install nftables): {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&payload).map_err(|e| format!("cannot write to nft: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().replace("internal:0:0-0: ", ""))
+    }
+}
+
 /// Installs the table in the host-side namespace, replacing a stale one.
 pub fn apply(plan: &FirewallPlan) -> Result<(), FirewallError> {
-    remove(plan.host_netns.as_deref(), &plan.table)?;
-    let nft = plan.batch().to_nftables();
+    let batch = plan.batch();
     let table = plan.table.clone();
     netns::run_in(plan.host_netns.as_deref(), move || {
-        apply_ruleset(&nft).map_err(|source| FirewallError::Nft { op: "install", table, source })
+        run_nft(batch).map_err(|message| FirewallError::Nft { op: "install", table, message })
     })?
 }
 
@@ -148,12 +178,11 @@ pub fn remove(host_netns: Option<&Path>, table: &str) -> Result<(), FirewallErro
     }
     let mut b = Batch::new();
     b.delete(NfListObject::Table(Table { family: NfFamily::INet, name: Cow::Owned(table.to_string()), handle: None }));
-    let nft = b.to_nftables();
     let table = table.to_string();
-    netns::run_in(host_netns, move || match apply_ruleset(&nft) {
+    netns::run_in(host_netns, move || match run_nft(b) {
         Ok(()) => Ok(()),
-        Err(NftablesError::NftFailed { ref stderr, .. }) if stderr.contains("No such file or directory") => Ok(()),
-        Err(source) => Err(FirewallError::Nft { op: "remove", table, source }),
+        Err(message) if message.contains("No such file or directory") => Ok(()),
+        Err(message) => Err(FirewallError::Nft { op: "remove", table, message }),
     })?
 }
 

@@ -176,6 +176,7 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
         ca_key: ca.key.clone(),
         upstream_system_roots: cfg.tls.upstream_system_roots,
         upstream_ca_files: cfg.tls.upstream_ca_files.clone(),
+        system_roots_file: Some(cfg.tls.system_roots_file.clone()).filter(|p| p.is_file()),
         pinned_hosts: cfg.dns.pinned.iter().map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), *v)).collect(),
         upstream_enabled: true,
         allow_special_destinations: cfg.sidecar.allow_special_destinations,

@@ -110,6 +110,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
         ca_key: write("ca.key", &host_ca.key_pem),
         upstream_system_roots: false,
         upstream_ca_files: vec![write("origin-ca.pem", &origin_ca.pem)],
+        system_roots_file: None,
         pinned_hosts: NAMES.iter().map(|n| (n.to_string(), "127.0.0.1".parse().unwrap())).collect(),
         upstream_enabled: opts.upstream_enabled,
         allow_special_destinations: false,
