@@ -8,12 +8,20 @@
 //! the `apt-get install` line to run, when a requirement is missing. Nothing
 //! is skipped silently.
 //!
+//! Run them (as root) with
+//! `cargo build --workspace --bins && cargo test --no-fail-fast -p boundary-tests -- --test-threads=2`
+//! (`--no-fail-fast`: otherwise one failing test file hides the files after it).
+//!
 //! # Slots
-//! Tests run in parallel, so each test takes a *slot* `n` (100..=199),
-//! unique across the whole crate, and with it:
+//! Tests run in parallel, so each test that builds jails takes a *slot* `n`
+//! (100..=199), unique across the whole crate, and with it:
 //! - the jail address pool `10.213.n.0/24` ([`Settings::new`]),
 //! - the origin link `10.231.n.0/30` and `fd00:231:n::/64` ([`Origin::start`]),
+//! - the host sink port `20000 + n` ([`HostSink::bind`]),
 //! - its own state root, CA dir, audit dir and runc root ([`Runtime::new`]).
+//!
+//! Slot 0 is for tests that never build a jail (`passthrough.rs`,
+//! `policy_check.rs`).
 //!
 //! | slots | file |
 //! |---|---|

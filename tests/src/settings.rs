@@ -61,6 +61,16 @@ impl Settings {
         self
     }
 
+    pub fn default_rule(mut self, rule: &str) -> Settings {
+        self.default_rules.push(rule.to_string());
+        self
+    }
+
+    pub fn container_rules(mut self, allowed: bool) -> Settings {
+        self.allow_container_rules = allowed;
+        self
+    }
+
     pub fn pin(mut self, name: &str, addr: impl Into<IpAddr>) -> Settings {
         self.pinned.insert(name.to_string(), addr.into());
         self

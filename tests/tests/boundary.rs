@@ -24,17 +24,25 @@ struct World {
 
 impl World {
     fn start(slot: u8, id: &'static str) -> World {
+        World::start_with(slot, id, |s| s, |b| b.env("BOUNDARY_ALLOW", RULES))
+    }
+
+    /// Like [`World::start`], with changes to the settings and the bundle.
+    fn start_with(slot: u8, id: &'static str, settings: impl FnOnce(Settings) -> Settings, bundle: impl FnOnce(Bundle) -> Bundle) -> World {
         require_root();
         let origin = Origin::start(slot);
-        let settings = Settings::new(slot)
+        let rt = Runtime::new(settings(World::settings(slot, &origin)));
+        let bundle = bundle(Bundle::sleeper().docker_capabilities());
+        rt.create_and_start(&bundle, id);
+        World { rt, _bundle: bundle, origin, id }
+    }
+
+    fn settings(slot: u8, origin: &Origin) -> Settings {
+        Settings::new(slot)
             .pin("origin.test", origin.addr())
             .pin("denied.test", origin.addr())
             .nameserver(origin.addr())
-            .upstream_ca(&origin.ca_file());
-        let rt = Runtime::new(settings);
-        let bundle = Bundle::sleeper().docker_capabilities().env("BOUNDARY_ALLOW", RULES);
-        rt.create_and_start(&bundle, id);
-        World { rt, _bundle: bundle, origin, id }
+            .upstream_ca(&origin.ca_file())
     }
 
     fn exec(&self, script: &str) -> Outcome {
@@ -56,7 +64,14 @@ impl World {
 
 #[test]
 fn allowed_http_and_https_reach_the_origin() {
-    let w = World::start(130, "allow");
+    // Rules from all three places: the host's defaults, BOUNDARY_ALLOW and
+    // the annotation.
+    let w = World::start_with(
+        130,
+        "allow",
+        |s| s.default_rule("domain=origin.test path=/default/*"),
+        |b| b.env("BOUNDARY_ALLOW", RULES).annotation("io.boundary.allow", "method=GET domain=origin.test path=/annotated/*"),
+    );
     let env = w.exec("echo $CURL_CA_BUNDLE; echo $SSL_CERT_FILE; cat /etc/resolv.conf").ok();
     let bundle = "/etc/ssl/boundary-runc/ca-bundle.pem";
     assert!(env.stdout.starts_with(&format!("{bundle}\n{bundle}\n")), "{env}");
@@ -67,11 +82,35 @@ fn allowed_http_and_https_reach_the_origin() {
     let r = w.get("https://origin.test/allowed/b");
     assert_eq!((r.status, r.body.as_str()), (200, "origin saw GET /allowed/b\n"), "{r:?}");
 
+    for path in ["/default/c", "/annotated/d"] {
+        let r = w.get(&format!("https://origin.test{path}"));
+        assert_eq!((r.status, r.body.as_str()), (200, format!("origin saw GET {path}\n").as_str()), "{r:?}");
+    }
+    let r = w.get("http://origin.test/elsewhere");
+    assert_eq!(r.status, 403, "{r:?}");
+
     assert_eq!(
         w.origin.requests(),
-        ["http GET /allowed/a?x=1 host=origin.test", "https GET /allowed/b host=origin.test"],
+        [
+            "http GET /allowed/a?x=1 host=origin.test",
+            "https GET /allowed/b host=origin.test",
+            "https GET /default/c host=origin.test",
+            "https GET /annotated/d host=origin.test"
+        ],
         "the origin must see exactly the allowed requests"
     );
+}
+
+#[test]
+fn a_host_that_forbids_container_rules_refuses_them_and_applies_its_own() {
+    let w = World::start_with(137, "host-rules", |s| s.default_rule("domain=origin.test").container_rules(false), |b| b);
+    assert_eq!(w.get("https://origin.test/any/path").status, 200);
+    let bundle = Bundle::sleeper().env("BOUNDARY_ALLOW", "domain=denied.test");
+    let during = w.rt.leaks();
+    let out = w.rt.create(&bundle, "sneaky").failed();
+    w.rt.leaks().assert_same_as(&during);
+    let errors = out.log_errors();
+    assert!(errors.last().is_some_and(|e| e.contains("BOUNDARY_ALLOW") && e.contains("forbids container rules")), "{out}");
 }
 
 /// The rule a 403 names, checked with `boundary-runc policy check` to
@@ -118,7 +157,23 @@ fn denied_names_resolve_to_the_sidecar_and_never_reach_a_resolver() {
         assert!(!answers.is_empty() && answers.iter().all(|a| *a == sidecar), "nslookup {query} must answer only {sidecar}:\n{out}");
     }
     let out = w.exec("nslookup origin.test");
-    assert_eq!(nslookup_answers(&out.stdout), [origin], "an allowed name resolves to its address:\n{out}");
+    assert_eq!(nslookup_answers(&out.stdout), std::slice::from_ref(&origin), "an allowed name resolves to its address:\n{out}");
+
+    // A container with its own resolv.conf (as Docker mounts one) that
+    // names the origin as its resolver: still answered by the sidecar.
+    let resolv = tempfile::NamedTempFile::new().expect("resolv.conf");
+    std::fs::write(resolv.path(), format!("nameserver {origin}\n")).expect("write resolv.conf");
+    let source = resolv.path().display().to_string();
+    let own = Bundle::sleeper().env("BOUNDARY_ALLOW", RULES).edit(|s| {
+        let mount = serde_json::json!({"destination": "/etc/resolv.conf", "type": "bind", "source": source, "options": ["rbind", "ro"]});
+        s["mounts"].as_array_mut().expect("mounts").push(mount);
+    });
+    w.rt.create_and_start(&own, "dns-own");
+    let out = w.rt.exec("dns-own", "cat /etc/resolv.conf; nslookup denied.example").ok();
+    assert!(out.stdout.starts_with(&format!("nameserver {origin}\n")), "the container's own resolv.conf is kept:\n{out}");
+    let own_sidecar = w.rt.jail("dns-own").host_addr.to_string();
+    assert_eq!(nslookup_answers(&out.stdout), [own_sidecar], "{out}");
+
     assert_eq!(w.origin.counts_after_barrier().dns_queries, 0, "a query reached the origin's DNS server");
 }
 
