@@ -81,7 +81,7 @@ pub struct TlsConfig {
     pub system_roots_file: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     /// Names that resolve as written (`"origin.test" = "10.1.2.3"`).
@@ -152,12 +152,6 @@ impl Default for TlsConfig {
     }
 }
 
-impl Default for DnsConfig {
-    fn default() -> Self {
-        DnsConfig { pinned: BTreeMap::new(), nameservers: None }
-    }
-}
-
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig { dir: PathBuf::from("/var/log/boundary-runc") }
@@ -212,7 +206,7 @@ impl Config {
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
-        self.pool().map_err(|m| invalid(m))?;
+        self.pool().map_err(invalid)?;
         if self.tls.ca_cert.is_some() != self.tls.ca_key.is_some() {
             return Err(invalid("tls.ca_cert and tls.ca_key must be given together".into()));
         }

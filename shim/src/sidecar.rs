@@ -106,7 +106,7 @@ fn is_our_sidecar(pid: i32, config: &Path) -> bool {
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let named = args.first().is_some_and(|a| a.ends_with(b"boundary-sidecar"));
     let conf = config.as_os_str().as_encoded_bytes();
-    named && args.iter().any(|a| *a == conf) && !is_zombie(pid)
+    named && args.contains(&conf) && !is_zombie(pid)
 }
 
 fn is_zombie(pid: i32) -> bool {
