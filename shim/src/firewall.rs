@@ -135,6 +135,13 @@ impl FirewallPlan {
     }
 }
 
+/// The nft binary. Hooks may run with an empty or minimal PATH (runc gives
+/// a hook only the environment its spec names), so the usual Debian
+/// locations are tried first.
+fn nft_binary() -> &'static str {
+    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].into_iter().find(|p| Path::new(p).is_file()).unwrap_or("nft")
+}
+
 /// Runs `nft -j -f -` with the batch on stdin, in the calling thread's
 /// network namespace. (The nftables crate's own helper lets nft's stderr
 /// through to ours — during `create` that is the container's stdio — and
@@ -144,7 +151,7 @@ fn run_nft(batch: Batch<'static>) -> Result<(), String> {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let payload = serde_json::to_vec(&batch.to_nftables()).map_err(|e| e.to_string())?;
-    let mut child = Command::new("nft")
+    let mut child = Command::new(nft_binary())
         .args(["-j", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
