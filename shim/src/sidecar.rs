@@ -16,7 +16,7 @@ use boundary_contract::SidecarPids;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::unistd::{ForkResult, Pid};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarError {
@@ -31,40 +31,69 @@ pub enum SidecarError {
 }
 
 /// Starts the supervisor; returns its pid once it is serving.
+///
+/// The supervisor is detached (double fork): it must not stay a child of
+/// this process, which becomes the delegate runtime by `execve`. `crun run`
+/// waits until it has no child left before it runs the poststop hooks, so a
+/// sidecar child kept it (and the hook that stops the sidecar) waiting
+/// forever; runc reaped it as if it were its own. Detached, it is
+/// reparented to the nearest subreaper (the engine's shim) or init.
 pub fn start(binary: &Path, config: &Path, log: &Path, timeout: Duration) -> Result<i32, SidecarError> {
     let spawn_err = |source| SidecarError::Spawn { binary: binary.to_path_buf(), source };
     let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SidecarError::Pipe)?;
+    let (pid_rd, pid_wr): (OwnedFd, OwnedFd) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SidecarError::Pipe)?;
     let logf = OpenOptions::new().create(true).append(true).open(log).map_err(spawn_err)?;
-    let wr_fd = wr.as_raw_fd();
+    let (wr_fd, pid_wr_fd) = (wr.as_raw_fd(), pid_wr.as_raw_fd());
     let mut cmd = Command::new(binary);
     cmd.arg("--config").arg(config).arg("--ready-fd").arg(wr_fd.to_string());
     cmd.stdin(Stdio::null()).stdout(logf.try_clone().map_err(spawn_err)?).stderr(logf);
-    // SAFETY: between fork and exec only fcntl is called, which is
-    // async-signal-safe; it lets the write end of the pipe survive exec.
+    // SAFETY: between fork and exec only fcntl, fork, write and _exit are
+    // called, all async-signal-safe. The ready pipe's write end survives
+    // exec; the forked child goes on to exec the supervisor while its parent
+    // reports the child's pid and exits at once (without running any Rust
+    // or libc exit handlers).
     unsafe {
         cmd.pre_exec(move || {
             let borrowed = std::os::fd::BorrowedFd::borrow_raw(wr_fd);
-            fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::empty())).map(|_| ()).map_err(std::io::Error::from)
+            fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::empty())).map_err(std::io::Error::from)?;
+            match nix::unistd::fork().map_err(std::io::Error::from)? {
+                ForkResult::Child => Ok(()),
+                ForkResult::Parent { child } => {
+                    let pid_wr = std::os::fd::BorrowedFd::borrow_raw(pid_wr_fd);
+                    let _ = nix::unistd::write(pid_wr, &child.as_raw().to_ne_bytes());
+                    nix::libc::_exit(0)
+                }
+            }
         });
     }
-    let child = cmd.spawn().map_err(spawn_err)?;
+    let mut intermediate = cmd.spawn().map_err(spawn_err)?;
     drop(wr);
+    drop(pid_wr);
+    let _ = intermediate.wait();
+    let pid = read_pid(pid_rd).ok_or_else(|| SidecarError::Failed("it could not be detached from boundary-runc".into()))?;
     let answer = read_answer(rd, timeout);
     match answer {
-        Ok(Some(line)) if line.trim() == "ok" => Ok(child.id() as i32),
+        Ok(Some(line)) if line.trim() == "ok" => Ok(pid),
         Ok(Some(line)) => {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             Err(SidecarError::Failed(line.trim().trim_start_matches("error:").trim().to_string()))
         }
         Ok(None) => {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             Err(SidecarError::Failed(format!("it exited before it was ready; its log is {}", log.display())))
         }
         Err(e) => {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             Err(e.unwrap_or(SidecarError::Timeout(timeout, log.to_path_buf())))
         }
     }
+}
+
+/// The supervisor's pid, as the intermediate process reported it.
+fn read_pid(rd: OwnedFd) -> Option<i32> {
+    let mut buf = [0u8; 4];
+    std::fs::File::from(rd).read_exact(&mut buf).ok()?;
+    Some(i32::from_ne_bytes(buf))
 }
 
 /// Reads one answer line; `Ok(None)` on EOF, `Err(None)` on timeout.
