@@ -64,19 +64,33 @@ fn lifecycle_with_crun() {
     }
 }
 
+/// `run` in the foreground: the exit status passes through and the
+/// poststop hook tears the jail down when runc destroys the container.
+fn run_exit(slot: u8, delegate: &str) {
+    let rt = Runtime::new(Settings::new(slot).runtime(delegate));
+    let before = rt.leaks();
+    let bundle = Bundle::new(&["sh", "-c", "ip -o link; exit 3"]);
+    let id = format!("run-{delegate}");
+    let out = rt.run(&bundle, &id);
+    assert_eq!(out.code, Some(3), "the container's exit status must pass through:\n{out}");
+    assert_eq!(link_names(&out.stdout), ["lo", "eth0"], "{out}");
+    // No delete: the hook did the cleaning.
+    rt.leaks().assert_same_as(&before);
+    rt.state(&id).failed();
+}
+
 #[test]
 fn run_passes_the_exit_status_through_and_cleans_up_itself() {
     require_root();
-    let rt = Runtime::new(Settings::new(102));
-    let before = rt.leaks();
-    let bundle = Bundle::new(&["sh", "-c", "ip -o link; exit 3"]);
-    let out = rt.run(&bundle, "run-exit");
-    assert_eq!(out.code, Some(3), "the container's exit status must pass through:\n{out}");
-    assert_eq!(link_names(&out.stdout), ["lo", "eth0"], "{out}");
-    // No delete: the poststop hook tore the jail down when runc destroyed
-    // the container.
-    rt.leaks().assert_same_as(&before);
-    rt.state("run-exit").failed();
+    run_exit(102, "runc");
+}
+
+#[test]
+fn run_with_crun_cleans_up_itself() {
+    require_root();
+    if boundary_tests::hybrid_cgroups::run_here_for_crun("run_with_crun_cleans_up_itself") {
+        run_exit(105, "crun");
+    }
 }
 
 #[test]
