@@ -84,6 +84,25 @@ pub struct SidecarConfig {
     pub gid: u32,
     /// File the supervisor writes its and the worker's pids to.
     pub pid_file: PathBuf,
+    /// Clean up after a `create` that never produced a container (the
+    /// delegate refused the spec after the jail was built; no hook runs
+    /// then, and the shim has already exec'd away).
+    #[serde(default)]
+    pub orphan_watch: Option<OrphanWatch>,
+}
+
+/// What the supervisor watches to tell a failed `create` from a live
+/// container: once `creator_pid` (the shim, which becomes the delegate)
+/// exits, a container exists exactly when some process is inside
+/// `jail_netns`. If none is, the supervisor runs `cleanup` with the OCI
+/// state `{"id": ...}` on stdin, as runc would run the poststop hook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrphanWatch {
+    pub creator_pid: i32,
+    pub jail_netns: PathBuf,
+    /// argv of the teardown command (`boundary-hook poststop --state-root R`).
+    pub cleanup: Vec<String>,
 }
 
 /// How the container's original network namespace was given in config.json.

@@ -18,6 +18,7 @@
 //! [`DNS_UDP_FD`], [`DNS_TCP_FD`]), the audit log at [`AUDIT_FD`] and, the
 //! first time only, a readiness pipe at [`WORKER_READY_FD`].
 
+mod orphan;
 mod readiness;
 mod resources;
 mod spawn;
@@ -159,6 +160,9 @@ pub struct Supervisor {
     worker: Option<Worker>,
     quick_deaths: u32,
     respawn_at: Option<Instant>,
+    /// Watch on the shim/delegate while `create` may still fail (see
+    /// [`orphan`]).
+    orphan: Option<orphan::Watch>,
 }
 
 impl Supervisor {
@@ -182,7 +186,8 @@ impl Supervisor {
         // Do not hold any mount busy.
         let _ = nix::unistd::chdir("/");
         let plan = ExecPlan::new(&config_path)?;
-        let mut sup = Supervisor { cfg, fds, signals, plan, worker: None, quick_deaths: 0, respawn_at: None };
+        let orphan = cfg.orphan_watch.as_ref().map(|w| orphan::Watch::new(w, &cfg.container_id));
+        let mut sup = Supervisor { cfg, fds, signals, plan, worker: None, quick_deaths: 0, respawn_at: None, orphan };
         let worker = sup.spawn_first_worker()?;
         sup.worker = Some(worker);
         if let Err(e) = sup.write_pid_file() {
@@ -201,10 +206,25 @@ impl Supervisor {
                 Some(at) => duration_timeout(at.saturating_duration_since(Instant::now())),
                 None => PollTimeout::NONE,
             };
-            let mut pfd = [PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+            if self.orphan.as_ref().is_some_and(orphan::Watch::creator_gone) {
+                if let Some(w) = self.orphan.take() {
+                    w.creator_exited();
+                }
+            }
+            let mut pfd = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+            if let Some(fd) = self.orphan.as_ref().and_then(orphan::Watch::fd) {
+                pfd.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
             match poll(&mut pfd, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(SupervisorError::Poll(e)),
+            }
+            let creator_exited = pfd.get(1).and_then(PollFd::revents).is_some_and(|r| !r.is_empty());
+            drop(pfd);
+            if creator_exited {
+                if let Some(w) = self.orphan.take() {
+                    w.creator_exited();
+                }
             }
             while let Some(sig) = self.next_signal() {
                 match sig {

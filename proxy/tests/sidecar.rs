@@ -127,6 +127,7 @@ fn config(ns: &Netns, dir: &Path) -> SidecarConfig {
         uid: NOBODY,
         gid: NOBODY,
         pid_file: dir.join("run/sidecar.pid"),
+        orphan_watch: None,
     }
 }
 

@@ -185,6 +185,16 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
         uid: cfg.sidecar.uid,
         gid: cfg.sidecar.gid,
         pid_file: dir.join(SIDECAR_PIDS_FILE),
+        orphan_watch: Some(boundary_contract::OrphanWatch {
+            creator_pid: std::process::id() as i32,
+            jail_netns: state.netns_path.clone(),
+            cleanup: vec![
+                cfg.hook_binary().display().to_string(),
+                "poststop".into(),
+                "--state-root".into(),
+                cfg.state_root.display().to_string(),
+            ],
+        }),
     }
 }
 

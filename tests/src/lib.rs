@@ -29,6 +29,7 @@
 //! | 110..=119 | `isolation.rs` |
 //! | 120..=129 | `errors.rs` |
 //! | 130..=139 | `boundary.rs` |
+//! | 140..=149 | `errors.rs` (continued) |
 
 pub mod binaries;
 pub mod bundle;

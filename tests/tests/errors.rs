@@ -106,7 +106,32 @@ fn a_create_that_runc_refuses_is_reported_and_leaves_nothing_behind() {
     let out = rt.create(&bundle, "runc-refuses");
     assert_reported(&out, &["/nonexistent/boundary-e2e-rootfs"]);
     // No engine call follows here: a plain `runc create` user gets no
-    // `delete`, so the jail must not outlive the failed create.
+    // `delete`, so the jail must not outlive the failed create. The
+    // sidecar's orphan watch sees runc exit with no process in the jail and
+    // tears it down, shortly after `create` returns.
+    let settled = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while rt.leaks() != before && std::time::Instant::now() < settled {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    rt.leaks().assert_same_as(&before);
+}
+
+#[test]
+fn a_created_container_is_not_mistaken_for_a_failed_create() {
+    require_root();
+    let rt = Runtime::new(Settings::new(140));
+    let before = rt.leaks();
+    let bundle = Bundle::sleeper();
+    rt.create(&bundle, "created-not-started").ok();
+    // Give the orphan watch time to look: the jail must survive, because
+    // runc's init is waiting inside it.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Panics with "cannot read .../jail.json" if the jail was torn down.
+    let jail = rt.jail("created-not-started");
+    assert_eq!(jail.container_id, "created-not-started");
+    rt.start("created-not-started").ok();
+    rt.exec("created-not-started", "ip -o link show eth0").ok();
+    rt.delete_force("created-not-started").ok();
     rt.leaks().assert_same_as(&before);
 }
 

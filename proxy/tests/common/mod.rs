@@ -119,6 +119,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
         uid: 0,
         gid: 0,
         pid_file: dir.path().join("pids"),
+        orphan_watch: None,
     };
     let file = std::fs::OpenOptions::new().read(true).append(true).create(true).open(&cfg.audit_log).unwrap();
     let audit = AuditLog::open(file, &cfg.container_id).unwrap();

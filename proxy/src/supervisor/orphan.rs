@@ -1,0 +1,123 @@
+//! Cleaning up after a `create` that never produced a container.
+//!
+//! The shim builds the jail, starts this sidecar and `execve`s the
+//! delegate. If the delegate then refuses the spec before it made the
+//! container, no hook ever runs and nobody is left to tear the jail down.
+//! The supervisor watches the creator (the shim's pid, which becomes the
+//! delegate) through a pidfd; when it exits and no process is inside the
+//! jail's network namespace, there is no container, and the supervisor runs
+//! the teardown command as runc would run the poststop hook. That command
+//! stops this supervisor in turn.
+
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use boundary_contract::OrphanWatch;
+
+/// A live watch on the creator.
+#[derive(Debug)]
+pub struct Watch {
+    /// `None` once the creator was gone before we could open it.
+    pidfd: Option<OwnedFd>,
+    jail_netns: PathBuf,
+    cleanup: Vec<String>,
+    container_id: String,
+}
+
+fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; the descriptor is owned by the OwnedFd from here on.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+impl Watch {
+    pub fn new(w: &OrphanWatch, container_id: &str) -> Watch {
+        let pidfd = match pidfd_open(w.creator_pid) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                log::info!("creator {} already gone ({e}); checking the jail now", w.creator_pid);
+                None
+            }
+        };
+        Watch { pidfd, jail_netns: w.jail_netns.clone(), cleanup: w.cleanup.clone(), container_id: container_id.to_owned() }
+    }
+
+    /// The descriptor that becomes readable when the creator exits.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Whether the creator is known to have exited already.
+    pub fn creator_gone(&self) -> bool {
+        self.pidfd.is_none()
+    }
+
+    /// The creator exited: tear the jail down when no container came of it.
+    pub fn creator_exited(self) {
+        if netns_in_use(&self.jail_netns) {
+            log::debug!("container {} exists; the orphan watch ends", self.container_id);
+            return;
+        }
+        log::warn!("no container {} was created; removing its jail", self.container_id);
+        let Some((prog, args)) = self.cleanup.split_first() else { return };
+        let child = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn();
+        match child {
+            Ok(mut c) => {
+                if let Some(mut stdin) = c.stdin.take() {
+                    let state = serde_json::json!({"ociVersion": "1.0.2", "id": self.container_id, "status": "stopped"});
+                    let _ = stdin.write_all(state.to_string().as_bytes());
+                }
+                // Not waited for: it stops this supervisor, which reaps it
+                // on SIGCHLD or leaves it to init.
+            }
+            Err(e) => log::error!("cannot run the jail teardown {prog}: {e}"),
+        }
+    }
+}
+
+/// Whether any process has `netns` (a bind-mounted namespace file) as its
+/// network namespace.
+pub fn netns_in_use(netns: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(netns) else { return false };
+    let want = format!("net:[{}]", meta.ino());
+    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    procs.flatten().any(|e| {
+        e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            && std::fs::read_link(e.path().join("ns/net")).is_ok_and(|l| l.as_os_str() == want.as_str())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_namespace_is_in_use_and_a_plain_file_is_not() {
+        assert!(netns_in_use(Path::new("/proc/self/ns/net")));
+        let f = tempfile::NamedTempFile::new().unwrap();
+        assert!(!netns_in_use(f.path()));
+        assert!(!netns_in_use(Path::new("/nonexistent/netns")));
+    }
+
+    #[test]
+    fn a_gone_creator_is_noticed() {
+        let w = Watch::new(
+            &OrphanWatch { creator_pid: i32::MAX - 1, jail_netns: "/nonexistent".into(), cleanup: vec![] },
+            "c",
+        );
+        assert!(w.creator_gone());
+        assert!(w.fd().is_none());
+    }
+}
