@@ -16,7 +16,7 @@ use boundary_contract::SidecarPids;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::Pid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarError {
@@ -56,11 +56,16 @@ pub fn start(binary: &Path, config: &Path, log: &Path, timeout: Duration) -> Res
         cmd.pre_exec(move || {
             let borrowed = std::os::fd::BorrowedFd::borrow_raw(wr_fd);
             fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::empty())).map_err(std::io::Error::from)?;
-            match nix::unistd::fork().map_err(std::io::Error::from)? {
-                ForkResult::Child => Ok(()),
-                ForkResult::Parent { child } => {
+            // A raw clone(SIGCHLD) rather than libc's fork(): fork() runs
+            // the atfork handlers (malloc's locks among them), which is not
+            // safe in the child of a possibly multithreaded process.
+            let child = nix::libc::syscall(nix::libc::SYS_clone, nix::libc::SIGCHLD as nix::libc::c_long, 0, 0, 0, 0);
+            match child {
+                -1 => Err(std::io::Error::last_os_error()),
+                0 => Ok(()),
+                child => {
                     let pid_wr = std::os::fd::BorrowedFd::borrow_raw(pid_wr_fd);
-                    let _ = nix::unistd::write(pid_wr, &child.as_raw().to_ne_bytes());
+                    let _ = nix::unistd::write(pid_wr, &(child as i32).to_ne_bytes());
                     nix::libc::_exit(0)
                 }
             }
