@@ -13,7 +13,7 @@ echo "==> build"
 cargo build --workspace --bins --tests --quiet
 
 echo "==> unit, golden and in-process tests"
-cargo test --workspace --exclude boundary-tests --quiet
+cargo test --workspace --exclude boundary-tests --no-fail-fast --quiet
 
 echo "==> root end-to-end tests (real runc/crun, namespaces, nftables)"
-cargo test -p boundary-tests --quiet -- --test-threads=2
+cargo test -p boundary-tests --no-fail-fast --quiet -- --test-threads=2
