@@ -2,7 +2,7 @@
 //! `create` and `run`.
 //!
 //! Every subcommand but `create`, `run`, `delete`, `features` and
-//! boundary-runc's own (`policy`, `audit`) is handed to the delegate runtime
+//! boundary-runc's own (`policy`, `audit`, `doctor`, `install`, `uninstall`) is handed to the delegate runtime
 //! with one `execve`: same argv, environment, stdio, inherited fds, pid and
 //! exit status. `--version` adds a line; `features` guarantees valid JSON.
 
@@ -24,7 +24,7 @@ pub fn main() -> ! {
     match inv.command() {
         Some("create" | "run") => create(&inv),
         Some("delete") => delete(&inv),
-        Some("policy" | "audit") => {
+        Some("policy" | "audit" | "doctor" | "install" | "uninstall") => {
             let code = commands::run(inv.command_index.map(|i| &inv.args[i..]).unwrap_or_default());
             std::process::exit(code)
         }
