@@ -144,6 +144,11 @@ pub struct JailState {
     /// Runtime root given with `--root`, if any.
     #[serde(default)]
     pub runtime_root: Option<PathBuf>,
+    /// A host-side namespace boundary-runc created for this jail (Docker's
+    /// shape: dockerd configures this namespace instead of the jail), bind
+    /// mounted here. `None`: the host side is `host_side`'s namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated_host_netns: Option<PathBuf>,
 }
 
 /// Process ids written by the sidecar supervisor to `SidecarConfig::pid_file`.

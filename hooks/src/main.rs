@@ -1,6 +1,12 @@
 //! `boundary-hook`: the OCI hooks boundary-runc adds to a jailed
 //! container's config.json.
 //!
+//! `boundary-hook docker-setkey --state-root DIR -- PATH ARGV0 [ARGS...]`
+//! wraps Docker's `libnetwork-setkey` prestart hook: it runs Docker's hook
+//! (`execve`) with the OCI state's `pid` replaced by the jail's sidecar
+//! supervisor, so dockerd configures the jail's dedicated host side instead
+//! of the jail (see `boundary_runc::docker`).
+//!
 //! `boundary-hook poststop --state-root DIR` reads the OCI state from stdin
 //! (runtime-spec "State": `{"ociVersion","id","status",...}`) and removes
 //! the container's jail: sidecar, nft table, veth, namespace, lease and
@@ -20,6 +26,12 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if raw.first().is_some_and(|a| a == boundary_runc::docker::WRAP_SUBCOMMAND) {
+        let mut input = Vec::new();
+        std::io::stdin().read_to_end(&mut input).context("cannot read the OCI state from stdin")?;
+        return Err(boundary_runc::docker::setkey(&raw[1..], &input).into());
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (hook, rest) = args.split_first().context("usage: boundary-hook poststop --state-root DIR")?;
     let state_root = match rest {
@@ -39,6 +51,6 @@ fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        other => bail!("unknown hook {other:?} (expected poststop)"),
+        other => bail!("unknown hook {other:?} (expected poststop or docker-setkey)"),
     }
 }

@@ -16,7 +16,7 @@ use boundary_contract::HostSide;
 use crate::args::{Globals, Invocation};
 use crate::config::Config;
 use crate::runtime_log::{self, Level};
-use crate::{commands, delegate, jail, rewrite, rules};
+use crate::{commands, delegate, docker, jail, rewrite, rules};
 
 /// Entry point; never returns.
 pub fn main() -> ! {
@@ -121,28 +121,74 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
             bail!("{what} not found at {} (install it beside boundary-runc, or set {}_path in {})", p.display(), what.trim_start_matches("boundary-"), Config::path().display());
         }
     }
-    let netns_path = jail::netns_path(&cfg.state_root, &a.id);
     let host_side = original_host_side(&spec, &cfg.state_root.join("netns"))?;
+    if let HostSide::Path { path } = &host_side {
+        if let Some(jail_id) = docker::joined_jail(&cfg.state_root, path).filter(|j| docker::shares_files_of(&spec, j)) {
+            return prepare_joined(cfg, &a.id, &jail_id, spec, &config_path);
+        }
+    }
+    let docker = host_side == HostSide::Fresh && docker::has_setkey_hook(&spec);
+    let shape = match docker {
+        true => jail::Shape {
+            dedicated_host: true,
+            upstream_resolvers: docker::upstream_resolvers(&spec),
+            no_upstream: docker::network_mode(&spec).as_deref() == Some("none"),
+        },
+        false => jail::Shape::default(),
+    };
     let rules = rules::collect(cfg, &spec)?;
-    let built = jail::create(cfg, &a.id, host_side, rules, inv.globals.root.clone())?;
+    let built = jail::create_shaped(cfg, &a.id, host_side, rules, inv.globals.root.clone(), &shape)?;
     let plan = rewrite::JailPlan {
-        netns_path,
+        netns_path: jail::netns_path(&cfg.state_root, &a.id),
         hook_path: cfg.hook_binary(),
         state_root: cfg.state_root.clone(),
         ca_bundle: Some(built.ca.bundle.clone()),
         resolv_conf: Some(built.resolv_conf.clone()),
     };
-    let written = rewrite::rewrite(spec, &plan)
-        .map_err(anyhow::Error::from)
-        .and_then(|out| {
-            rewrite::write_config_atomically(&config_path, &out.spec)
-                .with_context(|| format!("cannot write {}", config_path.display()))?;
-            Ok(out.warnings)
-        });
+    let written = rewrite::rewrite(spec, &plan).map_err(anyhow::Error::from).and_then(|mut out| {
+        if docker {
+            docker::wrap_setkey_hooks(&mut out.spec, &cfg.hook_binary(), &cfg.state_root);
+        }
+        rewrite::write_config_atomically(&config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;
+        Ok(out.warnings)
+    });
     if written.is_err() {
         jail::teardown(&cfg.state_root, &a.id);
     }
     written
+}
+
+/// `--network container:X` with X jailed (Docker): the container joins X's
+/// jail as it is, under X's sidecar and policy; it gets the same
+/// capabilities, seccomp and CA changes as any jailed container.
+fn prepare_joined(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, config_path: &Path) -> anyhow::Result<Vec<String>> {
+    let root = &cfg.state_root;
+    if jail::exists(root, id) {
+        return Err(jail::JailError::Exists(id.to_string()).into());
+    }
+    rules::collect(cfg, &spec)?;
+    let mut warnings = Vec::new();
+    let own = rewrite::env_value(&spec, rules::ALLOW_ENV)?.is_some() || rewrite::annotation(&spec, rules::ALLOW_ANNOTATION)?.is_some();
+    if own {
+        warnings.push(format!("{id} shares the network of {jail_id}: {jail_id}'s allow rules apply, not its own"));
+    }
+    let ca = crate::ca::ensure(cfg)?;
+    docker::record_joined(root, id, jail_id).with_context(|| format!("cannot record {id} under {}", root.display()))?;
+    let plan = rewrite::JailPlan {
+        netns_path: jail::netns_path(root, jail_id),
+        hook_path: cfg.hook_binary(),
+        state_root: root.clone(),
+        ca_bundle: Some(ca.bundle.clone()),
+        resolv_conf: Some(jail::state_dir(root, jail_id).join("resolv.conf")),
+    };
+    let written = rewrite::rewrite_joined(spec, &plan).map_err(anyhow::Error::from).and_then(|out| {
+        rewrite::write_config_atomically(config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;
+        Ok(out.warnings)
+    });
+    if written.is_err() {
+        jail::teardown(root, id);
+    }
+    written.map(|w| warnings.into_iter().chain(w).collect())
 }
 
 /// The host side as the engine gave it, also when the bundle was already

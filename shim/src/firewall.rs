@@ -26,9 +26,11 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use nftables::batch::Batch;
-use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField};
+use std::collections::HashSet;
+
+use nftables::expr::{Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, CT};
 use nftables::schema::{Chain, NfListObject, Rule, Table};
-use nftables::stmt::{Match, Operator, Statement, NAT};
+use nftables::stmt::{Match, NATFamily, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use crate::netns;
@@ -51,6 +53,10 @@ pub struct FirewallPlan {
     pub redirect: bool,
     pub proxy_port: u16,
     pub dns_port: u16,
+    /// Docker's shape (a dedicated host side that dockerd configures):
+    /// connections dockerd sends to the container's address (published
+    /// ports, other containers) are passed on to this jail address.
+    pub publish_to: Option<Ipv4Addr>,
 }
 
 fn s(v: &str) -> Expression<'static> {
@@ -129,10 +135,101 @@ impl FirewallPlan {
             }
         }
         b.add(self.rule("input", vec![iif(), Statement::Drop(None)]));
+        if let Some(jail) = self.publish_to {
+            self.publish(&mut b, jail);
+        }
         b.add(self.rule("forward", vec![iif(), Statement::Drop(None)]));
         b.add(self.rule("forward", vec![eq(meta(MetaKey::Oifname), s(&self.host_if)), Statement::Drop(None)]));
         b
     }
+}
+
+impl FirewallPlan {
+    /// Docker's shape: new connections that arrive on any other interface
+    /// for one of the host side's own addresses (dockerd's `eth0`: published
+    /// ports, other containers) are sent on to the jail, same port; the
+    /// forward chain lets them and their replies through before its drops.
+    /// The container's own connections never take the forward path (its TCP
+    /// and DNS are redirected to the sidecar in `nat_pre`, the rest is new
+    /// and dropped), so accepting established flows opens nothing for it.
+    fn publish(&self, b: &mut Batch<'static>, jail: Ipv4Addr) {
+        let not = |left, right| Statement::Match(Match { left, right, op: Operator::NEQ });
+        let local = Expression::Named(NamedExpression::Fib(Fib { result: FibResult::Type, flags: HashSet::from([FibFlag::Daddr]) }));
+        b.add(self.rule("nat_pre", vec![
+            not(meta(MetaKey::Iifname), s(&self.host_if)),
+            not(meta(MetaKey::Iifname), s("lo")),
+            eq(meta(MetaKey::Nfproto), s("ipv4")),
+            not(field("ip", "daddr"), s(&self.host_addr.to_string())),
+            eq(local, s("local")),
+            Statement::DNAT(Some(NAT { addr: Some(s(&jail.to_string())), family: Some(NATFamily::IP), port: None, flags: None })),
+        ]));
+        let ct = |key: &'static str| Expression::Named(NamedExpression::CT(CT { key: Cow::Borrowed(key), family: None, dir: None }));
+        let within = |left, right| Statement::Match(Match { left, right, op: Operator::IN });
+        b.add(self.rule("forward", vec![within(ct("state"), Expression::List(vec![s("established"), s("related")])), Statement::Accept(None)]));
+        b.add(self.rule("forward", vec![
+            eq(meta(MetaKey::Oifname), s(&self.host_if)),
+            within(ct("status"), s("dnat")),
+            Statement::Accept(None),
+        ]));
+    }
+}
+
+/// Name of the table inside a Docker jail that sends Docker's resolver
+/// address to the host side.
+pub const JAIL_RESOLVER_TABLE: &str = "boundary_resolver";
+/// Docker's embedded resolver on user-defined networks.
+pub const DOCKER_RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+
+/// The table installed *inside* a Docker jail: DNS to 127.0.0.11 (what
+/// Docker writes into resolv.conf on user networks) goes to the host end
+/// of the veth, where the host side's table hands it to the sidecar. It is
+/// a convenience, not enforcement: a container that deletes it only breaks
+/// its own name resolution.
+fn resolver_batch(jail_if: &str, host_addr: Ipv4Addr) -> Batch<'static> {
+    let table = || NfListObject::Table(Table { family: NfFamily::IP, name: Cow::Borrowed(JAIL_RESOLVER_TABLE), handle: None });
+    let chain = |name: &'static str, hook| {
+        NfListObject::Chain(Chain {
+            family: NfFamily::IP,
+            table: Cow::Borrowed(JAIL_RESOLVER_TABLE),
+            name: Cow::Borrowed(name),
+            _type: Some(NfChainType::NAT),
+            hook: Some(hook),
+            prio: Some(if name == "out" { -100 } else { 100 }),
+            policy: Some(NfChainPolicy::Accept),
+            ..Chain::default()
+        })
+    };
+    let rule = |chain: &'static str, expr: Vec<Statement<'static>>| {
+        NfListObject::Rule(Rule { family: NfFamily::IP, table: Cow::Borrowed(JAIL_RESOLVER_TABLE), chain: Cow::Borrowed(chain), expr: Cow::Owned(expr), ..Rule::default() })
+    };
+    let mut b = Batch::new();
+    b.add(table());
+    b.delete(table());
+    b.add(table());
+    b.add(chain("out", NfHook::Output));
+    b.add(chain("post", NfHook::Postrouting));
+    for proto in ["udp", "tcp"] {
+        b.add(rule("out", vec![
+            eq(field("ip", "daddr"), s(&DOCKER_RESOLVER.to_string())),
+            eq(field(proto, "dport"), Expression::Number(53)),
+            Statement::DNAT(Some(NAT { addr: Some(s(&host_addr.to_string())), family: None, port: None, flags: None })),
+        ]));
+    }
+    let loopback = Expression::Named(NamedExpression::Prefix(Prefix { addr: Box::new(s("127.0.0.0")), len: 8 }));
+    b.add(rule("post", vec![eq(meta(MetaKey::Oifname), s(jail_if)), eq(field("ip", "saddr"), loopback), Statement::Masquerade(None)]));
+    b
+}
+
+/// Installs [`resolver_batch`] in the jail namespace and lets its
+/// loopback-sourced packets leave through `jail_if` (`route_localnet`).
+pub fn apply_jail_resolver(jail_netns: &Path, jail_if: &str, host_addr: Ipv4Addr) -> Result<(), FirewallError> {
+    let batch = resolver_batch(jail_if, host_addr);
+    let sysctl = format!("/proc/sys/net/ipv4/conf/{jail_if}/route_localnet");
+    netns::run_in(Some(jail_netns), move || {
+        let fail = |message: String| FirewallError::Nft { op: "install", table: JAIL_RESOLVER_TABLE.into(), message };
+        std::fs::write(&sysctl, "1").map_err(|e| fail(format!("cannot set {sysctl}: {e}")))?;
+        run_nft(batch).map_err(fail)
+    })?
 }
 
 /// The nft binary. Hooks may run with an empty or minimal PATH (runc gives
@@ -207,6 +304,7 @@ mod tests {
             redirect: true,
             proxy_port: 15001,
             dns_port: 15053,
+            publish_to: None,
         };
         let json = serde_json::to_string(&plan.batch().to_nftables()).unwrap();
         assert!(json.contains(r#""redirect":{"port":15053}"#), "{json}");

@@ -4,7 +4,8 @@
 //! Layout under `state_root` (default `/run/boundary-runc`):
 //! `<id>/jail.json` (what was built), `<id>/sidecar.json`, `<id>/sidecar.pids`,
 //! `<id>/sidecar.log`, `<id>/resolv.conf`; `netns/<id>` (the jail namespace,
-//! a shared mount like /run/netns); `ipam/<index>` (address leases).
+//! a shared mount like /run/netns); `hostns/<id>` (Docker's shape only: the
+//! dedicated host-side namespace); `ipam/<index>` (address leases).
 //! Teardown removes every piece and is idempotent: it can run from the
 //! hook, from `delete`, from `delete --force` of a half-created container,
 //! and from `doctor --clean`, in any order.
@@ -58,6 +59,29 @@ pub fn netns_path(root: &Path, id: &str) -> PathBuf {
     root.join("netns").join(id)
 }
 
+/// Bind mount of the dedicated host-side namespace (Docker's shape).
+pub fn host_netns_path(root: &Path, id: &str) -> PathBuf {
+    root.join("hostns").join(id)
+}
+
+/// The namespace a jail's host side lives in (`None`: the runtime's own).
+pub fn state_host_netns(state: &JailState) -> Option<&Path> {
+    state.dedicated_host_netns.as_deref().or_else(|| host_netns(&state.host_side))
+}
+
+/// How the jail is shaped beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    /// Docker (the `libnetwork-setkey` prestart hook): the host side is a
+    /// namespace of its own that dockerd configures in place of the jail.
+    pub dedicated_host: bool,
+    /// Resolvers the sidecar asks when the runtime config names none.
+    pub upstream_resolvers: Option<Vec<std::net::IpAddr>>,
+    /// The engine gave the container no network (`--network none`): the
+    /// sidecar denies every request with that reason.
+    pub no_upstream: bool,
+}
+
 /// The namespace the host side lives in, as a path to enter (`None`: ours).
 pub fn host_netns(side: &HostSide) -> Option<&Path> {
     match side {
@@ -85,6 +109,11 @@ pub struct Built {
 /// Builds the jail for `id`: namespace, veth, firewall, sidecar. On failure
 /// everything built so far is removed again.
 pub fn create(cfg: &Config, id: &str, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>) -> Result<Built, JailError> {
+    create_shaped(cfg, id, host_side, rules, runtime_root, &Shape::default())
+}
+
+/// [`create`] with a [`Shape`].
+pub fn create_shaped(cfg: &Config, id: &str, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>, shape: &Shape) -> Result<Built, JailError> {
     let root = &cfg.state_root;
     let dir = state_dir(root, id);
     if dir.join(JAIL_STATE_FILE).exists() {
@@ -92,7 +121,7 @@ pub fn create(cfg: &Config, id: &str, host_side: HostSide, rules: Vec<String>, r
     }
     std::fs::create_dir_all(root).map_err(io("create", root))?;
     create_private_dir(&dir)?;
-    let res = build(cfg, id, &dir, host_side, rules, runtime_root);
+    let res = build(cfg, id, &dir, host_side, rules, runtime_root, shape);
     if res.is_err() {
         teardown(root, id);
     }
@@ -108,7 +137,7 @@ fn create_private_dir(dir: &Path) -> Result<(), JailError> {
     }
 }
 
-fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>) -> Result<Built, JailError> {
+fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>, shape: &Shape) -> Result<Built, JailError> {
     let root = &cfg.state_root;
     let pool = cfg.pool().map_err(JailError::Pool)?;
     let lease = ipam::allocate(root, pool, id)?;
@@ -124,13 +153,19 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         nft_table: format!("boundary_{}", addr_tag(lease.host_addr)),
         sidecar_pid: None,
         runtime_root,
+        dedicated_host_netns: shape.dedicated_host.then(|| host_netns_path(root, id)),
     };
     // Written before anything is built, so a crash leaves enough behind for
     // `delete --force` and `doctor --clean` to find every piece.
     write_state(dir, &state)?;
     netns::prepare_dir(&root.join("netns"))?;
     netns::create(&state.netns_path)?;
-    let host_ns = host_netns(&state.host_side).map(Path::to_path_buf);
+    if let Some(h) = &state.dedicated_host_netns {
+        netns::prepare_dir(&root.join("hostns"))?;
+        netns::create(h)?;
+        link::prepare_host_side(h)?;
+    }
+    let host_ns = state_host_netns(&state).map(Path::to_path_buf);
     link::setup(&link::LinkPlan {
         host_netns: host_ns.clone(),
         jail_netns: state.netns_path.clone(),
@@ -149,11 +184,19 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         redirect: true,
         proxy_port: cfg.network.proxy_port,
         dns_port: cfg.network.dns_port,
+        publish_to: shape.dedicated_host.then_some(state.jail_addr),
     })?;
+    if shape.dedicated_host {
+        firewall::apply_jail_resolver(&state.netns_path, JAIL_IF, state.host_addr)?;
+    }
     let ca = ca::ensure(cfg)?;
     let resolv_conf = dir.join("resolv.conf");
     std::fs::write(&resolv_conf, format!("nameserver {}\n", state.host_addr)).map_err(io("write", &resolv_conf))?;
-    let sc = sidecar_config(cfg, &state, &ca, rules, dir);
+    let mut sc = sidecar_config(cfg, &state, &ca, rules, dir);
+    if sc.upstream_resolvers.is_none() {
+        sc.upstream_resolvers = shape.upstream_resolvers.clone();
+    }
+    sc.upstream_enabled = !shape.no_upstream;
     let sc_path = dir.join(SIDECAR_CONFIG_FILE);
     let json = serde_json::to_vec_pretty(&sc).map_err(|e| JailError::State { path: sc_path.clone(), message: e.to_string() })?;
     std::fs::write(&sc_path, json).map_err(io("write", &sc_path))?;
@@ -166,7 +209,7 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
 fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<String>, dir: &Path) -> SidecarConfig {
     SidecarConfig {
         container_id: state.container_id.clone(),
-        netns: host_netns(&state.host_side).map(Path::to_path_buf),
+        netns: state_host_netns(state).map(Path::to_path_buf),
         listen_addr: state.host_addr,
         proxy_port: cfg.network.proxy_port,
         dns_port: cfg.network.dns_port,
@@ -229,7 +272,7 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
     };
     sidecar::stop(&dir.join(SIDECAR_PIDS_FILE), state.as_ref().and_then(|s| s.sidecar_pid), &dir.join(SIDECAR_CONFIG_FILE), Duration::from_secs(2));
     if let Some(s) = &state {
-        let host_ns = host_netns(&s.host_side);
+        let host_ns = state_host_netns(s);
         if let Err(e) = firewall::remove(host_ns, &s.nft_table) {
             errors.push(format!("{e:#}"));
         }
@@ -237,8 +280,10 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
             errors.push(format!("{e}"));
         }
     }
-    if let Err(e) = netns::remove(&netns_path(root, id)) {
-        errors.push(e.to_string());
+    for ns in [netns_path(root, id), host_netns_path(root, id)] {
+        if let Err(e) = netns::remove(&ns) {
+            errors.push(e.to_string());
+        }
     }
     for (index, holder) in ipam::leases(root) {
         if holder == id {
@@ -257,5 +302,5 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
 
 /// Whether `id` has any jail state at all (the fast path of `delete`).
 pub fn exists(root: &Path, id: &str) -> bool {
-    state_dir(root, id).exists() || netns_path(root, id).exists()
+    state_dir(root, id).exists() || netns_path(root, id).exists() || host_netns_path(root, id).exists()
 }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod delegate;
+pub mod docker;
 pub mod firewall;
 pub mod ipam;
 pub mod jail;

@@ -19,6 +19,8 @@ pub enum LinkError {
     Netns(#[from] netns::NetnsError),
     #[error("cannot open network namespace {path}")]
     Open { path: PathBuf, #[source] source: std::io::Error },
+    #[error("cannot set {name} in {path}")]
+    Sysctl { path: PathBuf, name: &'static str, #[source] source: std::io::Error },
     #[error("link {0} not found")]
     Missing(String),
 }
@@ -109,6 +111,23 @@ pub fn setup(plan: &LinkPlan) -> Result<(), LinkError> {
         h.route().add(route).execute().await.map_err(nl("add default route via", p.host_addr.to_string()))?;
         Ok(())
     })
+}
+
+/// Readies a dedicated host-side namespace (Docker's shape): loopback up
+/// (the sidecar asks Docker's resolver on 127.0.0.11 there) and IPv4
+/// forwarding on (connections dockerd sends to the container's address are
+/// forwarded to the jail; the firewall decides what passes).
+pub fn prepare_host_side(ns: &Path) -> Result<(), LinkError> {
+    with_handle(Some(ns), |h| async move {
+        let lo = index_of(&h, "lo").await?.ok_or_else(|| LinkError::Missing("lo".into()))?;
+        h.link().set(LinkUnspec::new_with_index(lo).up().build()).execute().await.map_err(nl("bring up", "lo"))?;
+        Ok(())
+    })?;
+    let path = ns.to_path_buf();
+    netns::run_in(Some(ns), move || {
+        let sysctl = "/proc/sys/net/ipv4/ip_forward";
+        std::fs::write(sysctl, "1").map_err(|source| LinkError::Sysctl { path: path.clone(), name: sysctl, source })
+    })?
 }
 
 /// Deletes the host end (which deletes the pair). Missing is fine; a

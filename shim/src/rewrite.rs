@@ -211,10 +211,21 @@ pub fn annotation<'a>(spec: &'a Value, key: &str) -> Result<Option<&'a str>, Rew
 
 /// Rewrite `spec` so the container runs in the jail `plan` describes. See
 /// the module documentation for what changes.
-pub fn rewrite(mut spec: Value, plan: &JailPlan) -> Result<Rewritten, RewriteError> {
+pub fn rewrite(spec: Value, plan: &JailPlan) -> Result<Rewritten, RewriteError> {
+    rewrite_network(spec, plan, true)
+}
+
+/// [`rewrite`] for a container that joins an existing jail (Docker's
+/// `--network container:X` with X jailed): the network entry already
+/// points into the jail and is left alone; everything else is the same.
+pub fn rewrite_joined(spec: Value, plan: &JailPlan) -> Result<Rewritten, RewriteError> {
+    rewrite_network(spec, plan, false)
+}
+
+fn rewrite_network(mut spec: Value, plan: &JailPlan, jail: bool) -> Result<Rewritten, RewriteError> {
     let plan = PlanStrings::new(plan)?;
     let mut warnings = Vec::new();
-    let host_side = jail_network(&mut spec, &plan)?;
+    let host_side = if jail { jail_network(&mut spec, &plan)? } else { host_side(&spec)? };
     let top = obj_mut(&mut spec, &root())?;
     if let Some(w) = missing_pid_namespace(top)? {
         warnings.push(w);
