@@ -30,10 +30,12 @@
 //! | 120..=129 | `errors.rs` |
 //! | 130..=139 | `boundary.rs` |
 //! | 140..=149 | `errors.rs` (continued) |
+//! | 150..=159 | `docker.rs` (Docker pools 10.213.150+, real dockerd) |
 
 pub mod binaries;
 pub mod bundle;
 pub mod deadline;
+pub mod docker;
 pub mod hybrid_cgroups;
 pub mod leaks;
 pub mod origin;

@@ -1,0 +1,270 @@
+//! `docker run --runtime=<boundary-runc>` against a real dockerd 20.10:
+//! every network mode keeps the boundary (allowed requests reach the
+//! origin, denied ones get the 403, UDP / non-HTTP / ICMP go nowhere),
+//! Docker's own interface and resolver stay out of the jail, published
+//! ports work, and stop / start / rm leave nothing behind. Slots 150..=159.
+//!
+//! Needs root and Debian's docker.io; dockerd is started when it is not
+//! running (log: /tmp/boundary-e2e-dockerd.log) and left running.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use boundary_tests::docker::{docker, exec, inspect, DockerRuntime, DAEMON_LOG};
+use boundary_tests::probe::{nslookup_answers, ping_counts, HttpReply};
+use boundary_tests::{require_root, require_tool, Counts, LeakSnapshot, Origin, Runtime, Settings};
+
+const RULES: &str = "domain=origin.test path=/allowed/*";
+
+/// One test's world: an origin, a boundary-runc config registered with
+/// dockerd. Fields drop in order: containers first, the origin last.
+struct World {
+    docker: DockerRuntime,
+    rt: Runtime,
+    origin: Origin,
+}
+
+impl World {
+    fn start(slot: u8) -> World {
+        require_root();
+        let origin = Origin::start(slot);
+        let settings = Settings::new(slot).pin("origin.test", origin.addr()).pin("denied.test", origin.addr()).upstream_ca(&origin.ca_file());
+        let rt = Runtime::new(settings);
+        let docker = DockerRuntime::register(&rt);
+        World { docker, rt, origin }
+    }
+
+    fn name(&self, what: &str) -> String {
+        format!("bnd-e2e-{}-{what}", self.rt.settings.slot)
+    }
+
+    /// `docker run -d` of a jailed container with [`RULES`] (plus `extra`
+    /// rules); returns its full id.
+    fn run(&self, name: &str, args: &[&str], extra_rules: &str) -> String {
+        let allow = format!("BOUNDARY_ALLOW={RULES};{extra_rules}");
+        let mut all = vec!["-e", allow.as_str()];
+        all.extend_from_slice(args);
+        self.docker.run(name, &all, &[]).ok().stdout.trim().to_string()
+    }
+
+    /// `curl -sS -D - URL` inside, parsed.
+    fn get(&self, container: &str, url: &str) -> HttpReply {
+        let out = exec(container, &format!("curl -sS --max-time 10 -D - '{url}'")).ok();
+        HttpReply::parse(&out.stdout).unwrap_or_else(|| panic!("not an HTTP reply:\n{out}"))
+    }
+
+    /// The boundary in one container: allowed request through, denied one
+    /// refused with the 403, UDP, direct non-HTTP TCP and ICMP reach nothing.
+    fn assert_boundary(&self, container: &str) {
+        let before = self.origin.requests().len();
+        let base = self.origin.counts();
+        let r = self.get(container, "http://origin.test/allowed/a");
+        assert_eq!((r.status, r.body.as_str()), (200, "origin saw GET /allowed/a\n"), "{container}: {r:?}");
+        let r = self.get(container, "http://origin.test/private");
+        assert_eq!(r.status, 403, "{container}: {r:?}");
+        assert_eq!(r.header("x-boundary-decision"), Some("deny"), "{r:?}");
+        let o = self.origin.addr();
+        let script = format!("curl -s --max-time 1 tftp://{o}:7000/probe; curl -s --max-time 1 tftp://{o}:53/probe; echo hello | timeout 2 nc -w 1 {o} 7000; true");
+        exec(container, &script);
+        let ping = exec(container, &format!("ping -c 1 -W 1 {o}"));
+        assert_eq!(ping_counts(&ping.stdout), Some((1, 0)), "{container}: one echo request, no reply:\n{ping}");
+        assert_eq!(self.leaked_since(base), Counts::default(), "{container}: something other than the sidecar's allowed request reached the origin");
+        assert_eq!(self.origin.requests()[before..], ["http GET /allowed/a host=origin.test".to_string()], "{container}");
+    }
+
+    /// What reached the origin since `base`, other than HTTP(S) requests
+    /// (which [`Origin::requests`] lists): UDP, DNS, TCP to the sink, ICMP.
+    fn leaked_since(&self, base: Counts) -> Counts {
+        let now = self.origin.counts_after_barrier();
+        Counts {
+            http_requests: 0,
+            https_requests: 0,
+            dns_queries: now.dns_queries - base.dns_queries,
+            sink_udp_datagrams: now.sink_udp_datagrams - base.sink_udp_datagrams,
+            sink_tcp_connections: now.sink_tcp_connections - base.sink_tcp_connections,
+            icmp_echo_requests: now.icmp_echo_requests - base.icmp_echo_requests,
+        }
+    }
+
+    /// Nothing of this runtime's jails exists (no state, namespace mounts,
+    /// nft tables, host links, sidecars).
+    #[track_caller]
+    fn assert_no_leaks(&self) {
+        self.rt.leaks().assert_same_as(&LeakSnapshot::default());
+    }
+
+    /// The dedicated host side of a Docker jail.
+    fn host_side(&self, id: &str) -> PathBuf {
+        let jail = self.rt.jail(id);
+        jail.dedicated_host_netns.clone().unwrap_or_else(|| panic!("{id} has no dedicated host side: {jail:?}"))
+    }
+
+    /// dockerd's error lines that mention `id`.
+    fn daemon_errors(id: &str) -> Vec<String> {
+        let log = std::fs::read_to_string(DAEMON_LOG).unwrap_or_default();
+        log.lines().filter(|l| l.contains("level=error") && l.contains(id)).map(str::to_string).collect()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // Containers first (their teardown needs the host-side mounts),
+        // then the shared mount of the host-side directory, so the
+        // runtime's temporary directory can be removed.
+        self.docker.remove_containers();
+        let _ = nix::mount::umount2(&self.rt.dirs.state_root.join("hostns"), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+fn links_in(ns: &std::path::Path) -> Vec<String> {
+    let out = Command::new(require_tool("nsenter")).arg(format!("--net={}", ns.display())).args([require_tool("ip").to_str().unwrap(), "-o", "-4", "addr"]).output().expect("nsenter");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn default_bridge_keeps_dockers_network_on_the_host_side() {
+    let w = World::start(150);
+    let name = w.name("bridge");
+    let id = w.run(&name, &[], "");
+    // Inside: only the jail's veth, with a pool address; Docker's address
+    // and resolver are not there.
+    let links = exec(&name, "ip -o -4 addr").ok().stdout;
+    let jail = w.rt.jail(&id);
+    assert!(links.contains(&format!("eth0    inet {}/30", jail.jail_addr)) || links.contains(&jail.jail_addr.to_string()), "{links}");
+    let docker_ip = inspect(&name, "{{.NetworkSettings.IPAddress}}");
+    assert!(docker_ip.starts_with("172.") && !links.contains(&docker_ip), "Docker's address {docker_ip} must not be in the jail:\n{links}");
+    assert_eq!(links.lines().count(), 2, "lo and eth0 only:\n{links}");
+    // The host side holds Docker's eth0 with that address and our veth.
+    let host = links_in(&w.host_side(&id)).join("\n");
+    assert!(host.contains(&docker_ip) && host.contains(&jail.host_addr.to_string()), "host side:\n{host}");
+    w.assert_boundary(&name);
+    // HTTPS, verified against the mounted CA (docker exec does not carry
+    // the CA variables the rewrite put into the spec's env).
+    let out = exec(&name, "curl -sS --max-time 10 --cacert /etc/ssl/boundary-runc/ca-bundle.pem https://origin.test/allowed/tls").ok();
+    assert_eq!(out.stdout, "origin saw GET /allowed/tls\n", "{out}");
+    docker(&["rm", "-f", &name]).ok();
+    w.assert_no_leaks();
+    assert_eq!(World::daemon_errors(&id), Vec::<String>::new(), "dockerd logged errors for {id}");
+}
+
+#[test]
+fn user_network_resolves_container_names_through_the_sidecar() {
+    let w = World::start(151);
+    let net = w.name("net");
+    w.docker.network(&net, "172.30.151.0/24");
+    let peer = w.name("peer");
+    // The peer is an ordinary (runc) container serving HTTP.
+    w.docker.run(&peer, &["--runtime", "runc", "--network", &net], &["httpd", "-f", "-p", "80", "-h", "/www"]).ok();
+    let name = w.name("user");
+    let id = w.run(&name, &["--network", &net], &format!("domain={peer}"));
+    let resolv = exec(&name, "cat /etc/resolv.conf").ok().stdout;
+    assert!(resolv.contains("nameserver 127.0.0.11"), "Docker's resolv.conf on a user network:\n{resolv}");
+    // The allowed peer name resolves (sidecar → Docker's resolver in the
+    // host side) to its address on the network, and HTTP to it works.
+    let peer_ip = inspect(&peer, &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"));
+    let out = exec(&name, &format!("nslookup {peer}")).ok();
+    assert_eq!(nslookup_answers(&out.stdout), [peer_ip.clone()], "{out}");
+    let r = w.get(&name, &format!("http://{peer}/index.html"));
+    assert_eq!((r.status, r.body.as_str()), (200, "served from the jail\n"), "{r:?}");
+    // A name no rule allows is never asked upstream: the sidecar's address.
+    let out = exec(&name, "nslookup not-allowed.example 127.0.0.11").ok();
+    assert_eq!(nslookup_answers(&out.stdout), [w.rt.jail(&id).host_addr.to_string()], "{out}");
+    w.assert_boundary(&name);
+    docker(&["rm", "-f", &name]).ok();
+    w.assert_no_leaks();
+}
+
+#[test]
+fn host_and_none_networks() {
+    let w = World::start(152);
+    let host = w.name("host");
+    let id = w.run(&host, &["--network", "host"], "");
+    let jail = w.rt.jail(&id);
+    assert_eq!(jail.dedicated_host_netns, None, "--network host keeps the host's namespace as the host side");
+    w.assert_boundary(&host);
+
+    let none = w.name("none");
+    let id = w.run(&none, &["--network", "none"], "");
+    let hostns = links_in(&w.host_side(&id)).join("\n");
+    assert!(!hostns.contains("eth0"), "--network none: no Docker interface on the host side:\n{hostns}");
+    let base = w.origin.counts();
+    let served = w.origin.requests().len();
+    let r = w.get(&none, "http://origin.test/allowed/a");
+    assert_eq!(r.status, 403, "{r:?}");
+    let audit = w.rt.audit_records(&id);
+    assert!(audit.iter().any(|a| a.reason.as_deref().is_some_and(|r| r.contains("no upstream network"))), "{audit:#?}");
+    let ping = exec(&none, &format!("ping -c 1 -W 1 {}", w.origin.addr()));
+    assert_eq!(ping_counts(&ping.stdout), Some((1, 0)), "{ping}");
+    assert_eq!(w.leaked_since(base), Counts::default(), "--network none: nothing may reach the origin");
+    assert_eq!(w.origin.requests().len(), served, "--network none: no request may reach the origin");
+    docker(&["rm", "-f", &host, &none]).ok();
+    w.assert_no_leaks();
+}
+
+#[test]
+fn container_network_joins_the_jail_of_that_container() {
+    let w = World::start(153);
+    let owner = w.name("owner");
+    let owner_id = w.run(&owner, &[], "");
+    let joiner = w.name("joiner");
+    let joiner_id = w.docker.run(&joiner, &["--network", &format!("container:{owner}")], &[]).ok().stdout.trim().to_string();
+    let addr = exec(&joiner, "ip -o -4 addr").ok().stdout;
+    assert!(addr.contains(&w.rt.jail(&owner_id).jail_addr.to_string()), "the joiner is in the owner's jail:\n{addr}");
+    assert!(w.rt.dirs.state_root.join(&joiner_id).join("joined").is_file(), "joiner recorded");
+    assert!(!w.rt.dirs.state_root.join(&joiner_id).join("jail.json").exists(), "no jail of its own");
+    w.assert_boundary(&joiner);
+    docker(&["rm", "-f", &joiner]).ok();
+    assert!(!w.rt.dirs.state_root.join(&joiner_id).exists(), "the joiner's state is removed");
+    // The owner's jail is untouched.
+    let r = w.get(&owner, "http://origin.test/allowed/still");
+    assert_eq!(r.status, 200, "{r:?}");
+    docker(&["rm", "-f", &owner]).ok();
+    w.assert_no_leaks();
+}
+
+#[test]
+fn stop_start_and_rm_leave_nothing_behind() {
+    let w = World::start(154);
+    let name = w.name("life");
+    let id = w.run(&name, &[], "");
+    let first = w.host_side(&id);
+    docker(&["stop", "-t", "1", &name]).ok();
+    w.assert_no_leaks();
+    assert!(!first.exists(), "the host side's mount {} is gone after stop", first.display());
+    docker(&["start", &name]).ok();
+    let r = w.get(&name, "http://origin.test/allowed/again");
+    assert_eq!(r.status, 200, "after docker start: {r:?}");
+    docker(&["rm", "-f", &name]).ok();
+    w.assert_no_leaks();
+    let netns: Vec<String> = std::fs::read_dir("/var/run/docker/netns").map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    let sandbox = id.get(..12).unwrap_or(&id);
+    assert!(!netns.iter().any(|n| n.contains(sandbox)), "dockerd's sandbox mount is gone: {netns:?}");
+    assert_eq!(World::daemon_errors(&id), Vec::<String>::new(), "dockerd logged errors for {id}");
+}
+
+#[test]
+fn published_ports_reach_the_jailed_server() {
+    let w = World::start(155);
+    let name = w.name("web");
+    let port = 21155;
+    let publish = format!("127.0.0.1:{port}:80");
+    w.docker.run(&name, &["-p", &publish], &["httpd", "-f", "-p", "80", "-h", "/www"]).ok();
+    let curl = |url: &str| Command::new(require_tool("curl")).args(["-sS", "--max-time", "10", url]).output().expect("run curl");
+    for url in [format!("http://127.0.0.1:{port}/index.html"), format!("http://{}/index.html", inspect(&name, "{{.NetworkSettings.IPAddress}}"))] {
+        let out = curl(&url);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "served from the jail\n", "{url}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    docker(&["rm", "-f", &name]).ok();
+    w.assert_no_leaks();
+}
+
+#[test]
+fn an_invalid_rule_fails_docker_run_with_the_rules_error() {
+    let w = World::start(156);
+    let name = w.name("bad");
+    let out = w.docker.run(&name, &["-e", "BOUNDARY_ALLOW=domain=github.*"], &[]).failed();
+    let all = out.all();
+    assert!(all.contains("invalid BOUNDARY_ALLOW") && all.contains("github.*"), "Docker's message must carry the rule's error:\n{out}");
+    docker(&["rm", "-f", &name]).ok();
+    w.assert_no_leaks();
+}
