@@ -16,6 +16,13 @@
 //! chain forward  { type filter hook forward priority filter - 10
 //!     iifname H drop;  oifname H drop                         }
 //! ```
+//! In Docker's shape (`publish_to`, a dedicated host side) the table also
+//! has, in `nat_pre`, `iifname != H, != lo, ip daddr != HOST, fib daddr type
+//! local: dnat to JAIL` (published ports and other containers reach the
+//! container's server), in `input` a drop of packets for HOST from any other
+//! interface, and in `forward`, before the drops, `ct state
+//! established,related accept` and `oifname H ct status dnat accept`.
+//!
 //! A `drop` in any base chain is final whatever other tables accept, so the
 //! host's own rules cannot open a path around the sidecar. IPv6, UDP other
 //! than DNS, ICMP, SCTP and anything routed elsewhere are dropped. Without a
@@ -165,6 +172,14 @@ impl FirewallPlan {
         ]));
         let ct = |key: &'static str| Expression::Named(NamedExpression::CT(CT { key: Cow::Borrowed(key), family: None, dir: None }));
         let within = |left, right| Statement::Match(Match { left, right, op: Operator::IN });
+        // The sidecar's address is for the jail only (another container on
+        // Docker's network could route to it through this host side).
+        b.add(self.rule("input", vec![
+            not(meta(MetaKey::Iifname), s(&self.host_if)),
+            not(meta(MetaKey::Iifname), s("lo")),
+            eq(field("ip", "daddr"), s(&self.host_addr.to_string())),
+            Statement::Drop(None),
+        ]));
         b.add(self.rule("forward", vec![within(ct("state"), Expression::List(vec![s("established"), s("related")])), Statement::Accept(None)]));
         b.add(self.rule("forward", vec![
             eq(meta(MetaKey::Oifname), s(&self.host_if)),
@@ -313,6 +328,15 @@ mod tests {
         assert!(json.contains(r#""right":"10.213.0.29""#));
         let drops = json.matches(r#""drop":null"#).count();
         assert_eq!(drops, 3, "{json}");
+        let docker = FirewallPlan { publish_to: Some(Ipv4Addr::new(10, 213, 0, 30)), ..plan.clone() };
+        let dj = serde_json::to_string(&docker.batch().to_nftables()).unwrap();
+        assert!(dj.contains(r#""dnat":{"addr":"10.213.0.30","family":"ip"}"#), "{dj}");
+        assert!(dj.contains(r#""fib":{"result":"type","flags":["daddr"]}"#), "{dj}");
+        assert!(dj.contains(r#""right":"dnat""#) && dj.contains(r#""established""#), "{dj}");
+        assert_eq!(dj.matches(r#""drop":null"#).count(), 4, "{dj}");
+        let resolver = serde_json::to_string(&resolver_batch("eth0", Ipv4Addr::new(10, 213, 0, 29)).to_nftables()).unwrap();
+        assert!(resolver.contains(r#""right":"127.0.0.11""#) && resolver.contains(r#""dnat":{"addr":"10.213.0.29"}"#), "{resolver}");
+        assert!(resolver.contains(r#""masquerade":null"#), "{resolver}");
         let closed = FirewallPlan { redirect: false, ..plan };
         let json = serde_json::to_string(&closed.batch().to_nftables()).unwrap();
         assert!(!json.contains("redirect") && !json.contains(r#""accept":null"#), "{json}");
