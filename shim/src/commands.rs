@@ -1,5 +1,6 @@
 //! boundary-runc's own subcommands, for a person at a terminal:
-//! `policy check` and `audit`. (runc has no subcommands of these names.)
+//! `policy check`, `audit`, `doctor`, `install` and `uninstall`. (runc has
+//! no subcommands of these names.)
 
 #![allow(clippy::print_stdout)] // these commands print for a person
 
@@ -13,6 +14,7 @@ use boundary_policy::{Decision, Policy, Request};
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::install;
 
 #[derive(Debug, Parser)]
 #[command(name = "boundary-runc", about = "boundary-runc's own commands")]
@@ -38,6 +40,42 @@ enum Cmd {
         /// Runtime config file (default: BOUNDARY_RUNC_CONFIG or /etc/boundary-runc/config.toml).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Check the host: delegate runtime, nftables, CA, binaries, engine
+    /// registrations, and leftovers of crashed containers. Exit status 0 when
+    /// all is well, 1 otherwise.
+    Doctor {
+        /// Remove every leftover found, then check again.
+        #[arg(long)]
+        clean: bool,
+        /// Runtime config file (default: BOUNDARY_RUNC_CONFIG or /etc/boundary-runc/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Register boundary-runc with a container engine (idempotent; backs up what it changes).
+    Install {
+        #[arg(value_enum)]
+        engine: install::Engine,
+        /// Show the change as a diff and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The boundary-runc binary to register (default: this one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Runtime name (the Kubernetes RuntimeClass handler).
+        #[arg(long, default_value = install::DEFAULT_NAME)]
+        name: String,
+    },
+    /// Take out what `install` added.
+    Uninstall {
+        #[arg(value_enum)]
+        engine: install::Engine,
+        /// Show the change as a diff and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Runtime name given to `install`.
+        #[arg(long, default_value = install::DEFAULT_NAME)]
+        name: String,
     },
 }
 
@@ -70,6 +108,9 @@ pub fn run(args: &[OsString]) -> i32 {
     let res = match cli.command {
         Cmd::Policy { command: PolicyCmd::Check { allow, config, method, url } } => policy_check(&allow, config, &method, &url),
         Cmd::Audit { id, follow, config } => audit(&id, follow, config),
+        Cmd::Doctor { clean, config } => load_config(config).map(|cfg| crate::doctor::run(&cfg, clean)),
+        Cmd::Install { engine, dry_run, binary, name } => register(engine, true, binary, &name, dry_run),
+        Cmd::Uninstall { engine, dry_run, name } => register(engine, false, None, &name, dry_run),
     };
     res.unwrap_or_else(|e| {
         eprintln!("boundary-runc: {e:#}");
@@ -82,6 +123,16 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
         Some(p) => Config::load_from(&p)?,
         None => Config::load()?,
     })
+}
+
+fn register(engine: install::Engine, add: bool, binary: Option<PathBuf>, name: &str, dry_run: bool) -> anyhow::Result<i32> {
+    let binary = match binary {
+        Some(b) => b,
+        None => std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find this binary's path (give --binary): {e}"))?,
+    };
+    let reg = install::Registration::new(name, binary)?;
+    install::run(engine, add, &reg, &install::Paths::from_env(), dry_run, &mut std::io::stdout().lock())?;
+    Ok(0)
 }
 
 /// The parts of a URL the policy looks at.

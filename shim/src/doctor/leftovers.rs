@@ -1,0 +1,311 @@
+//! What crashed containers leave behind, and removing it.
+//!
+//! A jail (`<state_root>/<id>/`) is a leftover when the delegate no longer
+//! knows its container (`<runtime> [--root R] state <id>` fails) or it has
+//! no readable `jail.json`. Everything else is a leftover when nothing
+//! owns it: a lease whose holder has no state directory, a namespace file
+//! under `<state_root>/netns/` without one, a `bnd*`/`bnj*` link or a
+//! `boundary_*` nft table in the host namespace that no `jail.json` names,
+//! a `boundary-sidecar` whose config file under the state root is gone.
+//!
+//! Only links and tables whose name encodes an address in *this* config's
+//! pool are considered: another state root (a second engine, a test) with
+//! its own pool owns the others. A jail younger than
+//! [`IN_PROGRESS_GRACE`] may be a `create` in progress and is left alone.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use boundary_contract::{JailState, JAIL_STATE_FILE};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{Check, Status};
+use crate::config::{Config, Pool};
+use crate::{args, firewall, ipam, jail, link, netns};
+
+/// How old a jail must be before doctor judges it.
+pub const IN_PROGRESS_GRACE: Duration = Duration::from_secs(30);
+
+/// Directories under the state root that are not containers.
+const SHARED_DIRS: [&str; 2] = ["netns", "ipam"];
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Leftovers {
+    /// (container id, why)
+    pub jails: Vec<(String, String)>,
+    /// (index, holder)
+    pub leases: Vec<(u32, String)>,
+    pub netns: Vec<PathBuf>,
+    pub links: Vec<String>,
+    pub tables: Vec<String>,
+    /// (pid, config path)
+    pub sidecars: Vec<(i32, PathBuf)>,
+    /// Things doctor could not judge.
+    pub notes: Vec<Check>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.jails.is_empty() && self.leases.is_empty() && self.netns.is_empty() && self.links.is_empty() && self.tables.is_empty() && self.sidecars.is_empty()
+    }
+
+    /// One line per leftover (or one OK line).
+    pub fn checks(&self) -> Vec<Check> {
+        let fail = |what: &str, detail: String| Check::new(Status::Fail, what, detail);
+        let mut v: Vec<Check> = Vec::new();
+        v.extend(self.jails.iter().map(|(id, why)| fail("leftover jail", format!("{id}: {why}"))));
+        v.extend(self.leases.iter().map(|(i, h)| fail("leftover lease", format!("{i} held by {h:?}, which has no state directory"))));
+        v.extend(self.netns.iter().map(|p| fail("leftover namespace", format!("{} has no state directory", p.display()))));
+        v.extend(self.links.iter().map(|l| fail("leftover link", format!("{l} belongs to no jail"))));
+        v.extend(self.tables.iter().map(|t| fail("leftover nft table", format!("inet {t} belongs to no jail"))));
+        v.extend(self.sidecars.iter().map(|(pid, c)| fail("leftover sidecar", format!("pid {pid} serves {}, which is gone", c.display()))));
+        if v.is_empty() {
+            v.push(Check::new(Status::Ok, "leftovers", "none"));
+        }
+        v.extend(self.notes.iter().cloned());
+        v
+    }
+}
+
+/// Looks for leftovers under `cfg.state_root` and in the host namespace.
+pub fn find(cfg: &Config, runtime: Option<&Path>, grace: Duration) -> Leftovers {
+    let root = &cfg.state_root;
+    let mut out = Leftovers::default();
+    let mut owned: HashSet<String> = HashSet::new();
+    for id in state_ids(root) {
+        let dir = jail::state_dir(root, &id);
+        let state = jail::read_state(root, &id);
+        if let Ok(Some(s)) = &state {
+            owned.extend(owned_names(s));
+        }
+        if age(&dir.join(JAIL_STATE_FILE)).or_else(|| age(&dir)).is_some_and(|a| a < grace) {
+            continue;
+        }
+        match state {
+            Ok(Some(s)) => match runtime {
+                Some(rt) if !container_exists(rt, s.runtime_root.as_deref(), &id) => {
+                    out.jails.push((id, format!("the container is gone ({} state {} fails)", rt.display(), s.container_id)));
+                }
+                Some(_) => {}
+                None => out.notes.push(Check::new(Status::Warn, "jail", format!("{id}: cannot tell whether its container exists (no delegate runtime)"))),
+            },
+            Ok(None) => out.jails.push((id, format!("no {JAIL_STATE_FILE} (its create never finished)"))),
+            Err(e) => out.jails.push((id, e.to_string())),
+        }
+    }
+    let has_dir = |id: &str| args::validate_id(id).is_ok() && jail::state_dir(root, id).is_dir();
+    out.leases = ipam::leases(root).into_iter().filter(|(_, holder)| !has_dir(holder)).collect();
+    out.leases.sort();
+    out.netns = file_names(&root.join("netns")).into_iter().filter(|n| !has_dir(n)).map(|n| root.join("netns").join(n)).collect();
+    if let Ok(pool) = cfg.pool() {
+        out.links = host_links().into_iter().filter(|l| in_pool(l, &["bnd", "bnj"], pool) && !owned.contains(l)).collect();
+        match nft_tables() {
+            Ok(tables) => out.tables = tables.into_iter().filter(|t| in_pool(t, &["boundary_"], pool) && !owned.contains(t)).collect(),
+            Err(e) => out.notes.push(Check::new(Status::Warn, "nft tables", format!("cannot list them: {e}"))),
+        }
+    }
+    out.sidecars = sidecars().into_iter().filter(|(_, c)| c.starts_with(root) && !c.exists()).collect();
+    out
+}
+
+/// Removes everything `found` lists; returns what was done, one line each.
+pub fn clean(cfg: &Config, found: &Leftovers) -> Vec<String> {
+    let root = &cfg.state_root;
+    let mut log = Vec::new();
+    let mut report = |what: String, errors: Vec<String>| {
+        if errors.is_empty() {
+            log.push(format!("removed {what}"));
+        } else {
+            log.push(format!("could not fully remove {what}: {}", errors.join("; ")));
+        }
+    };
+    for (id, _) in &found.jails {
+        report(format!("jail {id}"), jail::teardown(root, id));
+    }
+    for (index, holder) in &found.leases {
+        report(format!("lease {index}"), ipam::release(root, *index, holder).err().map(|e| e.to_string()).into_iter().collect());
+    }
+    for p in &found.netns {
+        report(format!("namespace {}", p.display()), netns::remove(p).err().map(|e| e.to_string()).into_iter().collect());
+    }
+    for l in &found.links {
+        report(format!("link {l}"), link::remove(None, l).err().map(|e| e.to_string()).into_iter().collect());
+    }
+    for t in &found.tables {
+        report(format!("nft table inet {t}"), firewall::remove(None, t).err().map(|e| format!("{e:#}")).into_iter().collect());
+    }
+    for (pid, conf) in &found.sidecars {
+        report(format!("sidecar pid {pid}"), stop_sidecar(*pid, conf));
+    }
+    log
+}
+
+/// Names a jail owns in its host-side namespace.
+fn owned_names(s: &JailState) -> [String; 3] {
+    [s.host_if.clone(), format!("bnj{}", jail::addr_tag(s.host_addr)), s.nft_table.clone()]
+}
+
+fn age(p: &Path) -> Option<Duration> {
+    let m = std::fs::metadata(p).ok()?.modified().ok()?;
+    Some(SystemTime::now().duration_since(m).unwrap_or_default())
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut v: Vec<String> = rd.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)).collect();
+    v.sort();
+    v
+}
+
+/// Container ids with a state directory.
+fn state_ids(root: &Path) -> Vec<String> {
+    file_names(root).into_iter().filter(|n| !SHARED_DIRS.contains(&n.as_str()) && root.join(n).is_dir()).collect()
+}
+
+fn container_exists(runtime: &Path, runtime_root: Option<&Path>, id: &str) -> bool {
+    let mut cmd = Command::new(runtime);
+    if let Some(r) = runtime_root {
+        cmd.arg("--root").arg(r);
+    }
+    cmd.arg("state").arg(id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.status().is_ok_and(|s| s.success())
+}
+
+/// Whether `name` is `<prefix><8 hex digits>` for an address in `pool`.
+pub fn in_pool(name: &str, prefixes: &[&str], pool: Pool) -> bool {
+    let Some(hex) = prefixes.iter().find_map(|p| name.strip_prefix(p)) else { return false };
+    if hex.len() != 8 {
+        return false;
+    }
+    let Ok(addr) = u32::from_str_radix(hex, 16) else { return false };
+    let mask = u32::MAX.checked_shl(32 - u32::from(pool.prefix_len)).unwrap_or(0);
+    addr & mask == u32::from(pool.base) & mask && Ipv4Addr::from(addr) != pool.base
+}
+
+/// Interfaces of the host namespace.
+fn host_links() -> Vec<String> {
+    file_names(Path::new("/sys/class/net"))
+}
+
+/// Names of the `inet` tables in the host namespace.
+fn nft_tables() -> Result<Vec<String>, String> {
+    let out = Command::new(super::firewall_nft()).args(["-j", "list", "tables"]).stdin(Stdio::null()).output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(parse_nft_tables(&out.stdout))
+}
+
+pub fn parse_nft_tables(json: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(json) else { return Vec::new() };
+    let Some(items) = v.get("nftables").and_then(|n| n.as_array()) else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|i| i.get("table"))
+        .filter(|t| t.get("family").and_then(|f| f.as_str()) == Some("inet"))
+        .filter_map(|t| t.get("name").and_then(|n| n.as_str()).map(str::to_string))
+        .collect()
+}
+
+/// Running `boundary-sidecar` processes (supervisors and workers) and the
+/// config file each was given.
+fn sidecars() -> Vec<(i32, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, sidecar_config_arg(&std::fs::read(format!("/proc/{pid}/cmdline")).ok()?)?)))
+        .collect()
+}
+
+/// The `--config` of a boundary-sidecar command line (NUL-separated).
+pub fn sidecar_config_arg(cmdline: &[u8]) -> Option<PathBuf> {
+    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    if !args.first()?.ends_with("boundary-sidecar") {
+        return None;
+    }
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+    }
+    None
+}
+
+/// SIGTERM, then SIGKILL after two seconds, to a sidecar still serving `conf`.
+fn stop_sidecar(pid: i32, conf: &Path) -> Vec<String> {
+    let same = || std::fs::read(format!("/proc/{pid}/cmdline")).ok().and_then(|c| sidecar_config_arg(&c)).as_deref() == Some(conf);
+    if !same() {
+        return Vec::new();
+    }
+    if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGTERM) {
+        return vec![format!("cannot signal pid {pid}: {e}")];
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while same() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if same() {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_membership_of_names() {
+        let pool = Pool { base: Ipv4Addr::new(10, 213, 0, 0), prefix_len: 16 };
+        assert!(in_pool("bnd0ad50001", &["bnd", "bnj"], pool));
+        assert!(in_pool("bnj0ad5ff05", &["bnd", "bnj"], pool));
+        assert!(in_pool("boundary_0ad50001", &["boundary_"], pool));
+        assert!(!in_pool("bnd0ad60001", &["bnd"], pool), "another pool");
+        assert!(!in_pool("bnd0ad5001", &["bnd"], pool), "7 digits");
+        assert!(!in_pool("bndzzzzzzzz", &["bnd"], pool));
+        assert!(!in_pool("eth0", &["bnd"], pool));
+        assert!(!in_pool("boundary_x", &["boundary_"], pool));
+    }
+
+    #[test]
+    fn nft_table_list_is_parsed() {
+        let json = br#"{"nftables":[{"metainfo":{"version":"1.0.6"}},{"table":{"family":"inet","name":"boundary_0ad50001","handle":3}},{"table":{"family":"ip","name":"nat","handle":1}}]}"#;
+        assert_eq!(parse_nft_tables(json), ["boundary_0ad50001"]);
+        assert!(parse_nft_tables(b"").is_empty());
+    }
+
+    #[test]
+    fn sidecar_command_lines() {
+        assert_eq!(sidecar_config_arg(b"/usr/local/bin/boundary-sidecar\0--config\0/run/b/x/sidecar.json\0--ready-fd\x005\x00"), Some(PathBuf::from("/run/b/x/sidecar.json")));
+        assert_eq!(sidecar_config_arg(b"boundary-sidecar\0--config=/c\0"), Some(PathBuf::from("/c")));
+        assert_eq!(sidecar_config_arg(b"/bin/sleep\0--config\0/c\0"), None);
+    }
+
+    #[test]
+    fn orphans_in_the_state_root_are_found() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config { state_root: d.path().to_path_buf(), network: crate::config::NetworkConfig { pool: "10.250.0.0/24".into(), ..Default::default() }, ..Default::default() };
+        let pool = cfg.pool().unwrap();
+        ipam::allocate(d.path(), pool, "gone").unwrap();
+        ipam::allocate(d.path(), pool, "young").unwrap();
+        std::fs::create_dir(d.path().join("young")).unwrap();
+        std::fs::create_dir(d.path().join("netns")).unwrap();
+        std::fs::write(d.path().join("netns/gone"), "").unwrap();
+        let found = find(&cfg, Some(Path::new("/bin/false")), IN_PROGRESS_GRACE);
+        assert_eq!(found.leases, [(0, "gone".to_string())]);
+        assert_eq!(found.netns, [d.path().join("netns/gone")]);
+        assert!(found.jails.is_empty(), "a young state directory may be a create in progress");
+        let found = find(&cfg, Some(Path::new("/bin/false")), Duration::ZERO);
+        assert_eq!(found.jails.len(), 1, "{found:?}");
+        assert!(found.jails[0].1.contains("never finished"));
+        assert!(found.checks().iter().all(|c| c.status == Status::Fail));
+    }
+}
