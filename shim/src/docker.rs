@@ -41,7 +41,7 @@ pub enum DockerError {
     #[error("container {0} has no Docker jail under {1} (was it created by boundary-runc?)")]
     NoJail(String, PathBuf),
     #[error("cannot read the jail of {id}")]
-    Jail { id: String, #[source] source: jail::JailError },
+    Jail { id: String, #[source] source: Box<jail::JailError> },
     #[error("the sidecar of {0} is not running in its host-side namespace; refusing to hand Docker's network to anything else")]
     NoSidecar(String),
     #[error("usage: boundary-hook docker-setkey --state-root DIR -- PATH ARGV0 [ARGS...]")]
@@ -199,7 +199,7 @@ fn setkey_inner(args: &[OsString], input: &[u8]) -> Result<std::convert::Infalli
     let mut state: Value = serde_json::from_slice(input).map_err(|e| DockerError::State(e.to_string()))?;
     let id = state.get("id").and_then(Value::as_str).ok_or_else(|| DockerError::State("no \"id\"".into()))?.to_string();
     crate::args::validate_id(&id).map_err(|e| DockerError::State(e.to_string()))?;
-    let js = jail::read_state(&state_root, &id).map_err(|source| DockerError::Jail { id: id.clone(), source })?;
+    let js = jail::read_state(&state_root, &id).map_err(|source| DockerError::Jail { id: id.clone(), source: Box::new(source) })?;
     let js = js.ok_or_else(|| DockerError::NoJail(id.clone(), state_root.clone()))?;
     let host = js.dedicated_host_netns.clone().ok_or_else(|| DockerError::NoJail(id.clone(), state_root.clone()))?;
     let pid = js

@@ -98,16 +98,14 @@ pub fn daemon() {
         if docker(&["info"]).success() {
             return;
         }
-        let log = std::fs::File::create(DAEMON_LOG).unwrap_or_else(|e| panic!("cannot create {DAEMON_LOG}: {e}"));
-        let err = log.try_clone().expect("clone log handle");
-        use std::os::unix::process::CommandExt;
-        Command::new("dockerd")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .process_group(0)
-            .spawn()
+        // Through a shell that backgrounds it and exits: dockerd is then
+        // nobody's child here, and keeps running after the tests.
+        let start = Command::new("sh")
+            .arg("-c")
+            .arg(format!("dockerd >{DAEMON_LOG} 2>&1 </dev/null &"))
+            .status()
             .unwrap_or_else(|e| panic!("cannot start dockerd: {e}"));
+        assert!(start.success(), "cannot start dockerd: sh exited with {start}");
         let up = (0..300).any(|_| {
             std::thread::sleep(Duration::from_millis(100));
             docker(&["info"]).success()

@@ -163,7 +163,7 @@ fn user_network_resolves_container_names_through_the_sidecar() {
     // host side) to its address on the network, and HTTP to it works.
     let peer_ip = inspect(&peer, &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"));
     let out = exec(&name, &format!("nslookup {peer}")).ok();
-    assert_eq!(nslookup_answers(&out.stdout), [peer_ip.clone()], "{out}");
+    assert_eq!(nslookup_answers(&out.stdout), [peer_ip], "{out}");
     let r = w.get(&name, &format!("http://{peer}/index.html"));
     assert_eq!((r.status, r.body.as_str()), (200, "served from the jail\n"), "{r:?}");
     // A name no rule allows is never asked upstream: the sidecar's address.
