@@ -362,3 +362,33 @@ fn doctor_finds_and_cleans_leftovers_of_its_own_pool_only() {
     assert!(link_exists("bnd0afc0001"), "a link of another pool was removed");
     assert!(!Path::new(&format!("/proc/{sidecar_pid}/cmdline")).exists() || std::fs::read(format!("/proc/{sidecar_pid}/cmdline")).unwrap().is_empty());
 }
+
+#[test]
+fn docker_install_signals_the_dockerd_that_reads_that_file() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path();
+    // A stand-in whose comm is "dockerd" and whose command line names the
+    // test's daemon.json: it records the SIGHUP that reloads runtimes.
+    let fake = t.join("dockerd");
+    std::fs::copy("/bin/bash", &fake).unwrap();
+    let got = t.join("got-hup");
+    let ready = t.join("ready");
+    let script = format!("trap 'echo hup > {}' HUP; touch {}; for i in $(seq 1 300); do sleep 0.1; done", got.display(), ready.display());
+    let mut child = Command::new(&fake).arg("-c").arg(&script).arg("_").arg("--config-file").arg(t.join("daemon.json")).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "stand-in did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = stdout(&run(t, &["install", "docker", "--binary", "/usr/local/bin/boundary-runc"]));
+    assert!(out.contains(&format!("sent SIGHUP to dockerd (pid {})", child.id())), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !got.exists() {
+        assert!(Instant::now() < deadline, "no SIGHUP arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let again = stdout(&run(t, &["install", "docker", "--binary", "/usr/local/bin/boundary-runc"]));
+    assert!(!again.contains("SIGHUP"), "nothing changed, nothing to reload: {again}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

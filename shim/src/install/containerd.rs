@@ -86,13 +86,16 @@ fn runtimes_table<'a>(path: &Path, doc: &'a mut DocumentMut, plugin: &str) -> Re
 }
 
 /// The runtime entry: runc's shim with BinaryName, runc's options copied.
+/// Placed at the end of the file, where a person looks for an addition.
 fn runtime_entry(reg: &Registration, runc_options: Vec<(String, Value)>) -> Table {
     let mut entry = Table::new();
+    entry.set_position(Some(isize::MAX - 1));
     entry.insert("runtime_type", toml_edit::value("io.containerd.runc.v2"));
     let mut ann = toml_edit::Array::new();
     ann.push(POD_ANNOTATIONS);
     entry.insert("pod_annotations", toml_edit::value(ann));
     let mut options = Table::new();
+    options.set_position(Some(isize::MAX));
     options.insert("BinaryName", toml_edit::value(reg.binary_str()));
     for (k, v) in runc_options {
         options.insert(&k, Item::Value(v));
