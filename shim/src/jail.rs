@@ -3,9 +3,10 @@
 //!
 //! Layout under `state_root` (default `/run/boundary-runc`):
 //! `<id>/jail.json` (what was built), `<id>/sidecar.json`, `<id>/sidecar.pids`,
-//! `<id>/sidecar.log`, `<id>/resolv.conf`; `netns/<id>` (the jail namespace,
-//! a shared mount like /run/netns); `hostns/<id>` (Docker's shape only: the
-//! dedicated host-side namespace); `ipam/<index>` (address leases).
+//! `<id>/sidecar.log`, `<id>/resolv.conf`, `<id>/hostns` (Docker's shape
+//! only: bind mount of the dedicated host-side namespace); `netns/<id>` (the
+//! jail namespace, a shared mount like /run/netns); `ipam/<index>` (address
+//! leases).
 //! Teardown removes every piece and is idempotent: it can run from the
 //! hook, from `delete`, from `delete --force` of a half-created container,
 //! and from `doctor --clean`, in any order.
@@ -59,10 +60,15 @@ pub fn netns_path(root: &Path, id: &str) -> PathBuf {
     root.join("netns").join(id)
 }
 
-/// Bind mount of the dedicated host-side namespace (Docker's shape).
+/// Bind mount of the dedicated host-side namespace (Docker's shape),
+/// inside the container's state directory: nothing new at the top of the
+/// state root, and whatever lists jails by state directory finds it.
 pub fn host_netns_path(root: &Path, id: &str) -> PathBuf {
-    root.join("hostns").join(id)
+    state_dir(root, id).join(HOST_NETNS_FILE)
 }
+
+/// File name of [`host_netns_path`] in a state directory.
+pub const HOST_NETNS_FILE: &str = "hostns";
 
 /// The namespace a jail's host side lives in (`None`: the runtime's own).
 pub fn state_host_netns(state: &JailState) -> Option<&Path> {
@@ -161,7 +167,6 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
     netns::prepare_dir(&root.join("netns"))?;
     netns::create(&state.netns_path)?;
     if let Some(h) = &state.dedicated_host_netns {
-        netns::prepare_dir(&root.join("hostns"))?;
         netns::create(h)?;
         link::prepare_host_side(h)?;
     }
@@ -302,5 +307,5 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
 
 /// Whether `id` has any jail state at all (the fast path of `delete`).
 pub fn exists(root: &Path, id: &str) -> bool {
-    state_dir(root, id).exists() || netns_path(root, id).exists() || host_netns_path(root, id).exists()
+    state_dir(root, id).exists() || netns_path(root, id).exists()
 }

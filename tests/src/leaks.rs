@@ -5,9 +5,8 @@
 //! from one of the two (veth `bnd<hex host addr>` and `bnj<hex>`, nft table
 //! `boundary_<hex>`, sidecar config `<state_root>/<id>/sidecar.json`,
 //! namespace mount `<state_root>/netns/<id>`), so nothing escapes the scope.
-//! The state root's own `netns` and `hostns` (shared bind mounts made on
-//! first use) and `ipam` directories are infrastructure, not leaks; what is
-//! in them is.
+//! The state root's own `netns` (a shared bind mount made on first use) and
+//! `ipam` directories are infrastructure, not leaks; what is in them is.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -110,16 +109,15 @@ impl fmt::Display for LeakSnapshot {
     }
 }
 
-/// Mount points below `root`, except `root/netns` and `root/hostns`
-/// (Docker's dedicated host sides) themselves.
+/// Mount points below `root`, except `root/netns` itself.
 fn mounts_under(root: &Path) -> BTreeSet<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let prefix = format!("{}/", root.display());
-    let infra = [root.join("netns").display().to_string(), root.join("hostns").display().to_string()];
+    let infra = root.join("netns").display().to_string();
     text.lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(unescape_mountinfo)
-        .filter(|m| m.starts_with(&prefix) && !infra.contains(m))
+        .filter(|m| m.starts_with(&prefix) && *m != infra)
         .collect()
 }
 
@@ -191,7 +189,7 @@ fn files_under(root: &Path) -> BTreeSet<String> {
             let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(path);
-                if rel == "netns" || rel == "hostns" || rel == "ipam" {
+                if rel == "netns" || rel == "ipam" {
                     continue;
                 }
             }

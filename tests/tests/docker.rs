@@ -108,11 +108,8 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        // Containers first (their teardown needs the host-side mounts),
-        // then the shared mount of the host-side directory, so the
-        // runtime's temporary directory can be removed.
+        // Containers first: their teardown needs the runtime's files.
         self.docker.remove_containers();
-        let _ = nix::mount::umount2(&self.rt.dirs.state_root.join("hostns"), nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
