@@ -149,6 +149,9 @@ fn manifests_are_well_formed_and_agree_with_install() {
 
 // ---- the real containerd (root) ----
 
+const RUNC_ENTRY: &str = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
+     [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n  NoPivotRoot = true\n";
+
 struct Containerd {
     child: std::process::Child,
 }
@@ -169,16 +172,26 @@ impl Drop for Containerd {
 }
 
 #[test]
-fn real_containerd_reads_the_installed_runtime() {
+fn real_containerd_reads_the_installed_runtime_next_to_its_runc_entry() {
+    containerd_round_trip(true);
+}
+
+/// Debian's own config.toml declares no runtime: containerd's built-in runc
+/// entry must survive the install, or CRI does not load at all.
+#[test]
+fn real_containerd_keeps_its_builtin_runc_runtime() {
+    containerd_round_trip(false);
+}
+
+fn containerd_round_trip(runc_entry: bool) {
     require_root();
     let d = tempfile::tempdir().unwrap();
     let t = d.path();
     let sock = t.join("containerd.sock");
     let main = format!(
         "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\n[grpc]\n  address = \"{sock}\"\n\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n\n\
-         [plugins]\n  [plugins.\"io.containerd.internal.v1.opt\"]\n    path = \"{opt}\"\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    disable_tcp_service = true\n    stream_server_address = \"127.0.0.1\"\n    stream_server_port = \"0\"\n\
-         [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
-         [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n  NoPivotRoot = true\n",
+         [plugins]\n  [plugins.\"io.containerd.internal.v1.opt\"]\n    path = \"{opt}\"\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    disable_tcp_service = true\n    stream_server_address = \"127.0.0.1\"\n    stream_server_port = \"0\"\n{runc}",
+        runc = if runc_entry { RUNC_ENTRY } else { "" },
         root = t.join("root").display(),
         state = t.join("state").display(),
         sock = sock.display(),
@@ -198,11 +211,12 @@ fn real_containerd_reads_the_installed_runtime() {
     let dump = stdout(&dump);
     let merged: toml::Value = toml::from_str(&dump).unwrap();
     let runtimes = &merged["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
-    assert!(runtimes["runc"].is_table(), "the runc entry is still there: {dump}");
+    assert_eq!(runtimes["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"), "the runc entry is still there: {dump}");
     let rt = &runtimes["boundary-runc"];
     assert_eq!(rt["runtime_type"].as_str(), Some("io.containerd.runc.v2"), "{dump}");
     assert_eq!(rt["options"]["BinaryName"].as_str(), Some("/usr/local/bin/boundary-runc"), "{dump}");
-    assert_eq!(rt["options"]["NoPivotRoot"].as_bool(), Some(true), "runc's options are copied: {dump}");
+    let no_pivot = rt["options"].get("NoPivotRoot").and_then(toml::Value::as_bool).unwrap_or(false);
+    assert_eq!(no_pivot, runc_entry, "runc's options are copied: {dump}");
     assert_eq!(rt["pod_annotations"].as_array().map(|a| a.len()), Some(1), "{dump}");
     assert_eq!(rt["pod_annotations"][0].as_str(), Some("io.boundary.*"));
 

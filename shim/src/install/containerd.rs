@@ -104,6 +104,32 @@ fn runtime_entry(reg: &Registration, runc_options: Vec<(String, Value)>) -> Tabl
     entry
 }
 
+/// Comment on a runc entry that `install` had to write (see [`keep_default_runc`]).
+const RUNC_MARKER: &str = "# Added by `boundary-runc install containerd`: containerd's built-in runc entry";
+
+/// containerd's CRI defaults hold one runtime, `runc`; a config that
+/// declares any runtime replaces that whole map, and without the default
+/// runtime the CRI plugin does not load at all ("no corresponding runtime
+/// configured ... default_runtime_name"). So when the config relies on the
+/// built-in runc entry, it is written out, marked, before ours is added.
+fn keep_default_runc(doc: &DocumentMut, plugin: &str, runtimes: &mut Table) {
+    let default = doc
+        .get("plugins")
+        .and_then(|i| i.get(plugin))
+        .and_then(|i| i.get("containerd"))
+        .and_then(|i| i.get("default_runtime_name"))
+        .and_then(Item::as_str)
+        .unwrap_or("runc");
+    if default != "runc" || runtimes.contains_key("runc") {
+        return;
+    }
+    let mut runc = Table::new();
+    runc.set_position(Some(isize::MAX - 2));
+    runc.decor_mut().set_prefix(format!("\n{RUNC_MARKER}\n"));
+    runc.insert("runtime_type", toml_edit::value("io.containerd.runc.v2"));
+    runtimes.insert("runc", Item::Table(runc));
+}
+
 /// Whether two config texts mean the same.
 fn same_meaning(a: &str, b: &str) -> bool {
     matches!((toml::from_str::<toml::Value>(a), toml::from_str::<toml::Value>(b)), (Ok(x), Ok(y)) if x == y)
@@ -117,7 +143,9 @@ pub fn with_runtime(path: &Path, text: Option<&str>, reg: &Registration) -> Resu
     let mut doc = parse(path, original)?;
     let plugin = cri_plugin(version(path, &doc)?).unwrap_or_default();
     let options = runc_options(&doc, plugin);
+    let snapshot = doc.clone();
     let runtimes = runtimes_table(path, &mut doc, plugin)?;
+    keep_default_runc(&snapshot, plugin, runtimes);
     runtimes.insert(&reg.name, Item::Table(runtime_entry(reg, options)));
     let new = doc.to_string();
     Ok(if text.is_some() && same_meaning(original, &new) { original.to_string() } else { new })
@@ -134,8 +162,18 @@ pub fn without_runtime(path: &Path, text: Option<&str>, name: &str) -> Result<Op
         .and_then(|i| i.get_mut("containerd"))
         .and_then(|i| i.get_mut("runtimes"))
         .and_then(Item::as_table_like_mut);
-    let removed = runtimes.and_then(|r| r.remove(name)).is_some();
-    Ok(Some(if removed { doc.to_string() } else { original.to_string() }))
+    let Some(runtimes) = runtimes else { return Ok(Some(original.to_string())) };
+    if runtimes.remove(name).is_none() {
+        return Ok(Some(original.to_string()));
+    }
+    // The runc entry install wrote goes too, unless other runtimes came since.
+    let ours = runtimes.get("runc").and_then(Item::as_table).is_some_and(|t| {
+        t.decor().prefix().and_then(|p| p.as_str()).is_some_and(|p| p.contains(RUNC_MARKER))
+    });
+    if ours && runtimes.len() == 1 {
+        runtimes.remove("runc");
+    }
+    Ok(Some(doc.to_string()))
 }
 
 /// The CRI runtimes a containerd config file (main or drop-in) declares,
@@ -205,6 +243,26 @@ mod tests {
         assert_eq!(rt["options"]["SystemdCgroup"].as_bool(), Some(true));
         assert_eq!(registered(&text)[1], ("boundary-runc".to_string(), "/usr/local/bin/boundary-runc".to_string()));
         assert_eq!(with_runtime(p, Some(&text), &reg()).unwrap(), text, "install twice = same file");
+    }
+
+    #[test]
+    fn the_builtin_runc_entry_is_kept_and_removed_again() {
+        let p = Path::new("config.toml");
+        let text = with_runtime(p, Some(DEBIAN), &reg()).unwrap();
+        let v = value(&text);
+        let rts = &v["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
+        assert_eq!(rts["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"), "{text}");
+        assert!(text.contains(RUNC_MARKER));
+        let removed = without_runtime(p, Some(&text), "boundary-runc").unwrap().unwrap();
+        assert_eq!(value(&removed), value(DEBIAN), "{removed}");
+        // Another runtime added after install keeps the runc entry alive.
+        let mut doc: DocumentMut = text.parse().unwrap();
+        doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["nvidia"]["runtime_type"] = toml_edit::value("io.containerd.runc.v2");
+        let removed = without_runtime(p, Some(&doc.to_string()), "boundary-runc").unwrap().unwrap();
+        assert!(value(&removed)["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["runc"].is_table(), "{removed}");
+        // Another default runtime: nothing added.
+        let other = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  default_runtime_name = \"crun\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.crun]\n  runtime_type = \"io.containerd.runc.v2\"\n";
+        assert!(!with_runtime(p, Some(other), &reg()).unwrap().contains(RUNC_MARKER));
     }
 
     #[test]
