@@ -135,6 +135,15 @@ fn default_bridge_keeps_dockers_network_on_the_host_side() {
     let host = links_in(&w.host_side(&id)).join("\n");
     assert!(host.contains(&docker_ip) && host.contains(&jail.host_addr.to_string()), "host side:\n{host}");
     w.assert_boundary(&name);
+    // `docker network connect`/`disconnect` act on the host side too.
+    let net = w.name("extra");
+    w.docker.network(&net, "172.30.150.0/24");
+    docker(&["network", "connect", &net, &name]).ok();
+    let extra = inspect(&name, &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"));
+    assert!(links_in(&w.host_side(&id)).join("\n").contains(&extra), "connected network's address {extra} is on the host side");
+    assert!(!exec(&name, "ip -o -4 addr").ok().stdout.contains(&extra), "and not in the jail");
+    docker(&["network", "disconnect", &net, &name]).ok();
+    assert!(!links_in(&w.host_side(&id)).join("\n").contains(&extra), "disconnected");
     // HTTPS, verified against the mounted CA (docker exec does not carry
     // the CA variables the rewrite put into the spec's env).
     let out = exec(&name, "curl -sS --max-time 10 --cacert /etc/ssl/boundary-runc/ca-bundle.pem https://origin.test/allowed/tls").ok();
