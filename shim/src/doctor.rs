@@ -248,6 +248,9 @@ fn containerd_check(main: &Path, dir: &Path) -> Check {
         .collect();
     let in_dropin = dropins.iter().any(|(e, _)| e.iter().any(|(_, b)| is_boundary_runc(b)));
     found.extend(dropins);
+    if let Some(name) = install::containerd::missing_default_runtime(&main_text) {
+        return Check::new(Status::Fail, "containerd", format!("{} declares runtimes but not the default runtime {name:?}: containerd will not load its CRI plugin", main.display()));
+    }
     let check = registered_check("containerd", found);
     let glob = dir.join("*.toml").display().to_string();
     let imported = install::containerd::imports(&main_text).iter().any(|i| *i == glob || Path::new(i).starts_with(dir));

@@ -192,6 +192,17 @@ pub fn registered(text: &str) -> Vec<(String, String)> {
     found
 }
 
+/// The default runtime a config names but does not declare, when it
+/// declares other runtimes (containerd's CRI plugin then does not load).
+pub fn missing_default_runtime(text: &str) -> Option<String> {
+    let doc = text.parse::<DocumentMut>().ok()?;
+    let plugin = cri_plugin(doc.get("version").and_then(Item::as_integer).unwrap_or(1))?;
+    let containerd = doc.get("plugins")?.get(plugin)?.get("containerd")?;
+    let runtimes = containerd.get("runtimes")?.as_table_like()?;
+    let default = containerd.get("default_runtime_name").and_then(Item::as_str).unwrap_or("runc");
+    (!runtimes.is_empty() && !runtimes.contains_key(default)).then(|| default.to_string())
+}
+
 /// The `imports` of a main config.
 pub fn imports(text: &str) -> Vec<String> {
     let Ok(doc) = text.parse::<DocumentMut>() else { return Vec::new() };
@@ -253,6 +264,10 @@ mod tests {
         let rts = &v["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
         assert_eq!(rts["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"), "{text}");
         assert!(text.contains(RUNC_MARKER));
+        assert_eq!(missing_default_runtime(&text), None);
+        assert_eq!(missing_default_runtime(DEBIAN), None);
+        let broken = text.replace("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]", "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.old]");
+        assert_eq!(missing_default_runtime(&broken).as_deref(), Some("runc"), "{broken}");
         let removed = without_runtime(p, Some(&text), "boundary-runc").unwrap().unwrap();
         assert_eq!(value(&removed), value(DEBIAN), "{removed}");
         // Another runtime added after install keeps the runc entry alive.
