@@ -260,10 +260,14 @@ fn table_exists(name: &str) -> bool {
 }
 
 /// Removes what the doctor test made, whatever happened.
-struct HostObjects;
+struct HostObjects {
+    /// The state root's shared namespace directory (a mount point).
+    netns_dir: PathBuf,
+}
 
 impl Drop for HostObjects {
     fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.netns_dir, nix::mount::MntFlags::MNT_DETACH);
         for l in ["bnd0afb0701", "bnd0afb0715", "bnd0afc0001"] {
             let _ = Command::new("ip").args(["link", "del", l]).stderr(Stdio::null()).status();
         }
@@ -290,7 +294,7 @@ fn doctor_finds_and_cleans_leftovers_of_its_own_pool_only() {
         ),
     )
     .unwrap();
-    let _objects = HostObjects;
+    let _objects = HostObjects { netns_dir: state.join("netns") };
 
     // A jail whose container runc does not know, with all its pieces.
     let jail_dir = state.join("gone");
