@@ -85,6 +85,16 @@ pub fn find(cfg: &Config, runtime: Option<&Path>, grace: Duration) -> Leftovers 
         if age(&dir.join(JAIL_STATE_FILE)).or_else(|| age(&dir)).is_some_and(|a| a < grace) {
             continue;
         }
+        // A container that joined another's jail (`--network container:X`)
+        // has only a marker naming that jail; it is a leftover once the
+        // jail it joined is gone.
+        if let Ok(joined) = std::fs::read_to_string(dir.join(crate::docker::JOINED_FILE)) {
+            let jail_id = joined.trim();
+            if !jail::state_dir(root, jail_id).join(JAIL_STATE_FILE).exists() {
+                out.jails.push((id, format!("joined the jail of {jail_id}, which is gone")));
+            }
+            continue;
+        }
         match state {
             Ok(Some(s)) => match runtime {
                 Some(rt) if !container_exists(rt, s.runtime_root.as_deref(), &id) => {
@@ -261,6 +271,21 @@ fn stop_sidecar(pid: i32, conf: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_joiner_is_kept_while_its_jail_exists_and_listed_once_it_is_gone() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.state_root = d.path().to_path_buf();
+        crate::docker::record_joined(d.path(), "joiner", "owner").unwrap();
+        std::fs::create_dir_all(d.path().join("owner")).unwrap();
+        std::fs::write(d.path().join("owner").join(JAIL_STATE_FILE), "{}").unwrap();
+        let found = find(&cfg, None, Duration::ZERO);
+        assert!(found.jails.iter().all(|(id, _)| id != "joiner"), "{:?}", found.jails);
+        std::fs::remove_dir_all(d.path().join("owner")).unwrap();
+        let found = find(&cfg, None, Duration::ZERO);
+        assert!(found.jails.iter().any(|(id, why)| id == "joiner" && why.contains("owner")), "{:?}", found.jails);
+    }
 
     #[test]
     fn pool_membership_of_names() {
