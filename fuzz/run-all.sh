@@ -91,6 +91,9 @@ build_all
 built=$(now)
 say "build took $((built - start)) s"
 
+triple="$(rustc -vV | sed -n 's/^host: //p')"
+bin_dir="${CARGO_TARGET_DIR:-$fuzz_dir/target}/$triple/release"
+
 if [[ -n "${FUZZ_TARGETS:-}" ]]; then
     read -r -a targets <<<"$FUZZ_TARGETS"
 else
@@ -107,9 +110,13 @@ for target in "${targets[@]}"; do
     say "fuzzing $target for $seconds s (log: $log)"
     t0=$(now)
     set +e
-    cargo fuzz run -s "$sanitizer" "$target" "$work" "$seeds" -- \
+    # The binary cargo fuzz built above, run as `cargo fuzz run` would run
+    # it, but without a second build: under a tree that is being edited,
+    # `cargo fuzz run` would rebuild inside the time budget.
+    "$bin_dir/$target" -artifact_prefix="$fuzz_dir/artifacts/$target/" \
         -max_total_time="$seconds" -timeout="$input_timeout" \
-        -rss_limit_mb="$rss_limit" -print_final_stats=1 >"$log" 2>&1
+        -rss_limit_mb="$rss_limit" -print_final_stats=1 \
+        "$work" "$seeds" >"$log" 2>&1
     rc=$?
     set -e
     runs=$(stat number_of_executed_units "$log")
@@ -130,7 +137,8 @@ done
 say "summary (sanitizer: $sanitizer, build $((built - start)) s, total $(($(now) - start)) s)"
 printf '    %s\n' "${summary[@]}"
 if [[ ${#failed[@]} -gt 0 ]]; then
-    say "FAILED: ${failed[*]} (reproduce: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s $sanitizer <target> artifacts/<target>/<file>)"
+    say "FAILED: ${failed[*]}"
+    say "reproduce: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s $sanitizer <target> artifacts/<target>/<file>"
     exit 1
 fi
 say "all ${#targets[@]} targets ran clean"

@@ -18,7 +18,7 @@ domain=github.com
 method=GET,HEAD domain=*.github.com path=/repos/*,/user
 domain=api.*.example port=443,8443
 domain=10.0.0.1 path=/
-method=POST domain=registry.npmjs.org path=/-/v1/*,/@scope%2Fname
+method=POST domain=registry.npmjs.org path=/-/v1/*,/@scope/name
 path=/health
 domain=xn--bcher-kva.example path=/a%20b/*
 method=* domain=*.internal.test port=80";
