@@ -24,8 +24,8 @@ pub fn suggest_rule(req: &Request<'_>) -> String {
 
 /// The narrow form for a host the policy already knows: exactly this
 /// method, host and path, and the port when `with_port`. A method that is not
-/// an HTTP token or a path that does not normalise is left out (that key
-/// then matches anything).
+/// an HTTP token, a path that does not normalise or port 0 (no `port=` rule
+/// can name it) is left out (that key then matches anything).
 pub(crate) fn narrow_rule(req: &Request<'_>, host: &str, with_port: bool) -> String {
     let mut rule = String::new();
     if is_method_token(req.method) {
@@ -39,8 +39,33 @@ pub(crate) fn narrow_rule(req: &Request<'_>, host: &str, with_port: bool) -> Str
         rule.push_str(" path=");
         rule.push_str(&exact_pattern_text(&path));
     }
-    if let (true, Some(port)) = (with_port, req.port) {
+    if let (true, Some(port @ 1..)) = (with_port, req.port) {
         rule.push_str(&format!(" port={port}"));
     }
     rule
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Policy, Request, Rule};
+
+    /// Found by the `policy_request` fuzz target: a request to port 0 (a
+    /// `Host: h:0` header) on a host whose rules restrict ports was given
+    /// the suggestion `... port=0`, which does not parse.
+    #[test]
+    fn port_zero_is_left_out_of_a_suggestion() {
+        let policy = Policy::from_texts(["domain=h port=443"]).unwrap();
+        let req = Request {
+            method: "GET",
+            host: "h",
+            path: "/",
+            port: Some(0),
+        };
+        let denial = policy.evaluate(&req).denial().cloned().unwrap();
+        let suggestion = denial.suggestion.unwrap();
+        assert_eq!(suggestion, "method=GET domain=h path=/");
+        let rule: Rule = suggestion.parse().unwrap();
+        let grown = Policy::new([policy.rules(), &[rule]].concat());
+        assert!(grown.evaluate(&req).is_allowed());
+    }
 }
