@@ -19,11 +19,19 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Some(name) = &result {
         assert!(!name.is_empty());
-        assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)), "{name:?}");
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)),
+            "{name:?}"
+        );
     }
     let mut longer = data.to_vec();
     longer.extend_from_slice(&[22, 3, 3, 0, 1, 0xff]);
-    assert_eq!(parse_client_hello_sni(&longer), Ok(result.clone()), "trailing bytes changed the result");
+    assert_eq!(
+        parse_client_hello_sni(&longer),
+        Ok(result.clone()),
+        "trailing bytes changed the result"
+    );
     if data.len() <= PREFIX_CHECK_MAX {
         // Until the prefix holds the whole ClientHello (and then parses to
         // the same result), the parser must ask for more bytes.

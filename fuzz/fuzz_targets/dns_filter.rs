@@ -52,47 +52,87 @@ fn fixture() -> &'static Fixture {
             .enable_all()
             .build()
             .expect("a current-thread runtime");
-        let pins: BTreeMap<String, IpAddr> =
-            PINS.iter().map(|(n, ip)| ((*n).to_owned(), IpAddr::V4(*ip))).collect();
+        let pins: BTreeMap<String, IpAddr> = PINS
+            .iter()
+            .map(|(n, ip)| ((*n).to_owned(), IpAddr::V4(*ip)))
+            .collect();
         let resolver = {
             let _guard = runtime.enter();
             // No name servers: an allowed name without a pin fails to
             // resolve (SERVFAIL) without any packet being sent.
-            Resolver::new(pins, Some(Vec::new()), false, vec![IpAddr::V4(SINKHOLE)]).expect("a resolver")
+            Resolver::new(pins, Some(Vec::new()), false, vec![IpAddr::V4(SINKHOLE)])
+                .expect("a resolver")
         };
-        let devnull = OpenOptions::new().read(true).append(true).open("/dev/null").expect("/dev/null");
+        let devnull = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open("/dev/null")
+            .expect("/dev/null");
         let audit = AuditLog::open(devnull, "fuzz").expect("an audit log");
         let policy = Arc::new(Policy::from_texts([RULES]).expect("fixed rules parse"));
-        let filter = DnsFilter::new(policy.clone(), None, Arc::new(resolver), audit, SINKHOLE, true);
-        Fixture { runtime, policy, filter }
+        let filter = DnsFilter::new(
+            policy.clone(),
+            None,
+            Arc::new(resolver),
+            audit,
+            SINKHOLE,
+            true,
+        );
+        Fixture {
+            runtime,
+            policy,
+            filter,
+        }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let fx = fixture();
-    let (tcp, udp) = fx.runtime.block_on(async { (fx.filter.answer(data).await, fx.filter.answer_udp(data).await) });
+    let (tcp, udp) = fx.runtime.block_on(async {
+        (
+            fx.filter.answer(data).await,
+            fx.filter.answer_udp(data).await,
+        )
+    });
     for (answer, limit) in [(tcp, usize::MAX), (udp, 0)] {
         let Some(bytes) = answer else { continue };
-        let response = Message::from_vec(&bytes).unwrap_or_else(|e| panic!("answer does not parse: {e}"));
+        let response =
+            Message::from_vec(&bytes).unwrap_or_else(|e| panic!("answer does not parse: {e}"));
         check(fx, data, &bytes, &response, limit);
     }
 });
 
 fn check(fx: &Fixture, query: &[u8], bytes: &[u8], response: &Message, limit: usize) {
     assert_eq!(response.metadata.message_type, MessageType::Response);
-    assert_eq!(&bytes[..2], &query[..2], "response id differs from the query's");
+    assert_eq!(
+        &bytes[..2],
+        &query[..2],
+        "response id differs from the query's"
+    );
     if limit == 0 {
         let udp_max = if response.edns.is_some() { 1232 } else { 512 };
-        assert!(bytes.len() <= udp_max, "UDP answer of {} bytes", bytes.len());
+        assert!(
+            bytes.len() <= udp_max,
+            "UDP answer of {} bytes",
+            bytes.len()
+        );
     }
     for record in response.all_sections() {
         match &record.data {
             RData::A(a) if a.0 == SINKHOLE => {}
             RData::A(a) => {
                 let name = record.name.to_ascii();
-                assert!(fx.policy.could_allow_host(&name), "{name} is not allowed but got {}", a.0);
+                assert!(
+                    fx.policy.could_allow_host(&name),
+                    "{name} is not allowed but got {}",
+                    a.0
+                );
                 let pinned = PINS.iter().any(|(_, ip)| *ip == a.0);
-                assert!(pinned, "{name} got {} which is no pin: a lookup left the sidecar", a.0);
+                assert!(
+                    pinned,
+                    "{name} got {} which is no pin: a lookup left the sidecar",
+                    a.0
+                );
             }
             RData::OPT(_) => {}
             other => panic!("unexpected record {other:?} in an answer"),

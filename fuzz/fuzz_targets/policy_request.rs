@@ -31,14 +31,22 @@ fn policy() -> &'static Policy {
 fuzz_target!(|data: &[u8]| {
     let mut fields = data.splitn(4, |b| *b == b'\n');
     let mut next = || std::str::from_utf8(fields.next().unwrap_or_default()).ok();
-    let (Some(method), Some(host), Some(path), Some(port)) = (next(), next(), next(), next()) else {
+    let (Some(method), Some(host), Some(path), Some(port)) = (next(), next(), next(), next())
+    else {
         return;
     };
     let port = port.trim().parse::<u16>().ok();
 
     if let Ok(h) = normalize_host(host) {
-        assert_eq!(normalize_host(&h), Ok(h.clone()), "host normalisation not idempotent");
-        assert!(!h.ends_with('.') && h == h.to_ascii_lowercase(), "{host:?} -> {h:?}");
+        assert_eq!(
+            normalize_host(&h),
+            Ok(h.clone()),
+            "host normalisation not idempotent"
+        );
+        assert!(
+            !h.ends_with('.') && h == h.to_ascii_lowercase(),
+            "{host:?} -> {h:?}"
+        );
     }
     if let Ok(p) = normalize_path(path) {
         assert!(p.starts_with('/'), "{path:?} -> {p:?}");
@@ -50,19 +58,39 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let policy = policy();
-    let req = Request { method, host, path, port };
+    let req = Request {
+        method,
+        host,
+        path,
+        port,
+    };
     let decision = policy.evaluate(&req);
     let linear = policy.rules().iter().position(|r| r.matches(&req));
-    assert_eq!(decision.allowed_by(), linear, "index and linear scan disagree on {req:?}");
+    assert_eq!(
+        decision.allowed_by(),
+        linear,
+        "index and linear scan disagree on {req:?}"
+    );
     if decision.is_allowed() {
-        assert!(policy.could_allow_host(host), "{req:?} allowed but its host is not");
+        assert!(
+            policy.could_allow_host(host),
+            "{req:?} allowed but its host is not"
+        );
     }
     if let Decision::Deny(denial) = decision {
         if let Some(s) = denial.suggestion {
-            let rule: Rule = s.parse().unwrap_or_else(|e| panic!("suggestion {s:?} does not parse: {e}"));
-            assert!(rule.matches(&req), "suggestion {s:?} does not match {req:?}");
+            let rule: Rule = s
+                .parse()
+                .unwrap_or_else(|e| panic!("suggestion {s:?} does not parse: {e}"));
+            assert!(
+                rule.matches(&req),
+                "suggestion {s:?} does not match {req:?}"
+            );
             let grown = Policy::new([policy.rules(), &[rule]].concat());
-            assert!(grown.evaluate(&req).is_allowed(), "adding {s:?} does not allow {req:?}");
+            assert!(
+                grown.evaluate(&req).is_allowed(),
+                "adding {s:?} does not allow {req:?}"
+            );
         }
     }
     let _ = policy.suggest_rule(&req);

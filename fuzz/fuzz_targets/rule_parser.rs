@@ -14,14 +14,54 @@ use boundary_policy::{parse_rules, Decision, Policy, Request, Rule};
 use libfuzzer_sys::fuzz_target;
 
 const REQUESTS: &[Request<'static>] = &[
-    Request { method: "GET", host: "github.com", path: "/repos/x", port: Some(443) },
-    Request { method: "POST", host: "api.github.com", path: "/v2/a/b?q=1", port: Some(443) },
-    Request { method: "get", host: "A.B.Example.", path: "/api/", port: None },
-    Request { method: "DELETE", host: "10.0.0.1", path: "/x/%2e%2e/y", port: Some(8080) },
-    Request { method: "HEAD", host: "registry.npmjs.org", path: "/@scope%2fname", port: Some(80) },
-    Request { method: "B@D", host: "xn--bcher-kva.example", path: "/a//b", port: Some(1) },
-    Request { method: "GET", host: "169.254.169.254", path: "/latest/meta-data", port: Some(80) },
-    Request { method: "PUT", host: "bad_host", path: "relative", port: Some(65535) },
+    Request {
+        method: "GET",
+        host: "github.com",
+        path: "/repos/x",
+        port: Some(443),
+    },
+    Request {
+        method: "POST",
+        host: "api.github.com",
+        path: "/v2/a/b?q=1",
+        port: Some(443),
+    },
+    Request {
+        method: "get",
+        host: "A.B.Example.",
+        path: "/api/",
+        port: None,
+    },
+    Request {
+        method: "DELETE",
+        host: "10.0.0.1",
+        path: "/x/%2e%2e/y",
+        port: Some(8080),
+    },
+    Request {
+        method: "HEAD",
+        host: "registry.npmjs.org",
+        path: "/@scope%2fname",
+        port: Some(80),
+    },
+    Request {
+        method: "B@D",
+        host: "xn--bcher-kva.example",
+        path: "/a//b",
+        port: Some(1),
+    },
+    Request {
+        method: "GET",
+        host: "169.254.169.254",
+        path: "/latest/meta-data",
+        port: Some(80),
+    },
+    Request {
+        method: "PUT",
+        host: "bad_host",
+        path: "relative",
+        port: Some(65535),
+    },
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -31,7 +71,12 @@ fuzz_target!(|data: &[u8]| {
     let rules = match parse_rules(text) {
         Ok(rules) => rules,
         Err(e) => {
-            assert!(e.position() <= e.rule().len(), "position {} past the end of {:?}", e.position(), e.rule());
+            assert!(
+                e.position() <= e.rule().len(),
+                "position {} past the end of {:?}",
+                e.position(),
+                e.rule()
+            );
             assert!(!e.message().is_empty());
             let _ = e.to_string();
             return;
@@ -43,7 +88,11 @@ fuzz_target!(|data: &[u8]| {
             .parse()
             .unwrap_or_else(|e| panic!("display {shown:?} of {rule:?} does not parse: {e}"));
         assert_eq!(&back, rule, "display {shown:?} parses to a different rule");
-        assert_eq!(back.to_string(), shown, "canonical text is not a fixed point");
+        assert_eq!(
+            back.to_string(),
+            shown,
+            "canonical text is not a fixed point"
+        );
     }
     let policy = Policy::new(rules.clone());
     let text_again = policy.to_text();
@@ -56,16 +105,28 @@ fuzz_target!(|data: &[u8]| {
 fn check_request(policy: &Policy, req: &Request<'_>) {
     let decision = policy.evaluate(req);
     let linear = policy.rules().iter().position(|r| r.matches(req));
-    assert_eq!(decision.allowed_by(), linear, "index and linear scan disagree on {req:?}");
+    assert_eq!(
+        decision.allowed_by(),
+        linear,
+        "index and linear scan disagree on {req:?}"
+    );
     if decision.is_allowed() {
-        assert!(policy.could_allow_host(req.host), "{req:?} allowed but its host is not");
+        assert!(
+            policy.could_allow_host(req.host),
+            "{req:?} allowed but its host is not"
+        );
     }
     if let Decision::Deny(denial) = decision {
         if let Some(s) = denial.suggestion {
-            let rule: Rule = s.parse().unwrap_or_else(|e| panic!("suggestion {s:?} does not parse: {e}"));
+            let rule: Rule = s
+                .parse()
+                .unwrap_or_else(|e| panic!("suggestion {s:?} does not parse: {e}"));
             assert!(rule.matches(req), "suggestion {s:?} does not match {req:?}");
             let grown = Policy::new([policy.rules(), &[rule]].concat());
-            assert!(grown.evaluate(req).is_allowed(), "adding {s:?} does not allow {req:?}");
+            assert!(
+                grown.evaluate(req).is_allowed(),
+                "adding {s:?} does not allow {req:?}"
+            );
         }
     }
 }

@@ -19,25 +19,61 @@ fn main() -> io::Result<()> {
     fs::create_dir_all(&tls)?;
     let hello = rustls_hello("api.example.com", false);
     write(&tls, "rustls-tls13-api.example.com", &hello)?;
-    write(&tls, "rustls-tls12-only-origin.test", &rustls_hello("origin.test", true))?;
-    write(&tls, "rustls-ip-literal-no-sni", &rustls_hello("192.0.2.1", false))?;
-    write(&tls, "rustls-split-over-two-records", &split_in_two(&hello, 50))?;
+    write(
+        &tls,
+        "rustls-tls12-only-origin.test",
+        &rustls_hello("origin.test", true),
+    )?;
+    write(
+        &tls,
+        "rustls-ip-literal-no-sni",
+        &rustls_hello("192.0.2.1", false),
+    )?;
+    write(
+        &tls,
+        "rustls-split-over-two-records",
+        &split_in_two(&hello, 50),
+    )?;
 
     let dns = dir.join("dns_filter");
     fs::create_dir_all(&dns)?;
     let cases: &[(&str, &str, RecordType, bool)] = &[
         ("a-pinned", "pinned.test.", RecordType::A, false),
-        ("a-wildcard-pinned-edns", "a.pinned.test.", RecordType::A, true),
-        ("a-wildcard-unpinned", "x.y.pinned.test.", RecordType::A, false),
-        ("a-inner-wildcard-pinned", "api.eu.example.", RecordType::A, false),
+        (
+            "a-wildcard-pinned-edns",
+            "a.pinned.test.",
+            RecordType::A,
+            true,
+        ),
+        (
+            "a-wildcard-unpinned",
+            "x.y.pinned.test.",
+            RecordType::A,
+            false,
+        ),
+        (
+            "a-inner-wildcard-pinned",
+            "api.eu.example.",
+            RecordType::A,
+            false,
+        ),
         ("a-denied", "exfil.attacker.example.", RecordType::A, false),
         ("aaaa-pinned", "pinned.test.", RecordType::AAAA, false),
         ("txt-tunnel", "aGVsbG8.pinned.test.", RecordType::TXT, true),
-        ("a-metadata-literal", "169.254.169.254.", RecordType::A, false),
+        (
+            "a-metadata-literal",
+            "169.254.169.254.",
+            RecordType::A,
+            false,
+        ),
         ("a-own-address", "own.test.", RecordType::A, false),
     ];
     for (i, (file, name, qtype, edns)) in cases.iter().enumerate() {
-        write(&dns, file, &dns_query(0x1000 + i as u16, name, *qtype, *edns))?;
+        write(
+            &dns,
+            file,
+            &dns_query(0x1000 + i as u16, name, *qtype, *edns),
+        )?;
     }
     Ok(())
 }
@@ -56,7 +92,9 @@ fn rustls_hello(name: &str, tls12_only: bool) -> Vec<u8> {
         builder.with_safe_default_protocol_versions()
     }
     .expect("protocol versions");
-    let cfg = builder.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth();
+    let cfg = builder
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
     let sn = rustls::pki_types::ServerName::try_from(name.to_owned()).expect("a server name");
     let mut conn = rustls::ClientConnection::new(Arc::new(cfg), sn).expect("a client connection");
     let mut out = Vec::new();
@@ -79,7 +117,10 @@ fn split_in_two(hello: &[u8], at: usize) -> Vec<u8> {
 fn dns_query(id: u16, name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(name).expect("a DNS name"), qtype));
+    m.add_query(Query::query(
+        Name::from_ascii(name).expect("a DNS name"),
+        qtype,
+    ));
     if edns {
         let mut e = Edns::new();
         e.set_max_payload(1232);
