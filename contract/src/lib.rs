@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -103,6 +103,24 @@ pub struct OrphanWatch {
     pub jail_netns: PathBuf,
     /// argv of the teardown command (`boundary-hook poststop --state-root R`).
     pub cleanup: Vec<String>,
+}
+
+/// Why a [`SidecarConfig`] file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigReadError {
+    #[error("reading config {path}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("parsing config {path}")]
+    Parse { path: PathBuf, #[source] source: serde_json::Error },
+}
+
+impl SidecarConfig {
+    /// Reads and parses a sidecar config file (the supervisor and the
+    /// worker both load it).
+    pub fn read(path: &Path) -> Result<SidecarConfig, ConfigReadError> {
+        let text = std::fs::read(path).map_err(|source| ConfigReadError::Read { path: path.to_owned(), source })?;
+        serde_json::from_slice(&text).map_err(|source| ConfigReadError::Parse { path: path.to_owned(), source })
+    }
 }
 
 /// How the container's original network namespace was given in config.json.

@@ -43,7 +43,7 @@ use nix::unistd::{pipe2, setsid, Pid};
 pub use readiness::{error_chain, Readiness};
 use readiness::read_ready_line;
 pub use resources::write_pid_file;
-use resources::{enter_netns, move_high, read_config, WorkerFds, HIGH_FD};
+use resources::{enter_netns, move_high, WorkerFds, HIGH_FD};
 use spawn::{spawn_worker, ExecPlan};
 
 /// Descriptor of the proxy's listening TCP socket in the worker.
@@ -77,18 +77,14 @@ pub enum SupervisorError {
     },
     #[error("blocking signals and opening the signalfd")]
     Signals(#[source] Errno),
-    #[error("reading config {path}")]
-    ReadConfig {
+    #[error("resolving the config path {path}")]
+    ConfigPath {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("parsing config {path}")]
-    ParseConfig {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Config(#[from] boundary_contract::ConfigReadError),
     #[error("opening network namespace {path}")]
     OpenNetns {
         path: PathBuf,
@@ -177,8 +173,8 @@ impl Supervisor {
         // Absolute (we chdir to "/") but otherwise as given: the shim finds
         // the worker by this argument in /proc/<pid>/cmdline.
         let config_path = std::path::absolute(config_path)
-            .map_err(|source| SupervisorError::ReadConfig { path: config_path.to_owned(), source })?;
-        let cfg = read_config(&config_path)?;
+            .map_err(|source| SupervisorError::ConfigPath { path: config_path.to_owned(), source })?;
+        let cfg = SidecarConfig::read(&config_path)?;
         if let Some(netns) = &cfg.netns {
             enter_netns(netns)?;
         }
@@ -435,7 +431,7 @@ mod tests {
 
     #[test]
     fn error_chain_joins_causes() {
-        let e = SupervisorError::ReadConfig { path: "/x".into(), source: io::Error::other("gone") };
-        assert_eq!(error_chain(&e), "reading config /x: gone");
+        let e = SupervisorError::ConfigPath { path: "/x".into(), source: io::Error::other("gone") };
+        assert_eq!(error_chain(&e), "resolving the config path /x: gone");
     }
 }

@@ -8,10 +8,10 @@
 //! capabilities and only then starts the async runtime and serves the proxy
 //! and DNS until SIGTERM.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use boundary_contract::SidecarConfig;
@@ -36,18 +36,8 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(500
 pub enum WorkerError {
     #[error("restricting the process before it starts threads")]
     Restrict(#[source] PrivDropError),
-    #[error("reading config {path}")]
-    ReadConfig {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("parsing config {path}")]
-    ParseConfig {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Config(#[from] boundary_contract::ConfigReadError),
     #[error("descriptor {fd} ({what}) was not passed by the supervisor")]
     MissingFd {
         fd: RawFd,
@@ -127,7 +117,7 @@ fn start(config_path: &Path) -> Result<(Arc<ProxyContext>, Inherited), WorkerErr
     // bounding set and no_new_privs.
     privdrop::restrict_before_threads().map_err(WorkerError::Restrict)?;
     let parent = nix::unistd::getppid();
-    let cfg = read_config(config_path)?;
+    let cfg = SidecarConfig::read(config_path)?;
     let fds = Inherited {
         proxy: adopt(PROXY_FD, "proxy socket")?,
         dns_udp: adopt(DNS_UDP_FD, "DNS UDP socket")?,
@@ -209,7 +199,3 @@ fn adopt(fd: RawFd, what: &'static str) -> Result<OwnedFd, WorkerError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn read_config(path: &Path) -> Result<SidecarConfig, WorkerError> {
-    let text = fs::read(path).map_err(|source| WorkerError::ReadConfig { path: path.to_owned(), source })?;
-    serde_json::from_slice(&text).map_err(|source| WorkerError::ParseConfig { path: path.to_owned(), source })
-}

@@ -20,7 +20,6 @@ pub enum DelegateError {
 
 /// Finds the delegate: the configured path or name, else `runc`, else `crun`.
 pub fn find(cfg: &Config) -> Result<PathBuf, DelegateError> {
-    let me = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
     match &cfg.runtime {
         Some(r) if r.contains('/') => {
             let p = PathBuf::from(r);
@@ -30,10 +29,10 @@ pub fn find(cfg: &Config) -> Result<PathBuf, DelegateError> {
                 Err(DelegateError::NotFound { name: r.clone(), where_: "at that path".into() })
             }
         }
-        Some(name) => search_path(name, me.as_deref())
+        Some(name) => search_path(name)
             .ok_or_else(|| DelegateError::NotFound { name: name.clone(), where_: "on PATH".into() }),
-        None => search_path("runc", me.as_deref())
-            .or_else(|| search_path("crun", me.as_deref()))
+        None => search_path("runc")
+            .or_else(|| search_path("crun"))
             .ok_or_else(|| DelegateError::NoneFound { config: Config::path().display().to_string() }),
     }
 }
@@ -43,13 +42,15 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// PATH lookup that never returns boundary-runc itself (it may be
-/// installed under the name `runc`).
-fn search_path(name: &str, me: Option<&Path>) -> Option<PathBuf> {
+/// installed under the name `runc`). Our own path is resolved only once a
+/// candidate is found, keeping the pass-through path short.
+fn search_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .filter(|p| is_executable(p))
-        .find(|p| me.is_none() || p.canonicalize().ok().as_deref() != me)
+    let mut me: Option<Option<PathBuf>> = None;
+    std::env::split_paths(&path).map(|d| d.join(name)).filter(|p| is_executable(p)).find(|p| {
+        let me = me.get_or_insert_with(|| std::env::current_exe().ok().and_then(|e| e.canonicalize().ok()));
+        me.is_none() || p.canonicalize().ok() != *me
+    })
 }
 
 fn cstring(s: &OsStr) -> Result<CString, DelegateError> {

@@ -62,6 +62,19 @@ pub struct Paths {
     pub crio_dir: PathBuf,
 }
 
+#[cfg(test)]
+impl Paths {
+    /// Every engine file under one directory (tests).
+    pub(crate) fn under(dir: &std::path::Path) -> Paths {
+        Paths {
+            docker_config: dir.join("daemon.json"),
+            containerd_config: dir.join("config.toml"),
+            containerd_dir: dir.join("conf.d"),
+            crio_dir: dir.join("crio.conf.d"),
+        }
+    }
+}
+
 impl Paths {
     pub fn from_env() -> Paths {
         let get = |var: &str, default: &str| std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));

@@ -44,11 +44,6 @@ impl WorkerFds {
     }
 }
 
-pub(super) fn read_config(path: &Path) -> Result<SidecarConfig, SupervisorError> {
-    let text = fs::read(path).map_err(|source| SupervisorError::ReadConfig { path: path.to_owned(), source })?;
-    serde_json::from_slice(&text).map_err(|source| SupervisorError::ParseConfig { path: path.to_owned(), source })
-}
-
 pub(super) fn enter_netns(path: &Path) -> Result<(), SupervisorError> {
     let file = File::open(path).map_err(|source| SupervisorError::OpenNetns { path: path.to_owned(), source })?;
     setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|source| SupervisorError::EnterNetns { path: path.to_owned(), source })

@@ -306,12 +306,7 @@ mod tests {
     #[test]
     fn install_twice_then_uninstall_with_backups() {
         let d = tempfile::tempdir().unwrap();
-        let p = crate::install::Paths {
-            docker_config: d.path().join("daemon.json"),
-            containerd_config: d.path().join("config.toml"),
-            containerd_dir: d.path().join("conf.d"),
-            crio_dir: d.path().join("crio.conf.d"),
-        };
+        let p = crate::install::Paths::under(d.path());
         std::fs::write(&p.containerd_config, DEBIAN).unwrap();
         let mut out = Vec::new();
         assert!(crate::install::apply_all(&plan_install(&p, &reg()).unwrap(), false, &mut out).unwrap());

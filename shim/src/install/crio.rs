@@ -63,12 +63,7 @@ mod tests {
     #[test]
     fn install_is_idempotent_and_uninstall_removes_it() {
         let d = tempfile::tempdir().unwrap();
-        let p = crate::install::Paths {
-            docker_config: d.path().join("daemon.json"),
-            containerd_config: d.path().join("config.toml"),
-            containerd_dir: d.path().join("conf.d"),
-            crio_dir: d.path().join("crio.conf.d"),
-        };
+        let p = crate::install::Paths::under(d.path());
         let reg = Registration::new("boundary-runc", "/usr/local/bin/boundary-runc".into()).unwrap();
         let mut out = Vec::new();
         assert!(crate::install::apply_all(&plan_install(&p, &reg).unwrap(), false, &mut out).unwrap());
