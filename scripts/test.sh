@@ -24,14 +24,29 @@ echo "==> root end-to-end tests (real runc/crun, namespaces, nftables)"
 cargo test -p boundary-tests --no-fail-fast --quiet -- --test-threads=2 2>&1 | tee "$logs/root.log"
 root_rc=${PIPESTATUS[0]}
 
+echo "==> fuzzing: every cargo-fuzz target for ${FUZZ_SECONDS:-60} s (fuzz/run-all.sh; FUZZ_SECONDS=0 skips, and says so)"
+fuzz_passed=0; fuzz_failed=0
+if [ "${FUZZ_SECONDS:-60}" = 0 ]; then
+    echo "    SKIPPED on request (FUZZ_SECONDS=0): fuzz targets were not run"
+else
+    fuzz/run-all.sh "${FUZZ_SECONDS:-60}" 2>&1 | tee "$logs/fuzz.log"
+    fuzz_rc=${PIPESTATUS[0]}
+    # One line per target in the summary that closes the script's output.
+    sed -n '/^==> summary/,$p' "$logs/fuzz.log" >"$logs/fuzz-summary.log"
+    fuzz_passed=$(grep -cE '^    [a-z_]+ +rc=0 ' "$logs/fuzz-summary.log")
+    fuzz_failed=$(grep -cE '^    [a-z_]+ +rc=[1-9]' "$logs/fuzz-summary.log")
+    if [ "$fuzz_rc" != 0 ] && [ "$fuzz_failed" = 0 ]; then fuzz_failed=1; fi
+fi
+
 count() { # file field -> sum of "N <field>" in cargo's result lines
     grep -h '^test result:' "$1" | grep -o "[0-9]* $2" | awk '{s+=$1} END {print s+0}'
 }
 up=$(count "$logs/unit.log" passed); uf=$(count "$logs/unit.log" failed)
 rp=$(count "$logs/root.log" passed); rf=$(count "$logs/root.log" failed)
-echo "==> unit/golden/in-process: $up passed, $uf failed; root end-to-end: $rp passed, $rf failed"
-if [ "$unit_rc" != 0 ] || [ "$root_rc" != 0 ]; then
-    echo "total: $((up + rp)) passed, $((uf + rf > 0 ? uf + rf : 1)) failed"
+echo "==> unit/golden/in-process: $up passed, $uf failed; root end-to-end: $rp passed, $rf failed; fuzz targets: $fuzz_passed clean, $fuzz_failed failed"
+passed=$((up + rp + fuzz_passed)); failed=$((uf + rf + fuzz_failed))
+if [ "$unit_rc" != 0 ] || [ "$root_rc" != 0 ] || [ "$fuzz_failed" != 0 ]; then
+    echo "total: $passed passed, $((failed > 0 ? failed : 1)) failed"
     exit 1
 fi
-echo "total: $((up + rp)) passed, $((uf + rf)) failed"
+echo "total: $passed passed, $failed failed"
