@@ -1,7 +1,7 @@
 //! The `boundary-runc` command: runc's interface, with a jail around
 //! `create` and `run`.
 //!
-//! Every subcommand but `create`, `run`, `delete`, `features` and
+//! Every subcommand but `create`, `run`, `delete`, `exec`, `features` and
 //! boundary-runc's own (`policy`, `audit`, `doctor`, `install`, `uninstall`) is handed to the delegate runtime
 //! with one `execve`: same argv, environment, stdio, inherited fds, pid and
 //! exit status. `--version` adds a line; `features` guarantees valid JSON.
@@ -16,7 +16,7 @@ use boundary_contract::HostSide;
 use crate::args::{Globals, Invocation};
 use crate::config::Config;
 use crate::runtime_log::{self, Level};
-use crate::{commands, delegate, docker, jail, rewrite, rules};
+use crate::{commands, delegate, docker, exec_env, jail, rewrite, rules};
 
 /// Entry point; never returns.
 pub fn main() -> ! {
@@ -24,6 +24,7 @@ pub fn main() -> ! {
     match inv.command() {
         Some("create" | "run") => create(&inv),
         Some("delete") => delete(&inv),
+        Some("exec") => exec_into(&inv),
         Some("policy" | "audit" | "doctor" | "install" | "uninstall") => {
             let code = commands::run(inv.command_index.map(|i| &inv.args[i..]).unwrap_or_default());
             std::process::exit(code)
@@ -202,6 +203,21 @@ fn original_host_side(spec: &serde_json::Value, netns_dir: &Path) -> anyhow::Res
         }
     }
     Ok(current)
+}
+
+/// `exec`: into a container with jail state, the process gets the CA
+/// variables it lacks ([`exec_env`]); then, as for every other container,
+/// one `execve` of the delegate.
+fn exec_into(inv: &Invocation) -> ! {
+    let (cfg, runtime) = load(&inv.globals);
+    let Ok(a) = exec_env::exec_args(inv) else { exec(&inv.globals, &runtime, &inv.args) };
+    if !jail::state_dir(&cfg.state_root, &a.id).is_dir() {
+        exec(&inv.globals, &runtime, &inv.args);
+    }
+    match exec_env::prepare(inv, &a) {
+        Ok(args) => exec(&inv.globals, &runtime, &args),
+        Err(e) => runtime_log::fatal(&inv.globals, &anyhow::Error::from(e).context(format!("exec into {}", a.id))),
+    }
 }
 
 /// `delete`: when the container has a jail, run the delegate's delete as a

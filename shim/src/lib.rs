@@ -14,6 +14,7 @@ pub mod config;
 pub mod delegate;
 pub mod docker;
 pub mod doctor;
+pub mod exec_env;
 pub mod firewall;
 pub mod install;
 pub mod ipam;

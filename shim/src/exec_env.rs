@@ -1,0 +1,206 @@
+//! `exec` into a jailed container: the new process trusts the host CA too.
+//!
+//! `create` puts the CA variables (`SSL_CERT_FILE`, ...) into the spec's
+//! `process.env`, but `docker exec`, `kubectl exec` and `ctr task exec`
+//! start processes from a process description of their own, without them:
+//! `curl` in `docker exec` would then fail on the sidecar's certificates.
+//! So for a container with jail state, `exec` gets each variable its
+//! process does not set already, pointing at the mounted bundle, and is
+//! then handed to the delegate with one `execve` like any other
+//! subcommand. Containers without jail state are not touched at all.
+//!
+//! Two forms (runc-exec(8)): `--process FILE` (what containerd's shim
+//! sends; the JSON `env` array is amended in place, atomically), or a
+//! command line, where `--env VAR=VALUE` flags are inserted right after
+//! the subcommand.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::args::{validate_id, ArgsError, Invocation};
+use crate::rewrite::{write_config_atomically, CA_BUNDLE_DEST, CA_ENV_VARS};
+
+/// `runc exec` flags that take a value (runc-exec(8)).
+const EXEC_VALUE_FLAGS: &[&str] = &[
+    "console-socket", "cwd", "env", "e", "pid-file", "process", "p", "process-label", "apparmor", "cap", "c",
+    "preserve-fds", "user", "u", "additional-gids", "g", "cgroup",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecEnvError {
+    #[error(transparent)]
+    Args(#[from] ArgsError),
+    #[error("cannot read the exec process description {path}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("the exec process description {path} is not valid JSON: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("the exec process description {path} has a non-array `env`")]
+    EnvType { path: PathBuf },
+    #[error("cannot write the exec process description {path}")]
+    Write { path: PathBuf, #[source] source: std::io::Error },
+}
+
+/// What `exec` was asked: the container id and the `--process` file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ExecArgs {
+    pub id: String,
+    pub process: Option<PathBuf>,
+    /// Index into the invocation's args where inserted flags go.
+    insert_at: usize,
+}
+
+/// Reads `exec`'s flags with Go `flag` rules: flags up to the first
+/// positional, which is the id.
+pub fn exec_args(inv: &Invocation) -> Result<ExecArgs, ArgsError> {
+    let args = inv.command_args();
+    let mut process = None;
+    let mut i = 0;
+    while i < args.len() {
+        let s = args[i].to_string_lossy();
+        if s == "--" {
+            i += 1;
+            break;
+        }
+        let Some(body) = s.strip_prefix("--").or_else(|| s.strip_prefix('-')).filter(|b| !b.is_empty()) else { break };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let mut value = inline;
+        if value.is_none() && EXEC_VALUE_FLAGS.contains(&name) {
+            i += 1;
+            let v = args.get(i).ok_or_else(|| ArgsError::MissingValue { command: "exec".into(), flag: name.to_string() })?;
+            value = Some(v.to_string_lossy().into_owned());
+        }
+        if matches!(name, "process" | "p") {
+            process = value.map(PathBuf::from);
+        }
+        i += 1;
+    }
+    let id = args.get(i).ok_or_else(|| ArgsError::MissingId { command: "exec".into() })?;
+    let id = id.to_str().ok_or_else(|| ArgsError::NotUtf8 { arg: id.to_string_lossy().into_owned() })?;
+    validate_id(id)?;
+    let insert_at = inv.command_index.map_or(0, |c| c + 1);
+    Ok(ExecArgs { id: id.to_string(), process, insert_at })
+}
+
+/// The `VAR=VALUE` entries `env` lacks (the last entry of a name wins, as
+/// in runc, so any entry of the name counts as set).
+fn missing_ca_env(env: &[Value]) -> Vec<String> {
+    CA_ENV_VARS
+        .iter()
+        .filter(|var| {
+            !env.iter().filter_map(Value::as_str).any(|e| e.split_once('=').is_some_and(|(k, _)| k == **var))
+        })
+        .map(|var| format!("{var}={CA_BUNDLE_DEST}"))
+        .collect()
+}
+
+/// Adds the missing CA variables to a process description (`env` at the
+/// top level). Returns whether anything changed.
+pub fn amend_process(process: &mut Value, path: &Path) -> Result<bool, ExecEnvError> {
+    let Some(obj) = process.as_object_mut() else {
+        return Err(ExecEnvError::Parse { path: path.to_path_buf(), message: "not a JSON object".into() });
+    };
+    let env = obj.entry("env").or_insert_with(|| Value::Array(Vec::new()));
+    if env.is_null() {
+        *env = Value::Array(Vec::new());
+    }
+    let Some(list) = env.as_array_mut() else { return Err(ExecEnvError::EnvType { path: path.to_path_buf() }) };
+    let missing = missing_ca_env(list);
+    let changed = !missing.is_empty();
+    list.extend(missing.into_iter().map(Value::String));
+    Ok(changed)
+}
+
+/// The argument list to hand the delegate for `exec` into a jailed
+/// container, after amending a `--process` file in place.
+pub fn prepare(inv: &Invocation, a: &ExecArgs) -> Result<Vec<OsString>, ExecEnvError> {
+    match &a.process {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|source| ExecEnvError::Read { path: path.clone(), source })?;
+            let mut process: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ExecEnvError::Parse { path: path.clone(), message: e.to_string() })?;
+            if amend_process(&mut process, path)? {
+                write_config_atomically(path, &process).map_err(|source| ExecEnvError::Write { path: path.clone(), source })?;
+            }
+            Ok(inv.args.clone())
+        }
+        None => {
+            let mut args = inv.args.clone();
+            let flags = CA_ENV_VARS.iter().flat_map(|var| ["--env".into(), OsString::from(format!("{var}={CA_BUNDLE_DEST}"))]);
+            args.splice(a.insert_at..a.insert_at, flags);
+            Ok(args)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn inv(s: &[&str]) -> Invocation {
+        Invocation::parse(s.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn reads_the_id_and_process_file_in_both_forms() {
+        let i = inv(&["--root", "/r", "exec", "--process", "/tmp/p.json", "--detach", "--pid-file", "/p", "c1"]);
+        let a = exec_args(&i).unwrap();
+        assert_eq!((a.id.as_str(), a.process.as_deref()), ("c1", Some(Path::new("/tmp/p.json"))));
+        let i = inv(&["exec", "-t", "-e", "A=1", "--user=0:0", "c2", "sh", "-c", "x"]);
+        let a = exec_args(&i).unwrap();
+        assert_eq!((a.id.as_str(), a.process), ("c2", None));
+        assert!(matches!(exec_args(&inv(&["exec", "--cwd"])), Err(ArgsError::MissingValue { .. })));
+        assert!(matches!(exec_args(&inv(&["exec", "../x"])), Err(ArgsError::InvalidId { .. })));
+    }
+
+    #[test]
+    fn command_form_gets_env_flags_right_after_exec() {
+        let i = inv(&["--log", "/l", "exec", "-t", "c2", "curl", "https://x"]);
+        let a = exec_args(&i).unwrap();
+        let out = prepare(&i, &a).unwrap();
+        let out: Vec<_> = out.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(&out[..3], &["--log", "/l", "exec"]);
+        assert_eq!(out[3], "--env");
+        assert_eq!(out[4], format!("{}={CA_BUNDLE_DEST}", CA_ENV_VARS[0]));
+        assert_eq!(&out[out.len() - 4..], &["-t", "c2", "curl", "https://x"]);
+        assert_eq!(out.len(), 7 + 2 * CA_ENV_VARS.len());
+    }
+
+    #[test]
+    fn process_file_is_amended_once_and_keeps_the_users_own_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("process.json");
+        let own = format!("{}=/mine.pem", CA_ENV_VARS[0]);
+        std::fs::write(&path, json!({"args":["sh"],"env":["PATH=/bin", own],"cwd":"/"}).to_string()).unwrap();
+        let i = inv(&["exec", "--process", path.to_str().unwrap(), "c"]);
+        let a = exec_args(&i).unwrap();
+        assert_eq!(prepare(&i, &a).unwrap(), i.args);
+        let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let env: Vec<&str> = v["env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+        assert_eq!(env[..2], ["PATH=/bin", own.as_str()]);
+        assert_eq!(env.len(), 1 + CA_ENV_VARS.len());
+        assert_eq!(v["args"], json!(["sh"]));
+        let before = std::fs::read(&path).unwrap();
+        prepare(&i, &a).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), before, "second pass changes nothing");
+    }
+
+    #[test]
+    fn bad_process_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        for (text, want) in [("{", "not valid JSON"), (r#"{"env":"x"}"#, "non-array `env`"), ("[1]", "not valid JSON")] {
+            std::fs::write(&path, text).unwrap();
+            let i = inv(&["exec", "-p", path.to_str().unwrap(), "c"]);
+            let e = prepare(&i, &exec_args(&i).unwrap()).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("p.json"), "{e}");
+        }
+        let i = inv(&["exec", "-p", "/nonexistent/p.json", "c"]);
+        assert!(prepare(&i, &exec_args(&i).unwrap()).unwrap_err().to_string().contains("cannot read"));
+    }
+}
