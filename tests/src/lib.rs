@@ -31,6 +31,7 @@
 //! | 130..=139 | `boundary.rs` |
 //! | 140..=149 | `errors.rs` (continued) |
 //! | 150..=159 | `docker.rs` (Docker pools 10.213.150+, real dockerd) |
+//! | 170..=179 | `containerd.rs` (170, 171), `podman.rs` (172, 173), `install_engines.rs` (174) |
 
 pub mod binaries;
 pub mod bundle;
@@ -38,6 +39,7 @@ pub mod deadline;
 pub mod docker;
 pub mod hybrid_cgroups;
 pub mod leaks;
+pub mod oci_image;
 pub mod origin;
 pub mod probe;
 pub mod require;
