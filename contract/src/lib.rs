@@ -167,6 +167,20 @@ pub struct JailState {
     /// mounted here. `None`: the host side is `host_side`'s namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedicated_host_netns: Option<PathBuf>,
+    /// The engine configures the jail's namespace itself between `create`
+    /// and `start` (Docker 26.0.0 and 28 onward: no setkey hook); `start`
+    /// first hands what it put there to the dedicated host side. `None`:
+    /// nothing to hand over (the jail link is then `eth0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_handover: Option<EngineHandover>,
+}
+
+/// See [`JailState::engine_handover`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineHandover {
+    /// Name of the jail's own link inside the jail (not `eth0`, which the
+    /// engine gives its own interface).
+    pub jail_if: String,
 }
 
 /// Process ids written by the sidecar supervisor to `SidecarConfig::pid_file`.

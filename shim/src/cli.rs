@@ -16,7 +16,7 @@ use boundary_contract::HostSide;
 use crate::args::{Globals, Invocation};
 use crate::config::Config;
 use crate::runtime_log::{self, Level};
-use crate::{commands, delegate, docker, exec_env, jail, rewrite, rules};
+use crate::{commands, delegate, docker, exec_env, handover, jail, rewrite, rules};
 
 /// Entry point; never returns.
 pub fn main() -> ! {
@@ -24,6 +24,7 @@ pub fn main() -> ! {
     match inv.command() {
         Some("create" | "run") => create(&inv),
         Some("delete") => delete(&inv),
+        Some("start") => start(&inv),
         Some("exec") => exec_into(&inv),
         Some("policy" | "audit" | "doctor" | "install" | "uninstall") => {
             let code = commands::run(inv.command_index.map(|i| &inv.args[i..]).unwrap_or_default());
@@ -129,11 +130,13 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
         }
     }
     let docker = host_side == HostSide::Fresh && docker::has_setkey_hook(&spec);
-    let shape = match docker {
+    let late = host_side == HostSide::Fresh && docker::configures_before_start(&spec);
+    let shape = match docker || late {
         true => jail::Shape {
             dedicated_host: true,
             upstream_resolvers: docker::upstream_resolvers(&spec),
             no_upstream: docker::network_mode(&spec).as_deref() == Some("none"),
+            engine_handover: late,
         },
         false => jail::Shape::default(),
     };
@@ -218,6 +221,21 @@ fn exec_into(inv: &Invocation) -> ! {
         Ok(args) => exec(&inv.globals, &runtime, &args),
         Err(e) => runtime_log::fatal(&inv.globals, &anyhow::Error::from(e).context(format!("exec into {}", a.id))),
     }
+}
+
+/// `start`: when the engine configured the jail itself after `create`
+/// (Docker 26.0.0, 28 onward), what it put there is handed to the jail's
+/// host side first ([`handover`]); nothing is started if that fails. Every
+/// other `start` is one `execve` after one small file read.
+fn start(inv: &Invocation) -> ! {
+    let (cfg, runtime) = load(&inv.globals);
+    if let Ok(id) = inv.plain_id() {
+        let handed = handover::pending(&cfg.state_root, &id).and_then(|s| s.map_or(Ok(()), |s| handover::run(&cfg.state_root, &s)));
+        if let Err(e) = handed {
+            runtime_log::fatal(&inv.globals, &anyhow::Error::from(e).context(format!("cannot start {id}")));
+        }
+    }
+    exec(&inv.globals, &runtime, &inv.args)
 }
 
 /// `delete`: when the container has a jail, run the delegate's delete as a

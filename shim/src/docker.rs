@@ -146,6 +146,15 @@ pub fn upstream_resolvers(spec: &Value) -> Option<Vec<IpAddr>> {
     (!outside.is_empty()).then_some(outside)
 }
 
+/// Whether the spec is Docker's bundle without the setkey hook (Docker
+/// 26.0.0 and 28 onward): dockerd keeps a hostconfig.json beside the
+/// container's resolv.conf, and, with a network mode that gives the
+/// container a namespace of its own, configures that namespace after
+/// `create` returns and before `start`.
+pub fn configures_before_start(spec: &Value) -> bool {
+    !has_setkey_hook(spec) && network_mode(spec).is_some_and(|m| m != "host" && !m.starts_with("container:"))
+}
+
 /// Whether the spec is Docker's `--network container:<jail_id>`: dockerd
 /// gives such a container the resolv.conf (and hosts, hostname) of the
 /// container whose network it shares, from that container's own directory
@@ -279,6 +288,22 @@ mod tests {
         std::fs::write(&resolv, "nameserver 127.0.0.53\n").unwrap();
         assert_eq!(upstream_resolvers(&spec), None);
         assert_eq!(upstream_resolvers(&json!({})), None);
+    }
+
+    #[test]
+    fn the_hookless_shape_is_docker_files_without_the_hook() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolv = dir.path().join("resolv.conf");
+        std::fs::write(&resolv, "nameserver 10.255.255.53\n").unwrap();
+        let mut spec = json!({"mounts": [{"destination": "/etc/resolv.conf", "source": resolv.display().to_string()}]});
+        assert!(!configures_before_start(&spec), "no hostconfig.json: not Docker");
+        for (mode, late) in [("bridge", true), ("default", true), ("mynet", true), ("none", true), ("host", false), ("container:abc", false)] {
+            std::fs::write(dir.path().join("hostconfig.json"), format!(r#"{{"NetworkMode":"{mode}"}}"#)).unwrap();
+            assert_eq!(configures_before_start(&spec), late, "{mode}");
+        }
+        std::fs::write(dir.path().join("hostconfig.json"), r#"{"NetworkMode":"bridge"}"#).unwrap();
+        spec["hooks"] = docker_spec()["hooks"].clone();
+        assert!(!configures_before_start(&spec), "the hook is Docker <= 27");
     }
 
     #[test]

@@ -22,6 +22,9 @@ use crate::{ca, firewall, ipam, link, netns, sidecar};
 pub const SIDECAR_PIDS_FILE: &str = "sidecar.pids";
 pub const SIDECAR_LOG_FILE: &str = "sidecar.log";
 pub const JAIL_IF: &str = "eth0";
+/// The jail link's name when the engine configures the jail itself before
+/// `start` and names its own interface `eth0` there.
+pub const HANDOVER_JAIL_IF: &str = "bnd0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum JailError {
@@ -86,6 +89,11 @@ pub struct Shape {
     /// The engine gave the container no network (`--network none`): the
     /// sidecar denies every request with that reason.
     pub no_upstream: bool,
+    /// Docker 26.0.0 and 28 onward (Docker's bundle, no setkey hook): the
+    /// engine configures the jail itself between `create` and `start`;
+    /// `start` hands that to the dedicated host side (`handover`). The jail
+    /// link is then [`HANDOVER_JAIL_IF`] and gets its default route then.
+    pub engine_handover: bool,
 }
 
 /// The namespace the host side lives in, as a path to enter (`None`: ours).
@@ -160,7 +168,9 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         sidecar_pid: None,
         runtime_root,
         dedicated_host_netns: shape.dedicated_host.then(|| host_netns_path(root, id)),
+        engine_handover: shape.engine_handover.then(|| boundary_contract::EngineHandover { jail_if: HANDOVER_JAIL_IF.into() }),
     };
+    let jail_if = state.engine_handover.as_ref().map_or(JAIL_IF, |e| e.jail_if.as_str()).to_string();
     // Written before anything is built, so a crash leaves enough behind for
     // `delete --force` and `doctor --clean` to find every piece.
     write_state(dir, &state)?;
@@ -176,10 +186,11 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         jail_netns: state.netns_path.clone(),
         host_if: state.host_if.clone(),
         jail_tmp_if: format!("bnj{}", addr_tag(lease.host_addr)),
-        jail_if: JAIL_IF.to_string(),
+        jail_if: jail_if.clone(),
         host_addr: state.host_addr,
         jail_addr: state.jail_addr,
         prefix_len: state.prefix_len,
+        default_route: !shape.engine_handover,
     })?;
     firewall::apply(&firewall::FirewallPlan {
         host_netns: host_ns.clone(),
@@ -192,7 +203,7 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         publish_to: shape.dedicated_host.then_some(state.jail_addr),
     })?;
     if shape.dedicated_host {
-        firewall::apply_jail_resolver(&state.netns_path, JAIL_IF, state.host_addr)?;
+        firewall::apply_jail_resolver(&state.netns_path, &jail_if, state.host_addr)?;
     }
     let ca = ca::ensure(cfg)?;
     let resolv_conf = dir.join("resolv.conf");

@@ -16,6 +16,7 @@ pub mod docker;
 pub mod doctor;
 pub mod exec_env;
 pub mod firewall;
+pub mod handover;
 pub mod install;
 pub mod ipam;
 pub mod jail;

@@ -38,15 +38,19 @@ pub struct LinkPlan {
     pub host_addr: Ipv4Addr,
     pub jail_addr: Ipv4Addr,
     pub prefix_len: u8,
+    /// Add the jail's default route via the host end now (false: the engine
+    /// configures the jail before `start` and adds its own default route;
+    /// the hand-over adds ours afterwards, [`set_jail_default_route`]).
+    pub default_route: bool,
 }
 
-fn nl(op: &'static str, object: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LinkError {
+pub(crate) fn nl(op: &'static str, object: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LinkError {
     let object = object.into();
     move |source| LinkError::Netlink { op, object, source }
 }
 
 /// Runs an rtnetlink session on a thread inside `ns`.
-fn with_handle<R, F, Fut>(ns: Option<&Path>, f: F) -> Result<R, LinkError>
+pub(crate) fn with_handle<R, F, Fut>(ns: Option<&Path>, f: F) -> Result<R, LinkError>
 where
     F: FnOnce(Handle) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<R, LinkError>>,
@@ -62,7 +66,7 @@ where
     })?
 }
 
-async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, LinkError> {
+pub(crate) async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, LinkError> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(Some(msg)) => Ok(Some(msg.header.index)),
@@ -107,9 +111,23 @@ pub fn setup(plan: &LinkPlan) -> Result<(), LinkError> {
         h.link().set(LinkUnspec::new_with_index(jail).name(p.jail_if.clone()).build()).execute().await.map_err(nl("rename", &p.jail_tmp_if))?;
         h.address().add(jail, IpAddr::V4(p.jail_addr), p.prefix_len).execute().await.map_err(nl("address", &p.jail_if))?;
         h.link().set(LinkUnspec::new_with_index(jail).up().build()).execute().await.map_err(nl("bring up", &p.jail_if))?;
-        let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(p.host_addr).output_interface(jail).build();
-        h.route().add(route).execute().await.map_err(nl("add default route via", p.host_addr.to_string()))?;
+        if p.default_route {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(p.host_addr).output_interface(jail).build();
+            h.route().add(route).execute().await.map_err(nl("add default route via", p.host_addr.to_string()))?;
+        }
         Ok(())
+    })
+}
+
+/// Makes the jail's default route the one via the host end of its link,
+/// replacing any other default route (the hand-over, once the engine's
+/// links have left the jail).
+pub fn set_jail_default_route(jail_netns: &Path, jail_if: &str, host_addr: Ipv4Addr) -> Result<(), LinkError> {
+    let name = jail_if.to_string();
+    with_handle(Some(jail_netns), move |h| async move {
+        let jail = index_of(&h, &name).await?.ok_or_else(|| LinkError::Missing(name.clone()))?;
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(host_addr).output_interface(jail).build();
+        h.route().add(route).replace().execute().await.map_err(nl("set default route via", host_addr.to_string()))
     })
 }
 
