@@ -143,10 +143,26 @@ pub struct DockerRuntime {
 
 static DAEMON_JSON_LOCK: Mutex<()> = Mutex::new(());
 
+/// Held while a test edits daemon.json: a mutex within this process and an
+/// flock across test processes.
+#[derive(Debug)]
+pub struct DaemonJsonLock {
+    _file: nix::fcntl::Flock<std::fs::File>,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Serialises every edit of daemon.json by the tests.
+pub fn lock_daemon_json() -> DaemonJsonLock {
+    let guard = DAEMON_JSON_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let file = std::fs::File::create("/run/boundary-e2e-daemon-json.lock").expect("create the daemon.json lock file");
+    let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e).expect("flock the daemon.json lock file");
+    DaemonJsonLock { _file: file, _guard: guard }
+}
+
 /// Adds (`Some`) or removes (`None`) a runtime in daemon.json and makes
 /// dockerd reload it.
 fn set_runtime(name: &str, path: Option<&Path>) {
-    let _guard = DAEMON_JSON_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _lock = lock_daemon_json();
     let mut cfg: Value = std::fs::read(DAEMON_JSON).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_else(|| json!({}));
     if !cfg.is_object() {
         cfg = json!({});
