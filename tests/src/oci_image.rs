@@ -26,23 +26,39 @@ pub const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 /// Returns `dest`.
 pub fn rootfs_tar(dest: &Path) -> PathBuf {
     let out = Command::new(require_tool("tar"))
-        .args(["--sort=name", "--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .args([
+            "--sort=name",
+            "--numeric-owner",
+            "--owner=0",
+            "--group=0",
+            "-C",
+        ])
         .arg(shared_rootfs())
         .arg("-cf")
         .arg(dest)
         .arg(".")
         .output()
         .expect("run tar");
-    assert!(out.status.success(), "tar of the rootfs failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tar of the rootfs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     dest.to_path_buf()
 }
 
 /// `sha256:<hex>` of a file.
 fn digest(file: &Path) -> String {
-    let out = Command::new(require_tool("sha256sum")).arg(file).output().expect("run sha256sum");
+    let out = Command::new(require_tool("sha256sum"))
+        .arg(file)
+        .output()
+        .expect("run sha256sum");
     assert!(out.status.success(), "sha256sum {} failed", file.display());
     let text = String::from_utf8_lossy(&out.stdout);
-    let hex = text.split_whitespace().next().unwrap_or_else(|| panic!("sha256sum printed nothing for {}", file.display()));
+    let hex = text
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("sha256sum printed nothing for {}", file.display()));
     format!("sha256:{hex}")
 }
 
@@ -91,20 +107,39 @@ pub fn oci_archive(dir: &Path, name: &str) -> PathBuf {
     let manifest = json!({"schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE, "config": config, "layers": [layer]});
     let mut manifest = blob(&layout, MANIFEST_MEDIA_TYPE, &manifest);
     let tag = name.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
-    manifest["annotations"] = json!({"io.containerd.image.name": name, "org.opencontainers.image.ref.name": tag});
+    manifest["annotations"] =
+        json!({"io.containerd.image.name": name, "org.opencontainers.image.ref.name": tag});
     manifest["platform"] = json!({"architecture": architecture(), "os": "linux"});
     let index = json!({"schemaVersion": 2, "manifests": [manifest]});
-    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).expect("json")).expect("index.json");
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("index.json");
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("oci-layout");
     let archive = dir.join("image.oci.tar");
     let out = Command::new(require_tool("tar"))
-        .args(["--sort=name", "--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .args([
+            "--sort=name",
+            "--numeric-owner",
+            "--owner=0",
+            "--group=0",
+            "-C",
+        ])
         .arg(&layout)
         .arg("-cf")
         .arg(&archive)
         .args(["oci-layout", "index.json", "blobs"])
         .output()
         .expect("run tar");
-    assert!(out.status.success(), "tar of the OCI layout failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tar of the OCI layout failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     archive
 }

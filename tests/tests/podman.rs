@@ -19,36 +19,69 @@ use std::process::{Command, Stdio};
 use boundary_contract::HostSide;
 use boundary_tests::docker::Ran;
 use boundary_tests::probe::HttpReply;
-use boundary_tests::{binaries, oci_image, require_root, require_tool, Counts, LeakSnapshot, Origin, Runtime, Settings};
+use boundary_tests::{
+    binaries, oci_image, require_root, require_tool, Counts, LeakSnapshot, Origin, Runtime,
+    Settings,
+};
 use tempfile::TempDir;
 
 const IMAGE: &str = "localhost/boundary-e2e-busybox:latest";
 const RULES: &str = "domain=origin.test path=/allowed/*";
 /// rlimits every container gets (lowering needs no capability).
-const ULIMITS: [&str; 4] = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
+const ULIMITS: [&str; 4] = [
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+];
 
 /// One test's podman: isolated storage, boundary-runc as its runtime.
 struct Podman {
     dir: TempDir,
     wrapper: PathBuf,
+    /// Select the runtime by name from a containers.conf (which also lists
+    /// it in `runtime_supports_json`, so podman passes `--log-format=json
+    /// --log FILE`), instead of `--runtime PATH`.
+    containers_conf: Option<PathBuf>,
 }
 
 impl Podman {
     /// `rt`'s boundary-runc behind a wrapper that sets its config (podman
     /// passes conmon, and so the runtime, only part of its environment).
-    fn new(rt: &Runtime) -> Podman {
+    fn new(rt: &Runtime, by_name: bool) -> Podman {
         require_root();
         require_tool("podman");
         require_tool("conmon");
-        let dir = tempfile::Builder::new().prefix("boundary-e2e-podman.").tempdir().expect("podman dir");
+        let dir = tempfile::Builder::new()
+            .prefix("boundary-e2e-podman.")
+            .tempdir()
+            .expect("podman dir");
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).expect("bin dir");
         let wrapper = bin.join("boundary-runc");
-        let script = format!("#!/bin/sh\nexport BOUNDARY_RUNC_CONFIG='{}'\nexec '{}' \"$@\"\n", rt.config_file.display(), binaries().runtime.display());
+        let script = format!(
+            "#!/bin/sh\nexport BOUNDARY_RUNC_CONFIG='{}'\nexec '{}' \"$@\"\n",
+            rt.config_file.display(),
+            binaries().runtime.display()
+        );
         std::fs::write(&wrapper, script).expect("write wrapper");
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
-        Podman { dir, wrapper }
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod wrapper");
+        let containers_conf = by_name.then(|| {
+            let conf = dir.path().join("containers.conf");
+            let text = format!(
+                "[engine]\nruntime = \"boundary-runc\"\nruntime_supports_json = [\"crun\", \"runc\", \"boundary-runc\"]\n\n[engine.runtimes]\nboundary-runc = [\"{}\"]\n",
+                wrapper.display()
+            );
+            std::fs::write(&conf, text).expect("write containers.conf");
+            conf
+        });
+        Podman {
+            dir,
+            wrapper,
+            containers_conf,
+        }
     }
 
     /// `podman <isolated storage> --runtime WRAPPER ARGS` (deadline 120 s).
@@ -70,12 +103,21 @@ impl Podman {
             "file".into(),
             "--network-backend".into(),
             "cni".into(),
-            "--runtime".into(),
-            self.wrapper.display().to_string(),
         ];
+        if self.containers_conf.is_none() {
+            all.extend(["--runtime".into(), self.wrapper.display().to_string()]);
+        }
         all.extend(args.iter().map(|a| a.to_string()));
         let cmdline = format!("podman {}", all.join(" "));
-        let out = Command::new(require_tool("timeout")).arg("120").arg(require_tool("podman")).args(&all).stdin(Stdio::null()).output().expect("run podman");
+        let mut cmd = Command::new(require_tool("timeout"));
+        cmd.arg("120")
+            .arg(require_tool("podman"))
+            .args(&all)
+            .stdin(Stdio::null());
+        if let Some(conf) = &self.containers_conf {
+            cmd.env("CONTAINERS_CONF", conf);
+        }
+        let out = cmd.output().expect("run podman");
         Ran {
             cmdline,
             code: out.status.code(),
@@ -88,7 +130,16 @@ impl Podman {
     fn import_image(&self) {
         let tar = oci_image::rootfs_tar(&self.dir.path().join("rootfs.tar"));
         let env = format!("ENV {}", oci_image::PATH_ENV);
-        self.podman(&["import", "--change", &env, "--change", "CMD [\"/bin/sleep\", \"1000\"]", &tar.display().to_string(), IMAGE]).ok();
+        self.podman(&[
+            "import",
+            "--change",
+            &env,
+            "--change",
+            "CMD [\"/bin/sleep\", \"1000\"]",
+            &tar.display().to_string(),
+            IMAGE,
+        ])
+        .ok();
     }
 
     /// `podman run ARGS... IMAGE CMD...` with [`ULIMITS`].
@@ -103,7 +154,11 @@ impl Podman {
 
     /// `podman ps -a -q`: every container podman knows.
     fn all_containers(&self) -> String {
-        self.podman(&["ps", "-a", "-q"]).ok().stdout.trim().to_string()
+        self.podman(&["ps", "-a", "-q"])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
     }
 }
 
@@ -113,7 +168,11 @@ impl Drop for Podman {
         // vfs and shm mounts under the storage go before the directory.
         let root = self.dir.path().display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut ours: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).collect();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&root))
+            .collect();
         ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in ours {
             let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
@@ -130,12 +189,14 @@ struct World {
 }
 
 impl World {
-    fn start(slot: u8) -> World {
+    fn start(slot: u8, by_name: bool) -> World {
         require_root();
         let origin = Origin::start(slot);
-        let settings = Settings::new(slot).pin("origin.test", origin.addr()).upstream_ca(&origin.ca_file());
+        let settings = Settings::new(slot)
+            .pin("origin.test", origin.addr())
+            .upstream_ca(&origin.ca_file());
         let rt = Runtime::new(settings);
-        let podman = Podman::new(&rt);
+        let podman = Podman::new(&rt, by_name);
         podman.import_image();
         World { podman, rt, origin }
     }
@@ -155,19 +216,31 @@ impl World {
     #[track_caller]
     fn assert_nothing_left(&self) {
         self.rt.leaks().assert_same_as(&LeakSnapshot::default());
-        assert_eq!(self.podman.all_containers(), "", "podman still lists containers");
+        assert_eq!(
+            self.podman.all_containers(),
+            "",
+            "podman still lists containers"
+        );
     }
 }
 
 /// Link names in the namespace at `ns`.
 fn links_in(ns: &Path) -> String {
-    let out = Command::new(require_tool("nsenter")).arg(format!("--net={}", ns.display())).args([require_tool("ip").to_str().expect("utf-8 path"), "-o", "link"]).output().expect("nsenter");
+    let out = Command::new(require_tool("nsenter"))
+        .arg(format!("--net={}", ns.display()))
+        .args([
+            require_tool("ip").to_str().expect("utf-8 path"),
+            "-o",
+            "link",
+        ])
+        .output()
+        .expect("nsenter");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
 fn podman_run_rm_keeps_the_boundary_and_leaves_nothing() {
-    let w = World::start(172);
+    let w = World::start(172, false);
     let o = w.origin.addr();
     let script = format!(
         "curl -sS --max-time 10 -D - http://origin.test/allowed/a; echo @@@; curl -sS --max-time 10 -D - http://origin.test/private; echo @@@; \
@@ -175,39 +248,159 @@ fn podman_run_rm_keeps_the_boundary_and_leaves_nothing() {
     );
     let allow = format!("BOUNDARY_ALLOW={RULES}");
     let base = w.origin.counts();
-    let out = w.podman.run(&["--rm", "-e", &allow], &["sh", "-c", &script]).ok();
+    let out = w
+        .podman
+        .run(&["--rm", "-e", &allow], &["sh", "-c", &script])
+        .ok();
     let parts: Vec<&str> = out.stdout.split("@@@\n").collect();
     assert!(parts.len() >= 2, "probe output:\n{out}");
     let allowed = HttpReply::parse(parts[0]).unwrap_or_else(|| panic!("not an HTTP reply:\n{out}"));
-    assert_eq!((allowed.status, allowed.body.as_str()), (200, "origin saw GET /allowed/a\n"), "{out}");
+    assert_eq!(
+        (allowed.status, allowed.body.as_str()),
+        (200, "origin saw GET /allowed/a\n"),
+        "{out}"
+    );
     let denied = HttpReply::parse(parts[1]).unwrap_or_else(|| panic!("not an HTTP reply:\n{out}"));
-    assert_eq!((denied.status, denied.header("x-boundary-decision")), (403, Some("deny")), "{out}");
-    let rule = denied.body.lines().skip_while(|l| !l.contains("add this rule")).nth(1).map(str::trim);
+    assert_eq!(
+        (denied.status, denied.header("x-boundary-decision")),
+        (403, Some("deny")),
+        "{out}"
+    );
+    let rule = denied
+        .body
+        .lines()
+        .skip_while(|l| !l.contains("add this rule"))
+        .nth(1)
+        .map(str::trim);
     let rule = rule.unwrap_or_else(|| panic!("the 403 names no rule: {:?}", denied.body));
-    let check = w.rt.raw(&["policy", "check", "--allow", rule, "GET", "http://origin.test/private"]);
-    assert_eq!(check.code, Some(0), "the rule {rule:?} named by the 403 does not allow the request:\n{check}");
-    assert_eq!(w.leaked_since(base), Counts::default(), "something other than the sidecar's allowed request reached the origin");
-    assert_eq!(w.origin.requests(), ["http GET /allowed/a host=origin.test".to_string()]);
+    let check = w.rt.raw(&[
+        "policy",
+        "check",
+        "--allow",
+        rule,
+        "GET",
+        "http://origin.test/private",
+    ]);
+    assert_eq!(
+        check.code,
+        Some(0),
+        "the rule {rule:?} named by the 403 does not allow the request:\n{check}"
+    );
+    assert_eq!(
+        w.leaked_since(base),
+        Counts::default(),
+        "something other than the sidecar's allowed request reached the origin"
+    );
+    assert_eq!(
+        w.origin.requests(),
+        ["http GET /allowed/a host=origin.test".to_string()]
+    );
     w.assert_nothing_left();
 }
 
+/// Runtime selected by name from containers.conf (JSON log); rules from
+/// the environment and from `--annotation io.boundary.allow`.
 #[test]
 fn podman_namespace_is_the_host_side_and_rm_removes_the_jail() {
-    let w = World::start(173);
+    let w = World::start(173, true);
     let allow = format!("BOUNDARY_ALLOW={RULES}");
-    let id = w.podman.run(&["-d", "--name", "bnd-e2e-173", "-e", &allow], &[]).ok().stdout.trim().to_string();
+    let ann = "io.boundary.allow=domain=origin.test path=/annotated/*";
+    let id = w
+        .podman
+        .run(
+            &[
+                "-d",
+                "--name",
+                "bnd-e2e-173",
+                "-e",
+                &allow,
+                "--annotation",
+                ann,
+            ],
+            &[],
+        )
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
     let jail = w.rt.jail(&id);
-    let HostSide::Path { path } = &jail.host_side else { panic!("podman hands its namespace over by path: {jail:?}") };
-    assert!(path.display().to_string().starts_with("/run/netns/netns-"), "{path:?}");
+    let HostSide::Path { path } = &jail.host_side else {
+        panic!("podman hands its namespace over by path: {jail:?}")
+    };
+    assert!(
+        path.display().to_string().starts_with("/run/netns/netns-"),
+        "{path:?}"
+    );
     let host = links_in(path);
-    assert!(host.contains(&jail.host_if), "the jail's host end {} is in podman's namespace:\n{host}", jail.host_if);
-    let inside = w.podman.podman(&["exec", &id, "ip", "-o", "-4", "addr"]).ok().stdout;
-    assert!(inside.contains(&jail.jail_addr.to_string()) && !inside.contains("10.88."), "only the jail's address inside:\n{inside}");
-    let r = w.podman.podman(&["exec", &id, "curl", "-sS", "--max-time", "10", "http://origin.test/allowed/exec"]).ok();
+    assert!(
+        host.contains(&jail.host_if),
+        "the jail's host end {} is in podman's namespace:\n{host}",
+        jail.host_if
+    );
+    let inside = w
+        .podman
+        .podman(&["exec", &id, "ip", "-o", "-4", "addr"])
+        .ok()
+        .stdout;
+    assert!(
+        inside.contains(&jail.jail_addr.to_string()) && !inside.contains("10.88."),
+        "only the jail's address inside:\n{inside}"
+    );
+    let r = w
+        .podman
+        .podman(&[
+            "exec",
+            &id,
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "http://origin.test/allowed/exec",
+        ])
+        .ok();
     assert_eq!(r.stdout, "origin saw GET /allowed/exec\n", "{r}");
+    let r = w
+        .podman
+        .podman(&[
+            "exec",
+            &id,
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "http://origin.test/annotated/x",
+        ])
+        .ok();
+    assert_eq!(
+        r.stdout, "origin saw GET /annotated/x\n",
+        "the annotation's rule applies: {r}"
+    );
+    let r = w
+        .podman
+        .podman(&[
+            "exec",
+            &id,
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://origin.test/other",
+        ])
+        .ok();
+    assert_eq!(r.stdout, "403", "{r}");
     // An invalid rule fails `podman run` with the rule's error.
-    let bad = w.podman.run(&["--rm", "-e", "BOUNDARY_ALLOW=domain=github.*"], &["true"]).failed();
-    assert!(bad.all().contains("invalid BOUNDARY_ALLOW") && bad.all().contains("github.*"), "{bad}");
+    let bad = w
+        .podman
+        .run(&["--rm", "-e", "BOUNDARY_ALLOW=domain=github.*"], &["true"])
+        .failed();
+    assert!(
+        bad.all().contains("invalid BOUNDARY_ALLOW") && bad.all().contains("github.*"),
+        "podman shows the error from the JSON log: {bad}"
+    );
     w.podman.podman(&["rm", "-f", "-t", "0", &id]).ok();
     w.assert_nothing_left();
 }
