@@ -194,12 +194,15 @@ async fn serve_tls<I>(
     }
 }
 
-async fn serve_h1<I>(ctx: Arc<ProxyContext>, io: I, scope: Scope)
+async fn serve_h1<I>(ctx: Arc<ProxyContext>, io: GuardIo<I>, scope: Scope)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let partial_head = io.partial_head();
+    let kind = scope.kind();
     let scope = Arc::new(scope);
     let timeout = ctx.limits.header_read_timeout;
+    let audit = ctx.audit.clone();
     let svc = service_fn(move |req| handle(ctx.clone(), scope.clone(), req));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -210,6 +213,12 @@ where
         .with_upgrades();
     if let Err(e) = conn.await {
         log::debug!("HTTP/1 connection ended: {e}");
+    }
+    // hyper gave up while part of a head was still arriving (the guard
+    // holds it, and clears the flag when the client itself closes): the
+    // head timed out (slowloris). An idle keep-alive close is no refusal.
+    if partial_head.load(std::sync::atomic::Ordering::Relaxed) {
+        audit.record(Event::deny(kind, format!("request head not received within {}s", timeout.as_secs())));
     }
 }
 

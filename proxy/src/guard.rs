@@ -13,6 +13,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BytesMut};
@@ -184,11 +186,21 @@ pub struct GuardIo<T> {
     inbuf: BytesMut,
     out: BytesMut,
     state: State,
+    /// Set while part of a request head has arrived but not all of it.
+    partial_head: Arc<AtomicBool>,
 }
 
 impl<T> GuardIo<T> {
     pub fn new(inner: T, initial: BytesMut) -> GuardIo<T> {
-        GuardIo { inner, inbuf: initial, out: BytesMut::new(), state: State::Head }
+        let partial_head = Arc::new(AtomicBool::new(!initial.is_empty()));
+        GuardIo { inner, inbuf: initial, out: BytesMut::new(), state: State::Head, partial_head }
+    }
+
+    /// A flag that stays readable after the guard moves into hyper: whether
+    /// the client has sent part of a request head and not yet the rest
+    /// (so a head timeout is a refusal of a slow client, not an idle close).
+    pub fn partial_head(&self) -> Arc<AtomicBool> {
+        self.partial_head.clone()
     }
 
     /// Moves validated bytes from `inbuf` to `out` as far as framing allows.
@@ -204,7 +216,8 @@ impl<T> GuardIo<T> {
                     let end = match head_end(&self.inbuf) {
                         Some(end) => end,
                         None if self.inbuf.len() > MAX_HEAD => return self.poison("request head too large"),
-                        None => match check_line_ends(&self.inbuf[..self.inbuf.len().saturating_sub(1)]) {
+                        // A trailing CR may still get its LF; anything before it is final.
+                        None => match check_line_ends(self.inbuf.strip_suffix(b"\r").unwrap_or(&self.inbuf)) {
                             Err(reason) => return self.poison(reason),
                             Ok(()) => return,
                         },
@@ -306,6 +319,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardIo<T> {
                 }
             } else {
                 this.process();
+                let partial = this.state == State::Head && !this.inbuf.is_empty();
+                this.partial_head.store(partial, Ordering::Relaxed);
                 if !this.out.is_empty() || matches!(this.state, State::Poisoned | State::Failed(_)) {
                     continue;
                 }
@@ -326,6 +341,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardIo<T> {
                 }
                 let rest = this.inbuf.split();
                 if matches!(this.state, State::Head) {
+                    this.partial_head.store(false, Ordering::Relaxed);
                     return Poll::Ready(Ok(())); // a partial head is dropped
                 }
                 this.out.extend_from_slice(&rest);
@@ -434,6 +450,28 @@ POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nx\ny\r\n0\
         let (out, res) = through(input).await;
         res.unwrap();
         assert_eq!(out, input.to_vec());
+    }
+
+    /// A head arriving a line (or a byte) at a time, each piece ending
+    /// right after CR LF, is not mistaken for a bare CR.
+    #[tokio::test]
+    async fn a_head_split_after_cr_lf_passes() {
+        let head = b"GET /a HTTP/1.1\r\nHost: a\r\nX-Y: z\r\n\r\n";
+        for piece in [1, 2, head.len() / 2] {
+            let (client, mut server) = tokio::io::duplex(64);
+            let mut g = GuardIo::new(client, BytesMut::new());
+            let writer = tokio::spawn(async move {
+                for c in head.chunks(piece) {
+                    tokio::io::AsyncWriteExt::write_all(&mut server, c).await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                server
+            });
+            let mut out = vec![0u8; head.len()];
+            tokio::time::timeout(std::time::Duration::from_secs(2), g.read_exact(&mut out)).await.unwrap().unwrap();
+            assert_eq!(out, head.to_vec(), "pieces of {piece}");
+            drop(writer.await.unwrap());
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,297 @@
+//! Hostile clients against the proxy: slowloris heads, oversized heads,
+//! broken chunked bodies, malformed TLS ClientHellos and path confusion.
+//! Each is refused cleanly, audited, checked at a recording origin, and the
+//! proxy goes on serving.
+
+mod common;
+mod hostile;
+
+use std::time::{Duration, Instant};
+
+use hostile::{start, World};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const RULES: &[&str] = &["domain=origin.test path=/allowed/*"];
+
+/// Reads everything until the proxy closes, or `secs` pass.
+async fn read_until_close(s: &mut tokio::net::TcpStream, secs: u64) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(out),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_head_trickled_byte_by_byte_is_cut_off_and_others_are_served() {
+    let w = start(RULES, Duration::from_secs(1)).await;
+    let head = format!("GET /allowed/slow HTTP/1.1\r\nHost: origin.test:{}\r\nX-Pad: {}\r\n\r\n", w.http_origin.port(), "p".repeat(200));
+    let mut s = w.connect().await;
+    let started = Instant::now();
+    let trickle = async {
+        let mut sent = 0;
+        for b in head.as_bytes() {
+            if s.write_all(std::slice::from_ref(b)).await.is_err() {
+                break;
+            }
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sent
+    };
+    // While one client trickles, others are served.
+    let others = async {
+        for i in 0..3 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            w.still_serves(&format!("/allowed/other-{i}")).await;
+        }
+    };
+    let (sent, ()) = tokio::join!(trickle, others);
+    let sent_for = started.elapsed();
+    assert!(
+        sent < head.len() || sent_for > Duration::from_secs(5),
+        "the whole head went through in {sent_for:?}, the test did not trickle"
+    );
+    let rest = read_until_close(&mut s, 3).await.expect("slowloris connection kept open");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(!text.contains("origin saw"), "a trickled head was served after the timeout: {text}");
+    assert!(w.origin_lines().iter().all(|(_, p)| p != "/allowed/slow"), "{:?}", w.origin_lines());
+    let r = w.wait_audit("the head timeout", |r| r.reason.as_deref().is_some_and(|x| x.contains("request head not received"))).await;
+    assert_eq!(r.decision, "deny", "{r:?}");
+    w.still_serves("/allowed/after-slowloris").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_without_an_audit_refusal() {
+    let w = start(RULES, Duration::from_secs(1)).await;
+    let mut s = w.connect().await;
+    // Nothing sent at all: the sniffer gives up; nothing to refuse.
+    assert!(read_until_close(&mut s, 5).await.is_some(), "an idle connection was kept open");
+    assert!(w.audit().iter().all(|r| r.reason.as_deref().is_none_or(|x| !x.contains("request head"))), "{:#?}", w.audit());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_heads_are_refused_and_audited() {
+    let w = start(RULES, Duration::from_secs(30)).await;
+    let port = w.http_origin.port();
+    let many: String = (0..2000).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases = [
+        format!("GET /allowed/big HTTP/1.1\r\nHost: origin.test:{port}\r\nX-Big: {}\r\n\r\n", "a".repeat(200 * 1024)),
+        format!("GET /allowed/many HTTP/1.1\r\nHost: origin.test:{port}\r\n{many}\r\n"),
+        format!("GET /allowed/{} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n", "u".repeat(100 * 1024)),
+    ];
+    for (i, req) in cases.iter().enumerate() {
+        let mut s = w.connect().await;
+        let _ = s.write_all(req.as_bytes()).await;
+        let out = read_until_close(&mut s, 5).await.unwrap_or_else(|| panic!("case {i}: connection kept open"));
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 400") || text.starts_with("HTTP/1.1 431") || text.is_empty(), "case {i}: {text}");
+    }
+    assert_eq!(w.origin_lines(), Vec::<(String, String)>::new(), "an oversized head reached the origin");
+    let refusals = w.audit().into_iter().filter(|r| r.decision == "deny" && r.status == Some(400)).count();
+    assert!(refusals >= 2, "oversized heads must be audited: {:#?}", w.audit());
+    w.still_serves("/allowed/after-big").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_chunked_bodies_never_let_a_second_request_through() {
+    let w = start(RULES, Duration::from_secs(30)).await;
+    let port = w.http_origin.port();
+    let smuggled = format!("GET /allowed/smuggled HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n");
+    let bodies = [
+        format!("fffffffffffffffffffff\r\nx\r\n0\r\n\r\n{smuggled}"),
+        format!("-5\r\nhello\r\n0\r\n\r\n{smuggled}"),
+        format!("zz\r\nhello\r\n0\r\n\r\n{smuggled}"),
+        format!("5\r\nhelloXX0\r\n\r\n{smuggled}"),
+        format!("5\nhello\n0\n\n{smuggled}"),
+        format!("5 ;ext=\"a\r\nb\"\r\nhello\r\n0\r\n\r\n{smuggled}"),
+        format!("0x5\r\nhello\r\n0\r\n\r\n{smuggled}"),
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        let mut s = w.connect().await;
+        let req = format!("POST /allowed/chunked-{i} HTTP/1.1\r\nHost: origin.test:{port}\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        let _ = s.write_all(req.as_bytes()).await;
+        let out = read_until_close(&mut s, 5).await.unwrap_or_else(|| panic!("case {i}: connection kept open"));
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("origin saw GET /allowed/smuggled"), "case {i}: {text}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for seen in w.origin_requests() {
+        assert_ne!(seen.path, "/allowed/smuggled", "a request smuggled in a chunked body reached the origin");
+        assert!(!seen.complete || !String::from_utf8_lossy(&seen.body).contains("smuggled"), "{seen:#?}");
+    }
+    let bad = w.audit().into_iter().filter(|r| r.status == Some(400)).count();
+    assert!(bad >= bodies.len() - 1, "broken chunked bodies must be audited as 400: {:#?}", w.audit());
+    w.still_serves("/allowed/after-chunked").await;
+}
+
+/// A TLS record holding a handshake message of `body`.
+fn record(handshake_type: u8, body: &[u8], claimed_len: Option<usize>) -> Vec<u8> {
+    let hs_len = claimed_len.unwrap_or(body.len());
+    let mut hs = vec![handshake_type, (hs_len >> 16) as u8, (hs_len >> 8) as u8, hs_len as u8];
+    hs.extend_from_slice(body);
+    let mut r = vec![0x16, 0x03, 0x01, (hs.len() >> 8) as u8, hs.len() as u8];
+    r.extend_from_slice(&hs);
+    r
+}
+
+/// A ClientHello body with `extensions` (raw bytes of the extensions block).
+fn client_hello(extensions: &[u8]) -> Vec<u8> {
+    let mut b = vec![0x03, 0x03];
+    b.extend_from_slice(&[7u8; 32]);
+    b.push(0); // session id
+    b.extend_from_slice(&[0x00, 0x02, 0x13, 0x01]); // one suite
+    b.extend_from_slice(&[0x01, 0x00]); // null compression
+    b.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+    b.extend_from_slice(extensions);
+    b
+}
+
+fn sni_extension(name: &[u8], list_len: Option<u16>, name_len: Option<u16>) -> Vec<u8> {
+    let mut entry = vec![0u8];
+    entry.extend_from_slice(&name_len.unwrap_or(name.len() as u16).to_be_bytes());
+    entry.extend_from_slice(name);
+    let mut list = list_len.unwrap_or(entry.len() as u16).to_be_bytes().to_vec();
+    list.extend_from_slice(&entry);
+    let mut ext = vec![0x00, 0x00];
+    ext.extend_from_slice(&(list.len() as u16).to_be_bytes());
+    ext.extend_from_slice(&list);
+    ext
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_client_hellos_are_closed_audited_and_the_proxy_serves_on() {
+    let w = start(RULES, Duration::from_secs(30)).await;
+    let good_sni = sni_extension(b"origin.test", None, None);
+    let full = record(1, &client_hello(&good_sni), None);
+    let mut huge_ext = sni_extension(b"origin.test", None, None);
+    huge_ext.extend_from_slice(&[0xff, 0x01, 0xff, 0xf0]);
+    huge_ext.extend(std::iter::repeat_n(0u8, 0xfff0));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated record", full[..full.len() / 2].to_vec()),
+        ("record header only", full[..5].to_vec()),
+        ("handshake length beyond the record", record(1, &client_hello(&good_sni), Some(0xffffff))),
+        ("extension list length beyond the hello", {
+            let mut h = client_hello(&good_sni);
+            let n = h.len() - good_sni.len() - 2;
+            h[n] = 0xff;
+            h[n + 1] = 0xff;
+            record(1, &h, None)
+        }),
+        ("SNI list length lies", record(1, &client_hello(&sni_extension(b"origin.test", Some(500), None)), None)),
+        ("SNI name length lies", record(1, &client_hello(&sni_extension(b"origin.test", None, Some(400))), None)),
+        ("no SNI", record(1, &client_hello(&[]), None)),
+        ("SNI with a NUL", record(1, &client_hello(&sni_extension(b"origin.test\0.evil", None, None)), None)),
+        ("SNI not a host name", record(1, &client_hello(&sni_extension(b"origin.test/../x", None, None)), None)),
+        ("not a ClientHello", record(2, &client_hello(&good_sni), None)),
+        ("huge extension", record(1, &client_hello(&huge_ext), None)),
+        ("huge record", {
+            let mut r = vec![0x16, 0x03, 0x01, 0xff, 0xff];
+            r.extend(std::iter::repeat_n(0x41u8, 0xffff));
+            r
+        }),
+    ];
+    for (what, bytes) in &cases {
+        let mut s = w.connect().await;
+        let _ = s.write_all(bytes).await;
+        let _ = s.shutdown().await;
+        let out = read_until_close(&mut s, 6).await.unwrap_or_else(|| panic!("{what}: connection kept open"));
+        // Anything the proxy sends back is a TLS alert at most, never a
+        // ServerHello (a handshake record).
+        assert!(out.first().is_none_or(|b| *b != 0x16), "{what}: the proxy answered with a handshake: {out:?}");
+    }
+    let refused = w.audit().into_iter().filter(|r| r.decision == "deny" && (r.kind == "tls" || r.kind == "tcp")).count();
+    assert!(refused >= cases.len() - 3, "malformed ClientHellos must be audited: {:#?}", w.audit());
+    assert_eq!(w.origin_lines(), Vec::<(String, String)>::new());
+    assert_eq!(w.origin_garbage(), 0);
+    w.still_serves("/allowed/after-hellos").await;
+}
+
+/// Path confusion through the proxy: what the origin receives, not only
+/// what the policy says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_confusion_through_the_proxy_never_reaches_a_denied_path() {
+    let w = start(RULES, Duration::from_secs(30)).await;
+    let port = w.http_origin.port();
+    let denied = [
+        "/allowed/..%2Fprivate",
+        "/allowed/..%2fprivate",
+        "/allowed/../private",
+        "/allowed/%2e%2e/private",
+        "/allowed/%2E%2E/private",
+        "/allowed/.%2e/private",
+        "/allowed/..",
+        "/allowed/%2F..%2F..%2Fprivate",
+        "/allowed%2F..%2Fprivate",
+        "/allowed/x/../../private",
+        "//allowed/../private",
+        "/private/../allowed/../private",
+        "/Allowed/x",
+        "/allowed",
+        "/allowed/%00/../../private",
+    ];
+    for path in denied {
+        let mut s = w.connect().await;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: origin.test:{port}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let out = read_until_close(&mut s, 5).await.expect("answered");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 403") || text.starts_with("HTTP/1.1 400"), "{path} was not refused: {text}");
+    }
+    for path in ["/allowed/./x", "/allowed/y/../x", "/allowed/%2e/x"] {
+        let mut s = w.connect().await;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: origin.test:{port}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let out = read_until_close(&mut s, 5).await.expect("answered");
+        assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"), "{path}: {}", String::from_utf8_lossy(&out));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Everything the origin saw resolves (RFC 3986 dot segments, one
+    // percent-decoding) to a path under /allowed/.
+    for (_, p) in w.origin_lines() {
+        assert!(resolves_under_allowed(&p), "the origin saw {p}, which is not under /allowed/");
+    }
+    assert_eq!(w.origin_lines().len(), 3, "{:?}", w.origin_lines());
+    for path in denied {
+        let url = format!("http://origin.test:{port}{path}");
+        let r = w.wait_audit(path, |r| r.url.as_deref() == Some(&url)).await;
+        assert_eq!(r.decision, "deny", "{r:?}");
+    }
+}
+
+fn resolves_under_allowed(p: &str) -> bool {
+    let mut decoded = Vec::new();
+    let b = p.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() + 1 {
+            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..(i + 3).min(b.len())]).unwrap_or("x"), 16) {
+                decoded.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        decoded.push(b[i]);
+        i += 1;
+    }
+    let text = String::from_utf8_lossy(&decoded);
+    let mut out: Vec<&str> = Vec::new();
+    for seg in text.split('/').skip(1) {
+        match seg {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    out.len() >= 2 && out[0] == "allowed" && !out.iter().any(|s| s.is_empty())
+}
+
+#[allow(dead_code)]
+fn _unused(_: &World) {}
