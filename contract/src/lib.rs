@@ -17,6 +17,19 @@ use serde::{Deserialize, Serialize};
 pub const SIDECAR_CONFIG_FILE: &str = "sidecar.json";
 /// File name of the jail state inside a container's state directory.
 pub const JAIL_STATE_FILE: &str = "jail.json";
+/// Name of the narrowing directory ([`SidecarConfig::narrow_dir`]) inside a
+/// jail's state directory.
+pub const NARROW_DIR: &str = "narrow";
+/// File in the narrowing directory where the sidecar worker appends one
+/// [`NarrowingApplied`] JSON line after each load of the directory.
+pub const NARROWING_APPLIED_FILE: &str = ".applied";
+
+/// The narrowing sets in force after one load of
+/// [`SidecarConfig::narrow_dir`] (the owners, i.e. file names, sorted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NarrowingApplied {
+    pub owners: Vec<String>,
+}
 
 /// Everything the sidecar needs to serve one jailed container (or pod).
 ///
@@ -45,6 +58,13 @@ pub struct SidecarConfig {
     /// by both sets (pod policy narrowed by a container's own policy).
     #[serde(default)]
     pub narrowing_rules: Vec<String>,
+    /// Directory of further narrowing sets, one file per owner (a pod's app
+    /// container) holding canonical rule text; files whose name starts with
+    /// `.` are not sets. The worker opens it as root, reads it at start and
+    /// again on SIGHUP, and appends a [`NarrowingApplied`] line to
+    /// [`NARROWING_APPLIED_FILE`] in it after each load. `None`: none.
+    #[serde(default)]
+    pub narrow_dir: Option<PathBuf>,
     /// The host CA certificate (PEM) used to sign leaf certificates.
     pub ca_cert: PathBuf,
     /// The host CA private key (PEM, 0600, never mounted in a container).

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::audit::AuditLog;
 use crate::ca::{CaError, CertAuthority};
+use crate::narrowing::{Narrowing, NarrowingError};
 use crate::resolve::{ResolveError, Resolver};
 use crate::upstream::Upstream;
 
@@ -38,6 +39,8 @@ pub enum BuildError {
         #[source]
         source: ParseError,
     },
+    #[error("loading the narrowing rules")]
+    Narrowing(#[source] NarrowingError),
     #[error("building the upstream resolver")]
     Resolver(#[source] ResolveError),
     #[error("{path} holds no usable PEM certificate")]
@@ -77,8 +80,9 @@ impl Default for Limits {
 pub struct ProxyContext {
     pub container_id: String,
     pub policy: Arc<Policy>,
-    /// Rules narrowing `policy` (a request must be allowed by both).
-    pub narrowing: Option<Arc<Policy>>,
+    /// Sets of rules narrowing `policy` (a request must be allowed by
+    /// `policy` and every set); reloaded on SIGHUP.
+    pub narrowing: Arc<Narrowing>,
     pub ca: Arc<CertAuthority>,
     pub resolver: Arc<Resolver>,
     pub audit: AuditLog,
@@ -114,13 +118,7 @@ impl ProxyContext {
         let ca = CertAuthority::from_pem(&read(&cfg.ca_cert)?, &read(&cfg.ca_key)?).map_err(BuildError::Ca)?;
         let policy = Policy::from_texts(cfg.rules.iter().map(String::as_str))
             .map_err(|source| BuildError::Policy { which: "allow", source })?;
-        let narrowing = if cfg.narrowing_rules.is_empty() {
-            None
-        } else {
-            let p = Policy::from_texts(cfg.narrowing_rules.iter().map(String::as_str))
-                .map_err(|source| BuildError::Policy { which: "narrowing", source })?;
-            Some(Arc::new(p))
-        };
+        let narrowing = Arc::new(Narrowing::from_config(cfg).map_err(BuildError::Narrowing)?);
         let resolver = Resolver::new(
             cfg.pinned_hosts.clone(),
             cfg.upstream_resolvers.clone(),

@@ -33,7 +33,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use boundary_policy::{could_allow_host_narrowed, normalize_host, Policy};
+use boundary_policy::{normalize_host, Policy};
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{rdata, DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
@@ -42,6 +42,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
 use crate::audit::{AuditLog, Event};
+use crate::narrowing::{NarrowSet, Narrowing, CONFIG_OWNER};
 use crate::resolve::Resolver;
 use crate::supervisor::error_chain;
 use crate::ProxyContext;
@@ -73,7 +74,7 @@ pub const NO_UPSTREAM_REASON: &str = "the container has no upstream network";
 #[derive(Debug)]
 pub struct DnsFilter {
     policy: Arc<Policy>,
-    narrowing: Option<Arc<Policy>>,
+    narrowing: Arc<Narrowing>,
     resolver: Arc<Resolver>,
     audit: AuditLog,
     sinkhole: Ipv4Addr,
@@ -97,20 +98,22 @@ impl DnsFilter {
         sinkhole: Ipv4Addr,
         upstream_enabled: bool,
     ) -> Self {
+        let sets = narrowing.map(|policy| NarrowSet { owner: CONFIG_OWNER.to_owned(), policy: (*policy).clone() });
+        let narrowing = Arc::new(Narrowing::fixed(sets.into_iter().collect()));
         DnsFilter { policy, narrowing, resolver, audit, sinkhole, upstream_enabled }
     }
 
     /// The filter for the container a proxy context serves; the sinkhole is
     /// the sidecar's listen address.
     pub fn from_proxy(ctx: &ProxyContext) -> Self {
-        DnsFilter::new(
-            ctx.policy.clone(),
-            ctx.narrowing.clone(),
-            ctx.resolver.clone(),
-            ctx.audit.clone(),
-            ctx.listen_addr,
-            ctx.upstream_enabled,
-        )
+        DnsFilter {
+            policy: ctx.policy.clone(),
+            narrowing: ctx.narrowing.clone(),
+            resolver: ctx.resolver.clone(),
+            audit: ctx.audit.clone(),
+            sinkhole: ctx.listen_addr,
+            upstream_enabled: ctx.upstream_enabled,
+        }
     }
 
     /// Answers one query received over TCP (no size limit). `None` means
@@ -186,10 +189,7 @@ impl DnsFilter {
     }
 
     fn could_allow(&self, host: &str) -> bool {
-        match &self.narrowing {
-            Some(narrowing) => could_allow_host_narrowed(&self.policy, narrowing, host),
-            None => self.policy.could_allow_host(host),
-        }
+        self.narrowing.current().could_allow_host(&self.policy, host)
     }
 
     /// The verdict for a queried name, and the name as it is audited.

@@ -13,6 +13,7 @@ pub mod context;
 pub mod dns;
 pub mod forward;
 pub mod guard;
+pub mod narrowing;
 pub mod privdrop;
 pub mod resolve;
 pub mod response;

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use boundary_policy::{evaluate_narrowed, Decision, DenyReason};
+use boundary_policy::{Decision, DenyReason};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, HOST};
 use hyper::http::uri::Authority;
@@ -118,17 +118,18 @@ async fn decide_and_forward(ctx: Arc<ProxyContext>, scope: &Scope, req: Request<
         return deny(&ctx, scope, &req, &t, "container has no upstream network", None);
     }
     let preq = boundary_policy::Request { method, host: &t.host, path: &t.path, port: Some(t.port) };
-    let decision = match &ctx.narrowing {
-        Some(n) => evaluate_narrowed(&ctx.policy, n, &preq),
-        None => ctx.policy.evaluate(&preq),
-    };
+    let sets = ctx.narrowing.current();
+    let (decision, narrowed_by) = sets.evaluate(&ctx.policy, &preq);
     match decision {
         Decision::Allow { rule } => forward::forward(ctx, scope, req, t, rule).await,
         Decision::Deny(denial) => {
-            let reason = match denial.reason {
+            let mut reason = match denial.reason {
                 DenyReason::NoRuleMatched => "no rule matched".to_owned(),
                 other => other.to_string(),
             };
+            if let Some(owner) = narrowed_by {
+                reason = format!("{reason} in the rules of {owner}, which narrow the pod's policy");
+            }
             deny(&ctx, scope, &req, &t, &reason, denial.suggestion.as_deref())
         }
     }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use boundary_policy::{could_allow_host_narrowed, suggest_rule};
+use boundary_policy::suggest_rule;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::{Request, Response};
@@ -63,8 +63,5 @@ pub fn handle_connect(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<In
 }
 
 fn could_allow(ctx: &ProxyContext, host: &str) -> bool {
-    match &ctx.narrowing {
-        Some(n) => could_allow_host_narrowed(&ctx.policy, n, host),
-        None => ctx.policy.could_allow_host(host),
-    }
+    ctx.narrowing.current().could_allow_host(&ctx.policy, host)
 }

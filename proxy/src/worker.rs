@@ -116,6 +116,7 @@ fn start(config_path: &Path) -> Result<(Arc<ProxyContext>, Inherited), WorkerErr
     // Still one thread: whatever is created from here on is born with no
     // bounding set and no_new_privs.
     privdrop::restrict_before_threads().map_err(WorkerError::Restrict)?;
+    ignore_hangup_until_served()?;
     let parent = nix::unistd::getppid();
     let cfg = SidecarConfig::read(config_path)?;
     let fds = Inherited {
@@ -146,6 +147,7 @@ struct Serving {
     dns_tcp: tokio::net::TcpListener,
     term: SignalStream,
     int: SignalStream,
+    hup: SignalStream,
 }
 
 /// Must run inside the runtime.
@@ -160,12 +162,14 @@ fn adopt_in_runtime(fds: Inherited) -> Result<Serving, WorkerError> {
     };
     let term = signal(SignalKind::terminate()).map_err(WorkerError::Signals)?;
     let int = signal(SignalKind::interrupt()).map_err(WorkerError::Signals)?;
-    Ok(Serving { proxy, dns_udp, dns_tcp, term, int })
+    let hup = signal(SignalKind::hangup()).map_err(WorkerError::Signals)?;
+    Ok(Serving { proxy, dns_udp, dns_tcp, term, int, hup })
 }
 
 async fn serve(ctx: Arc<ProxyContext>, fds: Inherited, mut ready: Option<Readiness>) -> Result<(), WorkerError> {
-    let Serving { proxy, dns_udp, dns_tcp, mut term, mut int } =
+    let Serving { proxy, dns_udp, dns_tcp, mut term, mut int, hup } =
         adopt_in_runtime(fds).inspect_err(|e| report_failure(&mut ready, e))?;
+    tokio::spawn(reload_on_hangup(ctx.clone(), hup));
     let filter = Arc::new(DnsFilter::from_proxy(&ctx));
     if let Some(ready) = ready {
         if let Err(e) = ready.ok() {
@@ -178,6 +182,33 @@ async fn serve(ctx: Arc<ProxyContext>, fds: Inherited, mut ready: Option<Readine
         _ = term.recv() => { log::info!("SIGTERM: stopping"); Ok(()) }
         _ = int.recv() => { log::info!("SIGINT: stopping"); Ok(()) }
     }
+}
+
+/// SIGHUP (forwarded by the shim when a pod's narrowing changes) makes the
+/// worker read its narrowing sets again; connections stay open. The first
+/// reload runs at once: a SIGHUP that came while the signal was ignored
+/// (before this handler existed) is not lost.
+async fn reload_on_hangup(ctx: Arc<ProxyContext>, mut hup: SignalStream) {
+    loop {
+        // A few small files: read in place rather than on a blocking thread.
+        match ctx.narrowing.reload() {
+            Ok(n) => log::info!("narrowing reloaded: {n} container sets"),
+            Err(e) => log::error!("narrowing reload failed, previous sets stay in force: {}", error_chain(&e)),
+        }
+        if hup.recv().await.is_none() {
+            return;
+        }
+    }
+}
+
+/// SIGHUP would kill the worker until [`reload_on_hangup`] handles it.
+fn ignore_hangup_until_served() -> Result<(), WorkerError> {
+    // SAFETY: SIG_IGN installs no handler code; the process is still
+    // single-threaded, and the tokio handler that replaces it later is
+    // installed through tokio's own registry.
+    unsafe { nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn) }
+        .map(drop)
+        .map_err(|e| WorkerError::Signals(e.into()))
 }
 
 fn tcp_listener(fd: OwnedFd) -> io::Result<tokio::net::TcpListener> {

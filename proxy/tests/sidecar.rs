@@ -113,6 +113,7 @@ fn config(ns: &Netns, dir: &Path) -> SidecarConfig {
         dns_port: DNS_PORT,
         rules: vec![format!("domain={ALLOWED}")],
         narrowing_rules: vec![],
+        narrow_dir: None,
         ca_cert,
         ca_key,
         upstream_system_roots: false,

@@ -16,7 +16,7 @@ use boundary_contract::HostSide;
 use crate::args::{Globals, Invocation};
 use crate::config::Config;
 use crate::runtime_log::{self, Level};
-use crate::{commands, delegate, docker, exec_env, handover, jail, rewrite, rules};
+use crate::{commands, delegate, docker, exec_env, handover, jail, pod, rewrite, rules};
 
 /// Entry point; never returns.
 pub fn main() -> ! {
@@ -123,6 +123,10 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
             bail!("{what} not found at {} (install it beside boundary-runc, or set {}_path in {})", p.display(), what.trim_start_matches("boundary-"), Config::path().display());
         }
     }
+    let pod = pod::Role::of(&spec)?;
+    if let Some(sandbox) = pod.as_ref().and_then(|r| r.jailed_sandbox(&cfg.state_root)) {
+        return pod::prepare_container(cfg, &a.id, sandbox, spec, &config_path);
+    }
     let host_side = original_host_side(&spec, &cfg.state_root.join("netns"))?;
     if let HostSide::Path { path } = &host_side {
         if let Some(jail_id) = docker::joined_jail(&cfg.state_root, path).filter(|j| docker::shares_files_of(&spec, j)) {
@@ -141,6 +145,9 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
         false => jail::Shape::default(),
     };
     let rules = rules::collect(cfg, &spec)?;
+    if pod == Some(pod::Role::Sandbox) {
+        pod::record_sandbox(&cfg.state_root, &a.id, &spec)?;
+    }
     let built = jail::create_shaped(cfg, &a.id, host_side, rules, inv.globals.root.clone(), &shape)?;
     let plan = rewrite::JailPlan {
         netns_path: jail::netns_path(&cfg.state_root, &a.id),

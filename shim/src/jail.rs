@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use boundary_contract::{HostSide, JailState, SidecarConfig, JAIL_STATE_FILE, SIDECAR_CONFIG_FILE};
+use boundary_contract::{HostSide, JailState, SidecarConfig, JAIL_STATE_FILE, NARROW_DIR, SIDECAR_CONFIG_FILE};
 
 use crate::config::Config;
 use crate::{ca, firewall, ipam, link, netns, sidecar};
@@ -208,6 +208,7 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
     let ca = ca::ensure(cfg)?;
     let resolv_conf = dir.join("resolv.conf");
     std::fs::write(&resolv_conf, format!("nameserver {}\n", state.host_addr)).map_err(io("write", &resolv_conf))?;
+    crate::pod::create_narrow_dir(dir).map_err(io("create", &dir.join(NARROW_DIR)))?;
     let mut sc = sidecar_config(cfg, &state, &ca, rules, dir);
     if sc.upstream_resolvers.is_none() {
         sc.upstream_resolvers = shape.upstream_resolvers.clone();
@@ -231,6 +232,7 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
         dns_port: cfg.network.dns_port,
         rules,
         narrowing_rules: Vec::new(),
+        narrow_dir: Some(dir.join(NARROW_DIR)),
         ca_cert: ca.cert.clone(),
         ca_key: ca.key.clone(),
         upstream_system_roots: cfg.tls.upstream_system_roots,
@@ -277,7 +279,7 @@ pub fn read_state(root: &Path, id: &str) -> Result<Option<JailState>, JailError>
 /// Removes every piece of `id`'s jail that exists. Best effort: each step
 /// runs even when an earlier one failed; failures are returned as text.
 pub fn teardown(root: &Path, id: &str) -> Vec<String> {
-    let mut errors = Vec::new();
+    let mut errors = crate::pod::leave(root, id);
     let dir = state_dir(root, id);
     let state = match read_state(root, id) {
         Ok(s) => s,

@@ -22,6 +22,7 @@ pub mod ipam;
 pub mod jail;
 pub mod link;
 pub mod netns;
+pub mod pod;
 pub mod rewrite;
 pub mod rules;
 pub mod runtime_log;

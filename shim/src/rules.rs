@@ -42,6 +42,26 @@ pub fn collect(cfg: &Config, spec: &Value) -> Result<Vec<String>, RulesError> {
     Ok(out)
 }
 
+/// An app container's own rules (`BOUNDARY_ALLOW` in `process.env`), which
+/// only narrow its pod's policy: canonical text, `None` when unset or blank.
+/// Allowed even where container rules are forbidden: a narrowing can never
+/// widen what the pod may do.
+pub fn narrowing(spec: &Value) -> Result<Option<Vec<String>>, RulesError> {
+    let Some(text) = rewrite::env_value(spec, ALLOW_ENV)? else { return Ok(None) };
+    let mut out = Vec::new();
+    push(&mut out, text, &format!("{ALLOW_ENV} (process.env)"))?;
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// The canonical rules of the annotation `io.boundary.allow` (for a pod,
+/// the pod annotation); `None` when it is not set.
+pub fn annotation_rules(spec: &Value) -> Result<Option<Vec<String>>, RulesError> {
+    let Some(text) = rewrite::annotation(spec, ALLOW_ANNOTATION)? else { return Ok(None) };
+    let mut out = Vec::new();
+    push(&mut out, text, &format!("annotation {ALLOW_ANNOTATION}"))?;
+    Ok(Some(out))
+}
+
 fn push(out: &mut Vec<String>, text: &str, source_name: &str) -> Result<(), RulesError> {
     let rules = boundary_policy::parse_rules(text)
         .map_err(|error| RulesError::Invalid { source_name: source_name.to_string(), error })?;
@@ -83,6 +103,18 @@ mod tests {
         let e = collect(&Config::default(), &spec(&["BOUNDARY_ALLOW=domain=github.*"], None)).unwrap_err().to_string();
         assert!(e.starts_with("invalid BOUNDARY_ALLOW (process.env): "), "{e}");
         assert!(e.contains("github.*"), "{e}");
+    }
+
+    #[test]
+    fn narrowing_is_the_env_only_and_canonical() {
+        let s = spec(&["BOUNDARY_ALLOW=domain=GitHub.com ; method=get domain=x.test"], Some("domain=*"));
+        assert_eq!(narrowing(&s).unwrap(), Some(vec!["domain=github.com".to_string(), "method=GET domain=x.test".to_string()]));
+        assert_eq!(narrowing(&spec(&["BOUNDARY_ALLOW= ; "], None)).unwrap(), None);
+        assert_eq!(narrowing(&spec(&[], Some("domain=a.test"))).unwrap(), None);
+        let e = narrowing(&spec(&["BOUNDARY_ALLOW=domain=github.*"], None)).unwrap_err().to_string();
+        assert!(e.starts_with("invalid BOUNDARY_ALLOW (process.env): "), "{e}");
+        assert_eq!(annotation_rules(&s).unwrap(), Some(vec!["domain=*".to_string()]));
+        assert_eq!(annotation_rules(&spec(&[], None)).unwrap(), None);
     }
 
     #[test]

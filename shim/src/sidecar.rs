@@ -135,7 +135,7 @@ fn read_answer(rd: OwnedFd, timeout: Duration) -> Result<Option<String>, Option<
 }
 
 /// Whether `pid` is a live (not zombie) boundary-sidecar serving `config`.
-fn is_our_sidecar(pid: i32, config: &Path) -> bool {
+pub fn is_our_sidecar(pid: i32, config: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let named = args.first().is_some_and(|a| a.ends_with(b"boundary-sidecar"));

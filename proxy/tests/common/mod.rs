@@ -106,6 +106,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
         dns_port: 0,
         rules: rules.iter().map(|s| s.to_string()).collect(),
         narrowing_rules: opts.narrowing,
+        narrow_dir: None,
         ca_cert: write("ca.pem", &host_ca.pem),
         ca_key: write("ca.key", &host_ca.key_pem),
         upstream_system_roots: false,

@@ -1,0 +1,183 @@
+//! An app container's narrowing of its pod's policy.
+//!
+//! [`apply`] writes the container's canonical rules to
+//! `<state_root>/<sandbox>/narrow/<container id>` (0644, renamed into
+//! place), sends SIGHUP to the sandbox sidecar's worker, and waits until the
+//! worker's record (`narrow/.applied`, one JSON line per load) lists the
+//! container: only then is the narrowing in force, for requests and DNS
+//! alike, and `create` goes on. The signal is repeated while waiting, so a
+//! worker that was being restarted (it loads the directory at start anyway)
+//! does not make it miss. [`lift`] removes the file and waits until the
+//! record no longer lists the container. Connections stay open throughout.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use boundary_contract::{NarrowingApplied, SidecarPids, NARROWING_APPLIED_FILE, NARROW_DIR, SIDECAR_CONFIG_FILE};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::jail;
+
+/// How long `create` waits for the narrowing to be in force.
+pub const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long teardown waits for the narrowing to be lifted.
+pub const LIFT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Interval between repeated signals while waiting.
+const RESIGNAL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NarrowError {
+    #[error("container id {0:?} starts with '.', which the narrowing directory reserves; it cannot narrow its pod's policy")]
+    HiddenId(String),
+    #[error("cannot {op} {}", path.display())]
+    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    #[error("the sidecar of pod sandbox {0} is not running")]
+    NoSidecar(String),
+    #[error("the sidecar of pod sandbox {sandbox} did not put the narrowing by {id} in force within {timeout:?} (see {})", log.display())]
+    Timeout { sandbox: String, id: String, timeout: Duration, log: PathBuf },
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NarrowError {
+    let path = path.to_path_buf();
+    move |source| NarrowError::Io { op, path, source }
+}
+
+/// The narrowing directory of jail `sandbox`.
+pub fn dir(state_root: &Path, sandbox: &str) -> PathBuf {
+    jail::state_dir(state_root, sandbox).join(NARROW_DIR)
+}
+
+/// Puts `rules` (canonical, non-empty) in force as `id`'s narrowing of
+/// `sandbox`'s policy. On error the file is removed again.
+pub fn apply(state_root: &Path, sandbox: &str, id: &str, rules: &[String]) -> Result<(), NarrowError> {
+    if id.starts_with('.') {
+        return Err(NarrowError::HiddenId(id.to_string()));
+    }
+    let dir = dir(state_root, sandbox);
+    let (tmp, file) = (dir.join(format!(".tmp.{id}")), dir.join(id));
+    let start = applied_len(&dir);
+    let text = rules.join("\n") + "\n";
+    let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp).map_err(io("create", &tmp))?;
+    out.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
+    drop(out);
+    // The mode is not left to the umask: the worker reads as its own uid.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io("chmod", &tmp))?;
+    std::fs::rename(&tmp, &file).map_err(io("rename", &file))?;
+    let waited = wait_until(state_root, sandbox, id, start, APPLY_TIMEOUT, |owners| owners.iter().any(|o| o == id));
+    if waited.is_err() {
+        let _ = std::fs::remove_file(&file);
+    }
+    waited
+}
+
+/// Lifts `id`'s narrowing of `sandbox`'s policy, if it has one. A sandbox
+/// whose sidecar is gone has nothing to lift from.
+pub fn lift(state_root: &Path, sandbox: &str, id: &str) -> Result<(), NarrowError> {
+    let dir = dir(state_root, sandbox);
+    let file = dir.join(id);
+    let start = applied_len(&dir);
+    match std::fs::remove_file(&file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("remove", &file)(e)),
+    }
+    match wait_until(state_root, sandbox, id, start, LIFT_TIMEOUT, |owners| !owners.iter().any(|o| o == id)) {
+        Err(NarrowError::NoSidecar(_)) => Ok(()),
+        other => other,
+    }
+}
+
+fn applied_len(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join(NARROWING_APPLIED_FILE)).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Signals the worker until the last record written after byte `start` of
+/// the record file satisfies `done`.
+fn wait_until(
+    state_root: &Path,
+    sandbox: &str,
+    id: &str,
+    start: u64,
+    timeout: Duration,
+    done: impl Fn(&[String]) -> bool,
+) -> Result<(), NarrowError> {
+    let dir = dir(state_root, sandbox);
+    let deadline = Instant::now() + timeout;
+    let mut next_signal = Instant::now();
+    loop {
+        if Instant::now() >= next_signal {
+            signal_worker(state_root, sandbox)?;
+            next_signal = Instant::now() + RESIGNAL;
+        }
+        if last_applied(&dir.join(NARROWING_APPLIED_FILE), start).is_some_and(|a| done(&a.owners)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let log = jail::state_dir(state_root, sandbox).join(jail::SIDECAR_LOG_FILE);
+            return Err(NarrowError::Timeout { sandbox: sandbox.to_string(), id: id.to_string(), timeout, log });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// SIGHUP to the sandbox sidecar's worker. A worker being restarted is not
+/// an error (the new one loads the directory at start); a sidecar whose
+/// supervisor is gone is.
+fn signal_worker(state_root: &Path, sandbox: &str) -> Result<(), NarrowError> {
+    let dir = jail::state_dir(state_root, sandbox);
+    let config = dir.join(SIDECAR_CONFIG_FILE);
+    let pids: Option<SidecarPids> = std::fs::read(dir.join(jail::SIDECAR_PIDS_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(pids) = pids.filter(|p| crate::sidecar::is_our_sidecar(p.supervisor, &config)) else {
+        return Err(NarrowError::NoSidecar(sandbox.to_string()));
+    };
+    if let Some(worker) = pids.worker.filter(|w| crate::sidecar::is_our_sidecar(*w, &config)) {
+        let _ = kill(Pid::from_raw(worker), Signal::SIGHUP);
+    }
+    Ok(())
+}
+
+/// The last complete record after byte `start` of the record file.
+fn last_applied(path: &Path, start: u64) -> Option<NarrowingApplied> {
+    let mut f = std::fs::File::open(path).ok()?;
+    f.seek(SeekFrom::Start(start)).ok()?;
+    let mut text = String::new();
+    f.read_to_string(&mut text).ok()?;
+    let complete = &text[..text.rfind('\n')? + 1];
+    complete.lines().rev().find_map(|l| serde_json::from_str(l).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_complete_records_after_the_start_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(NARROWING_APPLIED_FILE);
+        std::fs::write(&path, "{\"owners\":[\"a\"]}\n{\"owners\":[\"a\",\"b\"]}\n{\"owners\":[").unwrap();
+        assert_eq!(last_applied(&path, 0).unwrap().owners, ["a", "b"]);
+        let first = "{\"owners\":[\"a\"]}\n".len() as u64;
+        assert_eq!(last_applied(&path, first).unwrap().owners, ["a", "b"]);
+        let both = std::fs::metadata(&path).unwrap().len() - "{\"owners\":[".len() as u64;
+        assert_eq!(last_applied(&path, both), None);
+        assert_eq!(last_applied(&dir.path().join("none"), 0), None);
+    }
+
+    #[test]
+    fn without_a_sidecar_apply_fails_and_leaves_nothing_and_lift_is_quiet() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir(root.path(), "sb")).unwrap();
+        let e = apply(root.path(), "sb", "c1", &["domain=a.test".into()]).unwrap_err();
+        assert!(matches!(e, NarrowError::NoSidecar(_)), "{e}");
+        assert!(!dir(root.path(), "sb").join("c1").exists());
+        assert!(matches!(apply(root.path(), "sb", ".c", &[]), Err(NarrowError::HiddenId(_))));
+        std::fs::write(dir(root.path(), "sb").join("c2"), "domain=a.test\n").unwrap();
+        lift(root.path(), "sb", "c2").unwrap();
+        assert!(!dir(root.path(), "sb").join("c2").exists());
+        lift(root.path(), "sb", "c3").unwrap();
+    }
+}
