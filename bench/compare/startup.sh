@@ -1,0 +1,90 @@
+# Scenario 9 of bench/compare.sh: container start-up cost.
+#  - `boundary-runc run` vs `runc run` of /bin/true, same bundle (a
+#    busybox rootfs, `runc spec`'s fresh network namespace: host side in the
+#    host's namespace), hyperfine;
+#  - `docker run --rm` with dockerd's default runtime vs
+#    `--runtime=boundary-bench` (this run's boundary-runc, registered in
+#    /etc/docker/daemon.json for the run only), image from scratch with
+#    busybox-static.
+# Sourced after jail.sh.
+
+DOCKER_RUNTIME=boundary-bench
+DOCKER_IMAGE=boundary-bench-busybox:latest
+DAEMON_JSON=/etc/docker/daemon.json
+DOCKER_REGISTERED=0
+DOCKER_IMAGE_BUILT=0
+
+run_s9_run() {
+    local d=$W/life
+    mkdir -p "$d/bundle"
+    build_rootfs "$d/bundle/rootfs"
+    write_demo_spec "$d/bundle/config.json" "true"
+    cp "$d/bundle/config.json" "$d/pristine.json"
+    brc_config "$d/config.toml" "$d/state" "$LIFE_POOL"
+    hyperfine --warmup 2 --runs "$LIFE_RUNS" --export-json "$d/run.json" \
+        --prepare "cp $d/pristine.json $d/bundle/config.json" \
+        -n runc "runc --root $d/runc-root run -b $d/bundle r\$\$" \
+        -n boundary-runc "BOUNDARY_RUNC_CONFIG=$d/config.toml $BIN/boundary-runc --root $d/runc-root run -b $d/bundle b\$\$" \
+        > "$W/logs/9-run.txt" 2>&1
+    umount "$d/state/netns" 2> /dev/null || true
+    jq -r '.results[] | "\(.command)\t\(.median * 1000)"' "$d/run.json" | while IFS=$'\t' read -r who ms; do
+        record 9 "$who" 1 run_ms "$ms"
+        echo "  s9 run /bin/true $who: $ms ms"
+    done
+}
+
+# Adds (`add`) or removes (`remove`) our runtime in daemon.json, keeping
+# every other key, and makes dockerd reload it.
+# The flock is the one the root tests take around their own edits.
+docker_runtime() {
+    local tmp=$DAEMON_JSON.brb-tmp
+    exec 9> /run/boundary-e2e-daemon-json.lock
+    flock 9
+    [ -s "$DAEMON_JSON" ] || echo '{}' > "$DAEMON_JSON"
+    if [ "$1" = add ]; then
+        jq --arg n "$DOCKER_RUNTIME" --arg p "$W/docker/boundary-runc.sh" '.runtimes[$n] = {path: $p}' "$DAEMON_JSON" > "$tmp"
+    else
+        jq --arg n "$DOCKER_RUNTIME" 'del(.runtimes[$n])' "$DAEMON_JSON" > "$tmp"
+    fi
+    mv "$tmp" "$DAEMON_JSON"
+    kill -HUP "$(cat /var/run/docker.pid)"
+    sleep 1
+    exec 9>&-
+}
+
+run_s9_docker() {
+    local d=$W/docker
+    if ! docker info > /dev/null 2>&1; then
+        echo "  ! s9 docker: dockerd does not answer; docker rows left out" >&2
+        return 0
+    fi
+    mkdir -p "$d/ctx/rootfs/bin"
+    cp /bin/busybox "$d/ctx/rootfs/bin/busybox"
+    ln -s busybox "$d/ctx/rootfs/bin/true"
+    ln -s busybox "$d/ctx/rootfs/bin/sh"
+    printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/true"]\n' > "$d/ctx/Dockerfile"
+    DOCKER_BUILDKIT=0 docker build -q -t "$DOCKER_IMAGE" "$d/ctx" > /dev/null
+    DOCKER_IMAGE_BUILT=1
+    brc_config "$d/config.toml" "$d/state" "$DOCKER_POOL"
+    printf '#!/bin/sh\nBOUNDARY_RUNC_CONFIG=%s exec %s "$@"\n' "$d/config.toml" "$BIN/boundary-runc" > "$d/boundary-runc.sh"
+    chmod 755 "$d/boundary-runc.sh"
+    DOCKER_REGISTERED=1
+    docker_runtime add
+    docker run --rm --runtime="$DOCKER_RUNTIME" "$DOCKER_IMAGE" /bin/true || {
+        echo "  ! s9 docker run --runtime=$DOCKER_RUNTIME fails; docker rows left out" >&2; return 0; }
+    hyperfine -N --warmup 2 --runs "$LIFE_RUNS" --export-json "$d/run.json" \
+        -n runc "docker run --rm $DOCKER_IMAGE /bin/true" \
+        -n boundary-runc "docker run --rm --runtime=$DOCKER_RUNTIME $DOCKER_IMAGE /bin/true" \
+        > "$W/logs/9-docker.txt" 2>&1
+    jq -r '.results[] | "\(.command)\t\(.median * 1000)"' "$d/run.json" | while IFS=$'\t' read -r who ms; do
+        record 9 "$who" 1 docker_ms "$ms"
+        echo "  s9 docker run --rm $who: $ms ms"
+    done
+}
+
+teardown_startup() {
+    if [ "$DOCKER_REGISTERED" = 1 ]; then docker_runtime remove || true; fi
+    if [ "$DOCKER_IMAGE_BUILT" = 1 ]; then docker rmi -f "$DOCKER_IMAGE" > /dev/null 2>&1 || true; fi
+    umount "$W/docker/state/netns" 2> /dev/null || true
+    umount "$W/life/state/netns" 2> /dev/null || true
+}
