@@ -208,6 +208,10 @@ pub struct EngineHandover {
 pub struct SidecarPids {
     pub supervisor: i32,
     pub worker: Option<i32>,
+    /// The keeper: the top of the sidecar's process tree, which holds the
+    /// sockets and restarts a supervisor that dies.
+    #[serde(default)]
+    pub keeper: Option<i32>,
 }
 
 /// One line of the audit log.

@@ -1,8 +1,9 @@
 //! `boundary-sidecar`: the per-container network boundary.
 //!
 //! ```text
-//! boundary-sidecar --config FILE [--ready-fd N]          supervisor (run as root by the shim)
-//! boundary-sidecar --worker --config FILE [--ready-fd N]  worker (spawned by the supervisor)
+//! boundary-sidecar --config FILE [--ready-fd N]              keeper (run as root by the shim)
+//! boundary-sidecar --supervisor --config FILE [--ready-fd N]  supervisor (spawned by the keeper)
+//! boundary-sidecar --worker --config FILE [--ready-fd N]      worker (spawned by the supervisor)
 //! ```
 //!
 //! With `--ready-fd N` the process writes `ok\n` to descriptor N once it is
@@ -14,23 +15,26 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use boundary_proxy::supervisor::keeper::Keeper;
 use boundary_proxy::supervisor::{error_chain, Readiness, Supervisor};
 use boundary_proxy::worker;
 
-const USAGE: &str = "usage: boundary-sidecar [--worker] --config FILE [--ready-fd N]";
+const USAGE: &str = "usage: boundary-sidecar [--supervisor|--worker] --config FILE [--ready-fd N]";
 
 #[derive(Debug)]
 struct Args {
     worker: bool,
+    supervisor: bool,
     config: PathBuf,
     ready_fd: Option<i32>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = std::ffi::OsString>) -> Result<Args, String> {
-    let (mut worker, mut config, mut ready_fd) = (false, None, None);
+    let (mut worker, mut supervisor, mut config, mut ready_fd) = (false, false, None, None);
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--worker") => worker = true,
+            Some("--supervisor") => supervisor = true,
             Some("--config") => config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?)),
             Some("--ready-fd") => {
                 let n = args.next().ok_or("--ready-fd needs a number")?;
@@ -41,7 +45,10 @@ fn parse_args(mut args: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
         }
     }
     let config = config.ok_or("--config is required")?;
-    Ok(Args { worker, config, ready_fd })
+    if worker && supervisor {
+        return Err("--worker and --supervisor exclude each other".into());
+    }
+    Ok(Args { worker, supervisor, config, ready_fd })
 }
 
 fn main() -> ExitCode {
@@ -60,7 +67,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = if args.worker { run_worker(&args, ready) } else { run_supervisor(&args, ready) };
+    let result = if args.worker {
+        run_worker(&args, ready)
+    } else if args.supervisor {
+        run_supervisor(&args, ready)
+    } else {
+        run_keeper(&args, ready)
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -72,6 +85,25 @@ fn main() -> ExitCode {
 
 fn run_worker(args: &Args, ready: Option<Readiness>) -> Result<(), String> {
     worker::run(&args.config, ready).map_err(|e| error_chain(&e))
+}
+
+fn run_keeper(args: &Args, ready: Option<Readiness>) -> Result<(), String> {
+    let keeper = match Keeper::start(&args.config) {
+        Ok(k) => k,
+        Err(e) => {
+            let message = error_chain(&e);
+            if let Some(ready) = ready {
+                let _ = ready.error(&message);
+            }
+            return Err(message);
+        }
+    };
+    if let Some(ready) = ready {
+        if let Err(e) = ready.ok() {
+            log::warn!("reporting readiness: {e}");
+        }
+    }
+    keeper.run().map_err(|e| error_chain(&e))
 }
 
 fn run_supervisor(args: &Args, ready: Option<Readiness>) -> Result<(), String> {
@@ -152,6 +184,8 @@ mod tests {
         let a = parse(&["--config", "/c.json", "--ready-fd", "5"]).unwrap();
         assert!(!a.worker && a.ready_fd == Some(5) && a.config.as_os_str() == "/c.json");
         assert!(parse(&["--worker", "--config", "/c.json"]).unwrap().worker);
+        assert!(parse(&["--supervisor", "--config", "/c.json"]).unwrap().supervisor);
+        assert!(parse(&["--supervisor", "--worker", "--config", "/c.json"]).is_err());
         assert!(parse(&[]).is_err());
         assert!(parse(&["--config"]).is_err());
         assert!(parse(&["--config", "x", "--ready-fd", "x"]).is_err());

@@ -1,23 +1,33 @@
-//! The sidecar supervisor: a small root process (std and nix only, no async
-//! runtime) that owns the listening sockets and keeps one worker alive.
+//! The sidecar's process tree: a keeper, a supervisor, a worker.
 //!
-//! Start-up, in order: block the signals it handles and open a signalfd for
-//! them; `setsid`; read the config; enter the container's host-side network
-//! namespace; bind the proxy socket (TCP) and the DNS sockets (UDP and TCP);
-//! open the audit log; spawn the worker and wait until it says it dropped
-//! privileges and is serving; write the pid file. Only then is the shim told
-//! `ok`.
+//! The **keeper** ([`keeper`], the process the shim starts) blocks the
+//! signals it handles, calls `setsid`, reads the config, enters the
+//! container's host-side network namespace, binds the proxy socket (TCP)
+//! and the DNS sockets (UDP and TCP) and opens the audit log. It holds these
+//! for its whole life and runs one supervisor, restarting it at once when
+//! it dies; it also runs the orphan watch. It handles no container bytes.
 //!
-//! The sockets stay open here for the supervisor's whole life. When the
-//! worker dies the kernel keeps queueing the container's connections in the
-//! listen backlog (and its DNS datagrams in the socket buffer) until the next
-//! worker accepts them: nothing leaks past the boundary and nothing is
-//! refused for long (fail closed, recover fast).
+//! The **supervisor** (this module, `--supervisor`) gets the sockets from
+//! the keeper, keeps one worker alive and writes the pid file. It dies with
+//! the keeper (parent-death signal, set before `execve`).
 //!
-//! The worker gets the sockets at fixed descriptors ([`PROXY_FD`],
-//! [`DNS_UDP_FD`], [`DNS_TCP_FD`]), the audit log at [`AUDIT_FD`] and, the
-//! first time only, a readiness pipe at [`WORKER_READY_FD`].
+//! The **worker** ([`crate::worker`]) drops privileges and serves. It dies
+//! with the supervisor.
+//!
+//! The sockets stay open in the keeper whatever else dies: the kernel keeps
+//! queueing the container's connections in the listen backlog (and its DNS
+//! datagrams in the socket buffer) until the next worker accepts them;
+//! connections the dead worker had accepted are cut. Nothing leaks past the
+//! boundary and nothing is refused for long (fail closed, recover fast).
+//!
+//! Children get the sockets at fixed descriptors ([`PROXY_FD`],
+//! [`DNS_UDP_FD`], [`DNS_TCP_FD`]), the audit log at [`AUDIT_FD`], the write
+//! end of the keeper's lifeline pipe at [`LIFELINE_FD`] (it reads EOF once a
+//! supervisor and all its workers are gone, so a new worker never appends
+//! to the audit log next to a dying one) and, for the first start only, a
+//! readiness pipe at [`WORKER_READY_FD`].
 
+pub mod keeper;
 mod orphan;
 mod readiness;
 mod resources;
@@ -26,7 +36,7 @@ mod spawn;
 use std::fs;
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -38,13 +48,13 @@ use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{pipe2, setsid, Pid};
+use nix::unistd::{pipe2, Pid};
 
 pub use readiness::{error_chain, Readiness};
 use readiness::read_ready_line;
 pub use resources::write_pid_file;
-use resources::{enter_netns, move_high, WorkerFds, HIGH_FD};
-use spawn::{spawn_worker, ExecPlan};
+use resources::{adopt_high, move_high, WorkerFds, HIGH_FD};
+use spawn::{spawn_child, ExecPlan};
 
 /// Descriptor of the proxy's listening TCP socket in the worker.
 pub const PROXY_FD: RawFd = 3;
@@ -54,8 +64,11 @@ pub const DNS_UDP_FD: RawFd = 4;
 pub const DNS_TCP_FD: RawFd = 5;
 /// Descriptor of the audit log (append, read-write) in the worker.
 pub const AUDIT_FD: RawFd = 6;
-/// Descriptor of the first worker's readiness pipe.
+/// Descriptor of the first worker's (or supervisor's) readiness pipe.
 pub const WORKER_READY_FD: RawFd = 7;
+/// Descriptor of the keeper's lifeline pipe (write end) in the supervisor
+/// and the worker; nobody writes to it.
+pub const LIFELINE_FD: RawFd = 8;
 
 /// How long the first worker may take to read its files and drop privileges.
 const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -71,6 +84,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub enum SupervisorError {
     #[error("readiness descriptor {fd} is not usable (must be an open descriptor above 2)")]
     ReadyFd {
+        fd: RawFd,
+        #[source]
+        source: Errno,
+    },
+    #[error("descriptor {fd} was not passed by the keeper")]
+    MissingFd {
         fd: RawFd,
         #[source]
         source: Errno,
@@ -116,20 +135,23 @@ pub enum SupervisorError {
         #[source]
         source: io::Error,
     },
-    #[error("preparing the worker's command line: {what} contains a NUL byte")]
+    #[error("preparing a child's command line: {what} contains a NUL byte")]
     NulInArgument { what: &'static str },
     #[error("moving a descriptor above {HIGH_FD}")]
     MoveFd(#[source] Errno),
-    #[error("creating the worker's readiness pipe")]
+    #[error("creating a pipe for a child")]
     Pipe(#[source] Errno),
-    #[error("forking the worker")]
+    #[error("forking a child")]
     Fork(#[source] Errno),
-    #[error("waiting for the worker to become ready")]
+    #[error("waiting for a child to become ready")]
     WaitReady(#[source] Errno),
     #[error("the worker failed to start: {message}")]
     WorkerFailed { message: String },
-    #[error("the worker did not become ready within {0:?}")]
-    WorkerTimeout(Duration),
+    /// The supervisor's own report, passed on as it is.
+    #[error("{message}")]
+    SupervisorFailed { message: String },
+    #[error("the {what} did not become ready within {timeout:?}")]
+    ChildTimeout { what: &'static str, timeout: Duration },
     #[error("writing pid file {path}")]
     WritePidFile {
         path: PathBuf,
@@ -146,44 +168,34 @@ struct Worker {
     started: Instant,
 }
 
-/// A started supervisor: sockets bound, first worker ready, pid file written.
+/// A started supervisor: first worker ready, pid file written.
 #[derive(Debug)]
 pub struct Supervisor {
     cfg: SidecarConfig,
     fds: WorkerFds,
+    lifeline: OwnedFd,
     signals: SignalFd,
     plan: ExecPlan,
+    keeper: Pid,
     worker: Option<Worker>,
     quick_deaths: u32,
     respawn_at: Option<Instant>,
-    /// Watch on the shim/delegate while `create` may still fail (see
-    /// [`orphan`]).
-    orphan: Option<orphan::Watch>,
 }
 
 impl Supervisor {
-    /// Performs the whole start-up (see the module documentation). On error
-    /// nothing is left running.
+    /// Takes over the keeper's descriptors, starts the first worker and
+    /// writes the pid file. On error nothing is left running.
     pub fn start(config_path: &Path) -> Result<Self, SupervisorError> {
         umask(Mode::from_bits_truncate(0o077));
         let signals = block_signals()?;
-        // Fails with EPERM when already a process group leader; the shim
-        // normally starts us as a plain child, and either way we stay put.
-        let _ = setsid();
-        // Absolute (we chdir to "/") but otherwise as given: the shim finds
-        // the worker by this argument in /proc/<pid>/cmdline.
-        let config_path = std::path::absolute(config_path)
-            .map_err(|source| SupervisorError::ConfigPath { path: config_path.to_owned(), source })?;
-        let cfg = SidecarConfig::read(&config_path)?;
-        if let Some(netns) = &cfg.netns {
-            enter_netns(netns)?;
-        }
-        let fds = WorkerFds::acquire(&cfg)?;
-        // Do not hold any mount busy.
-        let _ = nix::unistd::chdir("/");
-        let plan = ExecPlan::new(&config_path)?;
-        let orphan = cfg.orphan_watch.as_ref().map(|w| orphan::Watch::new(w, &cfg.container_id));
-        let mut sup = Supervisor { cfg, fds, signals, plan, worker: None, quick_deaths: 0, respawn_at: None, orphan };
+        let keeper = nix::unistd::getppid();
+        // As given by the keeper (absolute): the shim finds the worker by
+        // this argument in /proc/<pid>/cmdline.
+        let cfg = SidecarConfig::read(config_path)?;
+        let fds = WorkerFds::inherited()?;
+        let lifeline = adopt_high(LIFELINE_FD)?;
+        let plan = ExecPlan::worker(config_path)?;
+        let mut sup = Supervisor { cfg, fds, lifeline, signals, plan, keeper, worker: None, quick_deaths: 0, respawn_at: None };
         let worker = sup.spawn_first_worker()?;
         sup.worker = Some(worker);
         if let Err(e) = sup.write_pid_file() {
@@ -202,27 +214,12 @@ impl Supervisor {
                 Some(at) => duration_timeout(at.saturating_duration_since(Instant::now())),
                 None => PollTimeout::NONE,
             };
-            if self.orphan.as_ref().is_some_and(orphan::Watch::creator_gone) {
-                if let Some(w) = self.orphan.take() {
-                    w.creator_exited();
-                }
-            }
-            let mut pfd = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-            if let Some(fd) = self.orphan.as_ref().and_then(orphan::Watch::fd) {
-                pfd.push(PollFd::new(fd, PollFlags::POLLIN));
-            }
+            let mut pfd = [PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
             match poll(&mut pfd, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(SupervisorError::Poll(e)),
             }
-            let creator_exited = pfd.get(1).and_then(PollFd::revents).is_some_and(|r| !r.is_empty());
-            drop(pfd);
-            if creator_exited {
-                if let Some(w) = self.orphan.take() {
-                    w.creator_exited();
-                }
-            }
-            while let Some(sig) = self.next_signal() {
+            while let Some(sig) = next_signal(&self.signals) {
                 match sig {
                     Signal::SIGCHLD => self.reap(),
                     Signal::SIGTERM | Signal::SIGINT => {
@@ -235,17 +232,6 @@ impl Supervisor {
             }
             if self.respawn_at.is_some_and(|at| Instant::now() >= at) {
                 self.respawn();
-            }
-        }
-    }
-
-    fn next_signal(&self) -> Option<Signal> {
-        match self.signals.read_signal() {
-            Ok(Some(info)) => Signal::try_from(info.ssi_signo as i32).ok(),
-            Ok(None) => None,
-            Err(e) => {
-                log::warn!("reading the signalfd: {e}");
-                None
             }
         }
     }
@@ -272,7 +258,7 @@ impl Supervisor {
 
     fn respawn(&mut self) {
         self.respawn_at = None;
-        match spawn_worker(&self.plan, &self.fds, None) {
+        match spawn_child(&self.plan, &self.fds, &self.lifeline, None) {
             Ok(pid) => {
                 self.worker = Some(Worker { pid, started: Instant::now() });
                 log::info!("worker restarted as pid {pid}");
@@ -292,27 +278,9 @@ impl Supervisor {
     /// file.
     fn stop(&mut self) {
         if let Some(worker) = self.worker.take() {
-            let _ = kill(worker.pid, Signal::SIGTERM);
-            let deadline = Instant::now() + STOP_GRACE;
-            let mut exited = false;
-            while !exited && Instant::now() < deadline {
-                let left = duration_timeout(deadline.saturating_duration_since(Instant::now()));
-                let mut pfd = [PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-                let _ = poll(&mut pfd, left);
-                while self.next_signal().is_some() {}
-                exited = !matches!(waitpid(worker.pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive));
-            }
-            if !exited {
-                log::warn!("worker {} ignored SIGTERM for {STOP_GRACE:?}; killing it", worker.pid);
-                let _ = kill(worker.pid, Signal::SIGKILL);
-                let _ = waitpid(worker.pid, None);
-            }
+            stop_child(&self.signals, worker.pid, "worker", STOP_GRACE);
         }
-        if let Err(e) = fs::remove_file(&self.cfg.pid_file) {
-            if e.kind() != io::ErrorKind::NotFound {
-                log::warn!("removing pid file {}: {e}", self.cfg.pid_file.display());
-            }
-        }
+        remove_pid_file(&self.cfg.pid_file);
     }
 
     fn kill_worker_now(&mut self) {
@@ -326,26 +294,14 @@ impl Supervisor {
     fn spawn_first_worker(&mut self) -> Result<Worker, SupervisorError> {
         let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(SupervisorError::Pipe)?;
         let write_end = move_high(write_end)?;
-        let pid = spawn_worker(&self.plan, &self.fds, Some(&write_end))?;
+        let pid = spawn_child(&self.plan, &self.fds, &self.lifeline, Some(&write_end))?;
         drop(write_end);
         let worker = Worker { pid, started: Instant::now() };
-        match read_ready_line(read_end, WORKER_READY_TIMEOUT) {
-            Ok(line) if line == "ok" => Ok(worker),
-            outcome => {
-                let _ = kill(pid, Signal::SIGKILL);
-                let status = waitpid(pid, None);
-                Err(match outcome {
-                    Ok(line) => {
-                        let message = match line.strip_prefix("error: ") {
-                            Some(m) => m.to_owned(),
-                            None if line.is_empty() => format!("worker exited without reporting ({status:?})"),
-                            None => format!("unexpected readiness line {line:?}"),
-                        };
-                        SupervisorError::WorkerFailed { message }
-                    }
-                    Err(e) => e,
-                })
-            }
+        match await_ready(read_end, pid, "worker", WORKER_READY_TIMEOUT) {
+            Ok(()) => Ok(worker),
+            Err(message) => Err(message.map_or(SupervisorError::ChildTimeout { what: "worker", timeout: WORKER_READY_TIMEOUT }, |message| {
+                SupervisorError::WorkerFailed { message }
+            })),
         }
     }
 
@@ -353,15 +309,74 @@ impl Supervisor {
         let pids = SidecarPids {
             supervisor: std::process::id() as i32,
             worker: self.worker.map(|w| w.pid.as_raw()),
+            keeper: Some(self.keeper.as_raw()),
         };
         write_pid_file(&self.cfg.pid_file, &pids)
     }
 }
 
-/// Blocks SIGCHLD, SIGTERM and SIGINT and returns a signalfd for them.
+/// Waits for `pid`'s readiness line on `read_end`. `Err(None)`: no answer
+/// in time; `Err(Some(message))`: it failed (and is killed and reaped).
+fn await_ready(read_end: OwnedFd, pid: Pid, what: &str, timeout: Duration) -> Result<(), Option<String>> {
+    let outcome = read_ready_line(read_end, timeout);
+    if matches!(&outcome, Ok(line) if line == "ok") {
+        return Ok(());
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+    let status = waitpid(pid, None);
+    match outcome {
+        Ok(line) => Err(Some(match line.strip_prefix("error: ") {
+            Some(m) => m.to_owned(),
+            None if line.is_empty() => format!("{what} exited without reporting ({status:?})"),
+            None => format!("unexpected readiness line {line:?}"),
+        })),
+        Err(_) => Err(None),
+    }
+}
+
+/// SIGTERM to `pid`, up to `grace` for it to exit (reaped), then SIGKILL.
+fn stop_child(signals: &SignalFd, pid: Pid, what: &str, grace: Duration) {
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    let mut exited = false;
+    while !exited && Instant::now() < deadline {
+        let left = duration_timeout(deadline.saturating_duration_since(Instant::now()));
+        let mut pfd = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut pfd, left);
+        while next_signal(signals).is_some() {}
+        exited = !matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive));
+    }
+    if !exited {
+        log::warn!("{what} {pid} ignored SIGTERM for {grace:?}; killing it");
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    }
+}
+
+fn remove_pid_file(path: &Path) {
+    if let Err(e) = fs::remove_file(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            log::warn!("removing pid file {}: {e}", path.display());
+        }
+    }
+}
+
+fn next_signal(signals: &SignalFd) -> Option<Signal> {
+    match signals.read_signal() {
+        Ok(Some(info)) => Signal::try_from(info.ssi_signo as i32).ok(),
+        Ok(None) => None,
+        Err(e) => {
+            log::warn!("reading the signalfd: {e}");
+            None
+        }
+    }
+}
+
+/// Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP and returns a signalfd for
+/// them.
 fn block_signals() -> Result<SignalFd, SupervisorError> {
     let mut set = SigSet::empty();
-    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(sig);
     }
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(SupervisorError::Signals)?;
@@ -404,12 +419,13 @@ mod tests {
     #[test]
     fn pid_file_is_written_atomically_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/sidecar.pid");
-        let pids = SidecarPids { supervisor: 10, worker: Some(11) };
+        let path = dir.path().join("sidecar.pid");
+        let pids = SidecarPids { supervisor: 10, worker: Some(11), keeper: Some(9) };
         write_pid_file(&path, &pids).unwrap();
+        assert!(write_pid_file(&dir.path().join("gone/sidecar.pid"), &pids).is_err(), "a vanished state directory is not re-created");
         let back: SidecarPids = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         assert_eq!(back, pids);
-        assert!(!dir.path().join("sub/sidecar.pid.tmp").exists());
+        assert!(!dir.path().join("sidecar.pid.tmp").exists());
     }
 
     #[test]

@@ -299,7 +299,9 @@ fn worker_runs_as_nobody_with_no_capabilities_and_is_not_dumpable() {
     let sidecar = Sidecar::start(&ns);
     sidecar.assert_ready();
     let pids = sidecar.pids().expect("pid file after readiness");
-    assert_eq!(pids.supervisor, sidecar.child.id() as i32);
+    // The process started is the keeper; the supervisor is its child.
+    assert_eq!(pids.keeper, Some(sidecar.child.id() as i32));
+    assert_ne!(pids.supervisor, sidecar.child.id() as i32);
     let worker = sidecar.worker();
     assert_ne!(worker, pids.supervisor);
 
@@ -430,6 +432,8 @@ fn sigterm_stops_supervisor_and_worker_and_removes_the_pid_file() {
     assert_eq!(connect_proxy(&ns).unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
 }
 
+/// The process the shim starts is the keeper (the top of the tree, which
+/// holds the sockets); when it dies, supervisor and worker follow it.
 #[test]
 fn a_killed_supervisor_takes_its_worker_down_fail_closed() {
     let ns = Netns::new();

@@ -39,6 +39,21 @@ pub enum SidecarError {
 /// forever; runc reaped it as if it were its own. Detached, it is
 /// reparented to the nearest subreaper (the engine's shim) or init.
 pub fn start(binary: &Path, config: &Path, log: &Path, timeout: Duration) -> Result<i32, SidecarError> {
+    spawn(binary, config, log)?.wait(timeout)
+}
+
+/// A sidecar that was started and has not yet said whether it is ready.
+/// Dropping it without [`Starting::wait`] kills it.
+#[derive(Debug)]
+pub struct Starting {
+    pid: i32,
+    answer: Option<OwnedFd>,
+    log: PathBuf,
+}
+
+/// Starts the supervisor detached (see [`start`]) and returns at once, so
+/// the caller can build the rest of the jail while the sidecar starts.
+pub fn spawn(binary: &Path, config: &Path, log: &Path) -> Result<Starting, SidecarError> {
     let spawn_err = |source| SidecarError::Spawn { binary: binary.to_path_buf(), source };
     let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SidecarError::Pipe)?;
     let (pid_rd, pid_wr): (OwnedFd, OwnedFd) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SidecarError::Pipe)?;
@@ -76,20 +91,35 @@ pub fn start(binary: &Path, config: &Path, log: &Path, timeout: Duration) -> Res
     drop(pid_wr);
     let _ = intermediate.wait();
     let pid = read_pid(pid_rd).ok_or_else(|| SidecarError::Failed("it could not be detached from boundary-runc".into()))?;
-    let answer = read_answer(rd, timeout);
-    match answer {
-        Ok(Some(line)) if line.trim() == "ok" => Ok(pid),
-        Ok(Some(line)) => {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            Err(SidecarError::Failed(line.trim().trim_start_matches("error:").trim().to_string()))
-        }
-        Ok(None) => {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            Err(SidecarError::Failed(format!("it exited before it was ready; its log is {}", log.display())))
-        }
-        Err(e) => {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            Err(e.unwrap_or(SidecarError::Timeout(timeout, log.to_path_buf())))
+    Ok(Starting { pid, answer: Some(rd), log: log.to_path_buf() })
+}
+
+impl Starting {
+    /// The supervisor's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits for the sidecar's answer; returns its pid once it is serving.
+    /// On failure the sidecar is killed.
+    pub fn wait(mut self, timeout: Duration) -> Result<i32, SidecarError> {
+        let Some(rd) = self.answer.take() else { return Err(SidecarError::Failed("already waited for".into())) };
+        let answer = read_answer(rd, timeout);
+        let failure = match answer {
+            Ok(Some(line)) if line.trim() == "ok" => return Ok(self.pid),
+            Ok(Some(line)) => SidecarError::Failed(line.trim().trim_start_matches("error:").trim().to_string()),
+            Ok(None) => SidecarError::Failed(format!("it exited before it was ready; its log is {}", self.log.display())),
+            Err(e) => e.unwrap_or(SidecarError::Timeout(timeout, self.log.clone())),
+        };
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        Err(failure)
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if self.answer.is_some() {
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
         }
     }
 }
@@ -150,15 +180,26 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(true)
 }
 
-/// Stops the sidecar serving `config`: SIGTERM to the supervisor (which
-/// stops its worker), SIGKILL to whatever is left after `grace`.
-pub fn stop(pids_file: &Path, supervisor: Option<i32>, config: &Path, grace: Duration) {
+/// Every live boundary-sidecar process serving `config`, whatever its
+/// place in the tree (keeper, supervisor, worker); also finds one whose pid
+/// was never recorded (a `create` killed while its sidecar started).
+fn serving(config: &Path) -> Vec<i32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()).filter(|p| is_our_sidecar(*p, config)).collect()
+}
+
+/// Stops the sidecar serving `config`: SIGTERM to the keeper, the
+/// supervisor and the worker (recorded, given, or found serving `config`),
+/// SIGKILL to whatever is left after `grace`.
+pub fn stop(pids_file: &Path, keeper: Option<i32>, config: &Path, grace: Duration) {
     let recorded: Option<SidecarPids> = std::fs::read(pids_file).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let mut pids: Vec<i32> = supervisor.into_iter().collect();
+    let mut pids: Vec<i32> = keeper.into_iter().collect();
     if let Some(r) = recorded {
         pids.push(r.supervisor);
         pids.extend(r.worker);
+        pids.extend(r.keeper);
     }
+    pids.extend(serving(config));
     pids.sort_unstable();
     pids.dedup();
     let live: Vec<i32> = pids.into_iter().filter(|p| is_our_sidecar(*p, config)).collect();

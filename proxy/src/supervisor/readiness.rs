@@ -71,7 +71,7 @@ pub(super) fn read_ready_line(pipe: OwnedFd, timeout: Duration) -> Result<String
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(SupervisorError::WorkerTimeout(timeout));
+            return Err(SupervisorError::ChildTimeout { what: "child", timeout });
         }
         let mut pfd = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
         match poll(&mut pfd, duration_timeout(left)) {

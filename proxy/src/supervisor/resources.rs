@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -14,7 +14,7 @@ use nix::libc;
 use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn};
 
-use super::SupervisorError;
+use super::{SupervisorError, AUDIT_FD, DNS_TCP_FD, DNS_UDP_FD, PROXY_FD};
 
 /// Listen backlog: connections wait here while a worker restarts.
 const BACKLOG: i32 = 1024;
@@ -42,6 +42,33 @@ impl WorkerFds {
             audit: open_audit(&cfg.audit_log)?,
         })
     }
+}
+
+impl WorkerFds {
+    /// Takes over the descriptors the keeper placed at [`PROXY_FD`],
+    /// [`DNS_UDP_FD`], [`DNS_TCP_FD`] and [`AUDIT_FD`] (supervisor mode),
+    /// moved above [`HIGH_FD`].
+    pub(super) fn inherited() -> Result<WorkerFds, SupervisorError> {
+        Ok(WorkerFds {
+            proxy: adopt_high(PROXY_FD)?,
+            dns_udp: adopt_high(DNS_UDP_FD)?,
+            dns_tcp: adopt_high(DNS_TCP_FD)?,
+            audit: adopt_high(AUDIT_FD)?,
+        })
+    }
+}
+
+/// Takes ownership of inherited descriptor `fd` and moves it above
+/// [`HIGH_FD`] (close-on-exec).
+pub(super) fn adopt_high(fd: RawFd) -> Result<OwnedFd, SupervisorError> {
+    // SAFETY: borrowed for one fcntl call only; on a closed number it fails
+    // with EBADF and changes nothing.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    fcntl(borrowed, FcntlArg::F_GETFD).map_err(|source| SupervisorError::MissingFd { fd, source })?;
+    // SAFETY: the descriptor is open (checked above) and was placed at this
+    // number by the keeper for this purpose; nothing else in this process
+    // refers to it, and it is adopted exactly once.
+    move_high(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 pub(super) fn enter_netns(path: &Path) -> Result<(), SupervisorError> {
@@ -97,19 +124,31 @@ pub(super) fn move_high(fd: OwnedFd) -> Result<OwnedFd, SupervisorError> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
+/// Creates the pid file's directory (0700) if missing; done once, by the
+/// keeper at its start.
+pub(super) fn create_pid_dir(path: &Path) -> Result<(), SupervisorError> {
+    let err = |source| SupervisorError::WritePidFile { path: path.to_owned(), source };
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err),
+        None => Ok(()),
+    }
+}
+
 /// Writes the pid file atomically (temporary file in the same directory,
-/// then rename).
+/// then rename). The directory is not created again (see
+/// [`create_pid_dir`]): it is the jail's state directory, and when it is
+/// gone the jail is being torn down.
 pub fn write_pid_file(path: &Path, pids: &SidecarPids) -> Result<(), SupervisorError> {
     let err = |source| SupervisorError::WritePidFile { path: path.to_owned(), source };
     let json = serde_json::to_vec(pids).map_err(|e| err(io::Error::other(e)))?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
-    }
     let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp).map_err(err)?;
-    file.write_all(&json).and_then(|()| file.sync_all()).map_err(err)?;
+    // No fsync: the file lives under the runtime state root (/run), which
+    // does not outlive a reboot; the rename alone makes it appear whole.
+    // (An fsync here cost up to tens of ms on `create`'s path.)
+    file.write_all(&json).map_err(err)?;
     fs::rename(&tmp, path).map_err(err)
 }
 

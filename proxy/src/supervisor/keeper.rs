@@ -1,0 +1,229 @@
+//! The keeper: the top of the sidecar's process tree (see
+//! [`crate::supervisor`]). It acquires everything that needs root and the
+//! host-side namespace once, then only waits: it restarts a supervisor that
+//! dies, passes SIGHUP on, stops the supervisor on SIGTERM, and runs the
+//! orphan watch.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use boundary_contract::SidecarConfig;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::stat::{umask, Mode};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{pipe2, setsid, Pid};
+
+use super::orphan;
+use super::resources::{create_pid_dir, enter_netns, move_high, WorkerFds};
+use super::spawn::{spawn_child, ExecPlan};
+use super::{
+    await_ready, backoff, block_signals, duration_timeout, error_chain, next_signal, remove_pid_file, stop_child,
+    SupervisorError, QUICK_DEATH, STOP_GRACE, WORKER_READY_TIMEOUT,
+};
+
+/// How long the first supervisor may take (it waits for its worker first).
+const SUPERVISOR_READY_TIMEOUT: Duration = Duration::from_secs(WORKER_READY_TIMEOUT.as_secs() + 2);
+/// How long a dead supervisor's workers get to vanish before a new
+/// supervisor starts anyway (they were sent SIGKILL when it died).
+const LIFELINE_WAIT: Duration = Duration::from_secs(1);
+
+/// A running supervisor and the read end of its lifeline.
+#[derive(Debug)]
+struct Child {
+    pid: Pid,
+    started: Instant,
+    lifeline: OwnedFd,
+}
+
+/// A started keeper: sockets bound, first supervisor (and worker) ready.
+#[derive(Debug)]
+pub struct Keeper {
+    cfg: SidecarConfig,
+    fds: WorkerFds,
+    signals: SignalFd,
+    plan: ExecPlan,
+    supervisor: Option<Child>,
+    quick_deaths: u32,
+    respawn_at: Option<Instant>,
+    /// Watch on the shim/delegate while `create` may still fail.
+    orphan: Option<orphan::Watch>,
+}
+
+impl Keeper {
+    /// Performs the whole start-up. On error nothing is left running.
+    pub fn start(config_path: &Path) -> Result<Keeper, SupervisorError> {
+        umask(Mode::from_bits_truncate(0o077));
+        let signals = block_signals()?;
+        // Fails with EPERM when already a process group leader; the shim
+        // normally starts us as a plain child, and either way we stay put.
+        let _ = setsid();
+        // Absolute (we chdir to "/") but otherwise as given: the shim finds
+        // our processes by this argument in /proc/<pid>/cmdline.
+        let config_path = std::path::absolute(config_path)
+            .map_err(|source| SupervisorError::ConfigPath { path: config_path.to_owned(), source })?;
+        let cfg = SidecarConfig::read(&config_path)?;
+        if let Some(netns) = &cfg.netns {
+            enter_netns(netns)?;
+        }
+        let fds = WorkerFds::acquire(&cfg)?;
+        create_pid_dir(&cfg.pid_file)?;
+        // Do not hold any mount busy.
+        let _ = nix::unistd::chdir("/");
+        let plan = ExecPlan::supervisor(&config_path)?;
+        let orphan = cfg.orphan_watch.as_ref().map(|w| orphan::Watch::new(w, &cfg.container_id));
+        let mut keeper = Keeper { cfg, fds, signals, plan, supervisor: None, quick_deaths: 0, respawn_at: None, orphan };
+        if let Err(e) = keeper.start_first() {
+            remove_pid_file(&keeper.cfg.pid_file);
+            return Err(e);
+        }
+        Ok(keeper)
+    }
+
+    fn start_first(&mut self) -> Result<(), SupervisorError> {
+        let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(SupervisorError::Pipe)?;
+        let write_end = move_high(write_end)?;
+        let pid = self.spawn(Some(&write_end))?;
+        drop(write_end);
+        match await_ready(read_end, pid, "supervisor", SUPERVISOR_READY_TIMEOUT) {
+            Ok(()) => Ok(()),
+            Err(message) => {
+                self.supervisor = None;
+                Err(match message {
+                    Some(message) => SupervisorError::SupervisorFailed { message },
+                    None => SupervisorError::ChildTimeout { what: "supervisor", timeout: SUPERVISOR_READY_TIMEOUT },
+                })
+            }
+        }
+    }
+
+    /// Starts a supervisor with a fresh lifeline.
+    fn spawn(&mut self, ready: Option<&OwnedFd>) -> Result<Pid, SupervisorError> {
+        let (lifeline, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(SupervisorError::Pipe)?;
+        let write_end = move_high(write_end)?;
+        let pid = spawn_child(&self.plan, &self.fds, &write_end, ready)?;
+        self.supervisor = Some(Child { pid, started: Instant::now(), lifeline });
+        Ok(pid)
+    }
+
+    /// Waits until SIGTERM or SIGINT (then stops the supervisor) or until
+    /// the supervisor stops by itself (exit status 0).
+    pub fn run(mut self) -> Result<(), SupervisorError> {
+        loop {
+            if self.orphan.as_ref().is_some_and(orphan::Watch::creator_gone) {
+                if let Some(w) = self.orphan.take() {
+                    w.creator_exited();
+                }
+            }
+            let timeout = match self.respawn_at {
+                Some(at) => duration_timeout(at.saturating_duration_since(Instant::now())),
+                None => PollTimeout::NONE,
+            };
+            let mut pfd = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+            if let Some(fd) = self.orphan.as_ref().and_then(orphan::Watch::fd) {
+                pfd.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+            match poll(&mut pfd, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(SupervisorError::Poll(e)),
+            }
+            let creator_exited = pfd.get(1).and_then(PollFd::revents).is_some_and(|r| !r.is_empty());
+            drop(pfd);
+            if creator_exited {
+                if let Some(w) = self.orphan.take() {
+                    w.creator_exited();
+                }
+            }
+            while let Some(sig) = next_signal(&self.signals) {
+                match sig {
+                    Signal::SIGCHLD if self.reap() => {
+                        remove_pid_file(&self.cfg.pid_file);
+                        return Ok(());
+                    }
+                    Signal::SIGTERM | Signal::SIGINT => {
+                        log::info!("keeper received {sig}, stopping");
+                        if let Some(child) = self.supervisor.take() {
+                            stop_child(&self.signals, child.pid, "supervisor", STOP_GRACE + Duration::from_secs(1));
+                        }
+                        remove_pid_file(&self.cfg.pid_file);
+                        return Ok(());
+                    }
+                    Signal::SIGHUP => {
+                        if let Some(child) = &self.supervisor {
+                            let _ = kill(child.pid, Signal::SIGHUP);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if self.respawn_at.is_some_and(|at| Instant::now() >= at) {
+                self.respawn();
+            }
+        }
+    }
+
+    /// Reaps every exited child. Returns true when the supervisor stopped
+    /// on purpose (exit status 0); schedules a restart when it died.
+    fn reap(&mut self) -> bool {
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return false,
+                Ok(status) => status,
+            };
+            if !matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+                continue;
+            }
+            let Some(pid) = status.pid() else { continue };
+            if self.supervisor.as_ref().is_none_or(|c| c.pid != pid) {
+                continue;
+            }
+            let Some(child) = self.supervisor.take() else { continue };
+            if matches!(status, WaitStatus::Exited(_, 0)) {
+                log::info!("supervisor {pid} stopped; the keeper stops too");
+                return true;
+            }
+            log::warn!("supervisor {pid} died ({status:?}); restarting");
+            wait_for_hangup(&child.lifeline, LIFELINE_WAIT);
+            self.quick_deaths = if child.started.elapsed() < QUICK_DEATH { self.quick_deaths + 1 } else { 0 };
+            self.respawn_at = Some(Instant::now() + backoff(self.quick_deaths));
+        }
+    }
+
+    fn respawn(&mut self) {
+        self.respawn_at = None;
+        match self.spawn(None) {
+            Ok(pid) => log::info!("supervisor restarted as pid {pid}"),
+            Err(e) => {
+                log::error!("{}", error_chain(&e));
+                self.quick_deaths += 1;
+                self.respawn_at = Some(Instant::now() + backoff(self.quick_deaths).max(Duration::from_millis(100)));
+            }
+        }
+    }
+}
+
+/// Waits up to `limit` until every write end of the lifeline is closed,
+/// i.e. the dead supervisor's workers are gone too.
+fn wait_for_hangup(lifeline: &OwnedFd, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            log::warn!("a worker of the dead supervisor is still alive after {limit:?}; starting a new one anyway");
+            return;
+        }
+        let mut pfd = [PollFd::new(lifeline.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut pfd, duration_timeout(left)) {
+            Ok(0) | Err(Errno::EINTR) => {}
+            Ok(_) => return,
+            Err(e) => {
+                log::warn!("waiting on the lifeline: {e}");
+                return;
+            }
+        }
+    }
+}
