@@ -130,17 +130,26 @@ impl DnsFilter {
     }
 
     async fn answer_limited(&self, query: &[u8], udp: bool) -> Option<Vec<u8>> {
-        let header = Header::read(&mut BinDecoder::new(query)).ok()?;
+        let Ok(header) = Header::read(&mut BinDecoder::new(query)) else {
+            self.refuse(format!("malformed DNS message: {} bytes, shorter than a header", query.len()));
+            return None;
+        };
         if header.message_type != MessageType::Query {
+            self.refuse("DNS message that is not a query".into());
             return None; // never answer an answer: no reflection loops
         }
         if header.counts.queries != 1 {
+            self.refuse(format!("malformed DNS query: {} questions", header.counts.queries));
             return encode(&error_response(&header, None, ResponseCode::FormErr));
         }
         let Ok(request) = Message::from_vec(query) else {
+            self.refuse("malformed DNS query: does not parse".into());
             return encode(&error_response(&header, None, ResponseCode::FormErr));
         };
-        let question = request.queries.first()?.clone();
+        let Some(question) = request.queries.first().cloned() else {
+            self.refuse("malformed DNS query: no question".into());
+            return None;
+        };
         if header.op_code != OpCode::Query {
             return encode(&error_response(&header, Some(&request), ResponseCode::NotImp));
         }
@@ -150,6 +159,11 @@ impl DnsFilter {
             return encode(&truncated(&response));
         }
         Some(bytes)
+    }
+
+    /// Audits a DNS message refused before any question was decided.
+    fn refuse(&self, reason: String) {
+        self.audit.record(Event::deny("dns", reason));
     }
 
     /// Decides the question, answers it and writes the audit record.
