@@ -29,9 +29,7 @@ use boundary_contract::JailState;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 use serde::{Deserialize, Serialize};
@@ -129,20 +127,14 @@ pub struct Plan {
 /// The jail state of `id` when its `start` must hand the engine's network
 /// over first; `None` (no jail, or another shape) for a plain `start`.
 pub fn pending(root: &Path, id: &str) -> Result<Option<JailState>, HandoverError> {
-    let state = jail::read_state(root, id).map_err(|e| HandoverError::State {
-        id: id.to_string(),
-        source: Box::new(e),
-    })?;
+    let state = jail::read_state(root, id).map_err(|e| HandoverError::State { id: id.to_string(), source: Box::new(e) })?;
     Ok(state.filter(|s| s.engine_handover.is_some()))
 }
 
 /// Runs the hand-over for a jail whose state says it awaits it.
 pub fn run(root: &Path, state: &JailState) -> Result<(), HandoverError> {
     let id = &state.container_id;
-    let host = state
-        .dedicated_host_netns
-        .clone()
-        .ok_or_else(|| HandoverError::NoHostSide(id.clone()))?;
+    let host = state.dedicated_host_netns.clone().ok_or_else(|| HandoverError::NoHostSide(id.clone()))?;
     let jail_if = state
         .engine_handover
         .as_ref()
@@ -157,48 +149,26 @@ pub fn run(root: &Path, state: &JailState) -> Result<(), HandoverError> {
     let names: Vec<String> = observed.iter().map(|l| l.name.clone()).collect();
     move_links(&jail, &host, names)?;
     configure(&host, plan.links.clone())?;
-    link::set_jail_default_route(&jail, &jail_if, state.host_addr)
-        .map_err(netlink("set the jail's default route", &jail))?;
+    link::set_jail_default_route(&jail, &jail_if, state.host_addr).map_err(netlink("set the jail's default route", &jail))?;
     for path in &plan.mounts {
         repoint(path, &jail, &host)?;
     }
-    log::info!(
-        "{id}: handed {} engine link(s) and {} mount(s) to the host side {}",
-        plan.links.len(),
-        plan.mounts.len(),
-        host.display()
-    );
+    log::info!("{id}: handed {} engine link(s) and {} mount(s) to the host side {}", plan.links.len(), plan.mounts.len(), host.display());
     Ok(())
 }
 
 fn read_plan(path: &Path) -> Result<Plan, HandoverError> {
     match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|source| HandoverError::RecordFormat {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Ok(b) => serde_json::from_slice(&b).map_err(|source| HandoverError::RecordFormat { path: path.to_path_buf(), source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Plan::default()),
-        Err(source) => Err(HandoverError::Record {
-            op: "read",
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(HandoverError::Record { op: "read", path: path.to_path_buf(), source }),
     }
 }
 
 fn write_plan(path: &Path, plan: &Plan) -> Result<(), HandoverError> {
-    let json = serde_json::to_vec_pretty(plan).map_err(|source| HandoverError::RecordFormat {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let json = serde_json::to_vec_pretty(plan).map_err(|source| HandoverError::RecordFormat { path: path.to_path_buf(), source })?;
     let tmp = path.with_extension("json.tmp");
-    let io = |op| {
-        move |source| HandoverError::Record {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
-    };
+    let io = |op| move |source| HandoverError::Record { op, path: path.to_path_buf(), source };
     std::fs::write(&tmp, json).map_err(io("write"))?;
     std::fs::rename(&tmp, path).map_err(io("write"))
 }
@@ -207,28 +177,16 @@ fn write_plan(path: &Path, plan: &Plan) -> Result<(), HandoverError> {
 /// recorded ones of the same name; recorded links no longer in the jail
 /// (moved by an earlier attempt) are kept; mounts are the union.
 pub fn merge(saved: Plan, observed: Vec<LinkConfig>, mounts: Vec<PathBuf>) -> Plan {
-    let mut links: Vec<LinkConfig> = saved
-        .links
-        .into_iter()
-        .filter(|s| !observed.iter().any(|o| o.name == s.name))
-        .collect();
+    let mut links: Vec<LinkConfig> = saved.links.into_iter().filter(|s| !observed.iter().any(|o| o.name == s.name)).collect();
     links.extend(observed);
     let mut all = saved.mounts;
-    all.extend(
-        mounts
-            .into_iter()
-            .filter(|m| !all.contains(m))
-            .collect::<Vec<_>>(),
-    );
+    all.extend(mounts.into_iter().filter(|m| !all.contains(m)).collect::<Vec<_>>());
     Plan { links, mounts: all }
 }
 
 /// The links the engine put in the jail: all but loopback and ours.
 pub fn links_to_move<'a>(links: &'a [(u32, String)], jail_if: &str) -> Vec<&'a (u32, String)> {
-    links
-        .iter()
-        .filter(|(_, name)| name != LOOPBACK && name != jail_if)
-        .collect()
+    links.iter().filter(|(_, name)| name != LOOPBACK && name != jail_if).collect()
 }
 
 /// An address worth re-creating: IPv6 link-local ones come back by
@@ -251,10 +209,7 @@ pub fn addr_spec(msg: &AddressMessage) -> Option<AddrSpec> {
             return None;
         }
     }
-    Some(AddrSpec {
-        ip,
-        prefix_len: msg.header.prefix_len,
-    })
+    Some(AddrSpec { ip, prefix_len: msg.header.prefix_len })
 }
 
 fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
@@ -272,23 +227,10 @@ pub fn route_spec(msg: &RouteMessage, oif: u32) -> Option<RouteSpec> {
     let table = msg
         .attributes
         .iter()
-        .find_map(|a| {
-            if let RouteAttribute::Table(t) = a {
-                Some(*t)
-            } else {
-                None
-            }
-        })
+        .find_map(|a| if let RouteAttribute::Table(t) = a { Some(*t) } else { None })
         .unwrap_or(h.table.into());
-    let through = msg
-        .attributes
-        .iter()
-        .any(|a| matches!(a, RouteAttribute::Oif(i) if *i == oif));
-    if table != u32::from(RouteHeader::RT_TABLE_MAIN)
-        || h.kind != RouteType::Unicast
-        || h.protocol == RouteProtocol::Kernel
-        || !through
-    {
+    let through = msg.attributes.iter().any(|a| matches!(a, RouteAttribute::Oif(i) if *i == oif));
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) || h.kind != RouteType::Unicast || h.protocol == RouteProtocol::Kernel || !through {
         return None;
     }
     let ipv6 = match h.address_family {
@@ -296,47 +238,21 @@ pub fn route_spec(msg: &RouteMessage, oif: u32) -> Option<RouteSpec> {
         AddressFamily::Inet6 => true,
         _ => return None,
     };
-    let find = |f: fn(&RouteAttribute) -> Option<&RouteAddress>| {
-        msg.attributes.iter().find_map(f).and_then(route_ip)
-    };
-    let dst = find(|a| {
-        if let RouteAttribute::Destination(d) = a {
-            Some(d)
-        } else {
-            None
-        }
-    });
+    let find = |f: fn(&RouteAttribute) -> Option<&RouteAddress>| msg.attributes.iter().find_map(f).and_then(route_ip);
+    let dst = find(|a| if let RouteAttribute::Destination(d) = a { Some(d) } else { None });
     let dst = match dst {
-        Some(ip) => Some(AddrSpec {
-            ip,
-            prefix_len: h.destination_prefix_length,
-        }),
+        Some(ip) => Some(AddrSpec { ip, prefix_len: h.destination_prefix_length }),
         None if h.destination_prefix_length == 0 => None,
         None => return None,
     };
     Some(RouteSpec {
         dst,
-        gateway: find(|a| {
-            if let RouteAttribute::Gateway(g) = a {
-                Some(g)
-            } else {
-                None
-            }
-        }),
-        pref_source: find(|a| {
-            if let RouteAttribute::PrefSource(p) = a {
-                Some(p)
-            } else {
-                None
-            }
-        }),
-        metric: msg.attributes.iter().find_map(|a| {
-            if let RouteAttribute::Priority(p) = a {
-                Some(*p)
-            } else {
-                None
-            }
-        }),
+        gateway: find(|a| if let RouteAttribute::Gateway(g) = a { Some(g) } else { None }),
+        pref_source: find(|a| if let RouteAttribute::PrefSource(p) = a { Some(p) } else { None }),
+        metric: msg
+            .attributes
+            .iter()
+            .find_map(|a| if let RouteAttribute::Priority(p) = a { Some(*p) } else { None }),
         scope: h.scope.into(),
         protocol: h.protocol.into(),
         ipv6,
@@ -345,17 +261,12 @@ pub fn route_spec(msg: &RouteMessage, oif: u32) -> Option<RouteSpec> {
 
 /// The netlink message that re-creates `spec` through link `oif`.
 pub fn route_message(spec: &RouteSpec, oif: u32) -> RouteMessage {
-    let mut msg = if spec.ipv6 {
-        RouteMessageBuilder::<Ipv6Addr>::new().build()
-    } else {
-        RouteMessageBuilder::<Ipv4Addr>::new().build()
-    };
+    let mut msg = if spec.ipv6 { RouteMessageBuilder::<Ipv6Addr>::new().build() } else { RouteMessageBuilder::<Ipv4Addr>::new().build() };
     msg.header.scope = RouteScope::from(spec.scope);
     msg.header.protocol = RouteProtocol::from(spec.protocol);
     if let Some(d) = spec.dst {
         msg.header.destination_prefix_length = d.prefix_len;
-        msg.attributes
-            .push(RouteAttribute::Destination(d.ip.into()));
+        msg.attributes.push(RouteAttribute::Destination(d.ip.into()));
     }
     if let Some(g) = spec.gateway {
         msg.attributes.push(RouteAttribute::Gateway(g.into()));
@@ -379,46 +290,27 @@ pub fn ordered(routes: &[RouteSpec]) -> Vec<&RouteSpec> {
 }
 
 fn link_name(msg: &LinkMessage) -> Option<String> {
-    msg.attributes.iter().find_map(|a| {
-        if let LinkAttribute::IfName(n) = a {
-            Some(n.clone())
-        } else {
-            None
-        }
-    })
+    msg.attributes
+        .iter()
+        .find_map(|a| if let LinkAttribute::IfName(n) = a { Some(n.clone()) } else { None })
 }
 
 fn netlink(op: &'static str, ns: &Path) -> impl FnOnce(LinkError) -> HandoverError {
     let ns = ns.to_path_buf();
-    move |source| HandoverError::Netlink {
-        op,
-        ns,
-        source: Box::new(source),
-    }
+    move |source| HandoverError::Netlink { op, ns, source: Box::new(source) }
 }
 
 /// The engine's links in the jail, with their addresses and routes.
 fn record_links(jail: &Path, jail_if: &str) -> Result<Vec<LinkConfig>, HandoverError> {
     let jail_if = jail_if.to_string();
     with_handle(Some(jail), move |h| async move {
-        let msgs: Vec<LinkMessage> = h
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(nl("list links", "in the jail"))?;
-        let all: Vec<(u32, String)> = msgs
-            .iter()
-            .filter_map(|m| Some((m.header.index, link_name(m)?)))
-            .collect();
+        let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(nl("list links", "in the jail"))?;
+        let all: Vec<(u32, String)> = msgs.iter().filter_map(|m| Some((m.header.index, link_name(m)?))).collect();
         let mut routes = dump_routes(&h).await?;
         routes.retain(|r| r.header.protocol != RouteProtocol::Kernel);
         let mut out = Vec::new();
         for (index, name) in links_to_move(&all, &jail_if) {
-            let up = msgs
-                .iter()
-                .any(|m| m.header.index == *index && m.header.flags.contains(LinkFlags::Up));
+            let up = msgs.iter().any(|m| m.header.index == *index && m.header.flags.contains(LinkFlags::Up));
             let addrs: Vec<AddressMessage> = h
                 .address()
                 .get()
@@ -427,21 +319,9 @@ fn record_links(jail: &Path, jail_if: &str) -> Result<Vec<LinkConfig>, HandoverE
                 .try_collect()
                 .await
                 .map_err(nl("list addresses of", name.as_str()))?;
-            let addrs = addrs
-                .iter()
-                .filter(|a| a.header.index == *index)
-                .filter_map(addr_spec)
-                .collect();
-            let routes = routes
-                .iter()
-                .filter_map(|r| route_spec(r, *index))
-                .collect();
-            out.push(LinkConfig {
-                name: name.clone(),
-                up,
-                addrs,
-                routes,
-            });
+            let addrs = addrs.iter().filter(|a| a.header.index == *index).filter_map(addr_spec).collect();
+            let routes = routes.iter().filter_map(|r| route_spec(r, *index)).collect();
+            out.push(LinkConfig { name: name.clone(), up, addrs, routes });
         }
         Ok(out)
     })
@@ -472,24 +352,14 @@ fn move_links(jail: &Path, host: &Path, names: Vec<String>) -> Result<(), Handov
     if names.is_empty() {
         return Ok(());
     }
-    let target = std::fs::File::open(host).map_err(|source| HandoverError::Record {
-        op: "open",
-        path: host.to_path_buf(),
-        source,
-    })?;
+    let target = std::fs::File::open(host).map_err(|source| HandoverError::Record { op: "open", path: host.to_path_buf(), source })?;
     with_handle(Some(jail), move |h| async move {
         for name in names {
             let Some(index) = index_of(&h, &name).await? else {
                 continue;
             };
-            let msg = LinkUnspec::new_with_index(index)
-                .setns_by_fd(target.as_raw_fd())
-                .build();
-            h.link()
-                .set(msg)
-                .execute()
-                .await
-                .map_err(nl("move to the host side", name.as_str()))?;
+            let msg = LinkUnspec::new_with_index(index).setns_by_fd(target.as_raw_fd()).build();
+            h.link().set(msg).execute().await.map_err(nl("move to the host side", name.as_str()))?;
         }
         Ok(())
     })
@@ -515,7 +385,11 @@ fn configure(host: &Path, links: Vec<LinkConfig>) -> Result<(), HandoverError> {
                 exists_ok(h.address().add(index, a.ip, a.prefix_len).execute().await).map_err(nl("add an address to", l.name.as_str()))?;
             }
             if l.up {
-                h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(nl("bring up", l.name.as_str()))?;
+                h.link()
+                    .set(LinkUnspec::new_with_index(index).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl("bring up", l.name.as_str()))?;
             }
             for r in ordered(&l.routes) {
                 exists_ok(h.route().add(route_message(r, index)).execute().await).map_err(nl("add a route through", l.name.as_str()))?;
@@ -529,15 +403,10 @@ fn configure(host: &Path, links: Vec<LinkConfig>) -> Result<(), HandoverError> {
 /// Mount points of `jail`'s nsfs outside our own state root.
 fn engine_mounts_of(jail: &Path, root: &Path) -> Result<Vec<PathBuf>, HandoverError> {
     let ino = std::fs::metadata(jail)
-        .map_err(|source| HandoverError::Record {
-            op: "stat",
-            path: jail.to_path_buf(),
-            source,
-        })?
+        .map_err(|source| HandoverError::Record { op: "stat", path: jail.to_path_buf(), source })?
         .ino();
     let path = PathBuf::from("/proc/self/mountinfo");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|source| HandoverError::Mountinfo { path, source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| HandoverError::Mountinfo { path, source })?;
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     Ok(engine_mounts(&text, ino, &root))
 }
@@ -595,13 +464,7 @@ fn ns_id(path: &Path) -> Option<(u64, u64)> {
 fn repoint(path: &Path, jail: &Path, host: &Path) -> Result<(), HandoverError> {
     use nix::mount::{mount, umount2, MntFlags, MsFlags};
     let (jail_id, host_id) = (ns_id(jail), ns_id(host));
-    let err = |op| {
-        move |source| HandoverError::Mount {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
-    };
+    let err = |op| move |source| HandoverError::Mount { op, path: path.to_path_buf(), source };
     // Stacked mounts of the jail (several binds on one path) all go.
     for _ in 0..16 {
         if ns_id(path) != jail_id || jail_id.is_none() {
@@ -613,20 +476,10 @@ fn repoint(path: &Path, jail: &Path, host: &Path) -> Result<(), HandoverError> {
         return Ok(());
     }
     if !path.exists() {
-        log::warn!(
-            "the engine removed its namespace mount {} meanwhile; nothing to re-point",
-            path.display()
-        );
+        log::warn!("the engine removed its namespace mount {} meanwhile; nothing to re-point", path.display());
         return Ok(());
     }
-    mount(
-        Some(host),
-        path,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(err("bind the host side on"))
+    mount(Some(host), path, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(err("bind the host side on"))
 }
 
 #[cfg(test)]
@@ -636,28 +489,15 @@ mod tests {
 
     #[test]
     fn only_the_engines_links_move() {
-        let links = [
-            (1, "lo".to_string()),
-            (2, "bnd0".to_string()),
-            (7, "eth0".to_string()),
-            (9, "eth1".to_string()),
-        ];
-        let moved: Vec<&str> = links_to_move(&links, "bnd0")
-            .into_iter()
-            .map(|(_, n)| n.as_str())
-            .collect();
+        let links = [(1, "lo".to_string()), (2, "bnd0".to_string()), (7, "eth0".to_string()), (9, "eth1".to_string())];
+        let moved: Vec<&str> = links_to_move(&links, "bnd0").into_iter().map(|(_, n)| n.as_str()).collect();
         assert_eq!(moved, ["eth0", "eth1"]);
         assert!(links_to_move(&links[..2], "bnd0").is_empty());
     }
 
     fn addr(family: AddressFamily, prefix_len: u8, attrs: Vec<AddressAttribute>) -> AddressMessage {
         let mut m = AddressMessage::default();
-        m.header = AddressHeader {
-            family,
-            prefix_len,
-            index: 7,
-            ..AddressHeader::default()
-        };
+        m.header = AddressHeader { family, prefix_len, index: 7, ..AddressHeader::default() };
         m.attributes = attrs;
         m
     }
@@ -666,46 +506,16 @@ mod tests {
     fn addresses_keep_local_and_prefix_and_skip_link_local() {
         let v4: IpAddr = "172.17.0.2".parse().unwrap();
         let peer: IpAddr = "172.17.0.9".parse().unwrap();
-        let m = addr(
-            AddressFamily::Inet,
-            16,
-            vec![AddressAttribute::Address(peer), AddressAttribute::Local(v4)],
-        );
-        assert_eq!(
-            addr_spec(&m),
-            Some(AddrSpec {
-                ip: v4,
-                prefix_len: 16
-            })
-        );
+        let m = addr(AddressFamily::Inet, 16, vec![AddressAttribute::Address(peer), AddressAttribute::Local(v4)]);
+        assert_eq!(addr_spec(&m), Some(AddrSpec { ip: v4, prefix_len: 16 }));
         let g6: IpAddr = "fd00:17::2".parse().unwrap();
-        assert_eq!(
-            addr_spec(&addr(
-                AddressFamily::Inet6,
-                64,
-                vec![AddressAttribute::Address(g6)]
-            )),
-            Some(AddrSpec {
-                ip: g6,
-                prefix_len: 64
-            })
-        );
+        assert_eq!(addr_spec(&addr(AddressFamily::Inet6, 64, vec![AddressAttribute::Address(g6)])), Some(AddrSpec { ip: g6, prefix_len: 64 }));
         let ll: IpAddr = "fe80::1".parse().unwrap();
-        assert_eq!(
-            addr_spec(&addr(
-                AddressFamily::Inet6,
-                64,
-                vec![AddressAttribute::Address(ll)]
-            )),
-            None
-        );
+        assert_eq!(addr_spec(&addr(AddressFamily::Inet6, 64, vec![AddressAttribute::Address(ll)])), None);
     }
 
     fn default_via(gw: Ipv4Addr, oif: u32) -> RouteMessage {
-        let mut m = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(gw)
-            .output_interface(oif)
-            .build();
+        let mut m = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(oif).build();
         m.header.protocol = RouteProtocol::Boot;
         m
     }
@@ -718,11 +528,7 @@ mod tests {
         assert_eq!(spec.gateway, Some(IpAddr::V4(gw)));
         assert_eq!(spec.protocol, u8::from(RouteProtocol::Boot));
         assert!(!spec.ipv6);
-        assert_eq!(
-            route_spec(&default_via(gw, 7), 8),
-            None,
-            "another link's route"
-        );
+        assert_eq!(route_spec(&default_via(gw, 7), 8), None, "another link's route");
         // Moved to index 12 on the host side: same route, new link.
         let back = route_message(&spec, 12);
         assert_eq!(route_spec(&back, 12), Some(spec.clone()));
@@ -734,35 +540,18 @@ mod tests {
             .build();
         kernel.header.protocol = RouteProtocol::Kernel;
         kernel.header.scope = RouteScope::Link;
-        assert_eq!(
-            route_spec(&kernel, 7),
-            None,
-            "the kernel re-creates prefix routes with the address"
-        );
+        assert_eq!(route_spec(&kernel, 7), None, "the kernel re-creates prefix routes with the address");
         kernel.header.protocol = RouteProtocol::Static;
         let direct = route_spec(&kernel, 7).unwrap();
-        assert_eq!(
-            direct.dst,
-            Some(AddrSpec {
-                ip: "172.17.0.0".parse().unwrap(),
-                prefix_len: 16
-            })
-        );
+        assert_eq!(direct.dst, Some(AddrSpec { ip: "172.17.0.0".parse().unwrap(), prefix_len: 16 }));
         assert_eq!(direct.scope, u8::from(RouteScope::Link));
-        assert_eq!(
-            route_spec(&route_message(&direct, 3), 3),
-            Some(direct.clone())
-        );
+        assert_eq!(route_spec(&route_message(&direct, 3), 3), Some(direct.clone()));
         let mut local = default_via(gw, 7);
         local.header.table = 255;
         assert_eq!(route_spec(&local, 7), None, "only the main table");
 
         let routes = [spec.clone(), direct.clone()];
-        assert_eq!(
-            ordered(&routes),
-            [&direct, &spec],
-            "a gateway's own route first"
-        );
+        assert_eq!(ordered(&routes), [&direct, &spec], "a gateway's own route first");
 
         let v6 = RouteMessageBuilder::<Ipv6Addr>::new()
             .gateway("fd00:17::1".parse().unwrap())
@@ -775,26 +564,11 @@ mod tests {
 
     #[test]
     fn a_retry_keeps_what_an_earlier_attempt_moved() {
-        let l = |name: &str, up| LinkConfig {
-            name: name.into(),
-            up,
-            addrs: vec![],
-            routes: vec![],
-        };
-        let saved = Plan {
-            links: vec![l("eth0", true), l("eth1", true)],
-            mounts: vec!["/k/a".into()],
-        };
-        let merged = merge(
-            saved,
-            vec![l("eth1", false)],
-            vec!["/k/a".into(), "/k/b".into()],
-        );
+        let l = |name: &str, up| LinkConfig { name: name.into(), up, addrs: vec![], routes: vec![] };
+        let saved = Plan { links: vec![l("eth0", true), l("eth1", true)], mounts: vec!["/k/a".into()] };
+        let merged = merge(saved, vec![l("eth1", false)], vec!["/k/a".into(), "/k/b".into()]);
         assert_eq!(merged.links, [l("eth0", true), l("eth1", false)]);
-        assert_eq!(
-            merged.mounts,
-            [PathBuf::from("/k/a"), PathBuf::from("/k/b")]
-        );
+        assert_eq!(merged.mounts, [PathBuf::from("/k/a"), PathBuf::from("/k/b")]);
         assert_eq!(merge(Plan::default(), vec![], vec![]), Plan::default());
     }
 
@@ -809,13 +583,7 @@ mod tests {
 504 25 0:44 net:[4026532400] /odd rw - tmpfs tmpfs rw
 ";
         let found = engine_mounts(info, 4026532400, Path::new("/run/boundary-runc"));
-        assert_eq!(
-            found,
-            [
-                PathBuf::from("/run/docker/netns/abc"),
-                PathBuf::from("/tmp/a b/key")
-            ]
-        );
+        assert_eq!(found, [PathBuf::from("/run/docker/netns/abc"), PathBuf::from("/tmp/a b/key")]);
         assert!(engine_mounts(info, 1, Path::new("/run/boundary-runc")).is_empty());
     }
 }
