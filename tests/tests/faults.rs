@@ -1,0 +1,256 @@
+//! Faults: the sidecar killed under traffic (worker and supervisor), the
+//! shim killed midway through `create`, dockerd restarted under jailed
+//! containers, an upstream that blackholes or refuses. Slots 220..=229.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use boundary_contract::{AuditRecord, SidecarPids};
+use boundary_tests::{poll_until, require_root, Bundle, LeakSnapshot, Origin, Runtime, Settings};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const RULES: &str = "domain=origin.test path=/allowed/*";
+/// How fast a killed sidecar must serve again.
+const RESTART_LIMIT: Duration = Duration::from_secs(1);
+
+/// A jailed `sleep` with [`RULES`] and an origin; fields drop in order.
+struct World {
+    rt: Runtime,
+    _bundle: Bundle,
+    origin: Origin,
+    id: &'static str,
+}
+
+impl World {
+    fn start(slot: u8, id: &'static str, settings: impl FnOnce(Settings, &Origin) -> Settings, rules: &str) -> World {
+        require_root();
+        let origin = Origin::start(slot);
+        let s = Settings::new(slot).pin("origin.test", origin.addr()).upstream_ca(&origin.ca_file());
+        let rt = Runtime::new(settings(s, &origin));
+        let bundle = Bundle::sleeper().env("BOUNDARY_ALLOW", rules);
+        rt.create_and_start(&bundle, id);
+        World { rt, _bundle: bundle, origin, id }
+    }
+
+    fn netns(&self) -> PathBuf {
+        self.rt.jail(self.id).netns_path
+    }
+
+    /// Any TCP destination: the host side redirects every connection from
+    /// the jail to the sidecar, which judges by the Host header.
+    fn target(&self) -> SocketAddr {
+        SocketAddr::from((self.origin.addr(), 80))
+    }
+
+    fn pids(&self) -> SidecarPids {
+        let path = self.rt.dirs.state_root.join(self.id).join("sidecar.pids");
+        let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_slice(&text).expect("sidecar.pids is JSON")
+    }
+}
+
+/// Runs `f` on a thread that entered the network namespace at `netns`:
+/// its sockets are the jail's, exactly as the container's would be.
+fn in_netns<T: Send + 'static>(netns: &Path, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    let netns = netns.to_path_buf();
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&netns).unwrap_or_else(|e| panic!("{}: {e}", netns.display()));
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter the jail namespace");
+        f()
+    })
+}
+
+/// One HTTP/1.1 GET with `Connection: close`: the status and body, or why
+/// there is none (refused, reset, cut, timed out).
+fn http_get(target: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("not an HTTP response: {text:?}"))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// What a correct decision looks like for `path`.
+fn assert_decided(path: &str, got: &(u16, String)) {
+    if path.starts_with("/allowed/") {
+        assert_eq!((got.0, got.1.as_str()), (200, format!("origin saw GET {path}\n").as_str()), "{path}");
+    } else {
+        assert_eq!(got.0, 403, "{path}: {got:?}");
+    }
+}
+
+/// Clients in the jail sending a steady stream of requests, half allowed,
+/// half denied; every outcome is kept.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    outcomes: Arc<Mutex<Vec<(String, Result<(u16, String), String>)>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(w: &World, clients: usize) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let outcomes = Arc::new(Mutex::new(Vec::new()));
+        let next = Arc::new(AtomicU64::new(0));
+        let threads = (0..clients)
+            .map(|_| {
+                let (stop, outcomes, next, target) = (stop.clone(), outcomes.clone(), next.clone(), w.target());
+                in_netns(&w.netns(), move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let n = next.fetch_add(1, Ordering::SeqCst);
+                        let path = if n % 2 == 0 { format!("/allowed/t{n}") } else { format!("/private/t{n}") };
+                        let got = http_get(target, "origin.test", &path, Duration::from_secs(5));
+                        outcomes.lock().expect("outcomes").push((path, got));
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                })
+            })
+            .collect();
+        Traffic { stop, outcomes, threads }
+    }
+
+    fn stop(self) -> Vec<(String, Result<(u16, String), String>)> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().expect("traffic thread");
+        }
+        Arc::try_unwrap(self.outcomes).expect("outcomes owner").into_inner().expect("outcomes")
+    }
+}
+
+/// `seq` counts 1, 2, 3, ... with no gap and no repeat, and every record
+/// for a request carries the decision its path calls for.
+fn assert_audit_sound(records: &[AuditRecord]) {
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1, "audit seq must be contiguous across the restart (record {i}): {r:?}");
+    }
+    for r in records.iter().filter(|r| r.kind == "http") {
+        let path = r.url.as_deref().and_then(|u| u.strip_prefix("http://origin.test")).unwrap_or_default();
+        let want = if path.starts_with("/allowed/") { ("allow", 200) } else { ("deny", 403) };
+        assert_eq!((r.decision.as_str(), r.status), (want.0, Some(want.1)), "{r:?}");
+    }
+}
+
+/// Kills `victim` of the sidecar (worker or supervisor) while clients in
+/// the jail have traffic in flight, and checks the boundary throughout.
+fn kill_under_traffic(slot: u8, id: &'static str, victim: &str) {
+    let w = World::start(slot, id, |s, _| s, RULES);
+    let target = w.target();
+    let netns = w.netns();
+    let before = w.pids();
+    assert!(before.keeper.is_some(), "the pid file names the keeper: {before:?}");
+    assert_decided("/allowed/first", &http_get(target, "origin.test", "/allowed/first", Duration::from_secs(5)).expect("first request"));
+
+    // A request caught half-sent at the moment of the kill.
+    let half = in_netns(&netns, move || {
+        let mut s = TcpStream::connect(target).expect("connect before the kill");
+        s.write_all(b"GET /allowed/half-sent HTTP/1.1\r\nHost: origin.test\r\n").expect("first half");
+        s
+    })
+    .join()
+    .expect("half-sent request");
+
+    let traffic = Traffic::start(&w, 4);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = match victim {
+        "worker" => before.worker.expect("a worker pid"),
+        _ => before.supervisor,
+    };
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("SIGKILL the sidecar process");
+    let killed_at = Instant::now();
+
+    // The half-sent request is cut, never forwarded by the next worker.
+    let mut half = half;
+    let _ = half.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = half.write_all(b"\r\n");
+    let mut rest = Vec::new();
+    let cut = half.read_to_end(&mut rest);
+    assert!(cut.is_err() || rest.is_empty(), "a connection the killed process held was answered: {:?}", String::from_utf8_lossy(&rest));
+
+    // Serving again within a second: a fresh request gets its decision.
+    let served = in_netns(&netns, move || loop {
+        if let Ok(got) = http_get(target, "origin.test", "/allowed/probe", Duration::from_millis(900)) {
+            return (got, killed_at.elapsed());
+        }
+        if killed_at.elapsed() > Duration::from_secs(10) {
+            panic!("the sidecar did not serve again within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    })
+    .join()
+    .expect("probe thread");
+    assert_decided("/allowed/probe", &served.0);
+    eprintln!("faults: {victim} SIGKILLed; serving again after {:?}", served.1);
+    assert!(served.1 < RESTART_LIMIT, "serving again took {:?} after the {victim} was killed", served.1);
+    std::thread::sleep(Duration::from_millis(300));
+    let outcomes = traffic.stop();
+
+    // The tree after the restart: same keeper, new victim, old one gone.
+    let after = poll_until(Duration::from_secs(5), "a new pid file", || Some(w.pids()).filter(|p| p.worker.is_some() && p.worker != before.worker));
+    assert_eq!(after.keeper, before.keeper, "{before:?} -> {after:?}");
+    if victim == "supervisor" {
+        assert_ne!(after.supervisor, before.supervisor, "{before:?} -> {after:?}");
+    } else {
+        assert_eq!(after.supervisor, before.supervisor, "{before:?} -> {after:?}");
+    }
+    for old in [Some(pid), before.worker].into_iter().flatten() {
+        poll_until(Duration::from_secs(2), &format!("old sidecar process {old} to be gone"), || {
+            std::fs::read_to_string(format!("/proc/{old}/stat")).map_or(true, |s| s.contains(") Z ")).then_some(())
+        });
+    }
+
+    // Every outcome is the right decision or a failure (fail closed).
+    let decided: Vec<_> = outcomes.iter().filter_map(|(p, o)| o.as_ref().ok().map(|g| (p, g))).collect();
+    for (path, got) in &decided {
+        assert_decided(path, got);
+    }
+    let failed = outcomes.len() - decided.len();
+    eprintln!("faults: {} requests in flight around the kill, {failed} cut", outcomes.len());
+    assert!(decided.len() > failed, "most requests must have been decided: {outcomes:?}");
+
+    // Decisions after the restart are the same as before.
+    let after_restart = in_netns(&netns, move || {
+        ["/allowed/after", "/private/after"].map(|p| (p, http_get(target, "origin.test", p, Duration::from_secs(5)).expect("request after the restart")))
+    })
+    .join()
+    .expect("after thread");
+    for (p, got) in &after_restart {
+        assert_decided(p, got);
+    }
+
+    // Nothing unjudged reached the origin: only allowed paths, never the
+    // half-sent request.
+    let seen = w.origin.requests();
+    assert!(seen.iter().all(|r| r.starts_with("http GET /allowed/") && !r.contains("half-sent")), "{seen:?}");
+    let records = poll_until(Duration::from_secs(5), "the audit log to hold the last requests", || {
+        let r = w.rt.audit_records(w.id);
+        r.iter().any(|r| r.url.as_deref() == Some("http://origin.test/private/after")).then_some(r)
+    });
+    assert_audit_sound(&records);
+    let urls: Vec<&str> = records.iter().filter_map(|r| r.url.as_deref()).collect();
+    let unique: BTreeSet<&str> = urls.iter().copied().collect();
+    assert_eq!(unique.len(), urls.len(), "a request was audited twice");
+    w.rt.delete_force(w.id).ok();
+    w.rt.leaks().assert_same_as(&LeakSnapshot::default());
+}
+
+#[test]
+fn a_worker_killed_under_traffic_fails_closed_and_is_replaced_within_a_second() {
+    kill_under_traffic(220, "kill-worker", "worker");
+}
+
+#[test]
+fn a_supervisor_killed_under_traffic_fails_closed_and_is_restarted_within_a_second() {
+    kill_under_traffic(221, "kill-supervisor", "supervisor");
+}
