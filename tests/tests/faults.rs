@@ -6,12 +6,13 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use boundary_contract::{AuditRecord, SidecarPids};
-use boundary_tests::{poll_until, require_root, Bundle, LeakSnapshot, Origin, Runtime, Settings};
+use boundary_tests::{poll_until, require_root, require_tool, Bundle, LeakSnapshot, Origin, Runtime, Settings};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -253,4 +254,64 @@ fn a_worker_killed_under_traffic_fails_closed_and_is_replaced_within_a_second() 
 #[test]
 fn a_supervisor_killed_under_traffic_fails_closed_and_is_restarted_within_a_second() {
     kill_under_traffic(221, "kill-supervisor", "supervisor");
+}
+
+/// Runs `nft` in the origin's namespace.
+fn origin_nft(origin: &Origin, script: &str) {
+    let out = Command::new(require_tool("ip"))
+        .args(["netns", "exec", origin.netns()])
+        .arg(require_tool("nft"))
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().expect("stdin").write_all(script.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("run nft in the origin namespace");
+    assert!(out.status.success(), "nft in the origin namespace: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn an_unreachable_upstream_gets_a_502_in_bounded_time_and_is_audited() {
+    let rules = format!("domain=blackhole.test;domain=refused.test;{RULES}");
+    let w = World::start(224, "unreachable", |s, o| s.pin("blackhole.test", o.addr()).pin("refused.test", o.addr()), &rules);
+    // Port 81 of the origin drops every SYN (a blackhole); nothing listens
+    // on port 82 (the origin's kernel answers with a reset).
+    origin_nft(&w.origin, "table inet blackhole {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 81 drop\n }\n}\n");
+    let target = w.target();
+    let cases = [("blackhole.test:81", "/slow"), ("refused.test:82", "/refused"), ("origin.test", "/allowed/meanwhile")];
+    let handles: Vec<_> = cases
+        .iter()
+        .map(|&(host, path)| {
+            in_netns(&w.netns(), move || {
+                let started = Instant::now();
+                (host, path, http_get(target, host, path, Duration::from_secs(60)), started.elapsed())
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().expect("request thread")).collect();
+    for (host, path, got, took) in &results {
+        eprintln!("faults: {host}{path}: {:?} after {took:?}", got.as_ref().map(|g| g.0));
+        let got = got.as_ref().unwrap_or_else(|e| panic!("{host}{path}: no answer: {e}"));
+        if *host == "origin.test" {
+            assert_decided(path, got);
+            assert!(*took < Duration::from_secs(5), "an allowed request waited {took:?} behind an unreachable upstream");
+        } else {
+            assert_eq!(got.0, 502, "{host}{path}: {got:?}");
+            assert!(*took < Duration::from_secs(15), "{host}{path}: the 502 took {took:?}");
+        }
+    }
+    let records = poll_until(Duration::from_secs(5), "the audit log to hold the 502s", || {
+        let r = w.rt.audit_records(w.id);
+        (r.iter().filter(|r| r.status == Some(502)).count() == 2).then_some(r)
+    });
+    for (host, reason) in [("blackhole.test", "timed out"), ("refused.test", "refused")] {
+        let r = records.iter().find(|r| r.host.as_deref() == Some(host)).unwrap_or_else(|| panic!("no audit record for {host}: {records:#?}"));
+        assert_eq!((r.decision.as_str(), r.status), ("allow", Some(502)), "{r:?}");
+        assert!(r.reason.as_deref().is_some_and(|x| x.contains(reason)), "{host}: the reason should say {reason:?}: {r:?}");
+    }
+    assert_eq!(w.origin.requests(), ["http GET /allowed/meanwhile host=origin.test"]);
 }
