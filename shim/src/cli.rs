@@ -134,7 +134,8 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
         }
     }
     let docker = host_side == HostSide::Fresh && docker::has_setkey_hook(&spec);
-    let late = host_side == HostSide::Fresh && docker::configures_before_start(&spec);
+    // `run` starts at once: no engine configures anything in between.
+    let late = host_side == HostSide::Fresh && inv.command() == Some("create") && docker::configures_before_start(&spec);
     let shape = match docker || late {
         true => jail::Shape {
             dedicated_host: true,

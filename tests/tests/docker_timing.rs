@@ -228,6 +228,21 @@ fn start_hands_the_engines_network_to_the_host_side_and_the_boundary_holds() {
     assert_eq!(sink.counts_after_barrier(), (0, 0), "something from the jail reached the host sink");
     assert_eq!(origin.requests(), ["http GET /allowed/a host=origin.test", "https GET /allowed/b host=origin.test"]);
 
+    // The probes would see a leak: without the host side's table, a
+    // datagram from the jail reaches the origin through the engine's eth0.
+    let nft = Command::new(require_tool("nsenter"))
+        .arg(format!("--net={}", host.display()))
+        .arg(require_tool("nft"))
+        .args(["delete", "table", "inet", &jail.nft_table])
+        .status()
+        .expect("run nft");
+    assert!(nft.success(), "cannot delete {} in the host side", jail.nft_table);
+    let base = origin.counts();
+    rt.exec(ID, &format!("curl -s --max-time 1 tftp://{o}:7000/probe; true"));
+    poll_until(std::time::Duration::from_secs(5), "the unguarded datagram to reach the origin", || {
+        (origin.counts().sink_udp_datagrams > base.sink_udp_datagrams).then_some(())
+    });
+
     // The engine's teardown, then delete: nothing is left.
     rt.kill(ID, "KILL").ok();
     rt.wait_stopped(ID);
