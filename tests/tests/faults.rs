@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use boundary_contract::{AuditRecord, SidecarPids};
-use boundary_tests::{poll_until, require_root, require_tool, Bundle, LeakSnapshot, Origin, Runtime, Settings};
+use boundary_tests::{binaries, poll_until, require_root, require_tool, Bundle, LeakSnapshot, Origin, Runtime, Settings};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -314,4 +314,90 @@ fn an_unreachable_upstream_gets_a_502_in_bounded_time_and_is_audited() {
         assert!(r.reason.as_deref().is_some_and(|x| x.contains(reason)), "{host}: the reason should say {reason:?}: {r:?}");
     }
     assert_eq!(w.origin.requests(), ["http GET /allowed/meanwhile host=origin.test"]);
+}
+
+/// Processes of container `id` (runc puts them in a cgroup named after it)
+/// or mentioning `root` on their command line.
+fn processes_of(id: &str, root: &Path) -> BTreeSet<String> {
+    let root = root.display().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return BTreeSet::new() };
+    procs
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) {
+                return None;
+            }
+            let cmdline = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?).replace('\0', " ");
+            let cgroup = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+            let ours = cmdline.contains(&root) || cgroup.lines().any(|l| l.ends_with(&format!("/{id}")));
+            ours.then(|| format!("{pid} {cmdline}"))
+        })
+        .collect()
+}
+
+/// `boundary-runc create` started the way an engine starts it, not waited for.
+fn spawn_create(rt: &Runtime, bundle: &Bundle, id: &str) -> std::process::Child {
+    Command::new(&binaries().runtime)
+        .env("BOUNDARY_RUNC_CONFIG", &rt.config_file)
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg("--root")
+        .arg(&rt.runc_root)
+        .arg("--log")
+        .arg(&rt.log_file)
+        .args(["--log-format", "json", "create", "--bundle"])
+        .arg(bundle.path())
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn boundary-runc create")
+}
+
+#[test]
+fn a_shim_killed_anywhere_in_create_leaves_nothing_after_delete_force_and_doctor_clean() {
+    require_root();
+    let rt = Runtime::new(Settings::new(222));
+    let bundle = Bundle::sleeper();
+    let before = rt.leaks();
+    // The full create, measured.
+    let started = Instant::now();
+    let status = spawn_create(&rt, &bundle, "kill-measure").wait().expect("wait for create");
+    let full = started.elapsed();
+    assert!(status.success(), "create failed: {}", std::fs::read_to_string(&rt.log_file).unwrap_or_default());
+    rt.delete_force("kill-measure").ok();
+    rt.leaks().assert_same_as(&before);
+
+    const POINTS: u32 = 30;
+    let mut outcomes = Vec::new();
+    for i in 0..POINTS {
+        let delay = full * i / (POINTS - 1);
+        let id = format!("kill-{i:02}");
+        let mut child = spawn_create(&rt, &bundle, &id);
+        std::thread::sleep(delay);
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        let status = child.wait().expect("wait for the killed create");
+        rt.delete_force(&id).ok();
+        let doctor = rt.raw(&["doctor", "--clean"]);
+        let cleaned = Instant::now();
+        let settled = cleaned + Duration::from_secs(5);
+        loop {
+            let now = rt.leaks();
+            let procs = processes_of(&id, &rt.dirs.state_root);
+            if now == before && procs.is_empty() {
+                break;
+            }
+            if Instant::now() > settled {
+                now.assert_same_as(&before);
+                panic!("processes of {id} left after a kill at {delay:?}: {procs:?}\ndoctor:\n{doctor}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        outcomes.push(format!("{delay:.0?}: {status}, settled {:.0?} after doctor", cleaned.elapsed()));
+        let found = doctor.stdout.lines().any(|l| l.starts_with("FAIL") && l.contains("leftover"));
+        assert!(!found, "doctor found leftovers after delete --force (kill at {delay:?}):\n{doctor}");
+    }
+    eprintln!("faults: full create {full:?}; kills: {outcomes:?}");
 }
