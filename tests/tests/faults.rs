@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use boundary_contract::{AuditRecord, SidecarPids};
+use boundary_tests::docker::{self, DockerRuntime};
 use boundary_tests::{binaries, poll_until, require_root, require_tool, Bundle, LeakSnapshot, Origin, Runtime, Settings};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -400,4 +401,73 @@ fn a_shim_killed_anywhere_in_create_leaves_nothing_after_delete_force_and_doctor
         assert!(!found, "doctor found leftovers after delete --force (kill at {delay:?}):\n{doctor}");
     }
     eprintln!("faults: full create {full:?}; kills: {outcomes:?}");
+}
+
+/// Stops dockerd (SIGTERM: without live-restore it stops its containers)
+/// and starts it again with the same command line, detached as
+/// [`docker::daemon`] starts it; holds the daemon.json lock meanwhile.
+fn restart_dockerd() -> Duration {
+    let _lock = docker::lock_daemon_json();
+    let out = Command::new("pidof").arg("dockerd").output().expect("run pidof");
+    let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    assert_eq!(pids.len(), 1, "exactly one dockerd must run: {pids:?}");
+    let pid = pids[0];
+    let argv: Vec<String> = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).expect("dockerd cmdline"))
+        .split('\0')
+        .filter(|a| !a.is_empty())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let started = Instant::now();
+    kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM dockerd");
+    poll_until(Duration::from_secs(90), "dockerd to exit", || (!Path::new(&format!("/proc/{pid}")).exists()).then_some(()));
+    let sh = format!("{} >>{} 2>&1 </dev/null &", argv.join(" "), docker::DAEMON_LOG);
+    assert!(Command::new("sh").arg("-c").arg(&sh).status().expect("start dockerd").success(), "{sh}");
+    poll_until(Duration::from_secs(60), "dockerd to answer again", || docker::docker(&["info"]).success().then_some(()));
+    started.elapsed()
+}
+
+#[test]
+fn jailed_containers_are_jailed_again_after_dockerd_restarts_and_nothing_leaks() {
+    require_root();
+    let origin = Origin::start(223);
+    let rt = Runtime::new(Settings::new(223).pin("origin.test", origin.addr()).upstream_ca(&origin.ca_file()));
+    let dr = DockerRuntime::register(&rt);
+    let before = rt.leaks();
+    let allow = format!("BOUNDARY_ALLOW={RULES}");
+    let names = ["bnd-e2e-223-a", "bnd-e2e-223-b"];
+    let get = |c: &str, url: &str| {
+        let out = docker::exec(c, &format!("curl -sS --max-time 10 -o /dev/null -w '%{{http_code}}' '{url}'")).ok();
+        out.stdout.trim().to_string()
+    };
+    let check = |when: &str| {
+        for c in names {
+            let id = docker::inspect(c, "{{.Id}}");
+            let jail = rt.jail(&id);
+            assert!(jail.dedicated_host_netns.is_some(), "{when}: {c} is not in Docker's shape: {jail:?}");
+            assert!(rt.leaks().sidecars.iter().any(|s| s.contains(&id)), "{when}: {c} has no sidecar");
+            assert_eq!(get(c, "http://origin.test/allowed/x"), "200", "{when}: {c}");
+            assert_eq!(get(c, "http://origin.test/private"), "403", "{when}: {c}");
+        }
+    };
+    for c in names {
+        dr.run(c, &["--stop-timeout", "2", "-e", &allow], &[]).ok();
+    }
+    check("before the restart");
+    let took = restart_dockerd();
+    eprintln!("faults: dockerd restarted in {took:?}");
+    // Without live-restore dockerd stopped the containers: their jails are
+    // gone with them.
+    for c in names {
+        assert_eq!(docker::inspect(c, "{{.State.Running}}"), "false", "{c} still runs: live-restore is on?");
+    }
+    poll_until(Duration::from_secs(10), "the stopped containers' jails to be gone", || (rt.leaks() == before).then_some(()));
+    for c in names {
+        docker::docker(&["start", c]).ok();
+    }
+    check("after the restart and docker start");
+    let seen = origin.requests();
+    assert!(seen.iter().all(|r| r.starts_with("http GET /allowed/x")), "{seen:?}");
+    dr.remove_containers();
+    poll_until(Duration::from_secs(10), "the removed containers' jails to be gone", || (rt.leaks() == before).then_some(()));
+    rt.leaks().assert_same_as(&before);
 }
