@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use boundary_contract::{NarrowingApplied, SidecarConfig, NARROWING_APPLIED_FILE};
-use boundary_policy::{could_allow_host_narrowed, evaluate_narrowed, Decision, ParseError, Policy, Request};
+use boundary_policy::{
+    could_allow_host_narrowed, evaluate_narrowed, Decision, ParseError, Policy, Request,
+};
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
@@ -105,7 +107,11 @@ impl NarrowSets {
 
     /// [`Policy::could_allow_host`] of `base` narrowed by every set.
     pub fn could_allow_host(&self, base: &Policy, host: &str) -> bool {
-        base.could_allow_host(host) && self.sets.iter().all(|s| could_allow_host_narrowed(base, &s.policy, host))
+        base.could_allow_host(host)
+            && self
+                .sets
+                .iter()
+                .all(|s| could_allow_host_narrowed(base, &s.policy, host))
     }
 }
 
@@ -129,7 +135,11 @@ impl Narrowing {
     /// Only `fixed` sets, never reloaded.
     pub fn fixed(fixed: Vec<NarrowSet>) -> Narrowing {
         let current = RwLock::new(Arc::new(NarrowSets::new(fixed.clone())));
-        Narrowing { fixed, source: None, current }
+        Narrowing {
+            fixed,
+            source: None,
+            current,
+        }
     }
 
     /// From the config: `narrowing_rules` as a fixed set and, when
@@ -139,7 +149,10 @@ impl Narrowing {
         let mut fixed = Vec::new();
         if !cfg.narrowing_rules.is_empty() {
             let policy = parse(CONFIG_OWNER, cfg.narrowing_rules.iter().map(String::as_str))?;
-            fixed.push(NarrowSet { owner: CONFIG_OWNER.to_owned(), policy });
+            fixed.push(NarrowSet {
+                owner: CONFIG_OWNER.to_owned(),
+                policy,
+            });
         }
         let mut narrowing = Narrowing::fixed(fixed);
         if let Some(dir) = &cfg.narrow_dir {
@@ -162,7 +175,9 @@ impl Narrowing {
     /// describes the sets in force. On error the previous sets stay.
     /// Returns the number of directory sets; 0 without a directory.
     pub fn reload(&self) -> Result<usize, NarrowingError> {
-        let Some(source) = &self.source else { return Ok(0) };
+        let Some(source) = &self.source else {
+            return Ok(0);
+        };
         let mut applied = source.applied.lock().unwrap_or_else(|p| p.into_inner());
         let loaded = read_sets(&source.dir)?;
         let owners: Vec<String> = loaded.iter().map(|s| s.owner.clone()).collect();
@@ -171,47 +186,83 @@ impl Narrowing {
             Ok(mut guard) => *guard = Arc::new(sets),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(sets),
         }
-        let mut line = serde_json::to_vec(&NarrowingApplied { owners: owners.clone() }).map_err(|e| NarrowingError::Record(e.into()))?;
+        let mut line = serde_json::to_vec(&NarrowingApplied {
+            owners: owners.clone(),
+        })
+        .map_err(|e| NarrowingError::Record(e.into()))?;
         line.push(b'\n');
         applied.write_all(&line).map_err(NarrowingError::Record)?;
         Ok(owners.len())
     }
 }
 
-fn parse<'a>(owner: &str, texts: impl IntoIterator<Item = &'a str>) -> Result<Policy, NarrowingError> {
-    Policy::from_texts(texts).map_err(|source| NarrowingError::Parse { owner: owner.to_owned(), source })
+fn parse<'a>(
+    owner: &str,
+    texts: impl IntoIterator<Item = &'a str>,
+) -> Result<Policy, NarrowingError> {
+    Policy::from_texts(texts).map_err(|source| NarrowingError::Parse {
+        owner: owner.to_owned(),
+        source,
+    })
 }
 
 fn open_source(dir: &Path) -> Result<Source, NarrowingError> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let fd = nix::fcntl::open(dir, flags, Mode::empty()).map_err(|source| NarrowingError::OpenDir { path: dir.to_owned(), source })?;
-    let flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    let applied = openat(&fd, NARROWING_APPLIED_FILE, flags, Mode::from_bits_truncate(0o600)).map_err(NarrowingError::OpenApplied)?;
-    Ok(Source { dir: fd, applied: Mutex::new(File::from(applied)) })
+    let fd =
+        nix::fcntl::open(dir, flags, Mode::empty()).map_err(|source| NarrowingError::OpenDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    let flags =
+        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let applied = openat(
+        &fd,
+        NARROWING_APPLIED_FILE,
+        flags,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(NarrowingError::OpenApplied)?;
+    Ok(Source {
+        dir: fd,
+        applied: Mutex::new(File::from(applied)),
+    })
 }
 
 /// Every set in the directory, sorted by owner.
 fn read_sets(dir: &OwnedFd) -> Result<Vec<NarrowSet>, NarrowingError> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let mut listing = nix::dir::Dir::openat(dir, ".", flags, Mode::empty()).map_err(NarrowingError::List)?;
+    let mut listing =
+        nix::dir::Dir::openat(dir, ".", flags, Mode::empty()).map_err(NarrowingError::List)?;
     let mut owners = Vec::new();
     for entry in listing.iter() {
         let entry = entry.map_err(NarrowingError::List)?;
-        let Ok(name) = entry.file_name().to_str() else { continue };
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
         if !name.starts_with('.') && !name.is_empty() {
             owners.push(name.to_owned());
         }
     }
     owners.sort();
-    owners.into_iter().map(|owner| read_set(dir, owner)).collect()
+    owners
+        .into_iter()
+        .map(|owner| read_set(dir, owner))
+        .collect()
 }
 
 fn read_set(dir: &OwnedFd, owner: String) -> Result<NarrowSet, NarrowingError> {
-    let read_err = |owner: &str, source: io::Error| NarrowingError::Read { owner: owner.to_owned(), source };
+    let read_err = |owner: &str, source: io::Error| NarrowingError::Read {
+        owner: owner.to_owned(),
+        source,
+    };
     let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
-    let fd = openat(dir, owner.as_str(), flags, Mode::empty()).map_err(|e| read_err(&owner, e.into()))?;
+    let fd = openat(dir, owner.as_str(), flags, Mode::empty())
+        .map_err(|e| read_err(&owner, e.into()))?;
     let mut text = String::new();
-    File::from(fd).take(MAX_FILE + 1).read_to_string(&mut text).map_err(|e| read_err(&owner, e))?;
+    File::from(fd)
+        .take(MAX_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| read_err(&owner, e))?;
     if text.len() as u64 > MAX_FILE {
         return Err(NarrowingError::TooLarge { owner });
     }
@@ -224,17 +275,28 @@ mod tests {
     use super::*;
 
     fn set(owner: &str, rules: &str) -> NarrowSet {
-        NarrowSet { owner: owner.into(), policy: Policy::from_texts([rules]).unwrap() }
+        NarrowSet {
+            owner: owner.into(),
+            policy: Policy::from_texts([rules]).unwrap(),
+        }
     }
 
     fn get<'a>(host: &'a str, path: &'a str) -> Request<'a> {
-        Request { method: "GET", host, path, port: Some(443) }
+        Request {
+            method: "GET",
+            host,
+            path,
+            port: Some(443),
+        }
     }
 
     #[test]
     fn every_set_must_allow_and_a_denial_names_its_owner() {
         let base = Policy::from_texts(["domain=a.test;domain=b.test"]).unwrap();
-        let sets = NarrowSets::new(vec![set("c1", "domain=a.test;domain=b.test path=/x"), set("c2", "domain=*.test")]);
+        let sets = NarrowSets::new(vec![
+            set("c1", "domain=a.test;domain=b.test path=/x"),
+            set("c2", "domain=*.test"),
+        ]);
         assert!(sets.evaluate(&base, &get("a.test", "/")).0.is_allowed());
         assert!(sets.evaluate(&base, &get("b.test", "/x")).0.is_allowed());
         let (d, by) = sets.evaluate(&base, &get("b.test", "/y"));
@@ -261,25 +323,51 @@ mod tests {
         std::fs::write(dir.path().join("c1"), "domain=a.test").unwrap();
         std::fs::write(dir.path().join(".tmp.c2"), "garbage ===").unwrap();
         let cfg_dir = Some(dir.path().to_path_buf());
-        let n = Narrowing { fixed: Vec::new(), source: Some(open_source(cfg_dir.as_deref().unwrap()).unwrap()), current: RwLock::default() };
+        let n = Narrowing {
+            fixed: Vec::new(),
+            source: Some(open_source(cfg_dir.as_deref().unwrap()).unwrap()),
+            current: RwLock::default(),
+        };
         assert_eq!(n.reload().unwrap(), 1);
         let base = Policy::from_texts(["domain=a.test;domain=b.test"]).unwrap();
-        assert!(!n.current().evaluate(&base, &get("b.test", "/")).0.is_allowed());
+        assert!(!n
+            .current()
+            .evaluate(&base, &get("b.test", "/"))
+            .0
+            .is_allowed());
         std::fs::write(dir.path().join("c2"), "domain=b.test").unwrap();
         assert_eq!(n.reload().unwrap(), 2);
         assert!(!n.current().could_allow_host(&base, "a.test"));
         std::fs::remove_file(dir.path().join("c1")).unwrap();
         std::fs::remove_file(dir.path().join("c2")).unwrap();
         assert_eq!(n.reload().unwrap(), 0);
-        assert!(n.current().evaluate(&base, &get("b.test", "/")).0.is_allowed());
+        assert!(n
+            .current()
+            .evaluate(&base, &get("b.test", "/"))
+            .0
+            .is_allowed());
         // A set that does not parse keeps the previous sets in force.
         std::fs::write(dir.path().join("bad"), "domain=github.*").unwrap();
         assert!(matches!(n.reload(), Err(NarrowingError::Parse { .. })));
-        assert!(n.current().evaluate(&base, &get("b.test", "/")).0.is_allowed());
+        assert!(n
+            .current()
+            .evaluate(&base, &get("b.test", "/"))
+            .0
+            .is_allowed());
         let applied = std::fs::read_to_string(dir.path().join(NARROWING_APPLIED_FILE)).unwrap();
-        let lines: Vec<NarrowingApplied> = applied.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<NarrowingApplied> = applied
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         let owners: Vec<Vec<String>> = lines.into_iter().map(|l| l.owners).collect();
-        assert_eq!(owners, vec![vec!["c1".to_string()], vec!["c1".into(), "c2".into()], vec![]]);
+        assert_eq!(
+            owners,
+            vec![
+                vec!["c1".to_string()],
+                vec!["c1".into(), "c2".into()],
+                vec![]
+            ]
+        );
     }
 
     #[test]
@@ -287,7 +375,10 @@ mod tests {
         let n = Narrowing::fixed(vec![set(CONFIG_OWNER, "method=GET")]);
         assert_eq!(n.reload().unwrap(), 0);
         let base = Policy::from_texts(["domain=a.test"]).unwrap();
-        let post = Request { method: "POST", ..get("a.test", "/") };
+        let post = Request {
+            method: "POST",
+            ..get("a.test", "/")
+        };
         assert_eq!(n.current().evaluate(&base, &post).1, Some(CONFIG_OWNER));
     }
 }

@@ -55,13 +55,26 @@ pub enum PodError {
         "container {id} of pod sandbox {sandbox} asks for network namespace {}, which is neither the pod's jail nor its host side",
         path.display()
     )]
-    ForeignNamespace { id: String, sandbox: String, path: PathBuf },
+    ForeignNamespace {
+        id: String,
+        sandbox: String,
+        path: PathBuf,
+    },
     #[error("cannot read the jail of pod sandbox {sandbox}")]
-    Jail { sandbox: String, #[source] source: Box<jail::JailError> },
+    Jail {
+        sandbox: String,
+        #[source]
+        source: Box<jail::JailError>,
+    },
     #[error("pod sandbox {0} has no jail")]
     NoJail(String),
     #[error("cannot {op} {}", path.display())]
-    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("malformed pod record {}: {message}", path.display())]
     Record { path: PathBuf, message: String },
 }
@@ -77,15 +90,25 @@ impl Role {
     /// The role the CRI (or CRI-O) annotations give; `None` for a spec
     /// outside a pod, an unknown type, or a container without a sandbox id.
     pub fn of(spec: &Value) -> Result<Option<Role>, PodError> {
-        let names = [(CRI_CONTAINER_TYPE, CRI_SANDBOX_ID), (CRIO_CONTAINER_TYPE, CRIO_SANDBOX_ID)];
+        let names = [
+            (CRI_CONTAINER_TYPE, CRI_SANDBOX_ID),
+            (CRIO_CONTAINER_TYPE, CRIO_SANDBOX_ID),
+        ];
         for (type_key, id_key) in names {
-            let Some(kind) = rewrite::annotation(spec, type_key)? else { continue };
+            let Some(kind) = rewrite::annotation(spec, type_key)? else {
+                continue;
+            };
             return match kind {
                 "sandbox" => Ok(Some(Role::Sandbox)),
                 "container" => match rewrite::annotation(spec, id_key)? {
                     Some(id) => {
-                        args::validate_id(id).map_err(|_| PodError::SandboxId { key: id_key, id: id.to_string() })?;
-                        Ok(Some(Role::Container { sandbox_id: id.to_string() }))
+                        args::validate_id(id).map_err(|_| PodError::SandboxId {
+                            key: id_key,
+                            id: id.to_string(),
+                        })?;
+                        Ok(Some(Role::Container {
+                            sandbox_id: id.to_string(),
+                        }))
                     }
                     None => Ok(None),
                 },
@@ -98,7 +121,12 @@ impl Role {
     /// The sandbox to join: an app container's sandbox when it is jailed.
     pub fn jailed_sandbox(&self, state_root: &Path) -> Option<&str> {
         match self {
-            Role::Container { sandbox_id } if state_root.join(sandbox_id).join(boundary_contract::JAIL_STATE_FILE).is_file() => {
+            Role::Container { sandbox_id }
+                if state_root
+                    .join(sandbox_id)
+                    .join(boundary_contract::JAIL_STATE_FILE)
+                    .is_file() =>
+            {
                 Some(sandbox_id)
             }
             _ => None,
@@ -121,11 +149,17 @@ pub fn record_sandbox(state_root: &Path, id: &str, spec: &Value) -> anyhow::Resu
     if dir.join(boundary_contract::JAIL_STATE_FILE).exists() {
         return Err(jail::JailError::Exists(id.to_string()).into());
     }
-    let record = PodRecord { annotation_rules: rules::annotation_rules(spec)? };
+    let record = PodRecord {
+        annotation_rules: rules::annotation_rules(spec)?,
+    };
     create_private_dir(&dir)?;
     let path = dir.join(POD_FILE);
     let text = serde_json::to_vec_pretty(&record).context("cannot serialise the pod record")?;
-    std::fs::write(&path, text).map_err(|source| PodError::Io { op: "write", path, source })?;
+    std::fs::write(&path, text).map_err(|source| PodError::Io {
+        op: "write",
+        path,
+        source,
+    })?;
     Ok(())
 }
 
@@ -135,16 +169,27 @@ fn create_private_dir(dir: &Path) -> Result<(), PodError> {
         .mode(0o700)
         .recursive(true)
         .create(dir)
-        .map_err(|source| PodError::Io { op: "create", path: dir.to_path_buf(), source })
+        .map_err(|source| PodError::Io {
+            op: "create",
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// The pod record of a sandbox (a default one when it has none).
 pub fn read_record(state_root: &Path, sandbox: &str) -> Result<PodRecord, PodError> {
     let path = jail::state_dir(state_root, sandbox).join(POD_FILE);
     match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| PodError::Record { path, message: e.to_string() }),
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| PodError::Record {
+            path,
+            message: e.to_string(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PodRecord::default()),
-        Err(source) => Err(PodError::Io { op: "read", path, source }),
+        Err(source) => Err(PodError::Io {
+            op: "read",
+            path,
+            source,
+        }),
     }
 }
 
@@ -172,7 +217,9 @@ fn ns_id(path: &Path) -> Option<(u64, u64)> {
 /// without a path, is joined explicitly as well (the sandbox was jailed the
 /// same way).
 pub fn check_namespace(spec: &Value, id: &str, sandbox: &JailState) -> Result<(), PodError> {
-    let HostSide::Path { path } = rewrite::host_side(spec)? else { return Ok(()) };
+    let HostSide::Path { path } = rewrite::host_side(spec)? else {
+        return Ok(());
+    };
     let given = ns_id(&path);
     let pod_side = match &sandbox.host_side {
         HostSide::Path { path } => ns_id(path),
@@ -181,22 +228,41 @@ pub fn check_namespace(spec: &Value, id: &str, sandbox: &JailState) -> Result<()
     if given.is_some() && (given == ns_id(&sandbox.netns_path) || given == pod_side) {
         return Ok(());
     }
-    Err(PodError::ForeignNamespace { id: id.to_string(), sandbox: sandbox.container_id.clone(), path })
+    Err(PodError::ForeignNamespace {
+        id: id.to_string(),
+        sandbox: sandbox.container_id.clone(),
+        path,
+    })
 }
 
 /// Points the spec's network entry at `netns` (adding the entry if there is
 /// none).
 pub fn set_network_path(spec: &mut Value, netns: &Path) -> Result<(), PodError> {
-    let wrong = |path: &str, expected| rewrite::RewriteError::WrongType { doc: "config.json", path: path.into(), expected };
-    let top = spec.as_object_mut().ok_or_else(|| wrong("(root)", "an object"))?;
+    let wrong = |path: &str, expected| rewrite::RewriteError::WrongType {
+        doc: "config.json",
+        path: path.into(),
+        expected,
+    };
+    let top = spec
+        .as_object_mut()
+        .ok_or_else(|| wrong("(root)", "an object"))?;
     let linux = top.entry("linux").or_insert_with(|| json!({}));
-    let linux = linux.as_object_mut().ok_or_else(|| wrong("linux", "an object"))?;
+    let linux = linux
+        .as_object_mut()
+        .ok_or_else(|| wrong("linux", "an object"))?;
     let list = linux.entry("namespaces").or_insert_with(|| json!([]));
-    let list = list.as_array_mut().ok_or_else(|| wrong("linux.namespaces", "an array"))?;
+    let list = list
+        .as_array_mut()
+        .ok_or_else(|| wrong("linux.namespaces", "an array"))?;
     let path = json!(netns.display().to_string());
-    match list.iter_mut().find(|e| e.get("type").and_then(Value::as_str) == Some("network")) {
+    match list
+        .iter_mut()
+        .find(|e| e.get("type").and_then(Value::as_str) == Some("network"))
+    {
         Some(entry) => {
-            let entry = entry.as_object_mut().ok_or_else(|| wrong("linux.namespaces[network]", "an object"))?;
+            let entry = entry
+                .as_object_mut()
+                .ok_or_else(|| wrong("linux.namespaces[network]", "an object"))?;
             entry.insert("path".into(), path);
         }
         None => list.push(json!({"type": "network", "path": path})),
@@ -206,7 +272,12 @@ pub fn set_network_path(spec: &mut Value, netns: &Path) -> Result<(), PodError> 
 
 /// The warning for an app container whose `io.boundary.allow` differs from
 /// its pod's, if it does.
-pub fn annotation_warning(spec: &Value, id: &str, sandbox: &str, pod: &PodRecord) -> Result<Option<String>, rules::RulesError> {
+pub fn annotation_warning(
+    spec: &Value,
+    id: &str,
+    sandbox: &str,
+    pod: &PodRecord,
+) -> Result<Option<String>, rules::RulesError> {
     let own = match rules::annotation_rules(spec) {
         Ok(own) => own,
         Err(rules::RulesError::Invalid { .. }) => Some(vec!["(invalid rules)".to_string()]),
@@ -225,19 +296,32 @@ pub fn annotation_warning(spec: &Value, id: &str, sandbox: &str, pod: &PodRecord
 
 /// `create` of an app container of a jailed pod: join the sandbox's jail,
 /// narrow the pod's policy by the container's own rules, rewrite the spec.
-pub fn prepare_container(cfg: &Config, id: &str, sandbox_id: &str, mut spec: Value, config_path: &Path) -> anyhow::Result<Vec<String>> {
+pub fn prepare_container(
+    cfg: &Config,
+    id: &str,
+    sandbox_id: &str,
+    mut spec: Value,
+    config_path: &Path,
+) -> anyhow::Result<Vec<String>> {
     let root = &cfg.state_root;
     if jail::exists(root, id) {
         return Err(jail::JailError::Exists(id.to_string()).into());
     }
     let sandbox = jail::read_state(root, sandbox_id)
-        .map_err(|source| PodError::Jail { sandbox: sandbox_id.to_string(), source: Box::new(source) })?
+        .map_err(|source| PodError::Jail {
+            sandbox: sandbox_id.to_string(),
+            source: Box::new(source),
+        })?
         .ok_or_else(|| PodError::NoJail(sandbox_id.to_string()))?;
     check_namespace(&spec, id, &sandbox)?;
     let narrowing = rules::narrowing(&spec)?;
-    let warnings: Vec<String> = annotation_warning(&spec, id, sandbox_id, &read_record(root, sandbox_id)?)?.into_iter().collect();
+    let warnings: Vec<String> =
+        annotation_warning(&spec, id, sandbox_id, &read_record(root, sandbox_id)?)?
+            .into_iter()
+            .collect();
     let ca = crate::ca::ensure(cfg)?;
-    docker::record_joined(root, id, sandbox_id).with_context(|| format!("cannot record {id} under {}", root.display()))?;
+    docker::record_joined(root, id, sandbox_id)
+        .with_context(|| format!("cannot record {id} under {}", root.display()))?;
     let written = (|| -> anyhow::Result<Vec<String>> {
         if let Some(rules) = &narrowing {
             narrow::apply(root, sandbox_id, id, rules)?;
@@ -251,7 +335,8 @@ pub fn prepare_container(cfg: &Config, id: &str, sandbox_id: &str, mut spec: Val
             resolv_conf: Some(jail::state_dir(root, sandbox_id).join("resolv.conf")),
         };
         let out = rewrite::rewrite_joined(spec, &plan)?;
-        rewrite::write_config_atomically(config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;
+        rewrite::write_config_atomically(config_path, &out.spec)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
         Ok(out.warnings)
     })();
     if written.is_err() {
@@ -264,10 +349,15 @@ pub fn prepare_container(cfg: &Config, id: &str, sandbox_id: &str, mut spec: Val
 /// of that jail's policy, if any. Returns errors as text.
 pub fn leave(state_root: &Path, id: &str) -> Vec<String> {
     let marker = jail::state_dir(state_root, id).join(docker::JOINED_FILE);
-    let Ok(sandbox) = std::fs::read_to_string(&marker) else { return Vec::new() };
+    let Ok(sandbox) = std::fs::read_to_string(&marker) else {
+        return Vec::new();
+    };
     let sandbox = sandbox.trim();
     if args::validate_id(sandbox).is_err() {
-        return vec![format!("{}: {sandbox:?} is not a container id", marker.display())];
+        return vec![format!(
+            "{}: {sandbox:?} is not a container id",
+            marker.display()
+        )];
     }
     match narrow::lift(state_root, sandbox, id) {
         Ok(()) => Vec::new(),
@@ -287,12 +377,25 @@ mod tests {
     fn roles_come_from_cri_and_crio_annotations() {
         let cri = |t: &str| spec(json!({CRI_CONTAINER_TYPE: t, CRI_SANDBOX_ID: "sb1"}));
         assert_eq!(Role::of(&cri("sandbox")).unwrap(), Some(Role::Sandbox));
-        assert_eq!(Role::of(&cri("container")).unwrap(), Some(Role::Container { sandbox_id: "sb1".into() }));
+        assert_eq!(
+            Role::of(&cri("container")).unwrap(),
+            Some(Role::Container {
+                sandbox_id: "sb1".into()
+            })
+        );
         let crio = |t: &str| spec(json!({CRIO_CONTAINER_TYPE: t, CRIO_SANDBOX_ID: "sb2"}));
         assert_eq!(Role::of(&crio("sandbox")).unwrap(), Some(Role::Sandbox));
-        assert_eq!(Role::of(&crio("container")).unwrap(), Some(Role::Container { sandbox_id: "sb2".into() }));
+        assert_eq!(
+            Role::of(&crio("container")).unwrap(),
+            Some(Role::Container {
+                sandbox_id: "sb2".into()
+            })
+        );
         assert_eq!(Role::of(&cri("other")).unwrap(), None);
-        assert_eq!(Role::of(&spec(json!({CRI_CONTAINER_TYPE: "container"}))).unwrap(), None);
+        assert_eq!(
+            Role::of(&spec(json!({CRI_CONTAINER_TYPE: "container"}))).unwrap(),
+            None
+        );
         assert_eq!(Role::of(&spec(json!({}))).unwrap(), None);
         assert_eq!(Role::of(&json!({"ociVersion": "1.0.2"})).unwrap(), None);
         let bad = spec(json!({CRI_CONTAINER_TYPE: "container", CRI_SANDBOX_ID: "../etc"}));
@@ -303,10 +406,18 @@ mod tests {
     #[test]
     fn a_jailed_sandbox_is_one_with_jail_state() {
         let root = tempfile::tempdir().unwrap();
-        let role = Role::Container { sandbox_id: "sb".into() };
+        let role = Role::Container {
+            sandbox_id: "sb".into(),
+        };
         assert_eq!(role.jailed_sandbox(root.path()), None);
         std::fs::create_dir(root.path().join("sb")).unwrap();
-        std::fs::write(root.path().join("sb").join(boundary_contract::JAIL_STATE_FILE), "{}").unwrap();
+        std::fs::write(
+            root.path()
+                .join("sb")
+                .join(boundary_contract::JAIL_STATE_FILE),
+            "{}",
+        )
+        .unwrap();
         assert_eq!(role.jailed_sandbox(root.path()), Some("sb"));
         assert_eq!(Role::Sandbox.jailed_sandbox(root.path()), None);
     }
@@ -315,16 +426,26 @@ mod tests {
     fn network_path_is_set_or_added() {
         let mut s = json!({"linux": {"namespaces": [{"type": "pid"}, {"type": "network", "path": "/proc/1/ns/net"}]}});
         set_network_path(&mut s, Path::new("/run/b/netns/sb")).unwrap();
-        assert_eq!(s["linux"]["namespaces"][1], json!({"type": "network", "path": "/run/b/netns/sb"}));
+        assert_eq!(
+            s["linux"]["namespaces"][1],
+            json!({"type": "network", "path": "/run/b/netns/sb"})
+        );
         let mut s = json!({"process": {}});
         set_network_path(&mut s, Path::new("/run/b/netns/sb")).unwrap();
-        assert_eq!(s["linux"]["namespaces"], json!([{"type": "network", "path": "/run/b/netns/sb"}]));
+        assert_eq!(
+            s["linux"]["namespaces"],
+            json!([{"type": "network", "path": "/run/b/netns/sb"}])
+        );
     }
 
     #[test]
     fn only_the_pods_namespaces_may_be_joined() {
         let dir = tempfile::tempdir().unwrap();
-        let (jail_ns, pod_ns, other) = (dir.path().join("jail"), dir.path().join("pod"), dir.path().join("other"));
+        let (jail_ns, pod_ns, other) = (
+            dir.path().join("jail"),
+            dir.path().join("pod"),
+            dir.path().join("other"),
+        );
         for p in [&jail_ns, &pod_ns, &other] {
             std::fs::write(p, "").unwrap();
         }
@@ -337,21 +458,41 @@ mod tests {
         let with = |p: &Path| json!({"linux": {"namespaces": [{"type": "network", "path": p.display().to_string()}]}});
         check_namespace(&with(&jail_ns), "c", &state).unwrap();
         check_namespace(&with(&pod_ns), "c", &state).unwrap();
-        assert!(matches!(check_namespace(&with(&other), "c", &state), Err(PodError::ForeignNamespace { .. })));
+        assert!(matches!(
+            check_namespace(&with(&other), "c", &state),
+            Err(PodError::ForeignNamespace { .. })
+        ));
         assert!(check_namespace(&with(&dir.path().join("gone")), "c", &state).is_err());
-        check_namespace(&json!({"linux": {"namespaces": [{"type": "network"}]}}), "c", &state).unwrap();
+        check_namespace(
+            &json!({"linux": {"namespaces": [{"type": "network"}]}}),
+            "c",
+            &state,
+        )
+        .unwrap();
     }
 
     #[test]
     fn a_differing_annotation_is_only_a_warning() {
-        let pod = PodRecord { annotation_rules: Some(vec!["domain=a.test".into()]) };
+        let pod = PodRecord {
+            annotation_rules: Some(vec!["domain=a.test".into()]),
+        };
         let same = spec(json!({rules::ALLOW_ANNOTATION: " domain=a.test ;"}));
         assert_eq!(annotation_warning(&same, "c", "sb", &pod).unwrap(), None);
         let other = spec(json!({rules::ALLOW_ANNOTATION: "domain=*"}));
-        let w = annotation_warning(&other, "c", "sb", &pod).unwrap().unwrap();
-        assert!(w.contains("differs from its pod's") && w.contains("BOUNDARY_ALLOW"), "{w}");
+        let w = annotation_warning(&other, "c", "sb", &pod)
+            .unwrap()
+            .unwrap();
+        assert!(
+            w.contains("differs from its pod's") && w.contains("BOUNDARY_ALLOW"),
+            "{w}"
+        );
         let invalid = spec(json!({rules::ALLOW_ANNOTATION: "domain=github.*"}));
-        assert!(annotation_warning(&invalid, "c", "sb", &pod).unwrap().is_some());
-        assert_eq!(annotation_warning(&spec(json!({})), "c", "sb", &pod).unwrap(), None);
+        assert!(annotation_warning(&invalid, "c", "sb", &pod)
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            annotation_warning(&spec(json!({})), "c", "sb", &pod).unwrap(),
+            None
+        );
     }
 }

@@ -9,7 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use boundary_tests::probe::HttpReply;
-use boundary_tests::{poll_until, require_root, require_tool, Bundle, LeakSnapshot, Origin, Runtime, Settings};
+use boundary_tests::{
+    poll_until, require_root, require_tool, Bundle, LeakSnapshot, Origin, Runtime, Settings,
+};
 use serde_json::{json, Value};
 
 const CRI_TYPE: &str = "io.kubernetes.cri.container-type";
@@ -21,8 +23,16 @@ const POD_ANNOTATION: &str = "io.boundary.allow";
 const POD_RULES: &str = "domain=origin.test path=/a/*;domain=origin.test path=/b/*";
 
 fn ip(args: &[&str]) {
-    let out = Command::new(require_tool("ip")).args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(require_tool("ip"))
+        .args(args)
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The pod namespace a CNI plugin would make: `/run/netns/btp-<pid>-<slot>`
@@ -44,10 +54,34 @@ impl CniNetns {
         ip(&["link", "set", &here, "netns", &ns.name]);
         ip(&["link", "set", &there, "netns", origin.netns()]);
         ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ip(&["-n", &ns.name, "addr", "add", &format!("10.232.{slot}.1/30"), "dev", &here]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            &format!("10.232.{slot}.1/30"),
+            "dev",
+            &here,
+        ]);
         ip(&["-n", &ns.name, "link", "set", &here, "up"]);
-        ip(&["-n", &ns.name, "route", "add", "default", "via", &format!("10.232.{slot}.2")]);
-        ip(&["-n", origin.netns(), "addr", "add", &format!("10.232.{slot}.2/30"), "dev", &there]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("10.232.{slot}.2"),
+        ]);
+        ip(&[
+            "-n",
+            origin.netns(),
+            "addr",
+            "add",
+            &format!("10.232.{slot}.2/30"),
+            "dev",
+            &there,
+        ]);
         ip(&["-n", origin.netns(), "link", "set", &there, "up"]);
         ns
     }
@@ -59,7 +93,9 @@ impl CniNetns {
 
 impl Drop for CniNetns {
     fn drop(&mut self) {
-        let _ = Command::new(require_tool("ip")).args(["netns", "del", &self.name]).output();
+        let _ = Command::new(require_tool("ip"))
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -86,8 +122,19 @@ impl Pod {
             .nameserver(origin.addr())
             .upstream_ca(&origin.ca_file());
         let rt = Runtime::new(settings);
-        let names = if crio { (CRIO_TYPE, CRIO_SANDBOX) } else { (CRI_TYPE, CRI_SANDBOX) };
-        Pod { rt, bundles: Vec::new(), cni, origin, sandbox: sandbox.to_string(), names }
+        let names = if crio {
+            (CRIO_TYPE, CRIO_SANDBOX)
+        } else {
+            (CRI_TYPE, CRI_SANDBOX)
+        };
+        Pod {
+            rt,
+            bundles: Vec::new(),
+            cni,
+            origin,
+            sandbox: sandbox.to_string(),
+            names,
+        }
     }
 
     /// Creates and starts the sandbox: `sleep` as pause, network entry the
@@ -114,7 +161,9 @@ impl Pod {
     fn app_bundle(&self, net_path: Option<&str>) -> Bundle {
         let (type_key, id_key) = self.names;
         let pause = self.pause_pid();
-        let net = net_path.map(str::to_string).unwrap_or_else(|| format!("/proc/{pause}/ns/net"));
+        let net = net_path
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("/proc/{pause}/ns/net"));
         Bundle::sleeper()
             .annotation(type_key, "container")
             .annotation(id_key, &self.sandbox)
@@ -133,7 +182,10 @@ impl Pod {
 
     /// `curl` inside `id`, parsed.
     fn get(&self, id: &str, url: &str) -> HttpReply {
-        let out = self.rt.exec(id, &format!("curl -sS --max-time 10 -D - '{url}'")).ok();
+        let out = self
+            .rt
+            .exec(id, &format!("curl -sS --max-time 10 -D - '{url}'"))
+            .ok();
         HttpReply::parse(&out.stdout).unwrap_or_else(|| panic!("not an HTTP reply:\n{out}"))
     }
 
@@ -143,7 +195,10 @@ impl Pod {
 
     /// The (dev, inode) of `id`'s network namespace.
     fn netns_of(&self, id: &str) -> (u64, u64) {
-        ns_id(&PathBuf::from(format!("/proc/{}/ns/net", pid_of(&self.rt, id))))
+        ns_id(&PathBuf::from(format!(
+            "/proc/{}/ns/net",
+            pid_of(&self.rt, id)
+        )))
     }
 
     /// The sandbox's audit records that were denied with `reason_part`.
@@ -151,13 +206,17 @@ impl Pod {
         self.rt
             .audit_records(&self.sandbox)
             .iter()
-            .filter(|r| r.decision == "deny" && r.reason.as_deref().is_some_and(|x| x.contains(reason_part)))
+            .filter(|r| {
+                r.decision == "deny" && r.reason.as_deref().is_some_and(|x| x.contains(reason_part))
+            })
             .count()
     }
 }
 
 fn set_namespace_path(spec: &mut Value, kind: &str, path: &str) {
-    let list = spec["linux"]["namespaces"].as_array_mut().expect("runc spec has namespaces");
+    let list = spec["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("runc spec has namespaces");
     match list.iter_mut().find(|e| e["type"] == kind) {
         Some(e) => e["path"] = json!(path),
         None => list.push(json!({"type": kind, "path": path})),
@@ -165,7 +224,9 @@ fn set_namespace_path(spec: &mut Value, kind: &str, path: &str) {
 }
 
 fn pid_of(rt: &Runtime, id: &str) -> u32 {
-    rt.state_json(id)["pid"].as_u64().unwrap_or_else(|| panic!("state of {id} has no pid")) as u32
+    rt.state_json(id)["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("state of {id} has no pid")) as u32
 }
 
 fn ns_id(path: &Path) -> (u64, u64) {
@@ -175,7 +236,11 @@ fn ns_id(path: &Path) -> (u64, u64) {
 
 /// Warnings the runtime wrote to its `--log`.
 fn log_warnings(rt: &Runtime) -> Vec<String> {
-    rt.log_entries().iter().filter(|e| e["level"] == "warning").map(|e| e["msg"].as_str().unwrap_or_default().to_string()).collect()
+    rt.log_entries()
+        .iter()
+        .filter(|e| e["level"] == "warning")
+        .map(|e| e["msg"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 #[test]
@@ -184,22 +249,42 @@ fn a_cri_pod_shares_one_jail_and_its_containers_only_narrow_the_pod_policy() {
     let before = pod.rt.leaks();
     pod.start_sandbox();
     let jail = pod.rt.jail("pod-sb");
-    assert_eq!(jail.host_side, boundary_contract::HostSide::Path { path: pod.cni.path() }, "the CNI namespace is the host side");
+    assert_eq!(
+        jail.host_side,
+        boundary_contract::HostSide::Path {
+            path: pod.cni.path()
+        },
+        "the CNI namespace is the host side"
+    );
     let with_sandbox = pod.rt.leaks();
 
     // An app container with a rule that does not parse is refused with the
     // rule's error, and leaves nothing.
-    let bad = pod.app_bundle(None).env("BOUNDARY_ALLOW", "domain=github.*");
+    let bad = pod
+        .app_bundle(None)
+        .env("BOUNDARY_ALLOW", "domain=github.*");
     let out = pod.rt.create(&bad, "pod-bad").failed();
-    assert!(out.log_errors().iter().any(|e| e.contains("invalid BOUNDARY_ALLOW") && e.contains("github.*")), "{out}");
+    assert!(
+        out.log_errors()
+            .iter()
+            .any(|e| e.contains("invalid BOUNDARY_ALLOW") && e.contains("github.*")),
+        "{out}"
+    );
     pod.rt.leaks().assert_same_as(&with_sandbox);
 
-    let narrow = pod.app_bundle(None).env("BOUNDARY_ALLOW", "domain=origin.test path=/a/*");
+    let narrow = pod
+        .app_bundle(None)
+        .env("BOUNDARY_ALLOW", "domain=origin.test path=/a/*");
     pod.start_app("pod-narrow", narrow);
-    let wide = pod.app_bundle(None).env("BOUNDARY_ALLOW", "domain=*").annotation(POD_ANNOTATION, "domain=*");
+    let wide = pod
+        .app_bundle(None)
+        .env("BOUNDARY_ALLOW", "domain=*")
+        .annotation(POD_ANNOTATION, "domain=*");
     pod.start_app("pod-wide", wide);
     assert!(
-        log_warnings(&pod.rt).iter().any(|w| w.contains("pod-wide") && w.contains("differs from its pod's")),
+        log_warnings(&pod.rt)
+            .iter()
+            .any(|w| w.contains("pod-wide") && w.contains("differs from its pod's")),
         "the differing annotation is ignored with a warning: {:?}",
         pod.rt.log_entries()
     );
@@ -212,33 +297,81 @@ fn a_cri_pod_shares_one_jail_and_its_containers_only_narrow_the_pod_policy() {
     assert_ne!(ns_id(&pod.cni.path()), jail_ns);
 
     // Localhost between the app containers.
-    pod.rt.exec("pod-narrow", "echo pod-local | nc -l -p 9000 >/dev/null 2>&1 &").ok();
-    let got = poll_until(Duration::from_secs(10), "nc from pod-wide to pod-narrow over localhost", || {
-        let out = pod.rt.exec("pod-wide", "nc 127.0.0.1 9000 </dev/null");
-        out.stdout.contains("pod-local").then_some(out.stdout)
-    });
+    pod.rt
+        .exec(
+            "pod-narrow",
+            "echo pod-local | nc -l -p 9000 >/dev/null 2>&1 &",
+        )
+        .ok();
+    let got = poll_until(
+        Duration::from_secs(10),
+        "nc from pod-wide to pod-narrow over localhost",
+        || {
+            let out = pod.rt.exec("pod-wide", "nc 127.0.0.1 9000 </dev/null");
+            out.stdout.contains("pod-local").then_some(out.stdout)
+        },
+    );
     assert!(got.contains("pod-local"));
 
     for id in ["pod-narrow", "pod-wide"] {
-        assert_eq!(pod.status(id, "https://origin.test/a/1"), 200, "{id}: the pod rules allow /a/");
-        assert_eq!(pod.status(id, "https://origin.test/c/1"), 403, "{id}: outside the pod rules (no widening)");
-        assert_eq!(pod.status(id, "https://denied.test/"), 403, "{id}: outside the pod rules (no widening)");
-        assert_eq!(pod.status(id, "http://origin.test/b/1"), 403, "{id}: pod-narrow's rules narrow /b/ away");
+        assert_eq!(
+            pod.status(id, "https://origin.test/a/1"),
+            200,
+            "{id}: the pod rules allow /a/"
+        );
+        assert_eq!(
+            pod.status(id, "https://origin.test/c/1"),
+            403,
+            "{id}: outside the pod rules (no widening)"
+        );
+        assert_eq!(
+            pod.status(id, "https://denied.test/"),
+            403,
+            "{id}: outside the pod rules (no widening)"
+        );
+        assert_eq!(
+            pod.status(id, "http://origin.test/b/1"),
+            403,
+            "{id}: pod-narrow's rules narrow /b/ away"
+        );
     }
-    assert!(pod.denials_naming("pod-narrow") >= 2, "narrowed denials name the container: {:?}", pod.rt.audit_records("pod-sb"));
-    assert_eq!(pod.origin.requests().iter().filter(|r| r.contains("/b/") || r.contains("/c/")).count(), 0);
+    assert!(
+        pod.denials_naming("pod-narrow") >= 2,
+        "narrowed denials name the container: {:?}",
+        pod.rt.audit_records("pod-sb")
+    );
+    assert_eq!(
+        pod.origin
+            .requests()
+            .iter()
+            .filter(|r| r.contains("/b/") || r.contains("/c/"))
+            .count(),
+        0
+    );
 
     // Deleting the narrowing container lifts its narrowing.
     pod.rt.kill("pod-narrow", "KILL").ok();
     pod.rt.wait_stopped("pod-narrow");
     pod.rt.delete("pod-narrow").ok();
-    assert_eq!(pod.status("pod-wide", "http://origin.test/b/2"), 200, "narrowing lifted with its container");
-    assert_eq!(pod.status("pod-wide", "https://origin.test/c/2"), 403, "still only the pod rules");
+    assert_eq!(
+        pod.status("pod-wide", "http://origin.test/b/2"),
+        200,
+        "narrowing lifted with its container"
+    );
+    assert_eq!(
+        pod.status("pod-wide", "https://origin.test/c/2"),
+        403,
+        "still only the pod rules"
+    );
 
     // Deleting the app containers keeps the jail.
     pod.rt.delete_force("pod-wide").ok();
     pod.rt.leaks().assert_same_as(&with_sandbox);
-    assert_eq!(pod.status("pod-sb", "https://origin.test/a/3"), 200, "the jail and its sidecar still serve the pod");
+    assert_eq!(
+        pod.status("pod-sb", "https://origin.test/a/3"),
+        200,
+        "the jail and its sidecar still serve the pod"
+    );
 
     pod.rt.delete_force("pod-sb").ok();
     pod.rt.leaks().assert_same_as(&before);
@@ -254,19 +387,37 @@ fn a_crio_pod_joins_by_sandbox_id_from_the_pod_namespace_path() {
     // CRI-O gives app containers the pod namespace itself: they still join
     // the jail. A namespace of neither is refused.
     let foreign = format!("/run/netns/{}", pod.origin.netns());
-    let out = pod.rt.create(&pod.app_bundle(Some(&foreign)), "crio-foreign").failed();
-    assert!(out.log_errors().iter().any(|e| e.contains("neither the pod's jail nor its host side")), "{out}");
+    let out = pod
+        .rt
+        .create(&pod.app_bundle(Some(&foreign)), "crio-foreign")
+        .failed();
+    assert!(
+        out.log_errors()
+            .iter()
+            .any(|e| e.contains("neither the pod's jail nor its host side")),
+        "{out}"
+    );
 
     let cni = pod.cni.path().display().to_string();
-    let narrow = pod.app_bundle(Some(&cni)).env("BOUNDARY_ALLOW", "domain=origin.test path=/b/*");
+    let narrow = pod
+        .app_bundle(Some(&cni))
+        .env("BOUNDARY_ALLOW", "domain=origin.test path=/b/*");
     pod.start_app("crio-narrow", narrow);
     assert_eq!(pod.netns_of("crio-narrow"), jail_ns);
     assert_eq!(pod.status("crio-narrow", "https://origin.test/b/1"), 200);
-    assert_eq!(pod.status("crio-sb", "https://origin.test/a/1"), 403, "narrowed for the whole pod");
+    assert_eq!(
+        pod.status("crio-sb", "https://origin.test/a/1"),
+        403,
+        "narrowed for the whole pod"
+    );
     assert!(pod.denials_naming("crio-narrow") >= 1);
 
     pod.rt.delete_force("crio-narrow").ok();
-    assert_eq!(pod.status("crio-sb", "https://origin.test/a/2"), 200, "narrowing lifted");
+    assert_eq!(
+        pod.status("crio-sb", "https://origin.test/a/2"),
+        200,
+        "narrowing lifted"
+    );
     pod.rt.delete_force("crio-sb").ok();
     pod.rt.leaks().assert_same_as(&before);
 }

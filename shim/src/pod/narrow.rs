@@ -15,7 +15,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use boundary_contract::{NarrowingApplied, SidecarPids, NARROWING_APPLIED_FILE, NARROW_DIR, SIDECAR_CONFIG_FILE};
+use boundary_contract::{
+    NarrowingApplied, SidecarPids, NARROWING_APPLIED_FILE, NARROW_DIR, SIDECAR_CONFIG_FILE,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -33,11 +35,21 @@ pub enum NarrowError {
     #[error("container id {0:?} starts with '.', which the narrowing directory reserves; it cannot narrow its pod's policy")]
     HiddenId(String),
     #[error("cannot {op} {}", path.display())]
-    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the sidecar of pod sandbox {0} is not running")]
     NoSidecar(String),
     #[error("the sidecar of pod sandbox {sandbox} did not put the narrowing by {id} in force within {timeout:?} (see {})", log.display())]
-    Timeout { sandbox: String, id: String, timeout: Duration, log: PathBuf },
+    Timeout {
+        sandbox: String,
+        id: String,
+        timeout: Duration,
+        log: PathBuf,
+    },
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NarrowError {
@@ -52,7 +64,12 @@ pub fn dir(state_root: &Path, sandbox: &str) -> PathBuf {
 
 /// Puts `rules` (canonical, non-empty) in force as `id`'s narrowing of
 /// `sandbox`'s policy. On error the file is removed again.
-pub fn apply(state_root: &Path, sandbox: &str, id: &str, rules: &[String]) -> Result<(), NarrowError> {
+pub fn apply(
+    state_root: &Path,
+    sandbox: &str,
+    id: &str,
+    rules: &[String],
+) -> Result<(), NarrowError> {
     if id.starts_with('.') {
         return Err(NarrowError::HiddenId(id.to_string()));
     }
@@ -60,14 +77,23 @@ pub fn apply(state_root: &Path, sandbox: &str, id: &str, rules: &[String]) -> Re
     let (tmp, file) = (dir.join(format!(".tmp.{id}")), dir.join(id));
     let start = applied_len(&dir);
     let text = rules.join("\n") + "\n";
-    let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp).map_err(io("create", &tmp))?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(io("create", &tmp))?;
     out.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
     drop(out);
     // The mode is not left to the umask: the worker reads as its own uid.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io("chmod", &tmp))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+        .map_err(io("chmod", &tmp))?;
     std::fs::rename(&tmp, &file).map_err(io("rename", &file))?;
-    let waited = wait_until(state_root, sandbox, id, start, APPLY_TIMEOUT, |owners| owners.iter().any(|o| o == id));
+    let waited = wait_until(state_root, sandbox, id, start, APPLY_TIMEOUT, |owners| {
+        owners.iter().any(|o| o == id)
+    });
     if waited.is_err() {
         let _ = std::fs::remove_file(&file);
     }
@@ -85,14 +111,18 @@ pub fn lift(state_root: &Path, sandbox: &str, id: &str) -> Result<(), NarrowErro
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io("remove", &file)(e)),
     }
-    match wait_until(state_root, sandbox, id, start, LIFT_TIMEOUT, |owners| !owners.iter().any(|o| o == id)) {
+    match wait_until(state_root, sandbox, id, start, LIFT_TIMEOUT, |owners| {
+        !owners.iter().any(|o| o == id)
+    }) {
         Err(NarrowError::NoSidecar(_)) => Ok(()),
         other => other,
     }
 }
 
 fn applied_len(dir: &Path) -> u64 {
-    std::fs::metadata(dir.join(NARROWING_APPLIED_FILE)).map(|m| m.len()).unwrap_or(0)
+    std::fs::metadata(dir.join(NARROWING_APPLIED_FILE))
+        .map(|m| m.len())
+        .unwrap_or(0)
 }
 
 /// Signals the worker until the last record written after byte `start` of
@@ -118,7 +148,12 @@ fn wait_until(
         }
         if Instant::now() >= deadline {
             let log = jail::state_dir(state_root, sandbox).join(jail::SIDECAR_LOG_FILE);
-            return Err(NarrowError::Timeout { sandbox: sandbox.to_string(), id: id.to_string(), timeout, log });
+            return Err(NarrowError::Timeout {
+                sandbox: sandbox.to_string(),
+                id: id.to_string(),
+                timeout,
+                log,
+            });
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -130,11 +165,16 @@ fn wait_until(
 fn signal_worker(state_root: &Path, sandbox: &str) -> Result<(), NarrowError> {
     let dir = jail::state_dir(state_root, sandbox);
     let config = dir.join(SIDECAR_CONFIG_FILE);
-    let pids: Option<SidecarPids> = std::fs::read(dir.join(jail::SIDECAR_PIDS_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let pids: Option<SidecarPids> = std::fs::read(dir.join(jail::SIDECAR_PIDS_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     let Some(pids) = pids.filter(|p| crate::sidecar::is_our_sidecar(p.supervisor, &config)) else {
         return Err(NarrowError::NoSidecar(sandbox.to_string()));
     };
-    if let Some(worker) = pids.worker.filter(|w| crate::sidecar::is_our_sidecar(*w, &config)) {
+    if let Some(worker) = pids
+        .worker
+        .filter(|w| crate::sidecar::is_our_sidecar(*w, &config))
+    {
         let _ = kill(Pid::from_raw(worker), Signal::SIGHUP);
     }
     Ok(())
@@ -147,7 +187,10 @@ fn last_applied(path: &Path, start: u64) -> Option<NarrowingApplied> {
     let mut text = String::new();
     f.read_to_string(&mut text).ok()?;
     let complete = &text[..text.rfind('\n')? + 1];
-    complete.lines().rev().find_map(|l| serde_json::from_str(l).ok())
+    complete
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
 }
 
 #[cfg(test)]
@@ -158,7 +201,11 @@ mod tests {
     fn only_complete_records_after_the_start_count() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(NARROWING_APPLIED_FILE);
-        std::fs::write(&path, "{\"owners\":[\"a\"]}\n{\"owners\":[\"a\",\"b\"]}\n{\"owners\":[").unwrap();
+        std::fs::write(
+            &path,
+            "{\"owners\":[\"a\"]}\n{\"owners\":[\"a\",\"b\"]}\n{\"owners\":[",
+        )
+        .unwrap();
         assert_eq!(last_applied(&path, 0).unwrap().owners, ["a", "b"]);
         let first = "{\"owners\":[\"a\"]}\n".len() as u64;
         assert_eq!(last_applied(&path, first).unwrap().owners, ["a", "b"]);
@@ -174,7 +221,10 @@ mod tests {
         let e = apply(root.path(), "sb", "c1", &["domain=a.test".into()]).unwrap_err();
         assert!(matches!(e, NarrowError::NoSidecar(_)), "{e}");
         assert!(!dir(root.path(), "sb").join("c1").exists());
-        assert!(matches!(apply(root.path(), "sb", ".c", &[]), Err(NarrowError::HiddenId(_))));
+        assert!(matches!(
+            apply(root.path(), "sb", ".c", &[]),
+            Err(NarrowError::HiddenId(_))
+        ));
         std::fs::write(dir(root.path(), "sb").join("c2"), "domain=a.test\n").unwrap();
         lift(root.path(), "sb", "c2").unwrap();
         assert!(!dir(root.path(), "sb").join("c2").exists());
