@@ -10,7 +10,8 @@
 # Options: --rounds N, --no-write. Environment: BENCH_DURATION (s per load
 # run), BENCH_BIG_SIZE (truncate size, e.g. 256M), BENCH_LOGS (a directory
 # to keep every client's raw output in), BENCH_BIN (a directory with
-# boundary-runc, boundary-sidecar and boundary-hook already built: no build).
+# boundary-runc, boundary-sidecar and boundary-hook already built: no build;
+# BENCH_REV names their commit in the table).
 #
 # It installs the peers from Debian (nginx, squid-openssl, mitmproxy, wrk,
 # nghttp2-client), builds the release binaries, makes three namespaces
@@ -42,7 +43,7 @@ else
     BIG_TIMEOUT=20 SSE_EVENTS=40 MEM_CONTAINERS=50 LIFE_RUNS=10
 fi
 DUR=$BENCH_DURATION BIG_SIZE=$BENCH_BIG_SIZE WARM=$(( SMOKE ? 1 : 2 ))
-START=$(date +%s)
+START=$(date +%s) LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 for ns in brb-origin brb-hop brb-client; do
     if ip netns list | grep -qw "$ns"; then
@@ -60,7 +61,7 @@ done
 
 if [ -n "${BENCH_BIN:-}" ]; then
     BIN=$BENCH_BIN   # binaries built elsewhere (another commit, perf's build)
-    REV="$("$BIN/boundary-runc" --version 2>/dev/null | tail -1), binaries from $BIN"
+    REV="${BENCH_REV:-$("$BIN/boundary-runc" --version 2>/dev/null | tail -1)} (binaries from $BIN)"
 else
     echo "==> cargo build --release --workspace --bins"
     cargo build --release --workspace --bins --quiet
@@ -119,7 +120,7 @@ for p in "${PEERS[@]}" boundary-runc-10k; do
 done
 
 echo "==> scenario 8: an idle sidecar"
-run_s8_idle one
+run_s8_idle
 
 for round in $(seq 1 "$ROUNDS"); do
     # Each round starts with another peer, so slow drifts of the machine
@@ -136,7 +137,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 echo "==> scenario 8: $MEM_CONTAINERS idle jails"
-run_s8_idle
+run_s8_many
 echo "==> scenario 9: start-up"
 run_s9_run
 run_s9_docker
@@ -148,8 +149,10 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     echo "Peers: $(nginx -v 2>&1 | sed 's/.*: //') (origin), squid $(squid -v | awk 'NR==1 { print $4 }') (squid-openssl),"
     echo "mitmproxy $(mitmdump --version | awk '/^Mitmproxy/ { print $2 }'), wrk $(wrk -v 2>&1 | awk 'NR==1 { print $2 }'),"
     echo "$(h2load --version | head -1), curl $(curl -V | awk 'NR==1 { print $2 }'), $(runc --version | head -1),"
-    echo "Docker $(docker version -f '{{.Server.Version}}' 2>/dev/null || echo n/a), boundary-runc $REV."
-    echo "Medians of $ROUNDS round(s), ${DUR} s per load run, big file $BIG_SIZE; run took $(( ($(date +%s) - START) / 60 )) min."
+    echo "Docker $(docker version -f '{{.Server.Version}}' 2>/dev/null || echo n/a), boundary-runc: $REV."
+    echo "Medians of $ROUNDS round(s), ${DUR} s per load run after a ${WARM} s warm-up; big file $BIG_SIZE, curl"
+    echo "stopped after ${BIG_TIMEOUT} s (MiB/s of what arrived). Load average at the start $LOAD_START, at the end"
+    echo "$(cut -d' ' -f1-3 /proc/loadavg) (anything above ~0.5 is other work on the machine); the run took $(( ($(date +%s) - START) / 60 )) min."
 } > "$W/machine.md"
 
 title="boundary-runc vs squid, mitmproxy and no proxy ($(date -u +%Y-%m-%dT%H:%MZ))"

@@ -41,17 +41,18 @@ brc_rootfs() {
     echo "root:x:0:" > "$r/etc/group"
     echo "hosts: files dns" > "$r/etc/nsswitch.conf"
     echo "127.0.0.1 localhost" > "$r/etc/hosts"
+    cp /etc/services /etc/protocols "$r/etc/"   # wrk resolves "https" as a service
 }
 
 # The pristine bundle spec (before any rewrite) with allow rules from file $1.
 brc_spec() {
     runc spec --bundle "$W/brc" 2>/dev/null || true
     jq --arg rootfs "$W/brc/rootfs" --arg ns "/run/netns/$NS_HOP" --arg bench "$REPO/bench/compare" \
-       --rawfile rules "$1" '
+       --argjson nofile "$(ulimit -Hn)" --rawfile rules "$1" '
         .root = {path: $rootfs, readonly: true}
         | .process.terminal = false
         | .process.args = ["/usr/bin/sleep", "infinity"]
-        | .process.rlimits = [{type: "RLIMIT_NOFILE", hard: 65536, soft: 65536}]
+        | .process.rlimits = [{type: "RLIMIT_NOFILE", hard: $nofile, soft: $nofile}]
         | .linux.namespaces |= map(if .type == "network" then .path = $ns else . end)
         | .mounts += [{destination: "/usr", type: "bind", source: "/usr", options: ["rbind", "ro"]},
                       {destination: "/bench", type: "bind", source: $bench, options: ["rbind", "ro"]}]

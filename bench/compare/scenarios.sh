@@ -133,14 +133,18 @@ run_s1_sampled() {
     record 8 boundary-runc "$round" load_rss_mib "$(awk -v k="$peak" 'BEGIN { printf "%.1f", k / 1024 }')"
 }
 
-# 8 (idle): one jail before any traffic, and 50 idle jails together.
+# 8 (idle): one jail before any traffic.
 run_s8_idle() {
-    local rss pss total_rss=0 total_pss=0 i n=$MEM_CONTAINERS
+    local rss pss
     read -r rss pss < <(sidecar_mem b1)
     record 8 boundary-runc 1 idle_rss_mib "$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')"
     record 8 boundary-runc 1 idle_pss_mib "$(awk -v k="$pss" 'BEGIN { printf "%.1f", k / 1024 }')"
     echo "  s8 idle sidecar: RSS $rss KiB, PSS $pss KiB"
-    [ "${1:-}" = one ] && return 0
+}
+
+# 8 (idle, many): $MEM_CONTAINERS idle jails together.
+run_s8_many() {
+    local rss pss total_rss=0 total_pss=0 i n=$MEM_CONTAINERS
     for i in $(seq -w 1 "$n"); do brc_start "m$i" "$W/brc/spec-1.json" || return 1; done
     sleep 1
     for i in $(seq -w 1 "$n"); do
