@@ -92,11 +92,14 @@ fn assert_decided(path: &str, got: &(u16, String)) {
     }
 }
 
+/// A request's path and its answer (status, body) or why there is none.
+type Outcome = (String, Result<(u16, String), String>);
+
 /// Clients in the jail sending a steady stream of requests, half allowed,
 /// half denied; every outcome is kept.
 struct Traffic {
     stop: Arc<AtomicBool>,
-    outcomes: Arc<Mutex<Vec<(String, Result<(u16, String), String>)>>>,
+    outcomes: Arc<Mutex<Vec<Outcome>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -111,7 +114,7 @@ impl Traffic {
                 in_netns(&w.netns(), move || {
                     while !stop.load(Ordering::SeqCst) {
                         let n = next.fetch_add(1, Ordering::SeqCst);
-                        let path = if n % 2 == 0 { format!("/allowed/t{n}") } else { format!("/private/t{n}") };
+                        let path = if n.is_multiple_of(2) { format!("/allowed/t{n}") } else { format!("/private/t{n}") };
                         let got = http_get(target, "origin.test", &path, Duration::from_secs(5));
                         outcomes.lock().expect("outcomes").push((path, got));
                         std::thread::sleep(Duration::from_millis(2));
@@ -122,7 +125,7 @@ impl Traffic {
         Traffic { stop, outcomes, threads }
     }
 
-    fn stop(self) -> Vec<(String, Result<(u16, String), String>)> {
+    fn stop(self) -> Vec<Outcome> {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads {
             t.join().expect("traffic thread");

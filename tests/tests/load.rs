@@ -142,7 +142,7 @@ async fn client(c: usize, target: SocketAddr, deadline: Instant) -> Seen {
                 seen.reconnects += 1;
                 continue 'outer;
             }
-            let path = if n % 2 == 0 { format!("/allowed/c{c}/{n}") } else { format!("/private/c{c}/{n}") };
+            let path = if n.is_multiple_of(2) { format!("/allowed/c{c}/{n}") } else { format!("/private/c{c}/{n}") };
             n += 1;
             let req = hyper::Request::get(path.as_str()).header(hyper::header::HOST, "origin.test").body(Empty::<Bytes>::new()).expect("request");
             let resp = match sender.send_request(req).await {
