@@ -28,6 +28,7 @@
 //! dropped otherwise; more than one question is FORMERR; opcodes other than
 //! QUERY are NOTIMP; a failed lookup of an allowed name is SERVFAIL.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -86,7 +87,7 @@ enum Verdict {
     /// An allowed name: `A` queries are resolved.
     Resolve(String),
     /// Everything else: `A` queries get the sinkhole.
-    Sinkhole { reason: &'static str },
+    Sinkhole { reason: Cow<'static, str> },
 }
 
 impl DnsFilter {
@@ -175,7 +176,7 @@ impl DnsFilter {
         let wants_a = qtype == RecordType::A && q.query_class() == DNSClass::IN;
         match verdict {
             Verdict::Sinkhole { reason } => {
-                event.reason = Some(reason.to_owned());
+                event.reason = Some(reason.into_owned());
                 if wants_a {
                     response.add_answer(a_record(q.name(), SINKHOLE_TTL, self.sinkhole));
                 }
@@ -202,18 +203,18 @@ impl DnsFilter {
         response
     }
 
-    fn could_allow(&self, host: &str) -> bool {
-        self.narrowing.current().could_allow_host(&self.policy, host)
-    }
-
     /// The verdict for a queried name, and the name as it is audited.
     fn decide(&self, name: &Name) -> (Verdict, String) {
         let Some(host) = host_of(name) else {
-            return (Verdict::Sinkhole { reason: DENY_REASON }, name.to_ascii());
+            return (Verdict::Sinkhole { reason: DENY_REASON.into() }, name.to_ascii());
         };
-        let verdict = match (self.could_allow(&host), self.upstream_enabled) {
-            (false, _) => Verdict::Sinkhole { reason: DENY_REASON },
-            (true, false) => Verdict::Sinkhole { reason: NO_UPSTREAM_REASON },
+        let sets = self.narrowing.current();
+        let verdict = match (sets.could_allow_host(&self.policy, &host), self.upstream_enabled) {
+            (false, _) => match sets.host_narrowed_by(&self.policy, &host) {
+                Some(owner) => Verdict::Sinkhole { reason: format!("{DENY_REASON} in the rules of {owner}, which narrow the pod's policy").into() },
+                None => Verdict::Sinkhole { reason: DENY_REASON.into() },
+            },
+            (true, false) => Verdict::Sinkhole { reason: NO_UPSTREAM_REASON.into() },
             (true, true) => Verdict::Resolve(host.clone()),
         };
         (verdict, host)

@@ -105,6 +105,17 @@ impl NarrowSets {
         (decision, None)
     }
 
+    /// The set that keeps a name `base` could allow from resolving.
+    pub fn host_narrowed_by(&self, base: &Policy, host: &str) -> Option<&str> {
+        if !base.could_allow_host(host) {
+            return None;
+        }
+        self.sets
+            .iter()
+            .find(|s| !could_allow_host_narrowed(base, &s.policy, host))
+            .map(|s| s.owner.as_str())
+    }
+
     /// [`Policy::could_allow_host`] of `base` narrowed by every set.
     pub fn could_allow_host(&self, base: &Policy, host: &str) -> bool {
         base.could_allow_host(host)
@@ -313,6 +324,9 @@ mod tests {
         assert!(sets.could_allow_host(&base, "b.test"));
         let only_a = NarrowSets::new(vec![set("c1", "domain=a.test"), set("c2", "domain=*")]);
         assert!(!only_a.could_allow_host(&base, "b.test"));
+        assert_eq!(only_a.host_narrowed_by(&base, "b.test"), Some("c1"));
+        assert_eq!(only_a.host_narrowed_by(&base, "a.test"), None);
+        assert_eq!(only_a.host_narrowed_by(&base, "z.test"), None);
         assert!(!wide.could_allow_host(&base, "c.test"));
         assert!(NarrowSets::default().could_allow_host(&base, "a.test"));
     }

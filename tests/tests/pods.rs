@@ -223,6 +223,14 @@ fn set_namespace_path(spec: &mut Value, kind: &str, path: &str) {
     }
 }
 
+/// The sidecar worker's pid from the jail's pid file.
+fn worker_pid(rt: &Runtime, id: &str) -> i64 {
+    let path = rt.dirs.state_root.join(id).join("sidecar.pids");
+    let pids: Value = serde_json::from_slice(&std::fs::read(&path).expect("read sidecar.pids"))
+        .expect("sidecar.pids is JSON");
+    pids["worker"].as_i64().expect("a worker pid")
+}
+
 fn pid_of(rt: &Runtime, id: &str) -> u32 {
     rt.state_json(id)["pid"]
         .as_u64()
@@ -272,10 +280,52 @@ fn a_cri_pod_shares_one_jail_and_its_containers_only_narrow_the_pod_policy() {
     );
     pod.rt.leaks().assert_same_as(&with_sandbox);
 
+    // A keep-alive connection opened before the narrowing: the reload does
+    // not drop it, and its next request is decided by the narrowed policy.
+    // The worker is not restarted for it. (Every descriptor of the
+    // background job is redirected: `runc exec` waits for its stdio pipes.)
+    let worker_before = worker_pid(&pod.rt, "pod-sb");
+    let keepalive = "(printf 'GET /b/1 HTTP/1.1\\r\\nHost: origin.test\\r\\n\\r\\n'; \
+                     while ! [ -e /dev/shm/go ]; do sleep 0.1; done; \
+                     printf 'GET /b/2 HTTP/1.1\\r\\nHost: origin.test\\r\\n\\r\\n'; sleep 3) 2>/dev/null \
+                     | nc origin.test 80 > /dev/shm/keepalive 2>&1 &";
+    pod.rt.exec("pod-sb", keepalive).ok();
+    poll_until(
+        Duration::from_secs(10),
+        "the first keep-alive response",
+        || {
+            let out = pod.rt.exec("pod-sb", "cat /dev/shm/keepalive").stdout;
+            out.contains("HTTP/1.1 200").then_some(())
+        },
+    );
+
     let narrow = pod
         .app_bundle(None)
         .env("BOUNDARY_ALLOW", "domain=origin.test path=/a/*");
     pod.start_app("pod-narrow", narrow);
+    pod.rt.exec("pod-sb", "touch /dev/shm/go").ok();
+    let replies = poll_until(
+        Duration::from_secs(10),
+        "the second keep-alive response",
+        || {
+            let out = pod.rt.exec("pod-sb", "cat /dev/shm/keepalive").stdout;
+            out.contains("HTTP/1.1 403").then_some(out)
+        },
+    );
+    assert_eq!(
+        replies.matches("HTTP/1.1 ").count(),
+        2,
+        "both answers on one connection:\n{replies}"
+    );
+    assert!(
+        replies.contains("pod-narrow"),
+        "the 403 names the narrowing container:\n{replies}"
+    );
+    assert_eq!(
+        worker_pid(&pod.rt, "pod-sb"),
+        worker_before,
+        "the worker reloads in place"
+    );
     let wide = pod
         .app_bundle(None)
         .env("BOUNDARY_ALLOW", "domain=*")
@@ -340,13 +390,16 @@ fn a_cri_pod_shares_one_jail_and_its_containers_only_narrow_the_pod_policy() {
         "narrowed denials name the container: {:?}",
         pod.rt.audit_records("pod-sb")
     );
+    let outside: Vec<String> = pod
+        .origin
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("/b/") || r.contains("/c/"))
+        .collect();
     assert_eq!(
-        pod.origin
-            .requests()
-            .iter()
-            .filter(|r| r.contains("/b/") || r.contains("/c/"))
-            .count(),
-        0
+        outside,
+        ["http GET /b/1 host=origin.test"],
+        "only the request before the narrowing reached the origin"
     );
 
     // Deleting the narrowing container lifts its narrowing.
