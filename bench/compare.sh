@@ -153,6 +153,12 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     echo "Medians of $ROUNDS round(s), ${DUR} s per load run after a ${WARM} s warm-up; big file $BIG_SIZE, curl"
     echo "stopped after ${BIG_TIMEOUT} s (MiB/s of what arrived). Load average at the start $LOAD_START, at the end"
     echo "$(cut -d' ' -f1-3 /proc/loadavg) (anything above ~0.5 is other work on the machine); the run took $(( ($(date +%s) - START) / 60 )) min."
+    if awk -v l="${LOAD_START%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+        echo
+        echo "**Other work loaded this machine during the run** (load average above half the cores): every"
+        echo "figure is slowed by an unknown, varying share, and start-up times and latencies most of all;"
+        echo "read the ratios of throughput rows as rough, and rerun on an idle machine before relying on them."
+    fi
 } > "$W/machine.md"
 
 title="boundary-runc vs squid, mitmproxy and no proxy ($(date -u +%Y-%m-%dT%H:%MZ))"

@@ -117,9 +117,11 @@ run_s6() {
 }
 
 # 7: policy cost: scenario 1 against a jail with 1 rule and one with 10,000.
+# The two go in turn first (odd rounds: 1 rule first).
 run_s7() {
-    run_wrk 7 boundary-runc "$2" "$URL_HTTPS/1k" -c64
-    run_wrk 7 boundary-runc-10k "$2" "$URL_HTTPS/1k" -c64
+    local round=$2 peers=(boundary-runc boundary-runc-10k) p
+    [ $((round % 2)) = 0 ] && peers=(boundary-runc-10k boundary-runc)
+    for p in "${peers[@]}"; do run_wrk 7 "$p" "$round" "$URL_HTTPS/1k" -c64; done
 }
 
 # 8 (under load): scenario 1 in the jail while sampling its sidecar's RSS.

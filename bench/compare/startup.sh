@@ -27,8 +27,9 @@ run_s9_run() {
         -n boundary-runc "BOUNDARY_RUNC_CONFIG=$d/config.toml $BIN/boundary-runc --root $d/runc-root run -b $d/bundle b\$\$" \
         > "$W/logs/9-run.txt" 2>&1
     umount "$d/state/netns" 2> /dev/null || true
-    jq -r '.results[] | "\(.command)\t\(.median * 1000)"' "$d/run.json" | while IFS=$'\t' read -r who ms; do
+    jq -r '.results[] | "\(.command)\t\(.median * 1000)\t\((.user + .system) * 1000)"' "$d/run.json" | while IFS=$'\t' read -r who ms cpu; do
         record 9 "$who" 1 run_ms "$ms"
+        record 9 "$who" 1 run_cpu_ms "$cpu"
         echo "  s9 run /bin/true $who: $ms ms"
     done
 }
@@ -76,7 +77,7 @@ run_s9_docker() {
         -n runc "docker run --rm $DOCKER_IMAGE /bin/true" \
         -n boundary-runc "docker run --rm --runtime=$DOCKER_RUNTIME $DOCKER_IMAGE /bin/true" \
         > "$W/logs/9-docker.txt" 2>&1
-    jq -r '.results[] | "\(.command)\t\(.median * 1000)"' "$d/run.json" | while IFS=$'\t' read -r who ms; do
+    jq -r '.results[] | "\(.command)\t\(.median * 1000)\t\((.user + .system) * 1000)"' "$d/run.json" | while IFS=$'\t' read -r who ms cpu; do
         record 9 "$who" 1 docker_ms "$ms"
         echo "  s9 docker run --rm $who: $ms ms"
     done
