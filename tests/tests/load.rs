@@ -20,6 +20,10 @@ use hyper_util::rt::TokioIo;
 
 const RULES: &str = "domain=origin.test path=/allowed/*";
 
+/// The tests here run one at a time: they count this process's
+/// descriptors and the host's, and measure under load.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// Descriptors open in this process.
 fn own_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
@@ -38,6 +42,7 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 #[test]
 fn two_hundred_jail_cycles_twenty_at_a_time_leave_nothing_and_reuse_the_pool() {
     require_root();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // 32 blocks of /30: fewer than the 200 jails, more than the 20 at once.
     let rt = Runtime::new(Settings::new(230).pool("10.213.230.0/25"));
     let bundles: Vec<Bundle> = (0..20).map(|_| Bundle::sleeper()).collect();
@@ -212,6 +217,7 @@ fn sidecar_pids(state_root: &Path, id: &str) -> Vec<i32> {
 #[test]
 fn five_hundred_connections_for_a_minute_are_decided_right_audited_once_and_memory_stays_flat() {
     require_root();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     raise_nofile();
     let origin = Origin::start(231);
     let rt = Runtime::new(Settings::new(231).pin("origin.test", origin.addr()));
