@@ -8,7 +8,7 @@ mod hostile;
 
 use std::time::{Duration, Instant};
 
-use hostile::{start, World};
+use hostile::start;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const RULES: &[&str] = &["domain=origin.test path=/allowed/*"];
@@ -292,6 +292,3 @@ fn resolves_under_allowed(p: &str) -> bool {
     }
     out.len() >= 2 && out[0] == "allowed" && !out.iter().any(|s| s.is_empty())
 }
-
-#[allow(dead_code)]
-fn _unused(_: &World) {}
