@@ -26,8 +26,10 @@ use crate::privdrop::{self, PrivDropError};
 use crate::supervisor::{error_chain, Readiness, AUDIT_FD, DNS_TCP_FD, DNS_UDP_FD, PROXY_FD};
 use crate::{serve_proxy, BuildError, ProxyContext};
 
-/// Tokio worker threads: the sidecar serves one container.
-const RUNTIME_THREADS: usize = 2;
+/// glibc malloc arenas: one per thread by default, each keeping freed
+/// memory of its own; the worker serves one container, so two suffice.
+#[cfg(target_env = "gnu")]
+const MALLOC_ARENAS: nix::libc::c_int = 2;
 /// Time given to the runtime's tasks after SIGTERM.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -85,8 +87,9 @@ struct Inherited {
 /// error that stopped the start.
 pub fn run(config_path: &Path, mut ready: Option<Readiness>) -> Result<(), WorkerError> {
     let prepared = start(config_path).and_then(|(ctx, fds)| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(RUNTIME_THREADS)
+        // One thread serves one container: a current-thread runtime costs
+        // no worker threads (stacks, malloc arenas) and starts at once.
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .thread_name("sidecar-worker")
             .enable_io()
             .enable_time()
@@ -116,6 +119,7 @@ fn start(config_path: &Path) -> Result<(Arc<ProxyContext>, Inherited), WorkerErr
     // Still one thread: whatever is created from here on is born with no
     // bounding set and no_new_privs.
     privdrop::restrict_before_threads().map_err(WorkerError::Restrict)?;
+    limit_malloc_arenas();
     ignore_hangup_until_served()?;
     let parent = nix::unistd::getppid();
     let cfg = SidecarConfig::read(config_path)?;
@@ -138,6 +142,17 @@ fn start(config_path: &Path) -> Result<(Arc<ProxyContext>, Inherited), WorkerErr
     }
     log::info!("worker for {} running as uid {} gid {}", cfg.container_id, cfg.uid, cfg.gid);
     Ok((Arc::new(ctx), fds))
+}
+
+/// Caps glibc's malloc arenas before any thread exists (each thread would
+/// otherwise get an arena of its own that keeps the memory it freed).
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; it is called while
+    // the process has one thread, before any other thread could allocate.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
 }
 
 /// The sockets and signal streams of a running worker.

@@ -48,6 +48,8 @@ pub enum FirewallError {
     Nft { op: &'static str, table: String, message: String },
     #[error(transparent)]
     Netns(#[from] netns::NetnsError),
+    #[error("the thread installing the nft table panicked")]
+    Panicked,
 }
 
 #[derive(Debug, Clone)]

@@ -181,7 +181,22 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         link::prepare_host_side(h)?;
     }
     let host_ns = state_host_netns(&state).map(Path::to_path_buf);
-    link::setup(&link::LinkPlan {
+    // The slow steps overlap: nft runs on its own thread (its table names
+    // the veth by name, so it need not exist yet) while the veth is built
+    // and the sidecar starts; the sidecar's answer is awaited last. Nothing
+    // runs in the jail before all of them are done.
+    let fw_plan = firewall::FirewallPlan {
+        host_netns: host_ns.clone(),
+        table: state.nft_table.clone(),
+        host_if: state.host_if.clone(),
+        host_addr: state.host_addr,
+        redirect: true,
+        proxy_port: cfg.network.proxy_port,
+        dns_port: cfg.network.dns_port,
+        publish_to: shape.dedicated_host.then_some(state.jail_addr),
+    };
+    let firewall = std::thread::spawn(move || firewall::apply(&fw_plan));
+    let started = start_sidecar(cfg, &state, shape, rules, dir, &link::LinkPlan {
         host_netns: host_ns.clone(),
         jail_netns: state.netns_path.clone(),
         host_if: state.host_if.clone(),
@@ -191,25 +206,31 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         jail_addr: state.jail_addr,
         prefix_len: state.prefix_len,
         default_route: !shape.engine_handover,
-    })?;
-    firewall::apply(&firewall::FirewallPlan {
-        host_netns: host_ns.clone(),
-        table: state.nft_table.clone(),
-        host_if: state.host_if.clone(),
-        host_addr: state.host_addr,
-        redirect: true,
-        proxy_port: cfg.network.proxy_port,
-        dns_port: cfg.network.dns_port,
-        publish_to: shape.dedicated_host.then_some(state.jail_addr),
-    })?;
+    });
+    // Joined before any error is returned: the teardown that follows a
+    // failure must not race an nft run still adding the table. A sidecar
+    // already started is killed when `started` is dropped on an error.
+    let firewalled = firewall.join().unwrap_or(Err(firewall::FirewallError::Panicked));
+    let (starting, ca, resolv_conf) = started?;
+    firewalled?;
     if shape.dedicated_host {
         firewall::apply_jail_resolver(&state.netns_path, &jail_if, state.host_addr)?;
     }
+    let pid = starting.wait(Duration::from_millis(cfg.sidecar.ready_timeout_ms))?;
+    state.sidecar_pid = Some(pid);
+    write_state(dir, &state)?;
+    Ok(Built { state, ca, resolv_conf })
+}
+
+/// Builds the veth, then writes the sidecar's files and starts it (without
+/// waiting for its answer: the sidecar binds to the veth's host address).
+fn start_sidecar(cfg: &Config, state: &JailState, shape: &Shape, rules: Vec<String>, dir: &Path, link_plan: &link::LinkPlan) -> Result<(sidecar::Starting, ca::CaFiles, PathBuf), JailError> {
+    link::setup(link_plan)?;
     let ca = ca::ensure(cfg)?;
     let resolv_conf = dir.join("resolv.conf");
     std::fs::write(&resolv_conf, format!("nameserver {}\n", state.host_addr)).map_err(io("write", &resolv_conf))?;
     crate::pod::create_narrow_dir(dir).map_err(io("create", &dir.join(NARROW_DIR)))?;
-    let mut sc = sidecar_config(cfg, &state, &ca, rules, dir);
+    let mut sc = sidecar_config(cfg, state, &ca, rules, dir);
     if sc.upstream_resolvers.is_none() {
         sc.upstream_resolvers = shape.upstream_resolvers.clone();
     }
@@ -217,10 +238,8 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
     let sc_path = dir.join(SIDECAR_CONFIG_FILE);
     let json = serde_json::to_vec_pretty(&sc).map_err(|e| JailError::State { path: sc_path.clone(), message: e.to_string() })?;
     std::fs::write(&sc_path, json).map_err(io("write", &sc_path))?;
-    let pid = sidecar::start(&cfg.sidecar_binary(), &sc_path, &dir.join(SIDECAR_LOG_FILE), Duration::from_millis(cfg.sidecar.ready_timeout_ms))?;
-    state.sidecar_pid = Some(pid);
-    write_state(dir, &state)?;
-    Ok(Built { state, ca, resolv_conf })
+    let starting = sidecar::spawn(&cfg.sidecar_binary(), &sc_path, &dir.join(SIDECAR_LOG_FILE))?;
+    Ok((starting, ca, resolv_conf))
 }
 
 fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<String>, dir: &Path) -> SidecarConfig {
@@ -288,15 +307,26 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
             None
         }
     };
-    sidecar::stop(&dir.join(SIDECAR_PIDS_FILE), state.as_ref().and_then(|s| s.sidecar_pid), &dir.join(SIDECAR_CONFIG_FILE), Duration::from_secs(2));
+    // The sidecar stops (SIGTERM, up to 2 s), the veth goes (the kernel
+    // waits for RCU grace periods) and nft deletes the table, all at once:
+    // no container runs any more when a teardown starts.
+    let (pids, supervisor, config) = (dir.join(SIDECAR_PIDS_FILE), state.as_ref().and_then(|s| s.sidecar_pid), dir.join(SIDECAR_CONFIG_FILE));
+    let stopping = std::thread::spawn(move || sidecar::stop(&pids, supervisor, &config, Duration::from_secs(2)));
     if let Some(s) = &state {
-        let host_ns = state_host_netns(s);
-        if let Err(e) = firewall::remove(host_ns, &s.nft_table) {
-            errors.push(format!("{e:#}"));
-        }
-        if let Err(e) = link::remove(host_ns, &s.host_if) {
+        let host_ns = state_host_netns(s).map(Path::to_path_buf);
+        let table = s.nft_table.clone();
+        let unfirewall = std::thread::spawn(move || firewall::remove(host_ns.as_deref(), &table));
+        if let Err(e) = link::remove(state_host_netns(s), &s.host_if) {
             errors.push(format!("{e}"));
         }
+        match unfirewall.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(format!("{e:#}")),
+            Err(_) => errors.push(format!("removing the nft table of {id} panicked")),
+        }
+    }
+    if stopping.join().is_err() {
+        errors.push(format!("stopping the sidecar of {id} panicked"));
     }
     for ns in [netns_path(root, id), host_netns_path(root, id)] {
         if let Err(e) = netns::remove(&ns) {
