@@ -34,6 +34,8 @@ pub fn handle_connect(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<In
         Some("container has no upstream network")
     } else if !could_allow(&ctx, &host) {
         Some("no rule matched")
+    } else if !could_allow_port(&ctx, &host, port) {
+        Some("no rule allows this port")
     } else {
         None
     };
@@ -64,4 +66,20 @@ pub fn handle_connect(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<In
 
 fn could_allow(ctx: &ProxyContext, host: &str) -> bool {
     ctx.narrowing.current().could_allow_host(&ctx.policy, host)
+}
+
+/// Whether some rule's `domain=` and `port=` keys allow `host:port` (its
+/// method and path are judged per request inside the tunnel).
+fn could_allow_port(ctx: &ProxyContext, host: &str, port: u16) -> bool {
+    let req = boundary_policy::Request { method: "GET", host, path: "/", port: Some(port) };
+    ctx.policy.rules().iter().any(|rule| {
+        let text = rule.to_string();
+        let kept: Vec<&str> = text.split(' ').filter(|kv| kv.starts_with("domain=") || kv.starts_with("port=")).collect();
+        if kept.is_empty() {
+            return true; // any host, any port
+        }
+        // The rule re-parses (its text is canonical); should it not, the
+        // requests inside are still judged one by one.
+        boundary_policy::parse_rules(&kept.join(" ")).map_or(true, |rules| rules.iter().all(|r| r.matches(&req)))
+    })
 }

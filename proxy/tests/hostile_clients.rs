@@ -292,3 +292,18 @@ fn resolves_under_allowed(p: &str) -> bool {
     }
     out.len() >= 2 && out[0] == "allowed" && !out.iter().any(|s| s.is_empty())
 }
+
+/// CONNECT is refused for a port no rule allows, not only its requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_to_a_port_no_rule_allows_is_refused() {
+    let w = start(&["domain=origin.test port=80,443", "method=GET domain=other.test path=/x"], Duration::from_secs(30)).await;
+    for (target, want) in [("origin.test:7000", "403"), ("origin.test:443", "200"), ("other.test:7000", "200"), ("denied.test:443", "403")] {
+        let mut s = w.connect().await;
+        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
+        let mut buf = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf)).await.expect("answered").unwrap();
+        assert_eq!(&buf[9..12], want.as_bytes(), "CONNECT {target}: {}", String::from_utf8_lossy(&buf));
+    }
+    let r = w.wait_audit("the port refusal", |r| r.url.as_deref() == Some("origin.test:7000")).await;
+    assert_eq!((r.decision.as_str(), r.reason.as_deref()), ("deny", Some("no rule allows this port")));
+}
