@@ -399,3 +399,38 @@ fn dns_tunnelling_via_127_0_0_11_and_ipv6_resolvers_reaches_no_resolver() {
     assert!(dns.iter().all(|r| r.decision == "deny"), "{dns:#?}");
     assert!(!dns.is_empty(), "the sidecar's answers must be audited");
 }
+
+/// Another jailed container on the same host, listening on TCP and UDP:
+/// nothing from the first jail reaches it (by address, by frame, by
+/// name), while its own loopback shows the listeners work.
+#[test]
+fn another_jailed_container_is_not_reachable_from_a_jail() {
+    let w = World::start(209, "esc-a");
+    let other = boundary_tests::Bundle::sleeper().docker_capabilities();
+    w.rt.create_and_start(&other, "esc-b");
+    let b = w.rt.jail("esc-b").jail_addr;
+    let listen = "(while true; do nc -l -p 7000 >> /dev/shm/tcp; done) > /dev/null 2>&1 & \
+                  (while true; do nc -u -l -p 7001 >> /dev/shm/udp; done) > /dev/null 2>&1 & \
+                  sleep 0.5; echo listening";
+    assert!(w.rt.exec("esc-b", listen).ok().stdout.contains("listening"));
+    let (src, mac) = (w.jail_addr(), w.host_mac());
+    w.exec(&format!(
+        "curl -s --max-time 3 http://{b}:7000/; echo hi | timeout 2 nc -w 1 {b} 7000; \
+         curl -s --max-time 3 --connect-to ::{b}:7000 http://origin.test/allowed/x; \
+         {PROBE} udp {b} 7001 6869; {PROBE} packet eth0 {mac} {src} {b} 7001; {PROBE} raw-udp {src} {b} 7001; \
+         ping -c 1 -W 1 {b}; true"
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let got = w.rt.exec("esc-b", "cat /dev/shm/tcp /dev/shm/udp 2>/dev/null; true").ok();
+    assert_eq!(got.stdout, "", "bytes from one jail reached another:\n{got}");
+    // Control: the listeners do receive (over the other container's own loopback).
+    w.rt.exec("esc-b", "echo control | nc -w 1 127.0.0.1 7000; true");
+    let got = poll_until(Duration::from_secs(5), "the control to arrive", || {
+        let out = w.rt.exec("esc-b", "cat /dev/shm/tcp 2>/dev/null; true");
+        out.stdout.contains("control").then_some(out.stdout)
+    });
+    assert_eq!(got.trim(), "control");
+    let denied = w.rt.audit_records(w.id).into_iter().filter(|r| r.decision == "deny").count();
+    assert!(denied >= 2, "the attempts through the proxy must be audited: {:#?}", w.rt.audit_records(w.id));
+    w.rt.delete_force("esc-b").ok();
+}
