@@ -199,16 +199,22 @@ pub fn stop(pids_file: &Path, keeper: Option<i32>, config: &Path, grace: Duratio
         pids.extend(r.worker);
         pids.extend(r.keeper);
     }
-    pids.extend(serving(config));
-    pids.sort_unstable();
-    pids.dedup();
-    let live: Vec<i32> = pids.into_iter().filter(|p| is_our_sidecar(*p, config)).collect();
+    // The recorded processes are told first; the scan of /proc for any
+    // that were never recorded (several ms with many processes) runs while
+    // they stop.
+    let mut live: Vec<i32> = pids.into_iter().filter(|p| is_our_sidecar(*p, config)).collect();
     for p in &live {
         let _ = kill(Pid::from_raw(*p), Signal::SIGTERM);
     }
+    for p in serving(config) {
+        if !live.contains(&p) {
+            let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
+            live.push(p);
+        }
+    }
     let deadline = Instant::now() + grace;
     while live.iter().any(|p| is_our_sidecar(*p, config)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(2));
     }
     for p in live.iter().filter(|p| is_our_sidecar(**p, config)) {
         let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
