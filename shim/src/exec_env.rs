@@ -10,9 +10,12 @@
 //! subcommand. Containers without jail state are not touched at all.
 //!
 //! Two forms (runc-exec(8)): `--process FILE` (what containerd's shim
-//! sends; the JSON `env` array is amended in place, atomically), or a
-//! command line, where `--env VAR=VALUE` flags are inserted right after
-//! the subcommand.
+//! sends for `docker exec` and `kubectl exec`) describes the whole process,
+//! so its JSON `env` array is amended in place, atomically. The command-line
+//! form starts from the spec's own process, whose env the rewrite already
+//! gave the variables, and is passed on untouched: adding `--env` there
+//! would even be harmful, since crun (before 2026) replaces the spec's env,
+//! `PATH` included, by the `--env` list.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -47,8 +50,6 @@ pub enum ExecEnvError {
 pub struct ExecArgs {
     pub id: String,
     pub process: Option<PathBuf>,
-    /// Index into the invocation's args where inserted flags go.
-    insert_at: usize,
 }
 
 /// Reads `exec`'s flags with Go `flag` rules: flags up to the first
@@ -82,8 +83,7 @@ pub fn exec_args(inv: &Invocation) -> Result<ExecArgs, ArgsError> {
     let id = args.get(i).ok_or_else(|| ArgsError::MissingId { command: "exec".into() })?;
     let id = id.to_str().ok_or_else(|| ArgsError::NotUtf8 { arg: id.to_string_lossy().into_owned() })?;
     validate_id(id)?;
-    let insert_at = inv.command_index.map_or(0, |c| c + 1);
-    Ok(ExecArgs { id: id.to_string(), process, insert_at })
+    Ok(ExecArgs { id: id.to_string(), process })
 }
 
 /// The `VAR=VALUE` entries `env` lacks (the last entry of a name wins, as
@@ -128,12 +128,7 @@ pub fn prepare(inv: &Invocation, a: &ExecArgs) -> Result<Vec<OsString>, ExecEnvE
             }
             Ok(inv.args.clone())
         }
-        None => {
-            let mut args = inv.args.clone();
-            let flags = CA_ENV_VARS.iter().flat_map(|var| ["--env".into(), OsString::from(format!("{var}={CA_BUNDLE_DEST}"))]);
-            args.splice(a.insert_at..a.insert_at, flags);
-            Ok(args)
-        }
+        None => Ok(inv.args.clone()),
     }
 }
 
@@ -159,16 +154,10 @@ mod tests {
     }
 
     #[test]
-    fn command_form_gets_env_flags_right_after_exec() {
-        let i = inv(&["--log", "/l", "exec", "-t", "c2", "curl", "https://x"]);
+    fn command_form_is_passed_on_untouched() {
+        let i = inv(&["--log", "/l", "exec", "-t", "-e", "A=1", "c2", "curl", "https://x"]);
         let a = exec_args(&i).unwrap();
-        let out = prepare(&i, &a).unwrap();
-        let out: Vec<_> = out.iter().map(|s| s.to_str().unwrap()).collect();
-        assert_eq!(&out[..3], &["--log", "/l", "exec"]);
-        assert_eq!(out[3], "--env");
-        assert_eq!(out[4], format!("{}={CA_BUNDLE_DEST}", CA_ENV_VARS[0]));
-        assert_eq!(&out[out.len() - 4..], &["-t", "c2", "curl", "https://x"]);
-        assert_eq!(out.len(), 7 + 2 * CA_ENV_VARS.len());
+        assert_eq!(prepare(&i, &a).unwrap(), i.args);
     }
 
     #[test]
