@@ -78,6 +78,19 @@ pub enum HandoverError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the engine left {} socket(s) in the jail's network namespace ({}) before start; on a user-defined network, \
+         Docker 26.0.0/28+ runs its embedded DNS resolver there, which would answer any name around the sidecar's \
+         DNS filter, so the container is not started (use the default bridge network, or Docker <= 27)",
+        .0.len(), .0.join(", ")
+    )]
+    EngineSockets(Vec<String>),
+    #[error("cannot list the sockets in {ns}")]
+    Sockets {
+        ns: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot {op} the engine's namespace mount {path}")]
     Mount {
         op: &'static str,
@@ -141,6 +154,10 @@ pub fn run(root: &Path, state: &JailState) -> Result<(), HandoverError> {
         .map(|e| e.jail_if.clone())
         .ok_or_else(|| HandoverError::NoHostSide(id.clone()))?;
     let jail = state.netns_path.clone();
+    let sockets = sockets_in(&jail)?;
+    if !sockets.is_empty() {
+        return Err(HandoverError::EngineSockets(sockets));
+    }
     let plan_path = jail::state_dir(root, id).join(PLAN_FILE);
     let observed = record_links(&jail, &jail_if)?;
     let mounts = engine_mounts_of(&jail, root)?;
@@ -155,6 +172,52 @@ pub fn run(root: &Path, state: &JailState) -> Result<(), HandoverError> {
     }
     log::info!("{id}: handed {} engine link(s) and {} mount(s) to the host side {}", plan.links.len(), plan.mounts.len(), host.display());
     Ok(())
+}
+
+/// The protocol tables of `/proc/<pid>/net` that list sockets by address.
+const SOCKET_TABLES: [(&str, bool); 6] =
+    [("tcp", false), ("tcp6", true), ("udp", false), ("udp6", true), ("raw", false), ("raw6", true)];
+
+/// Every inet socket of the jail's namespace, as `proto addr:port`. Before
+/// `start` the container has run nothing (runc's init waits on its exec
+/// fifo and holds no inet socket), so any socket there is the engine's.
+fn sockets_in(jail: &Path) -> Result<Vec<String>, HandoverError> {
+    let err = |source| HandoverError::Sockets { ns: jail.to_path_buf(), source };
+    let tables = crate::netns::run_in(Some(jail), || {
+        SOCKET_TABLES
+            .iter()
+            .map(|(name, v6)| std::fs::read_to_string(format!("/proc/thread-self/net/{name}")).map(|t| (*name, *v6, t)))
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .map_err(|e| err(std::io::Error::other(e.to_string())))?
+    .map_err(err)?;
+    Ok(tables.iter().flat_map(|(name, v6, text)| parse_socket_table(text, *v6).into_iter().map(move |a| format!("{name} {a}"))).collect())
+}
+
+/// The local addresses of a `/proc/net/{tcp,udp,raw}[6]` table (hex,
+/// 32-bit words in host byte order), as `addr:port`.
+pub fn parse_socket_table(text: &str, v6: bool) -> Vec<String> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .filter_map(|local| {
+            let (addr, port) = local.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let ip = match (v6, addr.len()) {
+                (false, 8) => IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(addr, 16).ok()?.to_le_bytes())),
+                (true, 32) => {
+                    let mut bytes = [0u8; 16];
+                    for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+                        let word = u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok()?;
+                        chunk.copy_from_slice(&word.to_le_bytes());
+                    }
+                    IpAddr::V6(Ipv6Addr::from(bytes))
+                }
+                _ => return None,
+            };
+            Some(std::net::SocketAddr::new(ip, port).to_string())
+        })
+        .collect()
 }
 
 fn read_plan(path: &Path) -> Result<Plan, HandoverError> {
@@ -486,6 +549,19 @@ fn repoint(path: &Path, jail: &Path, host: &Path) -> Result<(), HandoverError> {
 mod tests {
     use super::*;
     use rtnetlink::packet_route::address::AddressHeader;
+
+    #[test]
+    fn socket_tables_are_read_as_addresses() {
+        let udp = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                   \x20 12: 0B00007F:A3C1 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4711 2 0000000000000000 0\n";
+        assert_eq!(parse_socket_table(udp, false), ["127.0.0.11:41921"]);
+        let tcp6 = "  sl  local_address                         remote_address                        st\n\
+                    \x20  0: 00000000000000000000000001000000:0035 00000000000000000000000000000000:0000 0A\n\
+                    \x20  1: 0000000000000000FFFF00000B00007F:0050 00000000000000000000000000000000:0000 0A\n";
+        assert_eq!(parse_socket_table(tcp6, true), ["[::1]:53", "[::ffff:127.0.0.11]:80"]);
+        assert!(parse_socket_table("header only\n", false).is_empty());
+        assert!(parse_socket_table("h\n 0: zz:0035 x\n 1: 0100007F\n", false).is_empty(), "malformed lines are skipped");
+    }
 
     #[test]
     fn only_the_engines_links_move() {

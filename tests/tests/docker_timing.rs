@@ -313,3 +313,50 @@ fn a_plain_bundle_keeps_eth0_and_a_docker_bundle_without_network_keeps_only_its_
     rt.delete_force("plain").ok();
     rt.leaks().assert_same_as(&before);
 }
+
+/// A UDP socket bound inside the namespace at `ns`, the way dockerd 28
+/// starts its embedded resolver in the container's namespace on a
+/// user-defined network.
+fn udp_socket_in(ns: &Path, addr: &str) -> std::net::UdpSocket {
+    let file = std::fs::File::open(ns).expect("open the jail namespace");
+    let addr = addr.to_string();
+    std::thread::spawn(move || {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns into the jail");
+        std::net::UdpSocket::bind(&addr).unwrap_or_else(|e| panic!("bind {addr} in the jail: {e}"))
+    })
+    .join()
+    .expect("binding thread")
+}
+
+#[test]
+fn a_socket_the_engine_left_in_the_jail_refuses_the_start() {
+    require_root();
+    let origin = Origin::start(168);
+    let rt = Runtime::new(settings(168, &origin));
+    let before = rt.leaks();
+    let files = DockerFiles::new(ID, "usernet", origin.addr());
+    let bundle = files.bundle();
+    rt.create(&bundle, ID).ok();
+    let jail = rt.jail(ID);
+    let engine = Engine::connect(&origin, init_pid(&rt, ID), false);
+    // Docker 28's embedded resolver for a user-defined network: a socket in
+    // the container's namespace that would answer any name.
+    let resolver = udp_socket_in(&jail.netns_path, "0.0.0.0:0");
+    let port = resolver.local_addr().expect("local address").port();
+
+    let out = rt.start(ID).failed();
+    let errors = out.log_errors();
+    let last = errors.last().cloned().unwrap_or_default();
+    assert!(last.contains("socket(s) in the jail's network namespace") && last.contains(&format!("udp 0.0.0.0:{port}")) && last.contains("embedded DNS resolver"), "{out}");
+    assert_eq!(rt.state_json(ID)["status"], "created", "nothing may start while an engine socket sits in the jail");
+
+    drop(resolver);
+    rt.start(ID).ok();
+    assert_only_the_jail_link(&rt, ID);
+    let r = get(&rt, "http://origin.test/allowed/after");
+    assert_eq!(r.status, 200, "{r:?}");
+
+    rt.delete_force(ID).ok();
+    engine.release();
+    rt.leaks().assert_same_as(&before);
+}
