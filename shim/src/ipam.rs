@@ -3,8 +3,12 @@
 //!
 //! Each container takes one /30 block: `.1` is the host end of the veth (and
 //! the sidecar's address), `.2` the jail end. A lease is a file
-//! `<state_root>/ipam/<index>` holding the container id, created with
-//! `O_EXCL`, so two concurrent creates can never take the same block.
+//! `<state_root>/ipam/<index>` holding the container id. It appears with its
+//! content in one step: the id is written to a claim file
+//! `ipam/.claim.<id>` first, which is then hard-linked to the index (a link
+//! fails if the name exists, like `O_EXCL`), so two concurrent creates can
+//! never take the same block, and a create killed at any point never
+//! leaves a lease without its holder (teardown removes the claim file).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -44,18 +48,39 @@ fn dir(state_root: &Path) -> PathBuf {
 pub fn allocate(state_root: &Path, pool: Pool, id: &str) -> Result<Lease, IpamError> {
     let d = dir(state_root);
     std::fs::create_dir_all(&d).map_err(|source| IpamError::Io { op: "create", path: d.clone(), source })?;
+    let claim = claim_path(state_root, id);
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&claim)
+        .and_then(|mut f| f.write_all(id.as_bytes()));
+    written.map_err(|source| IpamError::Io { op: "write", path: claim.clone(), source })?;
+    let result = claim_block(&d, &claim, pool);
+    let _ = std::fs::remove_file(&claim);
+    result
+}
+
+fn claim_block(d: &Path, claim: &Path, pool: Pool) -> Result<Lease, IpamError> {
     for index in 0..pool.blocks() {
         let path = d.join(index.to_string());
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                f.write_all(id.as_bytes()).map_err(|source| IpamError::Io { op: "write", path: path.clone(), source })?;
-                return Ok(Lease::for_index(pool, index));
-            }
+        match std::fs::hard_link(claim, &path) {
+            Ok(()) => return Ok(Lease::for_index(pool, index)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(source) => return Err(IpamError::Io { op: "write", path, source }),
         }
     }
     Err(IpamError::Full { pool: format!("{}/{}", pool.base, pool.prefix_len), blocks: pool.blocks() })
+}
+
+fn claim_path(state_root: &Path, id: &str) -> PathBuf {
+    dir(state_root).join(format!(".claim.{id}"))
+}
+
+/// Removes the claim file a create killed inside [`allocate`] left.
+pub fn remove_claim(state_root: &Path, id: &str) -> Result<(), IpamError> {
+    let path = claim_path(state_root, id);
+    std::fs::remove_file(&path).or_else(ignore_missing).map_err(|source| IpamError::Io { op: "remove", path, source })
 }
 
 /// Frees `index` if it is still held by `id` (never another container's).
@@ -106,6 +131,25 @@ mod tests {
         assert_eq!(leases(d.path()).len(), 2, "release by a non-holder must not free the lease");
         release(d.path(), a.index, "a").unwrap();
         assert_eq!(allocate(d.path(), pool(16), "c").unwrap().index, 0);
+    }
+
+    #[test]
+    fn a_lease_always_names_its_holder_and_no_claim_stays() {
+        let d = tempfile::tempdir().unwrap();
+        allocate(d.path(), pool(16), "a").unwrap();
+        assert_eq!(leases(d.path()), [(0, "a".to_string())]);
+        // A claim left by a create killed before its link: a new allocation
+        // of the same id overwrites it, and remove_claim deletes it.
+        std::fs::write(claim_path(d.path(), "b"), "stale").unwrap();
+        allocate(d.path(), pool(16), "b").unwrap();
+        let mut all = leases(d.path());
+        all.sort();
+        assert_eq!(all, [(0, "a".to_string()), (1, "b".to_string())]);
+        std::fs::write(claim_path(d.path(), "c"), "c").unwrap();
+        remove_claim(d.path(), "c").unwrap();
+        remove_claim(d.path(), "c").unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir(d.path())).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
     }
 
     #[test]

@@ -340,6 +340,9 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
             }
         }
     }
+    if let Err(e) = ipam::remove_claim(root, id) {
+        errors.push(e.to_string());
+    }
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
