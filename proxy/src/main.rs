@@ -88,41 +88,31 @@ fn run_worker(args: &Args, ready: Option<Readiness>) -> Result<(), String> {
 }
 
 fn run_keeper(args: &Args, ready: Option<Readiness>) -> Result<(), String> {
-    let keeper = match Keeper::start(&args.config) {
-        Ok(k) => k,
-        Err(e) => {
-            let message = error_chain(&e);
-            if let Some(ready) = ready {
-                let _ = ready.error(&message);
-            }
-            return Err(message);
-        }
-    };
-    if let Some(ready) = ready {
-        if let Err(e) = ready.ok() {
-            log::warn!("reporting readiness: {e}");
-        }
-    }
-    keeper.run().map_err(|e| error_chain(&e))
+    started(Keeper::start(&args.config), ready)?.run().map_err(|e| error_chain(&e))
 }
 
 fn run_supervisor(args: &Args, ready: Option<Readiness>) -> Result<(), String> {
-    let supervisor = match Supervisor::start(&args.config) {
-        Ok(s) => s,
+    started(Supervisor::start(&args.config), ready)?.run().map_err(|e| error_chain(&e))
+}
+
+/// Reports a start-up's outcome on the readiness fd (when there is one):
+/// the error chain on failure, `ok` on success.
+fn started<T, E: std::error::Error>(res: Result<T, E>, ready: Option<Readiness>) -> Result<T, String> {
+    match res {
+        Ok(value) => {
+            if let Some(Err(e)) = ready.map(|r| r.ok()) {
+                log::warn!("reporting readiness: {e}");
+            }
+            Ok(value)
+        }
         Err(e) => {
             let message = error_chain(&e);
             if let Some(ready) = ready {
                 let _ = ready.error(&message);
             }
-            return Err(message);
-        }
-    };
-    if let Some(ready) = ready {
-        if let Err(e) = ready.ok() {
-            log::warn!("reporting readiness: {e}");
+            Err(message)
         }
     }
-    supervisor.run().map_err(|e| error_chain(&e))
 }
 
 /// A minimal `log` implementation: one line per record on stderr with the

@@ -174,6 +174,12 @@ fn kill_under_traffic(slot: u8, id: &'static str, victim: &str) {
     };
     kill(Pid::from_raw(pid), Signal::SIGKILL).expect("SIGKILL the sidecar process");
     let killed_at = Instant::now();
+    // kill(2) returns before the victim has died; the worker serving the
+    // half-sent connection dies with it (itself, or by its parent-death
+    // signal when the supervisor goes). Wait for that death, not longer.
+    let old_worker = before.worker.expect("a worker pid");
+    let gone = |p: i32| std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |st| st.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')));
+    poll_until(Duration::from_secs(2), &format!("the killed {victim} ({pid}) and the worker ({old_worker}) gone"), || (gone(pid) && gone(old_worker)).then_some(()));
 
     // The half-sent request is cut, never forwarded by the next worker.
     let mut half = half;
