@@ -289,6 +289,24 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// `r` is the sidecar's 403, and the rule its body suggests ("add this
+    /// rule") does allow `method url` by `boundary-runc policy check`.
+    pub fn assert_403_names_a_working_rule(&self, r: &crate::probe::HttpReply, method: &str, url: &str) {
+        assert_eq!(r.status, 403, "{r:?}");
+        assert_eq!(r.header("x-boundary-decision"), Some("deny"), "{r:?}");
+        let rule = r
+            .body
+            .lines()
+            .skip_while(|l| !l.contains("add this rule"))
+            .nth(1)
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("the 403 for {url} names no rule: {:?}", r.body));
+        let check = self.raw(&["policy", "check", "--allow", rule, method, url]);
+        assert_eq!(check.code, Some(0), "the rule {rule:?} named by the 403 does not allow {method} {url}:\n{check}");
+    }
+}
+
 impl Drop for Runtime {
     fn drop(&mut self) {
         let left: Vec<String> = self.containers.lock().map(|c| c.iter().cloned().collect()).unwrap_or_default();

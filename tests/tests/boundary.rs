@@ -116,17 +116,7 @@ fn a_host_that_forbids_container_rules_refuses_them_and_applies_its_own() {
 /// The rule a 403 names, checked with `boundary-runc policy check` to
 /// really allow the request.
 fn assert_names_a_working_rule(w: &World, r: &HttpReply, method: &str, url: &str) {
-    assert_eq!(r.status, 403, "{r:?}");
-    assert_eq!(r.header("x-boundary-decision"), Some("deny"), "{r:?}");
-    let rule = r
-        .body
-        .lines()
-        .skip_while(|l| !l.contains("add this rule"))
-        .nth(1)
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("the 403 for {url} names no rule: {:?}", r.body));
-    let check = w.rt.raw(&["policy", "check", "--allow", rule, method, url]);
-    assert_eq!(check.code, Some(0), "the rule {rule:?} named by the 403 does not allow {method} {url}:\n{check}");
+    w.rt.assert_403_names_a_working_rule(r, method, url);
 }
 
 #[test]

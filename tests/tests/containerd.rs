@@ -255,31 +255,7 @@ impl World {
         );
         let denied =
             HttpReply::parse(parts[1]).unwrap_or_else(|| panic!("not an HTTP reply:\n{out}"));
-        assert_eq!(
-            (denied.status, denied.header("x-boundary-decision")),
-            (403, Some("deny")),
-            "{out}"
-        );
-        let rule = denied
-            .body
-            .lines()
-            .skip_while(|l| !l.contains("add this rule"))
-            .nth(1)
-            .map(str::trim);
-        let rule = rule.unwrap_or_else(|| panic!("the 403 names no rule: {:?}", denied.body));
-        let check = self.rt.raw(&[
-            "policy",
-            "check",
-            "--allow",
-            rule,
-            "GET",
-            "http://origin.test/private",
-        ]);
-        assert_eq!(
-            check.code,
-            Some(0),
-            "the rule {rule:?} named by the 403 does not allow the request:\n{check}"
-        );
+        self.rt.assert_403_names_a_working_rule(&denied, "GET", "http://origin.test/private");
         assert_eq!(
             self.leaked_since(base),
             Counts::default(),
