@@ -45,6 +45,12 @@ pub struct SidecarConfig {
     /// Network namespace to enter before binding: the container's host side.
     /// `None` means the namespace the sidecar was started in.
     pub netns: Option<PathBuf>,
+    /// `netns` is only where the sockets are bound (a private host side):
+    /// the keeper goes back to the namespace it was started in before it
+    /// starts the supervisor, so the worker's upstream connections and DNS
+    /// queries leave from there. `false`: everything runs in `netns`.
+    #[serde(default)]
+    pub bind_only_in_netns: bool,
     /// The host end of the veth: the sidecar binds here.
     pub listen_addr: Ipv4Addr,
     /// TCP port that nftables redirects all of the container's TCP to.
@@ -193,6 +199,17 @@ pub struct JailState {
     /// nothing to hand over (the jail link is then `eth0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_handover: Option<EngineHandover>,
+    /// `dedicated_host_netns` is a *private* host side (the host side would
+    /// otherwise have been the runtime's own namespace): it holds only the
+    /// veth's host end, the nft table and the sidecar's sockets, and nothing
+    /// else refers to it, so teardown drops it whole (the kernel removes
+    /// the link and the table with it) instead of deleting them one by one.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub private_host: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// See [`JailState::engine_handover`].

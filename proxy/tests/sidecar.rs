@@ -108,6 +108,7 @@ fn config(ns: &Netns, dir: &Path) -> SidecarConfig {
     SidecarConfig {
         container_id: format!("sidecar-test-{}", ns.name),
         netns: Some(ns.path()),
+        bind_only_in_netns: false,
         listen_addr: LOOPBACK,
         proxy_port: PROXY_PORT,
         dns_port: DNS_PORT,

@@ -142,8 +142,9 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
             upstream_resolvers: docker::upstream_resolvers(&spec),
             no_upstream: docker::network_mode(&spec).as_deref() == Some("none"),
             engine_handover: late,
+            private_host: false,
         },
-        false => jail::Shape::default(),
+        false => jail::Shape { private_host: matches!(host_side, HostSide::Fresh | HostSide::Absent), ..jail::Shape::default() },
     };
     let rules = rules::collect(cfg, &spec)?;
     if pod == Some(pod::Role::Sandbox) {

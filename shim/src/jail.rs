@@ -94,6 +94,12 @@ pub struct Shape {
     /// `start` hands that to the dedicated host side (`handover`). The jail
     /// link is then [`HANDOVER_JAIL_IF`] and gets its default route then.
     pub engine_handover: bool,
+    /// The host side would be the runtime's own namespace (the host's):
+    /// it becomes a private namespace instead, holding only the veth's host
+    /// end, the nft table and the sidecar's sockets, while the sidecar
+    /// serves from the runtime's namespace. The host's namespace then gets
+    /// no link and no table, and teardown drops the private one whole.
+    pub private_host: bool,
 }
 
 /// The namespace the host side lives in, as a path to enter (`None`: ours).
@@ -167,8 +173,9 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         nft_table: format!("boundary_{}", addr_tag(lease.host_addr)),
         sidecar_pid: None,
         runtime_root,
-        dedicated_host_netns: shape.dedicated_host.then(|| host_netns_path(root, id)),
+        dedicated_host_netns: (shape.dedicated_host || shape.private_host).then(|| host_netns_path(root, id)),
         engine_handover: shape.engine_handover.then(|| boundary_contract::EngineHandover { jail_if: HANDOVER_JAIL_IF.into() }),
+        private_host: shape.private_host && !shape.dedicated_host,
     };
     let jail_if = state.engine_handover.as_ref().map_or(JAIL_IF, |e| e.jail_if.as_str()).to_string();
     // Written before anything is built, so a crash leaves enough behind for
@@ -178,7 +185,9 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
     netns::create(&state.netns_path)?;
     if let Some(h) = &state.dedicated_host_netns {
         netns::create(h)?;
-        link::prepare_host_side(h)?;
+        if !state.private_host {
+            link::prepare_host_side(h)?;
+        }
     }
     let host_ns = state_host_netns(&state).map(Path::to_path_buf);
     // The slow steps overlap: nft runs on its own thread (its table names
@@ -200,7 +209,6 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         host_netns: host_ns.clone(),
         jail_netns: state.netns_path.clone(),
         host_if: state.host_if.clone(),
-        jail_tmp_if: format!("bnj{}", addr_tag(lease.host_addr)),
         jail_if: jail_if.clone(),
         host_addr: state.host_addr,
         jail_addr: state.jail_addr,
@@ -246,6 +254,7 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
     SidecarConfig {
         container_id: state.container_id.clone(),
         netns: state_host_netns(state).map(Path::to_path_buf),
+        bind_only_in_netns: state.private_host,
         listen_addr: state.host_addr,
         proxy_port: cfg.network.proxy_port,
         dns_port: cfg.network.dns_port,
@@ -312,7 +321,9 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
     // no container runs any more when a teardown starts.
     let (pids, supervisor, config) = (dir.join(SIDECAR_PIDS_FILE), state.as_ref().and_then(|s| s.sidecar_pid), dir.join(SIDECAR_CONFIG_FILE));
     let stopping = std::thread::spawn(move || sidecar::stop(&pids, supervisor, &config, Duration::from_secs(2)));
-    if let Some(s) = &state {
+    // A private host side goes whole with its namespace, link and table
+    // included, once the sidecar's sockets (which hold it) are closed.
+    if let Some(s) = state.as_ref().filter(|s| !s.private_host) {
         let host_ns = state_host_netns(s).map(Path::to_path_buf);
         let table = s.nft_table.clone();
         let unfirewall = std::thread::spawn(move || firewall::remove(host_ns.as_deref(), &table));

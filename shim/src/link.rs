@@ -5,7 +5,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::netns;
 
@@ -32,8 +33,6 @@ pub struct LinkPlan {
     pub host_netns: Option<PathBuf>,
     pub jail_netns: PathBuf,
     pub host_if: String,
-    /// Temporary name of the jail end while it is created on the host side.
-    pub jail_tmp_if: String,
     pub jail_if: String,
     pub host_addr: Ipv4Addr,
     pub jail_addr: Ipv4Addr,
@@ -80,7 +79,9 @@ const fn libc_enodev() -> i32 {
     19 // ENODEV
 }
 
-/// Creates the pair, moves one end into the jail and configures both ends.
+/// Creates the pair with its jail end already in the jail under its final
+/// name (one netlink request: moving a link between namespaces
+/// afterwards waits for an RCU grace period), then configures both ends.
 pub fn setup(plan: &LinkPlan) -> Result<(), LinkError> {
     let jail_ns = std::fs::File::open(&plan.jail_netns)
         .map_err(|source| LinkError::Open { path: plan.jail_netns.clone(), source })?;
@@ -91,24 +92,24 @@ pub fn setup(plan: &LinkPlan) -> Result<(), LinkError> {
         if let Some(old) = index_of(&h, &p.host_if).await? {
             h.link().del(old).execute().await.map_err(nl("remove stale link", &p.host_if))?;
         }
-        h.link().add(LinkVeth::new(&p.host_if, &p.jail_tmp_if).build()).execute().await.map_err(nl("create veth", &p.host_if))?;
-        let peer = index_of(&h, &p.jail_tmp_if).await?.ok_or_else(|| LinkError::Missing(p.jail_tmp_if.clone()))?;
-        h.link()
-            .set(LinkUnspec::new_with_index(peer).setns_by_fd(jail_ns.as_raw_fd()).build())
-            .execute()
-            .await
-            .map_err(nl("move into the jail", &p.jail_tmp_if))?;
+        // Not `up` yet: a veth end cannot open before its peer is linked
+        // to it (ENOTCONN), which happens after the peer is configured.
+        let peer = LinkMessageBuilder::<LinkUnspec>::new().name(p.jail_if.clone()).setns_by_fd(jail_ns.as_raw_fd()).build();
+        let veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(p.host_if.clone())
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .up()
+            .build();
+        h.link().add(veth).execute().await.map_err(nl("create veth", &p.host_if))?;
         let host = index_of(&h, &p.host_if).await?.ok_or_else(|| LinkError::Missing(p.host_if.clone()))?;
         h.address().add(host, IpAddr::V4(p.host_addr), p.prefix_len).execute().await.map_err(nl("address", &p.host_if))?;
-        h.link().set(LinkUnspec::new_with_index(host).up().build()).execute().await.map_err(nl("bring up", &p.host_if))?;
         Ok(())
     })?;
     let p = plan.clone();
     with_handle(Some(&plan.jail_netns), move |h| async move {
         let lo = index_of(&h, "lo").await?.ok_or_else(|| LinkError::Missing("lo".into()))?;
         h.link().set(LinkUnspec::new_with_index(lo).up().build()).execute().await.map_err(nl("bring up", "lo"))?;
-        let jail = index_of(&h, &p.jail_tmp_if).await?.ok_or_else(|| LinkError::Missing(p.jail_tmp_if.clone()))?;
-        h.link().set(LinkUnspec::new_with_index(jail).name(p.jail_if.clone()).build()).execute().await.map_err(nl("rename", &p.jail_tmp_if))?;
+        let jail = index_of(&h, &p.jail_if).await?.ok_or_else(|| LinkError::Missing(p.jail_if.clone()))?;
         h.address().add(jail, IpAddr::V4(p.jail_addr), p.prefix_len).execute().await.map_err(nl("address", &p.jail_if))?;
         h.link().set(LinkUnspec::new_with_index(jail).up().build()).execute().await.map_err(nl("bring up", &p.jail_if))?;
         if p.default_route {

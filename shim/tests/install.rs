@@ -313,6 +313,7 @@ fn doctor_finds_and_cleans_leftovers_of_its_own_pool_only() {
         runtime_root: Some(t.join("runc-root")),
         dedicated_host_netns: None,
         engine_handover: None,
+        private_host: false,
     };
     std::fs::write(jail_dir.join("jail.json"), serde_json::to_vec(&js).unwrap()).unwrap();
     let old = std::time::SystemTime::now() - Duration::from_secs(120);

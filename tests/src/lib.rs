@@ -42,6 +42,7 @@ pub mod binaries;
 pub mod bundle;
 pub mod deadline;
 pub mod docker;
+pub mod hostside;
 pub mod hybrid_cgroups;
 pub mod leaks;
 pub mod oci_image;

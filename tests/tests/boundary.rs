@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
+use boundary_tests::hostside;
 use boundary_tests::probe::{nslookup_answers, ping_counts, HttpReply};
 use boundary_tests::{poll_until, require_root, require_tool, Bundle, Counts, HostSink, LeakSnapshot, Origin, Outcome, Runtime, Settings};
 
@@ -186,18 +187,13 @@ fn give_the_jail_ipv6(w: &World, slot: u8) -> (String, String) {
         let out = c.args(args).output().expect("run ip");
         assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    run(None, &["-6", "addr", "add", &format!("{host6}/64"), "dev", &jail.host_if, "nodad"]);
-    let mac = std::fs::read_to_string(format!("/sys/class/net/{}/address", jail.host_if)).expect("host veth MAC");
+    hostside::ip(&jail, &["-6", "addr", "add", &format!("{host6}/64"), "dev", &jail.host_if, "nodad"]);
+    let mac = hostside::host_mac(&jail);
     let ns = jail.netns_path.display().to_string();
     run(Some(&ns), &["-6", "addr", "add", &format!("{jail6}/64"), "dev", "eth0", "nodad"]);
     run(Some(&ns), &["-6", "route", "add", "default", "via", &host6, "dev", "eth0"]);
     run(Some(&ns), &["-6", "neigh", "replace", &host6, "lladdr", mac.trim(), "dev", "eth0", "nud", "permanent"]);
     (host6, jail6)
-}
-
-fn rx_packets(link: &str) -> u64 {
-    let p = format!("/sys/class/net/{link}/statistics/rx_packets");
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}")).trim().parse().expect("rx_packets")
 }
 
 #[test]
@@ -206,8 +202,8 @@ fn udp_icmp_and_ipv6_do_not_leave() {
     let mut sink = HostSink::bind(20133);
     let (host6, _) = give_the_jail_ipv6(&w, 133);
     let (o, o6, p) = (w.origin.addr(), w.origin.addr6(), sink.port);
-    let host_if = w.rt.jail(w.id).host_if;
-    let rx_before = rx_packets(&host_if);
+    let jail = w.rt.jail(w.id);
+    let rx_before = hostside::host_rx_packets(&jail);
 
     let udp = [
         format!("{o}:7000"),
@@ -228,7 +224,7 @@ fn udp_icmp_and_ipv6_do_not_leave() {
         assert_eq!(ping_counts(&out.stdout), Some((1, 0)), "{cmd} {target} must send one echo request and get nothing back:\n{out}");
     }
 
-    assert!(rx_packets(&host_if) >= rx_before + 10, "the probes did not even reach the host side of the jail's veth");
+    assert!(hostside::host_rx_packets(&jail) >= rx_before + 10, "the probes did not even reach the host side of the jail's veth");
     assert_eq!(w.origin.counts_after_barrier(), Counts::default(), "something from the jail reached the origin");
     assert_eq!(sink.counts_after_barrier(), (0, 0), "something from the jail reached the host sink");
     assert_eq!(w.origin.requests(), Vec::<String>::new());

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use boundary_contract::HostSide;
 use boundary_tests::docker::Ran;
+use boundary_tests::hostside;
 use boundary_tests::probe::HttpReply;
 use boundary_tests::{
     binaries, oci_image, poll_until, require_root, require_tool, Counts, LeakSnapshot, Origin,
@@ -311,16 +312,17 @@ impl World {
             HostSide::Fresh,
             "ctr's spec has no namespace path: {jail:?}"
         );
-        assert_eq!(jail.dedicated_host_netns, None, "{jail:?}");
-        let links = Command::new(require_tool("ip"))
+        assert!(jail.private_host && jail.dedicated_host_netns.is_some(), "ctr's jail gets a private host side: {jail:?}");
+        let in_host = Command::new(require_tool("ip"))
             .args(["-o", "link", "show", &jail.host_if])
             .output()
             .expect("ip link");
         assert!(
-            links.status.success(),
-            "the jail's host end {} is in the host's namespace",
+            !in_host.status.success(),
+            "the jail's host end {} must not be in the host's namespace",
             jail.host_if
         );
+        hostside::ip(&jail, &["-o", "link", "show", &jail.host_if]);
         let exec = self
             .containerd
             .ctr(&[

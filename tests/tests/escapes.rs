@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
+use boundary_tests::hostside;
 use boundary_tests::probe::{nslookup_answers, HttpReply};
 use boundary_tests::{poll_until, require_tool, Counts, HostSink, LeakSnapshot};
 use escape_world::{HostAddress, RawCounter, World, PROBE};
@@ -75,11 +76,18 @@ fn packet_raw_sctp_quic_and_mapped_addresses_do_not_leave() {
 #[test]
 fn the_packet_and_raw_probes_do_detect_a_missing_firewall() {
     let w = World::start(201, "esc-control");
-    let mut sink = HostSink::bind(20201);
-    let host_sctp = RawCounter::start(None, SCTP, Ipv4Addr::LOCALHOST);
+    // The sink and the counter sit on the jail's host side, where the
+    // packets arrive once the table is gone (a private host side has no
+    // route on to the host's own namespace at all).
     let jail = w.rt.jail(w.id);
-    let st = Command::new(require_tool("nft")).args(["delete", "table", "inet", &jail.nft_table]).status().expect("nft");
-    assert!(st.success());
+    let host_ns = hostside::netns(&jail);
+    hostside::loopback_up(&jail);
+    let mut sink = HostSink::bind_in(host_ns.as_deref(), 20201);
+    let host_sctp = match &host_ns {
+        Some(ns) => RawCounter::start_local(ns, SCTP, Ipv4Addr::LOCALHOST),
+        None => RawCounter::start(None, SCTP, Ipv4Addr::LOCALHOST),
+    };
+    hostside::delete_table(&jail);
     let (src, mac, h, p) = (w.jail_addr(), w.host_mac(), w.sidecar(), sink.port);
     w.exec(&format!("{PROBE} packet eth0 {mac} {src} {h} {p}; {PROBE} raw-udp {src} {h} {p}; {PROBE} raw-proto {h} {SCTP}"));
     let (_, udp) = sink.counts_after_barrier();
@@ -380,7 +388,7 @@ fn dns_tunnelling_via_127_0_0_11_and_ipv6_resolvers_reaches_no_resolver() {
     let host6 = "fd00:213:208::1";
     let ip = require_tool("ip");
     let ok = |c: &mut Command| assert!(c.status().expect("ip").success());
-    ok(Command::new(&ip).args(["-6", "addr", "add", &format!("{host6}/64"), "dev", &jail.host_if, "nodad"]));
+    hostside::ip(&jail, &["-6", "addr", "add", &format!("{host6}/64"), "dev", &jail.host_if, "nodad"]);
     // (From outside with nsenter: busybox `ip` has no `nodad`.)
     let ns = format!("--net={}", jail.netns_path.display());
     let nsenter = require_tool("nsenter");

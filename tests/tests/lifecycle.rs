@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use boundary_tests::probe::link_names;
-use boundary_tests::{require_root, Bundle, Runtime, Settings};
+use boundary_tests::{hostside, require_root, Bundle, Runtime, Settings};
 
 /// create, start, state, exec, kill, delete — then nothing is left.
 fn lifecycle(slot: u8, delegate: &str) {
@@ -37,8 +37,14 @@ fn lifecycle(slot: u8, delegate: &str) {
 
     let jail = rt.jail(&id);
     let during = rt.leaks();
-    assert!(during.links.contains(&jail.host_if), "host veth {} missing: {during}", jail.host_if);
-    assert!(during.nft_tables.contains(&jail.nft_table), "nft table {} missing: {during}", jail.nft_table);
+    // A private host side: the veth's host end and the table live there,
+    // and the host's own namespace gets neither.
+    let host_ns = jail.dedicated_host_netns.as_ref().filter(|_| jail.private_host).unwrap_or_else(|| panic!("no private host side: {jail:?}"));
+    assert!(during.mounts.contains(&host_ns.display().to_string()), "private host side not mounted: {during}");
+    assert!(during.links.is_empty() && during.nft_tables.is_empty(), "the host's namespace got jail pieces: {during}");
+    hostside::ip(&jail, &["-o", "link", "show", &jail.host_if]);
+    let table = hostside::command(&jail, "nft").args(["list", "table", "inet", &jail.nft_table]).output().expect("nft");
+    assert!(table.status.success(), "nft table {} missing on the host side: {}", jail.nft_table, String::from_utf8_lossy(&table.stderr));
     assert!(!during.sidecars.is_empty(), "no sidecar running: {during}");
     assert!(during.mounts.contains(&netns.display().to_string()), "jail namespace not mounted: {during}");
 
@@ -137,7 +143,10 @@ fn eight_concurrent_creates_all_succeed_with_distinct_addresses() {
     assert_eq!((hosts.len(), guests.len(), links.len()), (8, 8, 8), "addresses must be distinct: {jails:#?}");
     assert!(jails.iter().all(|j| rt.settings.pool_contains(j.host_addr)), "{jails:#?}");
     let during = rt.leaks();
-    assert_eq!((during.links.len(), during.nft_tables.len()), (8, 8), "{during}");
+    assert_eq!((during.links.len(), during.nft_tables.len()), (0, 0), "the host's namespace got jail pieces: {during}");
+    for j in &jails {
+        hostside::ip(j, &["-o", "link", "show", &j.host_if]);
+    }
     std::thread::scope(|s| {
         let handles: Vec<_> = ids.iter().map(|id| s.spawn(|| rt.delete_force(id))).collect();
         for h in handles {

@@ -19,7 +19,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, setsid, Pid};
 
 use super::orphan;
-use super::resources::{create_pid_dir, enter_netns, move_high, WorkerFds};
+use super::resources::{create_pid_dir, enter_netns, move_high, open_netns, return_to_netns, WorkerFds, OWN_NETNS};
 use super::spawn::{spawn_child, ExecPlan};
 use super::{
     await_ready, backoff, block_signals, duration_timeout, error_chain, next_signal, remove_pid_file, stop_child,
@@ -67,10 +67,19 @@ impl Keeper {
         let config_path = std::path::absolute(config_path)
             .map_err(|source| SupervisorError::ConfigPath { path: config_path.to_owned(), source })?;
         let cfg = SidecarConfig::read(&config_path)?;
+        // A private host side is only where the sockets live: the
+        // supervisor and the worker run in the namespace we started in.
+        let home = match cfg.bind_only_in_netns && cfg.netns.is_some() {
+            true => Some(open_netns(Path::new(OWN_NETNS))?),
+            false => None,
+        };
         if let Some(netns) = &cfg.netns {
             enter_netns(netns)?;
         }
         let fds = WorkerFds::acquire(&cfg)?;
+        if let Some(home) = home {
+            return_to_netns(&home)?;
+        }
         create_pid_dir(&cfg.pid_file)?;
         // Do not hold any mount busy.
         let _ = nix::unistd::chdir("/");

@@ -71,9 +71,21 @@ pub(super) fn adopt_high(fd: RawFd) -> Result<OwnedFd, SupervisorError> {
     move_high(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The calling thread's own network namespace.
+pub(super) const OWN_NETNS: &str = "/proc/thread-self/ns/net";
+
+pub(super) fn open_netns(path: &Path) -> Result<File, SupervisorError> {
+    File::open(path).map_err(|source| SupervisorError::OpenNetns { path: path.to_owned(), source })
+}
+
 pub(super) fn enter_netns(path: &Path) -> Result<(), SupervisorError> {
-    let file = File::open(path).map_err(|source| SupervisorError::OpenNetns { path: path.to_owned(), source })?;
+    let file = open_netns(path)?;
     setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|source| SupervisorError::EnterNetns { path: path.to_owned(), source })
+}
+
+/// Goes back to a namespace opened with [`open_netns`] before leaving it.
+pub(super) fn return_to_netns(home: &File) -> Result<(), SupervisorError> {
+    setns(home.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|source| SupervisorError::EnterNetns { path: OWN_NETNS.into(), source })
 }
 
 fn bind_tcp(what: &'static str, ip: Ipv4Addr, port: u16) -> Result<OwnedFd, SupervisorError> {

@@ -101,6 +101,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
     let cfg = SidecarConfig {
         container_id: "test-container".into(),
         netns: None,
+        bind_only_in_netns: false,
         listen_addr: "127.0.0.1".parse().unwrap(),
         proxy_port: 0,
         dns_port: 0,

@@ -80,6 +80,7 @@ pub async fn start(rules: &[&str], header_read_timeout: Duration) -> World {
     let cfg = SidecarConfig {
         container_id: "hostile".into(),
         netns: None,
+        bind_only_in_netns: false,
         listen_addr: "127.0.0.1".parse().unwrap(),
         proxy_port: 0,
         dns_port: 0,

@@ -97,13 +97,11 @@ impl World {
 
     /// MAC of the host end of the jail's veth.
     pub fn host_mac(&self) -> String {
-        let host_if = self.rt.jail(self.id).host_if;
-        std::fs::read_to_string(format!("/sys/class/net/{host_if}/address")).expect("host veth MAC").trim().to_string()
+        boundary_tests::hostside::host_mac(&self.rt.jail(self.id))
     }
 
     pub fn host_rx_packets(&self) -> u64 {
-        let p = format!("/sys/class/net/{}/statistics/rx_packets", self.rt.jail(self.id).host_if);
-        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}")).trim().parse().expect("rx_packets")
+        boundary_tests::hostside::host_rx_packets(&self.rt.jail(self.id))
     }
 
     /// Host pids of the sidecar processes (supervisor, worker, ...).
@@ -128,9 +126,20 @@ pub struct RawCounter {
     controls: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Namespace the barrier's control packet is sent from (`None`: ours).
+    control_from: Option<PathBuf>,
 }
 
 impl RawCounter {
+    /// [`RawCounter::start`] for a namespace our own cannot route to (a
+    /// private host side): the control packet is sent from inside it, to
+    /// `target` there (its loopback must be up).
+    pub fn start_local(netns: &Path, proto: i32, target: Ipv4Addr) -> RawCounter {
+        let mut counter = RawCounter::start(Some(netns), proto, target);
+        counter.control_from = Some(netns.to_path_buf());
+        counter
+    }
+
     /// Counts protocol `proto` in the namespace at `netns` (`None`: the
     /// test's own, the host's); `target` is a local address there, for
     /// the control packet.
@@ -161,14 +170,18 @@ impl RawCounter {
             }
         });
         ready_rx.recv().expect("raw counter started");
-        RawCounter { proto, target, probes, controls, stop, thread: Some(thread) }
+        RawCounter { proto, target, probes, controls, stop, thread: Some(thread), control_from: None }
     }
 
     /// Packets of the protocol that arrived (not counting controls), once a
     /// control sent from the host after everything else has arrived.
     pub fn count_after_barrier(&self) -> u64 {
         let before = self.controls.load(Ordering::SeqCst);
-        let fd = socket(AddressFamily::Inet, SockType::Raw, SockFlag::SOCK_CLOEXEC, raw_protocol(self.proto)).expect("control socket");
+        // Sent from inside the counter's namespace.
+        let proto = self.proto;
+        let fd = boundary_tests::hostside::run_in(self.control_from.as_deref(), move || {
+            socket(AddressFamily::Inet, SockType::Raw, SockFlag::SOCK_CLOEXEC, raw_protocol(proto)).expect("control socket")
+        });
         let to = nix::sys::socket::SockaddrIn::from(std::net::SocketAddrV4::new(self.target, 0));
         poll_until(Duration::from_secs(5), "the raw counter's control packet", || {
             let _ = nix::sys::socket::sendto(fd.as_raw_fd(), CONTROL, &to, MsgFlags::empty());
