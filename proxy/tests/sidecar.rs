@@ -462,10 +462,17 @@ fn start_up_errors_are_reported_on_the_ready_fd() {
     assert_eq!(connect_proxy(&ns).unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
     drop(sidecar);
 
-    // An address the namespace does not have: bind fails in the supervisor.
-    let mut sidecar = Sidecar::start_with(&ns, |cfg| cfg.listen_addr = Ipv4Addr::new(192, 0, 2, 1));
-    assert!(sidecar.ready.starts_with("error: binding the proxy socket on 192.0.2.1"), "{:?}", sidecar.ready);
+    // The proxy port is taken: bind fails in the keeper. (An address the
+    // namespace does not have yet binds: IP_FREEBIND, the shim builds the
+    // veth while the sidecar starts.)
+    let taken = ns.run(|| std::net::TcpListener::bind((LOOPBACK, PROXY_PORT)).expect("take the proxy port"));
+    let mut sidecar = Sidecar::start(&ns);
+    assert!(sidecar.ready.starts_with(&format!("error: binding the proxy socket on {LOOPBACK}:{PROXY_PORT}")), "{:?}", sidecar.ready);
     assert_eq!(sidecar.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()), Some(1));
+    drop(taken);
+    let sidecar = Sidecar::start_with(&ns, |cfg| cfg.listen_addr = Ipv4Addr::new(192, 0, 2, 1));
+    assert_eq!(sidecar.ready, "ok\n", "a sidecar binds an address its namespace does not have yet");
+    drop(sidecar);
 
     // A namespace that does not exist.
     let mut sidecar = Sidecar::start_with(&ns, |cfg| cfg.netns = Some("/run/netns/bnd-test-does-not-exist".into()));

@@ -182,12 +182,11 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
     // `delete --force` and `doctor --clean` to find every piece.
     write_state(dir, &state)?;
     netns::prepare_dir(&root.join("netns"))?;
-    netns::create(&state.netns_path)?;
-    if let Some(h) = &state.dedicated_host_netns {
-        netns::create(h)?;
-        if !state.private_host {
-            link::prepare_host_side(h)?;
-        }
+    let mut namespaces = vec![state.netns_path.as_path()];
+    namespaces.extend(state.dedicated_host_netns.as_deref());
+    netns::create_all(&namespaces)?;
+    if let Some(h) = state.dedicated_host_netns.as_deref().filter(|_| !state.private_host) {
+        link::prepare_host_side(h)?;
     }
     let host_ns = state_host_netns(&state).map(Path::to_path_buf);
     // The slow steps overlap: nft runs on its own thread (its table names
@@ -230,10 +229,11 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
     Ok(Built { state, ca, resolv_conf })
 }
 
-/// Builds the veth, then writes the sidecar's files and starts it (without
-/// waiting for its answer: the sidecar binds to the veth's host address).
+/// Writes the sidecar's files and starts it, then builds the veth while it
+/// starts (the sidecar binds the veth's host address with IP_FREEBIND, so
+/// the address need not exist yet); its answer is awaited by the caller.
+/// On an error a started sidecar is killed (dropping [`sidecar::Starting`]).
 fn start_sidecar(cfg: &Config, state: &JailState, shape: &Shape, rules: Vec<String>, dir: &Path, link_plan: &link::LinkPlan) -> Result<(sidecar::Starting, ca::CaFiles, PathBuf), JailError> {
-    link::setup(link_plan)?;
     let ca = ca::ensure(cfg)?;
     let resolv_conf = dir.join("resolv.conf");
     std::fs::write(&resolv_conf, format!("nameserver {}\n", state.host_addr)).map_err(io("write", &resolv_conf))?;
@@ -247,6 +247,7 @@ fn start_sidecar(cfg: &Config, state: &JailState, shape: &Shape, rules: Vec<Stri
     let json = serde_json::to_vec_pretty(&sc).map_err(|e| JailError::State { path: sc_path.clone(), message: e.to_string() })?;
     std::fs::write(&sc_path, json).map_err(io("write", &sc_path))?;
     let starting = sidecar::spawn(&cfg.sidecar_binary(), &sc_path, &dir.join(SIDECAR_LOG_FILE))?;
+    link::setup(link_plan)?;
     Ok((starting, ca, resolv_conf))
 }
 

@@ -64,6 +64,27 @@ pub fn create(path: &Path) -> Result<(), NetnsError> {
     res
 }
 
+/// [`create`] for several namespaces at once, each on its own thread (a
+/// new namespace costs the kernel a few milliseconds). Returns the first
+/// error; namespaces that were made stay for the caller's teardown.
+pub fn create_all(paths: &[&Path]) -> Result<(), NetnsError> {
+    let threads: Vec<_> = paths
+        .iter()
+        .map(|p| {
+            let p = p.to_path_buf();
+            std::thread::spawn(move || create(&p))
+        })
+        .collect();
+    let mut first = Ok(());
+    for t in threads {
+        let res = t.join().unwrap_or(Err(NetnsError::Panicked));
+        if first.is_ok() {
+            first = res;
+        }
+    }
+    first
+}
+
 /// Unmounts and removes a namespace file; missing is fine.
 pub fn remove(path: &Path) -> Result<(), NetnsError> {
     match umount2(path, MntFlags::MNT_DETACH) {

@@ -93,6 +93,10 @@ fn bind_tcp(what: &'static str, ip: Ipv4Addr, port: u16) -> Result<OwnedFd, Supe
     let err = |source| SupervisorError::Bind { what, addr, source };
     let fd = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(err)?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(err)?;
+    // The shim starts the sidecar while it still builds the veth: the
+    // address may not exist yet when we bind (it does before any packet
+    // can come, the shim waits for both).
+    socket::setsockopt(&fd, sockopt::IpFreebind, &true).map_err(err)?;
     socket::bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).map_err(err)?;
     socket::listen(&fd, Backlog::new(BACKLOG).map_err(err)?).map_err(err)?;
     move_high(fd)
@@ -102,6 +106,7 @@ fn bind_udp(ip: Ipv4Addr, port: u16) -> Result<OwnedFd, SupervisorError> {
     let addr = SocketAddrV4::new(ip, port);
     let err = |source| SupervisorError::Bind { what: "DNS UDP", addr, source };
     let fd = socket::socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(err)?;
+    socket::setsockopt(&fd, sockopt::IpFreebind, &true).map_err(err)?;
     socket::bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).map_err(err)?;
     move_high(fd)
 }
