@@ -322,9 +322,14 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
     // no container runs any more when a teardown starts.
     let (pids, supervisor, config) = (dir.join(SIDECAR_PIDS_FILE), state.as_ref().and_then(|s| s.sidecar_pid), dir.join(SIDECAR_CONFIG_FILE));
     let stopping = std::thread::spawn(move || sidecar::stop(&pids, supervisor, &config, Duration::from_secs(2)));
-    // A private host side goes whole with its namespace, link and table
-    // included, once the sidecar's sockets (which hold it) are closed.
-    if let Some(s) = state.as_ref().filter(|s| !s.private_host) {
+    // A host side of our own (private P, or Docker's H) goes whole, link
+    // and table included: the veth pair goes when the jail's namespace
+    // does (its mount is removed below, no process is left in it), and the
+    // table with the namespace once nothing holds it any more: for P the
+    // sidecar's sockets, for H also dockerd's sandbox, which dockerd
+    // releases when the container stops. Deleting them one by one would
+    // wait for RCU grace periods (~30 ms) on every stop.
+    if let Some(s) = state.as_ref().filter(|s| s.dedicated_host_netns.is_none()) {
         let host_ns = state_host_netns(s).map(Path::to_path_buf);
         let table = s.nft_table.clone();
         let unfirewall = std::thread::spawn(move || firewall::remove(host_ns.as_deref(), &table));
