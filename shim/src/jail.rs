@@ -214,15 +214,23 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         prefix_len: state.prefix_len,
         default_route: !shape.engine_handover,
     });
+    // Docker's shape also gets a table inside the jail (its link exists
+    // once `started` is back); its nft run overlaps the host side's.
+    let resolver = match (shape.dedicated_host, &started) {
+        (true, Ok(_)) => {
+            let (ns, jail_if, host_addr) = (state.netns_path.clone(), jail_if.clone(), state.host_addr);
+            Some(std::thread::spawn(move || firewall::apply_jail_resolver(&ns, &jail_if, host_addr)))
+        }
+        _ => None,
+    };
     // Joined before any error is returned: the teardown that follows a
-    // failure must not race an nft run still adding the table. A sidecar
+    // failure must not race an nft run still adding a table. A sidecar
     // already started is killed when `started` is dropped on an error.
     let firewalled = firewall.join().unwrap_or(Err(firewall::FirewallError::Panicked));
+    let resolved = resolver.map(|t| t.join().unwrap_or(Err(firewall::FirewallError::Panicked)));
     let (starting, ca, resolv_conf) = started?;
     firewalled?;
-    if shape.dedicated_host {
-        firewall::apply_jail_resolver(&state.netns_path, &jail_if, state.host_addr)?;
-    }
+    resolved.transpose()?;
     let pid = starting.wait(Duration::from_millis(cfg.sidecar.ready_timeout_ms))?;
     state.sidecar_pid = Some(pid);
     write_state(dir, &state)?;
