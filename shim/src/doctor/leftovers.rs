@@ -275,8 +275,7 @@ mod tests {
     #[test]
     fn a_joiner_is_kept_while_its_jail_exists_and_listed_once_it_is_gone() {
         let d = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.state_root = d.path().to_path_buf();
+        let cfg = Config { state_root: d.path().to_path_buf(), ..Config::default() };
         crate::docker::record_joined(d.path(), "joiner", "owner").unwrap();
         std::fs::create_dir_all(d.path().join("owner")).unwrap();
         std::fs::write(d.path().join("owner").join(JAIL_STATE_FILE), "{}").unwrap();
