@@ -1,10 +1,13 @@
 //! `boundary-sidecar`: the per-container network boundary.
 //!
 //! ```text
-//! boundary-sidecar --config FILE [--ready-fd N]              keeper (run as root by the shim)
-//! boundary-sidecar --supervisor --config FILE [--ready-fd N]  supervisor (spawned by the keeper)
-//! boundary-sidecar --worker --config FILE [--ready-fd N]      worker (spawned by the supervisor)
+//! boundary-sidecar --config FILE [--ready-fd N]          keeper (run as root by the shim)
+//! boundary-sidecar --worker --config FILE [--ready-fd N]  worker (exec'd by the supervisor)
 //! ```
+//!
+//! The supervisor has no mode of its own: the keeper forks it without
+//! `execve`, so it runs the keeper's image and shows the keeper's command
+//! line (see `boundary_proxy::supervisor`).
 //!
 //! With `--ready-fd N` the process writes `ok\n` to descriptor N once it is
 //! serving, or `error: <message>\n` before exiting 1. Logs go to stderr; the
@@ -16,25 +19,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use boundary_proxy::supervisor::keeper::Keeper;
-use boundary_proxy::supervisor::{error_chain, Readiness, Supervisor};
+use boundary_proxy::supervisor::{error_chain, report_start, Readiness};
 use boundary_proxy::worker;
 
-const USAGE: &str = "usage: boundary-sidecar [--supervisor|--worker] --config FILE [--ready-fd N]";
+const USAGE: &str = "usage: boundary-sidecar [--worker] --config FILE [--ready-fd N]";
 
 #[derive(Debug)]
 struct Args {
     worker: bool,
-    supervisor: bool,
     config: PathBuf,
     ready_fd: Option<i32>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = std::ffi::OsString>) -> Result<Args, String> {
-    let (mut worker, mut supervisor, mut config, mut ready_fd) = (false, false, None, None);
+    let (mut worker, mut config, mut ready_fd) = (false, None, None);
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--worker") => worker = true,
-            Some("--supervisor") => supervisor = true,
             Some("--config") => config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?)),
             Some("--ready-fd") => {
                 let n = args.next().ok_or("--ready-fd needs a number")?;
@@ -45,10 +46,7 @@ fn parse_args(mut args: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
         }
     }
     let config = config.ok_or("--config is required")?;
-    if worker && supervisor {
-        return Err("--worker and --supervisor exclude each other".into());
-    }
-    Ok(Args { worker, supervisor, config, ready_fd })
+    Ok(Args { worker, config, ready_fd })
 }
 
 fn main() -> ExitCode {
@@ -69,8 +67,6 @@ fn main() -> ExitCode {
     };
     let result = if args.worker {
         run_worker(&args, ready)
-    } else if args.supervisor {
-        run_supervisor(&args, ready)
     } else {
         run_keeper(&args, ready)
     };
@@ -88,31 +84,7 @@ fn run_worker(args: &Args, ready: Option<Readiness>) -> Result<(), String> {
 }
 
 fn run_keeper(args: &Args, ready: Option<Readiness>) -> Result<(), String> {
-    started(Keeper::start(&args.config), ready)?.run().map_err(|e| error_chain(&e))
-}
-
-fn run_supervisor(args: &Args, ready: Option<Readiness>) -> Result<(), String> {
-    started(Supervisor::start(&args.config), ready)?.run().map_err(|e| error_chain(&e))
-}
-
-/// Reports a start-up's outcome on the readiness fd (when there is one):
-/// the error chain on failure, `ok` on success.
-fn started<T, E: std::error::Error>(res: Result<T, E>, ready: Option<Readiness>) -> Result<T, String> {
-    match res {
-        Ok(value) => {
-            if let Some(Err(e)) = ready.map(|r| r.ok()) {
-                log::warn!("reporting readiness: {e}");
-            }
-            Ok(value)
-        }
-        Err(e) => {
-            let message = error_chain(&e);
-            if let Some(ready) = ready {
-                let _ = ready.error(&message);
-            }
-            Err(message)
-        }
-    }
+    report_start(Keeper::start(&args.config), ready)?.run().map_err(|e| error_chain(&e))
 }
 
 /// A minimal `log` implementation: one line per record on stderr with the
@@ -174,8 +146,7 @@ mod tests {
         let a = parse(&["--config", "/c.json", "--ready-fd", "5"]).unwrap();
         assert!(!a.worker && a.ready_fd == Some(5) && a.config.as_os_str() == "/c.json");
         assert!(parse(&["--worker", "--config", "/c.json"]).unwrap().worker);
-        assert!(parse(&["--supervisor", "--config", "/c.json"]).unwrap().supervisor);
-        assert!(parse(&["--supervisor", "--worker", "--config", "/c.json"]).is_err());
+        assert!(parse(&["--supervisor", "--config", "/c.json"]).is_err(), "the supervisor is forked, not exec'd");
         assert!(parse(&[]).is_err());
         assert!(parse(&["--config"]).is_err());
         assert!(parse(&["--config", "x", "--ready-fd", "x"]).is_err());

@@ -7,12 +7,20 @@
 //! for its whole life and runs one supervisor, restarting it at once when
 //! it dies; it also runs the orphan watch. It handles no container bytes.
 //!
-//! The **supervisor** (this module, `--supervisor`) gets the sockets from
-//! the keeper, keeps one worker alive and writes the pid file. It dies with
-//! the keeper (parent-death signal, set before `execve`).
+//! The **supervisor** (this module) is forked from the keeper WITHOUT
+//! `execve` ([`spawn::fork_supervisor`]): it shares the keeper's pages
+//! copy-on-write instead of loading the binary again (faster start, a
+//! fraction of the resident memory), and keeps the keeper's command line,
+//! which names the config file as the shim's teardown expects. It gets the
+//! sockets from the keeper, keeps one worker alive and writes the pid file.
+//! It dies with the keeper (parent-death signal SIGKILL, set in the child
+//! right after the fork, then the keeper checked still alive). This needs a
+//! single-threaded keeper (see [`keeper`]), asserted before every fork.
 //!
-//! The **worker** ([`crate::worker`]) drops privileges and serves. It dies
-//! with the supervisor.
+//! The **worker** ([`crate::worker`], `--worker`) is forked AND exec'd by
+//! the supervisor: a fresh address space holding no copy of the keeper's
+//! memory, before it drops privileges and serves. It dies with the
+//! supervisor.
 //!
 //! The sockets stay open in the keeper whatever else dies: the kernel keeps
 //! queueing the container's connections in the listen backlog (and its DNS
@@ -50,7 +58,7 @@ use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 
-pub use readiness::{error_chain, Readiness};
+pub use readiness::{error_chain, report_start, Readiness};
 use readiness::read_ready_line;
 pub use resources::write_pid_file;
 use resources::{adopt_high, move_high, WorkerFds, HIGH_FD};
@@ -143,6 +151,10 @@ pub enum SupervisorError {
     Pipe(#[source] Errno),
     #[error("forking a child")]
     Fork(#[source] Errno),
+    #[error("reading the keeper's thread count from /proc/self/status")]
+    ThreadCount(#[source] io::Error),
+    #[error("the keeper has {threads} threads; forking the supervisor without exec needs exactly one")]
+    NotSingleThreaded { threads: u32 },
     #[error("waiting for a child to become ready")]
     WaitReady(#[source] Errno),
     #[error("the worker failed to start: {message}")]
@@ -185,13 +197,12 @@ pub struct Supervisor {
 impl Supervisor {
     /// Takes over the keeper's descriptors, starts the first worker and
     /// writes the pid file. On error nothing is left running.
-    pub fn start(config_path: &Path) -> Result<Self, SupervisorError> {
+    /// `config_path` is the keeper's (absolute): the shim finds the worker
+    /// by this argument in /proc/<pid>/cmdline; `cfg` is what it holds.
+    fn start(config_path: &Path, cfg: SidecarConfig) -> Result<Self, SupervisorError> {
         umask(Mode::from_bits_truncate(0o077));
         let signals = block_signals()?;
         let keeper = nix::unistd::getppid();
-        // As given by the keeper (absolute): the shim finds the worker by
-        // this argument in /proc/<pid>/cmdline.
-        let cfg = SidecarConfig::read(config_path)?;
         let fds = WorkerFds::inherited()?;
         let lifeline = adopt_high(LIFELINE_FD)?;
         let plan = ExecPlan::worker(config_path)?;
@@ -315,6 +326,28 @@ impl Supervisor {
     }
 }
 
+/// The forked supervisor's whole life (see [`spawn::fork_supervisor`]):
+/// start, report on the readiness pipe at [`WORKER_READY_FD`] when
+/// `ready`, run until stopped. Returns the exit status: 0 when stopped on
+/// SIGTERM/SIGINT (the keeper then stops too), 1 on error.
+fn serve_forked(config_path: &Path, cfg: SidecarConfig, ready: bool) -> i32 {
+    let ready = match ready.then(|| Readiness::from_fd(WORKER_READY_FD)).transpose() {
+        Ok(ready) => ready,
+        Err(e) => {
+            log::error!("{}", error_chain(&e));
+            return 1;
+        }
+    };
+    let outcome = report_start(Supervisor::start(config_path, cfg), ready).and_then(|sup| sup.run().map_err(|e| error_chain(&e)));
+    match outcome {
+        Ok(()) => 0,
+        Err(message) => {
+            log::error!("{message}");
+            1
+        }
+    }
+}
+
 /// Waits for `pid`'s readiness line on `read_end`. `Err(None)`: no answer
 /// in time; `Err(Some(message))`: it failed (and is killed and reaped).
 fn await_ready(read_end: OwnedFd, pid: Pid, what: &str, timeout: Duration) -> Result<(), Option<String>> {
@@ -372,13 +405,19 @@ fn next_signal(signals: &SignalFd) -> Option<Signal> {
     }
 }
 
-/// Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP and returns a signalfd for
-/// them.
-fn block_signals() -> Result<SignalFd, SupervisorError> {
+/// SIGCHLD, SIGTERM, SIGINT and SIGHUP: what the keeper and the supervisor
+/// block and read from a signalfd (and all a forked supervisor has blocked).
+fn handled_signals() -> SigSet {
     let mut set = SigSet::empty();
     for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(sig);
     }
+    set
+}
+
+/// Blocks [`handled_signals`] and returns a signalfd for them.
+fn block_signals() -> Result<SignalFd, SupervisorError> {
+    let set = handled_signals();
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(SupervisorError::Signals)?;
     SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(SupervisorError::Signals)
 }

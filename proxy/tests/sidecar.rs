@@ -514,3 +514,86 @@ fn a_crash_looping_worker_is_restarted_with_a_bounded_back_off() {
     // Still serving DNS after all that.
     assert_eq!(a_answers(&ask_udp(&ns, 9, "denied.example.org", RecordType::A)), vec![(LOOPBACK, 5)]);
 }
+
+/// `/proc/<pid>/fd`: descriptor number -> link target.
+fn fd_targets(pid: i32) -> BTreeMap<i32, String> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            Some((fd, fs::read_link(e.path()).ok()?.display().to_string()))
+        })
+        .collect()
+}
+
+/// Checks that `sup` is a fork of `keeper` (no exec: same image, same
+/// command line) holding exactly the supervisor's descriptors: stdio, the
+/// keeper's three sockets, the audit log, the lifeline and its own
+/// signalfd; nothing else of the keeper's (its signalfd, its orphan-watch
+/// pidfd, the lifeline's read end, its readiness pipe).
+fn assert_forked_supervisor(sidecar: &Sidecar, keeper: i32, sup: i32) {
+    let link = |pid: i32, what: &str| fs::read_link(format!("/proc/{pid}/{what}")).unwrap();
+    assert_eq!(link(sup, "exe"), link(keeper, "exe"));
+    let cmdline = |pid: i32| fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert_eq!(cmdline(sup), cmdline(keeper), "a forked supervisor keeps the keeper's command line");
+    let args: Vec<Vec<u8>> = cmdline(sup).split(|b| *b == 0).map(<[u8]>::to_vec).collect();
+    assert!(args.contains(&sidecar.cfg_path.as_os_str().as_encoded_bytes().to_vec()), "teardown finds it by the config path");
+    assert!(!args.iter().any(|a| a == b"--worker" || a == b"--supervisor"));
+
+    let (k, s) = (fd_targets(keeper), fd_targets(sup));
+    for fd in 0..=2 {
+        assert_eq!(s.get(&fd), k.get(&fd), "stdio {fd}");
+    }
+    assert!(k.values().any(|t| t == "anon_inode:[pidfd]"), "the keeper should hold its orphan watch: {k:?}");
+    let audit = fs::canonicalize(&sidecar.cfg.audit_log).unwrap().display().to_string();
+    let keeper_sockets: Vec<&String> = k.values().filter(|t| t.starts_with("socket:")).collect();
+    assert_eq!(keeper_sockets.len(), 3, "{k:?}");
+    let mut rest: Vec<&String> = s.iter().filter(|(fd, _)| **fd > 2).map(|(_, t)| t).collect();
+    let mut take = |pred: &dyn Fn(&String) -> bool, what: &str| {
+        let i = rest.iter().position(|t| pred(t)).unwrap_or_else(|| panic!("supervisor lacks {what}: {s:?}"));
+        rest.remove(i);
+    };
+    for sock in &keeper_sockets {
+        take(&|t| t == *sock, "a socket of the keeper's");
+    }
+    take(&|t| *t == audit, "the audit log");
+    // The lifeline: the write end of the pipe whose read end the keeper holds.
+    take(&|t| t.starts_with("pipe:") && k.values().any(|kt| kt == t), "the lifeline");
+    take(&|t| t == "anon_inode:[signalfd]", "its signalfd");
+    assert!(rest.is_empty(), "the supervisor holds descriptors beyond its set: {rest:?} (all: {s:?})");
+    assert_eq!(status_field(&fs::read_to_string(format!("/proc/{sup}/status")).unwrap(), "Threads:"), "1");
+}
+
+/// The keeper forks the supervisor without exec (the worker is still
+/// exec'd), at the first start and at a restart after SIGKILL.
+#[test]
+fn the_supervisor_is_a_fork_of_the_keeper_and_holds_only_its_descriptors() {
+    let ns = Netns::new();
+    let jail = ns.path();
+    let sidecar = Sidecar::start_with(&ns, |cfg| {
+        // The keeper then holds a pidfd the supervisor must not inherit.
+        cfg.orphan_watch = Some(boundary_contract::OrphanWatch {
+            creator_pid: std::process::id() as i32,
+            jail_netns: jail,
+            cleanup: vec!["/bin/true".into()],
+        });
+    });
+    sidecar.assert_ready();
+    let keeper = sidecar.child.id() as i32;
+    let first = sidecar.pids().unwrap();
+    assert_eq!(first.keeper, Some(keeper));
+    assert_forked_supervisor(&sidecar, keeper, first.supervisor);
+    // The worker is still exec'd: its own command line.
+    let worker = sidecar.worker();
+    assert!(fs::read(format!("/proc/{worker}/cmdline")).unwrap().split(|b| *b == 0).any(|a| a == b"--worker"));
+
+    kill(Pid::from_raw(first.supervisor), Signal::SIGKILL).unwrap();
+    let second = wait_until(Duration::from_secs(5), || {
+        sidecar.pids().filter(|p| p.supervisor != first.supervisor && p.worker.is_some_and(|w| w != worker))
+    })
+    .unwrap_or_else(|| panic!("no new supervisor and worker; log:\n{}", sidecar.log()));
+    assert!(is_gone(worker), "the old worker died with its supervisor");
+    assert_forked_supervisor(&sidecar, keeper, second.supervisor);
+    assert_eq!(a_answers(&ask_udp(&ns, 3, "again.example.org", RecordType::A)), vec![(LOOPBACK, 5)]);
+}

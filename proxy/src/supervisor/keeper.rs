@@ -3,9 +3,15 @@
 //! host-side namespace once, then only waits: it restarts a supervisor that
 //! dies, passes SIGHUP on, stops the supervisor on SIGTERM, and runs the
 //! orphan watch.
+//!
+//! The keeper must stay single-threaded: it forks the supervisor without
+//! `execve` (see [`super::spawn`]), which is only sound from a process with
+//! one thread. It runs no async runtime and spawns no thread (the orphan
+//! watch's teardown command is a child process); `fork_supervisor` checks
+//! /proc/self/status before each fork and refuses otherwise.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use boundary_contract::SidecarConfig;
@@ -20,10 +26,10 @@ use nix::unistd::{pipe2, setsid, Pid};
 
 use super::orphan;
 use super::resources::{create_pid_dir, enter_netns, move_high, open_netns, return_to_netns, WorkerFds, OWN_NETNS};
-use super::spawn::{spawn_child, ExecPlan};
+use super::spawn::fork_supervisor;
 use super::{
-    await_ready, backoff, block_signals, duration_timeout, error_chain, next_signal, remove_pid_file, stop_child,
-    SupervisorError, QUICK_DEATH, STOP_GRACE, WORKER_READY_TIMEOUT,
+    await_ready, backoff, block_signals, duration_timeout, error_chain, handled_signals, next_signal, remove_pid_file,
+    serve_forked, stop_child, SupervisorError, QUICK_DEATH, STOP_GRACE, WORKER_READY_TIMEOUT,
 };
 
 /// How long the first supervisor may take (it waits for its worker first).
@@ -44,9 +50,10 @@ struct Child {
 #[derive(Debug)]
 pub struct Keeper {
     cfg: SidecarConfig,
+    /// Absolute; named in every sidecar process's command line.
+    config_path: PathBuf,
     fds: WorkerFds,
     signals: SignalFd,
-    plan: ExecPlan,
     supervisor: Option<Child>,
     quick_deaths: u32,
     respawn_at: Option<Instant>,
@@ -83,9 +90,8 @@ impl Keeper {
         create_pid_dir(&cfg.pid_file)?;
         // Do not hold any mount busy.
         let _ = nix::unistd::chdir("/");
-        let plan = ExecPlan::supervisor(&config_path)?;
         let orphan = cfg.orphan_watch.as_ref().map(|w| orphan::Watch::new(w, &cfg.container_id));
-        let mut keeper = Keeper { cfg, fds, signals, plan, supervisor: None, quick_deaths: 0, respawn_at: None, orphan };
+        let mut keeper = Keeper { cfg, config_path, fds, signals, supervisor: None, quick_deaths: 0, respawn_at: None, orphan };
         if let Err(e) = keeper.start_first() {
             remove_pid_file(&keeper.cfg.pid_file);
             return Err(e);
@@ -110,11 +116,14 @@ impl Keeper {
         }
     }
 
-    /// Starts a supervisor with a fresh lifeline.
+    /// Forks a supervisor (no exec, see [`fork_supervisor`]) with a fresh
+    /// lifeline.
     fn spawn(&mut self, ready: Option<&OwnedFd>) -> Result<Pid, SupervisorError> {
         let (lifeline, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(SupervisorError::Pipe)?;
         let write_end = move_high(write_end)?;
-        let pid = spawn_child(&self.plan, &self.fds, &write_end, ready)?;
+        let (cfg, config_path) = (&self.cfg, &self.config_path);
+        let body = || serve_forked(config_path, cfg.clone(), ready.is_some());
+        let pid = fork_supervisor(&self.fds, &write_end, ready, &handled_signals(), body)?;
         self.supervisor = Some(Child { pid, started: Instant::now(), lifeline });
         Ok(pid)
     }

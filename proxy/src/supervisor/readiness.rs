@@ -50,6 +50,27 @@ impl Readiness {
     }
 }
 
+/// Reports a start-up's outcome on the readiness pipe (when there is one):
+/// the error chain on failure, `ok` on success. Returns the started value
+/// or the error chain.
+pub fn report_start<T, E: std::error::Error>(res: Result<T, E>, ready: Option<Readiness>) -> Result<T, String> {
+    match res {
+        Ok(value) => {
+            if let Some(Err(e)) = ready.map(Readiness::ok) {
+                log::warn!("reporting readiness: {e}");
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            let message = error_chain(&e);
+            if let Some(ready) = ready {
+                let _ = ready.error(&message);
+            }
+            Err(message)
+        }
+    }
+}
+
 /// Formats an error with its chain of causes on one line.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();

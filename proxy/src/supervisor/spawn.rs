@@ -1,17 +1,30 @@
-//! Forking and exec'ing a child of the sidecar (the supervisor, from the
-//! keeper; a worker, from the supervisor) with its descriptors at fixed
-//! numbers.
+//! Starting a child of the sidecar with its descriptors at fixed numbers:
+//! the supervisor is forked from the keeper without `execve`
+//! ([`fork_supervisor`]); a worker is forked and exec'd from the
+//! supervisor ([`spawn_child`]), for a fresh address space before it drops
+//! privileges.
 
 use std::ffi::{CString, OsStr};
+use std::fs;
+use std::io;
+use std::panic::AssertUnwindSafe;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use nix::errno::Errno;
 use nix::libc;
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::unistd::{ForkResult, Pid};
 
 use super::resources::WorkerFds;
 use super::{SupervisorError, AUDIT_FD, DNS_TCP_FD, DNS_UDP_FD, LIFELINE_FD, PROXY_FD, WORKER_READY_FD};
+
+/// Exit status of a forked child whose set-up failed before it could run.
+const SETUP_FAILED: i32 = 126;
+/// Exit status of a forked supervisor whose keeper died before it could
+/// tie its life to the keeper's.
+const ORPHANED: i32 = 125;
 
 /// Everything `execve` needs, prepared before `fork` so the child allocates
 /// nothing.
@@ -21,63 +34,41 @@ pub(super) struct ExecPlan {
     argv: Vec<CString>,
     argv_with_ready: Vec<CString>,
     envp: Vec<CString>,
-    /// The child dies with its parent (SIGKILL), set before `execve`.
-    follow_parent: bool,
 }
 
 /// Forks and execs the child of `plan` with the descriptors mapped onto
 /// 3..=8 (the readiness pipe only when given).
 pub(super) fn spawn_child(plan: &ExecPlan, f: &WorkerFds, lifeline: &OwnedFd, ready: Option<&OwnedFd>) -> Result<Pid, SupervisorError> {
-    let mut maps = vec![
-        (f.proxy.as_raw_fd(), PROXY_FD),
-        (f.dns_udp.as_raw_fd(), DNS_UDP_FD),
-        (f.dns_tcp.as_raw_fd(), DNS_TCP_FD),
-        (f.audit.as_raw_fd(), AUDIT_FD),
-        (lifeline.as_raw_fd(), LIFELINE_FD),
-    ];
-    let args = match ready {
-        Some(fd) => {
-            maps.push((fd.as_raw_fd(), WORKER_READY_FD));
-            &plan.argv_with_ready
-        }
-        None => &plan.argv,
-    };
+    let maps = fd_maps(f, lifeline, ready);
+    let args = if ready.is_some() { &plan.argv_with_ready } else { &plan.argv };
     let argv = null_terminated(args);
     let envp = null_terminated(&plan.envp);
     let path = plan.path.as_ptr();
-    let parent = nix::unistd::getpid().as_raw();
-    let follow = plan.follow_parent;
-    // SAFETY: the keeper and the supervisor are single-threaded (no
-    // runtime, no helper threads), so the child is a faithful copy with no
-    // lock held by a vanished thread; the child runs only `exec_child`,
-    // which makes async-signal-safe calls on data prepared before the fork.
+    // SAFETY: the supervisor is single-threaded (no runtime, no helper
+    // threads), so the child is a faithful copy with no lock held by a
+    // vanished thread; the child runs only `exec_child`, which makes
+    // async-signal-safe calls on data prepared before the fork.
     match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Child) => exec_child(&maps, follow.then_some(parent), path, &argv, &envp),
+        Ok(ForkResult::Child) => exec_child(&maps, path, &argv, &envp),
         Ok(ForkResult::Parent { child }) => Ok(child),
         Err(e) => Err(SupervisorError::Fork(e)),
     }
 }
 
-/// In the forked child: maps the descriptors, optionally ties its life to
-/// `parent`'s, clears the signal mask and execs. Never returns.
-fn exec_child(maps: &[(RawFd, RawFd)], parent: Option<i32>, path: *const libc::c_char, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> ! {
-    // SAFETY: only async-signal-safe functions (dup2, prctl, getppid,
-    // sigemptyset, sigprocmask, execve, _exit) on memory prepared before the
-    // fork; `argv` and `envp` are NULL-terminated arrays of pointers into
+/// In the forked child: maps the descriptors, clears the signal mask and
+/// execs (the worker sets its own parent-death signal). Never returns.
+fn exec_child(maps: &[(RawFd, RawFd)], path: *const libc::c_char, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> ! {
+    // SAFETY: only async-signal-safe functions (dup2, sigemptyset,
+    // sigprocmask, execve, _exit) on memory prepared before the fork;
+    // `argv` and `envp` are NULL-terminated arrays of pointers into
     // CStrings that outlive this call. Every source descriptor is >= HIGH_FD
     // and every target is below it, so no mapping overwrites a later source;
     // dup2 leaves the target without FD_CLOEXEC, every other descriptor of
-    // the parent has it. The parent-death signal survives execve of a binary
-    // that is neither set-id nor file-capable (ours, run by root).
+    // the parent has it.
     unsafe {
         for &(src, dst) in maps {
             if libc::dup2(src, dst) < 0 {
-                libc::_exit(126);
-            }
-        }
-        if let Some(parent) = parent {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) < 0 || libc::getppid() != parent {
-                libc::_exit(125);
+                libc::_exit(SETUP_FAILED);
             }
         }
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -92,19 +83,130 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
     strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
 }
 
+/// The descriptors a child gets, as `(source, fixed number)`; the
+/// readiness pipe only when given.
+fn fd_maps(f: &WorkerFds, lifeline: &OwnedFd, ready: Option<&OwnedFd>) -> Vec<(RawFd, RawFd)> {
+    let mut maps = vec![
+        (f.proxy.as_raw_fd(), PROXY_FD),
+        (f.dns_udp.as_raw_fd(), DNS_UDP_FD),
+        (f.dns_tcp.as_raw_fd(), DNS_TCP_FD),
+        (f.audit.as_raw_fd(), AUDIT_FD),
+        (lifeline.as_raw_fd(), LIFELINE_FD),
+    ];
+    if let Some(fd) = ready {
+        maps.push((fd.as_raw_fd(), WORKER_READY_FD));
+    }
+    maps
+}
+
+/// Forks the supervisor from the keeper WITHOUT `execve`: the child shares
+/// the keeper's pages copy-on-write instead of loading the binary again.
+///
+/// In the child, before `body` runs: the descriptors sit at 3..=8 as for
+/// [`spawn_child`] (the readiness pipe at [`WORKER_READY_FD`] only when
+/// given), every other descriptor above 2 is closed (the keeper's signalfd,
+/// its orphan-watch pidfd, the other ends of pipes, the keeper's own
+/// readiness pipe), the keeper's death sends it SIGKILL, and exactly
+/// `mask` is blocked. `body`'s value is the exit status; the child never
+/// returns into the caller's frames (it `_exit`s), so none of the keeper's
+/// state copied into it is used or dropped there.
+///
+/// Invariant: the calling process is single-threaded (checked first, from
+/// /proc/self/status), so the child is a faithful copy and may allocate.
+pub(super) fn fork_supervisor(
+    f: &WorkerFds,
+    lifeline: &OwnedFd,
+    ready: Option<&OwnedFd>,
+    mask: &SigSet,
+    body: impl FnOnce() -> i32,
+) -> Result<Pid, SupervisorError> {
+    ensure_single_threaded()?;
+    let maps = fd_maps(f, lifeline, ready);
+    let keeper = nix::unistd::getpid();
+    // SAFETY: the process has exactly one thread (checked just above; the
+    // keeper never starts one), so no lock (malloc's, stdio's) can be held
+    // by a thread that does not exist in the child. The child never returns
+    // from this function: it runs `body` and `_exit`s.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => {
+            let code = match prepare_forked(&maps, ready.is_some(), keeper, mask) {
+                Ok(()) => std::panic::catch_unwind(AssertUnwindSafe(body)).unwrap_or(SETUP_FAILED),
+                Err(code) => code,
+            };
+            // SAFETY: _exit ends the process without unwinding, destructors
+            // or atexit handlers: the keeper's values copied into this child
+            // (descriptors now closed here) must never be dropped in it.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => Ok(child),
+        Err(e) => Err(SupervisorError::Fork(e)),
+    }
+}
+
+/// In the forked supervisor: parent-death signal, descriptors, signal mask.
+/// `Err` holds the exit status.
+fn prepare_forked(maps: &[(RawFd, RawFd)], has_ready: bool, keeper: Pid, mask: &SigSet) -> Result<(), i32> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } < 0 {
+        return Err(SETUP_FAILED);
+    }
+    // Set after the fork: a keeper that died before the prctl sent nothing.
+    if nix::unistd::getppid() != keeper {
+        return Err(ORPHANED);
+    }
+    for &(src, dst) in maps {
+        // SAFETY: every source is >= HIGH_FD and every target below it, so
+        // no mapping overwrites a later source; dup2 on numbers only.
+        if unsafe { libc::dup2(src, dst) } < 0 {
+            return Err(SETUP_FAILED);
+        }
+    }
+    if !has_ready {
+        // SAFETY: closes whatever the keeper had at this number (nothing of
+        // the supervisor's yet); EBADF when nothing is harmless.
+        unsafe { libc::close(WORKER_READY_FD) };
+    }
+    close_from(LIFELINE_FD + 1).map_err(|_| SETUP_FAILED)?;
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None).map_err(|_| SETUP_FAILED)
+}
+
+/// Closes every descriptor from `first` up.
+fn close_from(first: RawFd) -> Result<(), Errno> {
+    // SAFETY: close_range takes two descriptor numbers and flags; the
+    // keeper's values owning these numbers are never used or dropped in
+    // this process (see `fork_supervisor`).
+    if unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint) } == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.9: close up to the descriptor limit.
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?.0.min(1 << 20);
+    for fd in first..limit as RawFd {
+        // SAFETY: as above; EBADF on numbers not open is harmless.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// Fails unless the calling process has exactly one thread: forking
+/// without `execve` is only safe then.
+fn ensure_single_threaded() -> Result<(), SupervisorError> {
+    let status = fs::read_to_string("/proc/self/status").map_err(SupervisorError::ThreadCount)?;
+    match thread_count(&status) {
+        Some(1) => Ok(()),
+        Some(threads) => Err(SupervisorError::NotSingleThreaded { threads }),
+        None => Err(SupervisorError::ThreadCount(io::Error::other("no Threads: line"))),
+    }
+}
+
+/// The `Threads:` field of /proc/<pid>/status.
+fn thread_count(status: &str) -> Option<u32> {
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
+}
+
 impl ExecPlan {
     /// `boundary-sidecar --worker --config FILE [--ready-fd 7]`.
     pub(super) fn worker(config_path: &Path) -> Result<Self, SupervisorError> {
-        ExecPlan::new(config_path, "--worker", false)
-    }
-
-    /// `boundary-sidecar --supervisor --config FILE [--ready-fd 7]`, killed
-    /// when the keeper dies.
-    pub(super) fn supervisor(config_path: &Path) -> Result<Self, SupervisorError> {
-        ExecPlan::new(config_path, "--supervisor", true)
-    }
-
-    fn new(config_path: &Path, mode: &'static str, follow_parent: bool) -> Result<Self, SupervisorError> {
+        let mode = "--worker";
         let c = |what: &'static str, bytes: &[u8]| {
             CString::new(bytes).map_err(|_| SupervisorError::NulInArgument { what })
         };
@@ -128,7 +230,31 @@ impl ExecPlan {
             argv: base,
             argv_with_ready: with_ready,
             envp,
-            follow_parent,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_count_reads_the_status_field() {
+        assert_eq!(thread_count("Name:\tx\nThreads:\t1\nSigQ:\t0/1\n"), Some(1));
+        assert_eq!(thread_count("Threads:\t12\n"), Some(12));
+        assert_eq!(thread_count("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn forking_without_exec_is_refused_with_a_second_thread() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let helper = std::thread::spawn(move || rx.recv());
+        let outcome = ensure_single_threaded();
+        drop(tx);
+        helper.join().unwrap().unwrap_err();
+        match outcome {
+            Err(SupervisorError::NotSingleThreaded { threads }) => assert!(threads >= 2),
+            other => panic!("expected NotSingleThreaded, got {other:?}"),
+        }
     }
 }
