@@ -7,10 +7,7 @@ use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
-};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, UPGRADE};
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
@@ -36,33 +33,46 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
         .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
+/// Whether `name` is hop-by-hop whatever Connection says (or reserved).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+            | "keep-alive"
+            | "proxy-connection"
+            | "upgrade"
+            | GUARD_HEADER
+    )
+}
+
 /// Removes hop-by-hop headers (those named by Connection too). With
-/// `upgrade`, keeps Upgrade and sets `connection: upgrade`.
+/// `upgrade`, keeps Upgrade and sets `connection: upgrade`. One pass over
+/// the names finds what to remove (usually nothing, or Connection alone),
+/// instead of a lookup per possible name.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let keep = |name: &HeaderName| upgrade && name == UPGRADE;
+    let mut doomed: Vec<HeaderName> = headers.keys().filter(|n| is_hop_by_hop(n) && !keep(n)).cloned().collect();
     if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
+        let named = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            if !(upgrade && name == UPGRADE) {
-                headers.remove(name);
-            }
-        }
+            .filter(|n| !keep(n) && !doomed.contains(n));
+        let named: Vec<HeaderName> = named.collect();
+        doomed.extend(named);
     }
-    for name in [CONNECTION, TE, TRAILER, TRANSFER_ENCODING, PROXY_AUTHORIZATION, PROXY_AUTHENTICATE] {
+    for name in doomed {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-    headers.remove(GUARD_HEADER);
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
     }
 }
 
@@ -78,16 +88,16 @@ pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Inc
     let upgrade = scope.http1 && is_upgrade(&req);
     let route = Route { h1_only: upgrade, explicit_ip: rule_names_ip(&rule_text, &t.host) };
     let client_upgrade: Option<OnUpgrade> = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let method = req.method().to_string();
+    let method = req.method().clone();
     let (mut parts, body) = req.into_parts();
     let failed = Arc::new(AtomicBool::new(false));
     let uri = Uri::builder().scheme(t.scheme).authority(t.authority()).path_and_query(t.path.as_str()).build();
     let mut event = Event {
         kind: scope.kind(),
         allowed: true,
-        method: Some(method.clone()),
-        url: Some(t.url.clone()),
-        host: Some(t.host.clone()),
+        method: Some(method.to_string()),
+        url: Some(t.url),
+        host: Some(t.host),
         rule: Some(rule_text),
         ..Event::default()
     };
@@ -113,12 +123,13 @@ pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Inc
         }
         Ok(Err(e)) => {
             let reason = failure_reason(&e);
-            let resp = response::bad_gateway(&method, &t.url, &reason);
+            let resp = response::bad_gateway(method.as_str(), event.url.as_deref().unwrap_or_default(), &reason);
             return fail(&ctx, event, 502, &format!("upstream failed: {reason}"), resp);
         }
         Err(_) => {
             let reason = "upstream sent no response in time";
-            return fail(&ctx, event, 502, reason, response::bad_gateway(&method, &t.url, reason));
+            let resp = response::bad_gateway(method.as_str(), event.url.as_deref().unwrap_or_default(), reason);
+            return fail(&ctx, event, 502, reason, resp);
         }
     };
     event.status = Some(resp.status().as_u16());
@@ -169,6 +180,25 @@ async fn splice(ctx: Arc<ProxyContext>, client: OnUpgrade, upstream: OnUpgrade, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::TE;
+
+    #[test]
+    fn hop_by_hop_fixed_names_and_none() {
+        use hyper::header::{PROXY_AUTHORIZATION, TRANSFER_ENCODING};
+        let mut h = HeaderMap::new();
+        h.insert(PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(GUARD_HEADER, HeaderValue::from_static("x"));
+        h.append("x-keep", HeaderValue::from_static("1"));
+        h.append("x-keep", HeaderValue::from_static("2"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.get_all("x-keep").iter().count(), 2);
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
+    }
 
     #[test]
     fn hop_by_hop() {

@@ -60,13 +60,51 @@ pub struct Target {
 impl Target {
     /// `host[:port]` as used upstream (port left out when default).
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        if self.port == default_port(self.scheme) {
-            host
-        } else {
-            format!("{host}:{}", self.port)
+        let mut a = String::with_capacity(self.host.len() + 8);
+        self.push_authority(&mut a);
+        a
+    }
+
+    fn push_authority(&self, out: &mut String) {
+        let v6 = self.host.contains(':');
+        if v6 {
+            out.push('[');
+        }
+        out.push_str(&self.host);
+        if v6 {
+            out.push(']');
+        }
+        if self.port != default_port(self.scheme) {
+            out.push(':');
+            push_decimal(out, self.port);
         }
     }
+
+    /// `scheme://authority/path`.
+    fn make_url(&self) -> String {
+        let mut url = String::with_capacity(self.scheme.len() + 3 + self.host.len() + 8 + self.path.len());
+        url.push_str(self.scheme);
+        url.push_str("://");
+        self.push_authority(&mut url);
+        url.push_str(&self.path);
+        url
+    }
+}
+
+/// Appends `n` in decimal (without the formatting machinery).
+fn push_decimal(out: &mut String, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
 }
 
 pub fn default_port(scheme: &str) -> u16 {
@@ -195,7 +233,7 @@ pub fn target(req: &Request<Incoming>, scope: &Scope) -> Result<Target, &'static
     let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let path = if path.is_empty() { "/" } else { path };
     let mut t = Target { scheme, host, port, path: path.to_owned(), url: String::new() };
-    t.url = format!("{scheme}://{}{}", t.authority(), t.path);
+    t.url = t.make_url();
     Ok(t)
 }
 
@@ -208,4 +246,30 @@ pub fn normal_host(host: &str) -> String {
 fn same_authority(a: &Authority, b: &Authority, default_port: u16) -> bool {
     normal_host(a.host()) == normal_host(b.host())
         && a.port_u16().unwrap_or(default_port) == b.port_u16().unwrap_or(default_port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(scheme: &'static str, host: &str, port: u16, path: &str) -> Target {
+        let mut t = Target { scheme, host: host.into(), port, path: path.into(), url: String::new() };
+        t.url = t.make_url();
+        t
+    }
+
+    #[test]
+    fn authority_and_url() {
+        let a = t("https", "a.example", 443, "/x?y=1");
+        assert_eq!((a.authority().as_str(), a.url.as_str()), ("a.example", "https://a.example/x?y=1"));
+        let b = t("http", "a.example", 443, "/");
+        assert_eq!((b.authority().as_str(), b.url.as_str()), ("a.example:443", "http://a.example:443/"));
+        let c = t("http", "::1", 8080, "/");
+        assert_eq!((c.authority().as_str(), c.url.as_str()), ("[::1]:8080", "http://[::1]:8080/"));
+        for port in [0u16, 1, 9, 10, 99, 100, 65535] {
+            let mut s = String::new();
+            push_decimal(&mut s, port);
+            assert_eq!(s, port.to_string());
+        }
+    }
 }
