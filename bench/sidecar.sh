@@ -196,7 +196,7 @@ if [ "$CALLGRIND" = 0 ]; then
 fi
 
 # --- callgrind: instructions per request in the worker (all its threads).
-# valgrind cannot follow the supervisor's exec of /proc/self/exe, so the
+# valgrind cannot follow the exec of /proc/self/exe that starts the worker, so the
 # worker alone runs under callgrind, with its sockets and audit log placed
 # at the descriptors the supervisor would pass (3 proxy, 4 DNS UDP, 5 DNS
 # TCP, 6 audit). The worker drops to uid 65534 and makes itself
