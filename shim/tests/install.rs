@@ -2,6 +2,7 @@
 //! Kubernetes manifests, and (as root) the real containerd reading what
 //! `install containerd` wrote. Root tests fail loudly when not root.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -398,7 +399,22 @@ fn docker_install_signals_the_dockerd_that_reads_that_file() {
     let got = t.join("got-hup");
     let ready = t.join("ready");
     let script = format!("trap 'echo hup > {}' HUP; touch {}; for i in $(seq 1 300); do sleep 0.1; done", got.display(), ready.display());
-    let mut child = Command::new(&fake).arg("-c").arg(&script).arg("_").arg("--config-file").arg(t.join("daemon.json")).spawn().unwrap();
+    let mut cmd = Command::new(&fake);
+    cmd.arg("-c").arg(&script).arg("_").arg("--config-file").arg(t.join("daemon.json"));
+    // A shell cannot trap a signal that was ignored when it started, and
+    // under `nohup` (as CI may run) SIGHUP is: give the stand-in the default.
+    // SAFETY: only async-signal-safe calls (signal, sigprocmask) between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+            signal(Signal::SIGHUP, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+            let mut hup = SigSet::empty();
+            hup.add(Signal::SIGHUP);
+            sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&hup), None).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !ready.exists() {
         assert!(Instant::now() < deadline, "stand-in did not start");
