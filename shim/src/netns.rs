@@ -47,32 +47,21 @@ pub fn prepare_dir(dir: &Path) -> Result<(), NetnsError> {
 
 /// Creates a new network namespace and binds it to `path`.
 pub fn create(path: &Path) -> Result<(), NetnsError> {
-    File::create(path).map_err(|source| NetnsError::Io { op: "create", path: path.to_path_buf(), source })?;
-    let target = path.to_path_buf();
-    // unshare(CLONE_NEWNET) only changes the calling thread, so a dedicated
-    // thread makes the namespace and the rest of the process is untouched.
-    let res = std::thread::spawn(move || -> Result<(), NetnsError> {
-        unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare a network namespace for", &target))?;
-        mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(sys("bind-mount network namespace to", &target))
-    })
-    .join()
-    .map_err(|_| NetnsError::Panicked)?;
-    if res.is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    res
+    create_all(&[path])
 }
 
-/// [`create`] for several namespaces at once, each on its own thread (a
-/// new namespace costs the kernel a few milliseconds). Returns the first
-/// error; namespaces that were made stay for the caller's teardown.
+/// Creates a network namespace bound to each of `paths`, all at once (a
+/// new namespace costs the kernel a few milliseconds). unshare(CLONE_NEWNET)
+/// only changes the calling thread, so each is made on a thread of its own
+/// and the rest of the process is untouched. Returns the first error; a
+/// namespace whose making failed leaves no file, the others stay for the
+/// caller's teardown.
 pub fn create_all(paths: &[&Path]) -> Result<(), NetnsError> {
     let threads: Vec<_> = paths
         .iter()
         .map(|p| {
-            let p = p.to_path_buf();
-            std::thread::spawn(move || create(&p))
+            let path = p.to_path_buf();
+            std::thread::spawn(move || make_on_this_thread(&path))
         })
         .collect();
     let mut first = Ok(());
@@ -83,6 +72,20 @@ pub fn create_all(paths: &[&Path]) -> Result<(), NetnsError> {
         }
     }
     first
+}
+
+/// Moves the calling thread into a new network namespace and binds it to
+/// `path` (created here). Only for a thread of its own.
+fn make_on_this_thread(path: &Path) -> Result<(), NetnsError> {
+    File::create(path).map_err(|source| NetnsError::Io { op: "create", path: path.to_path_buf(), source })?;
+    let res = unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare a network namespace for", path)).and_then(|()| {
+        mount(Some("/proc/thread-self/ns/net"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(sys("bind-mount network namespace to", path))
+    });
+    if res.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    res
 }
 
 /// Unmounts and removes a namespace file; missing is fine.
