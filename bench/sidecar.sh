@@ -114,14 +114,20 @@ EOF
 mkdir -p audit run
 chown 65534:65534 audit
 
+# Waits until the proxy answers: TRIES attempts, SLEEP s apart, each with
+# a curl timeout of MAXTIME s; WHAT names it in the failure.
+await_proxy() {
+    local tries=$1 sleep=$2 maxtime=$3 what=$4
+    for _ in $(seq "$tries"); do
+        curl -s -o /dev/null --max-time "$maxtime" -H "Host: localhost:$PLAIN" "http://127.0.0.1:$PROXY_PORT/1k" && return 0
+        sleep "$sleep"
+    done
+    echo "$what did not come up:" >&2; tail "$DIR/sidecar.log" >&2; exit 1
+}
 start_sidecar() {
     BOUNDARY_LOG=warn "$BIN" --config "$DIR/sidecar.json" 2>>"$DIR/sidecar.log" &
     KEEPER=$!
-    for _ in $(seq 100); do
-        curl -s -o /dev/null --max-time 1 -H "Host: localhost:$PLAIN" "http://127.0.0.1:$PROXY_PORT/1k" && return 0
-        sleep 0.1
-    done
-    echo "sidecar did not come up:" >&2; cat "$DIR/sidecar.log" >&2; exit 1
+    await_proxy 100 0.1 1 sidecar
 }
 stop_sidecar() { kill "$KEEPER"; wait "$KEEPER" 2>/dev/null || true; KEEPER=""; }
 worker_pid() { sed -n 's/.*"worker": *\([0-9]*\).*/\1/p' "$DIR/run/sidecar.pid"; }
@@ -173,11 +179,7 @@ if vg:
 os.execvp(argv[0], argv)
 PY
     KEEPER=$!
-    for _ in $(seq 150); do
-        curl -s -o /dev/null --max-time 5 -H "Host: localhost:$PLAIN" "http://127.0.0.1:$PROXY_PORT/1k" && return 0
-        sleep 0.2
-    done
-    echo "worker did not come up" >&2; tail "$DIR/sidecar.log" >&2; exit 1
+    await_proxy 150 0.2 5 worker
 }
 if [ "$CALLGRIND" = 0 ]; then
     if [ -n "$THREADS" ]; then BOUNDARY_WORKER_THREADS=$THREADS worker_start run; else start_sidecar; fi

@@ -17,7 +17,8 @@ pub fn netns(jail: &JailState) -> Option<PathBuf> {
     })
 }
 
-/// Runs `f` on a thread inside `netns` (`None`: ours) and returns its result.
+/// Runs `f` on a thread inside `netns` (`None`: ours) and returns its result
+/// (any namespace: a host side, a jail, an origin).
 pub fn run_in<T: Send + 'static>(netns: Option<&Path>, f: impl FnOnce() -> T + Send + 'static) -> T {
     let ns = netns.map(Path::to_path_buf);
     std::thread::spawn(move || {

@@ -174,25 +174,16 @@ fn denied_names_resolve_to_the_sidecar_and_never_reach_a_resolver() {
 fn give_the_jail_ipv6(w: &World, slot: u8) -> (String, String) {
     let jail = w.rt.jail(w.id);
     let (host6, jail6) = (format!("fd00:213:{slot}::1"), format!("fd00:213:{slot}::2"));
-    let ip = require_tool("ip");
-    let run = |ns: Option<&str>, args: &[&str]| {
-        let mut c = match ns {
-            Some(path) => {
-                let mut c = Command::new(require_tool("nsenter"));
-                c.arg(format!("--net={path}")).arg(&ip);
-                c
-            }
-            None => Command::new(&ip),
-        };
-        let out = c.args(args).output().expect("run ip");
-        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    // Inside the jail from outside with nsenter (busybox `ip` has no `nodad`).
+    let in_jail = |args: &[&str]| {
+        let out = Command::new(require_tool("nsenter")).arg(format!("--net={}", jail.netns_path.display())).arg(require_tool("ip")).args(args).output().expect("run ip");
+        assert!(out.status.success(), "ip {args:?} in the jail: {}", String::from_utf8_lossy(&out.stderr));
     };
     hostside::ip(&jail, &["-6", "addr", "add", &format!("{host6}/64"), "dev", &jail.host_if, "nodad"]);
     let mac = hostside::host_mac(&jail);
-    let ns = jail.netns_path.display().to_string();
-    run(Some(&ns), &["-6", "addr", "add", &format!("{jail6}/64"), "dev", "eth0", "nodad"]);
-    run(Some(&ns), &["-6", "route", "add", "default", "via", &host6, "dev", "eth0"]);
-    run(Some(&ns), &["-6", "neigh", "replace", &host6, "lladdr", mac.trim(), "dev", "eth0", "nud", "permanent"]);
+    in_jail(&["-6", "addr", "add", &format!("{jail6}/64"), "dev", "eth0", "nodad"]);
+    in_jail(&["-6", "route", "add", "default", "via", &host6, "dev", "eth0"]);
+    in_jail(&["-6", "neigh", "replace", &host6, "lladdr", mac.trim(), "dev", "eth0", "nud", "permanent"]);
     (host6, jail6)
 }
 

@@ -318,14 +318,8 @@ fn a_plain_bundle_keeps_eth0_and_a_docker_bundle_without_network_keeps_only_its_
 /// starts its embedded resolver in the container's namespace on a
 /// user-defined network.
 fn udp_socket_in(ns: &Path, addr: &str) -> std::net::UdpSocket {
-    let file = std::fs::File::open(ns).expect("open the jail namespace");
     let addr = addr.to_string();
-    std::thread::spawn(move || {
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns into the jail");
-        std::net::UdpSocket::bind(&addr).unwrap_or_else(|e| panic!("bind {addr} in the jail: {e}"))
-    })
-    .join()
-    .expect("binding thread")
+    boundary_tests::hostside::run_in(Some(ns), move || std::net::UdpSocket::bind(&addr).unwrap_or_else(|e| panic!("bind {addr} in the jail: {e}")))
 }
 
 #[test]
