@@ -154,7 +154,10 @@ pub fn clean(cfg: &Config, found: &Leftovers) -> Vec<String> {
     log
 }
 
-/// Names a jail owns in its host-side namespace.
+/// Names a jail owns in its host-side namespace. (`bnj<hex>` was the jail
+/// end's temporary name on the host side before 2026-11-22, when the veth
+/// began to be created with that end already in the jail; a crash of an
+/// older version can still have left one.)
 fn owned_names(s: &JailState) -> [String; 3] {
     [s.host_if.clone(), format!("bnj{}", jail::addr_tag(s.host_addr)), s.nft_table.clone()]
 }
