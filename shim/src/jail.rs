@@ -202,6 +202,8 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         proxy_port: cfg.network.proxy_port,
         dns_port: cfg.network.dns_port,
         publish_to: shape.dedicated_host.then_some(state.jail_addr),
+        // P and H were made just now by `create_all`.
+        replace_stale: state.dedicated_host_netns.is_none(),
     };
     let firewall = std::thread::spawn(move || firewall::apply(&fw_plan));
     let started = start_sidecar(cfg, &state, shape, rules, dir, &link::LinkPlan {
