@@ -50,6 +50,9 @@ pub fn ensure(cfg: &Config) -> Result<CaFiles, CaError> {
         }
     };
     let bundle = dir.join("ca-bundle.pem");
+    if bundle_is_current(&bundle, &cert, &cfg.tls.system_roots_file) {
+        return Ok(CaFiles { cert, key, bundle });
+    }
     let ca_pem = std::fs::read(&cert).map_err(io("read", &cert))?;
     let roots = std::fs::read(&cfg.tls.system_roots_file).unwrap_or_default();
     let mut want = roots;
@@ -61,6 +64,24 @@ pub fn ensure(cfg: &Config) -> Result<CaFiles, CaError> {
         write_atomic(&bundle, &want, 0o644)?;
     }
     Ok(CaFiles { cert, key, bundle })
+}
+
+/// Whether `bundle` was written after the CA certificate and the system
+/// roots last changed and has their combined length (plus the newline put
+/// between them): then it is what [`ensure`] would write, and the ~450 KiB
+/// of reading and comparing is skipped on every `create`. Change times
+/// (ctime) are compared: unlike mtime, no copy or unpack can set them back.
+/// They tick once per jiffy, so a tie counts as current (the CA is written
+/// in the same tick as its first bundle); a stale bundle would need roots
+/// of the very same length changed within that tick.
+fn bundle_is_current(bundle: &Path, cert: &Path, roots: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let changed = |m: &std::fs::Metadata| (m.ctime(), m.ctime_nsec());
+    let (Ok(b), Ok(c)) = (std::fs::metadata(bundle), std::fs::metadata(cert)) else { return false };
+    let r = std::fs::metadata(roots).ok();
+    let newer = changed(&b) >= changed(&c) && r.as_ref().map_or(true, |r| changed(&b) >= changed(r));
+    let len = c.len() + r.as_ref().map_or(0, |r| r.len());
+    newer && (b.len() == len || b.len() == len + 1)
 }
 
 fn generate(dir: &Path, cert: &Path, key: &Path) -> Result<(), CaError> {
@@ -118,5 +139,14 @@ mod tests {
         assert!(bundle.ends_with(&pem));
         let b = ensure(&cfg).unwrap();
         assert_eq!(std::fs::read_to_string(&b.cert).unwrap(), pem, "the CA is generated once");
+        // New system roots (same length, so only the change time tells),
+        // a few clock ticks later.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&cfg.tls.system_roots_file, "-----BEGIN CERTIFICATE-----
+ROOTS
+-----END CERTIFICATE-----").unwrap();
+        let c = ensure(&cfg).unwrap();
+        let bundle = std::fs::read_to_string(&c.bundle).unwrap();
+        assert!(bundle.starts_with("-----BEGIN CERTIFICATE-----\nROOTS") && bundle.ends_with(&pem), "{bundle}");
     }
 }

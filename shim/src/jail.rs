@@ -239,11 +239,22 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
     Ok(Built { state, ca, resolv_conf })
 }
 
-/// Writes the sidecar's files and starts it, then builds the veth while it
-/// starts (the sidecar binds the veth's host address with IP_FREEBIND, so
-/// the address need not exist yet); its answer is awaited by the caller.
+/// Builds the veth on a thread of its own while the sidecar's files are
+/// written and it is started (the sidecar binds the veth's host address
+/// with IP_FREEBIND, so the address need not exist yet); the sidecar's
+/// answer is awaited by the caller. The thread is joined before any return.
 /// On an error a started sidecar is killed (dropping [`sidecar::Starting`]).
 fn start_sidecar(cfg: &Config, state: &JailState, shape: &Shape, rules: Vec<String>, dir: &Path, link_plan: &link::LinkPlan) -> Result<(sidecar::Starting, ca::CaFiles, PathBuf), JailError> {
+    let plan = link_plan.clone();
+    let linking = std::thread::spawn(move || link::setup(&plan));
+    let started = spawn_sidecar(cfg, state, shape, rules, dir);
+    let linked = linking.join().unwrap_or(Err(link::LinkError::Panicked));
+    let started = started?;
+    linked?;
+    Ok(started)
+}
+
+fn spawn_sidecar(cfg: &Config, state: &JailState, shape: &Shape, rules: Vec<String>, dir: &Path) -> Result<(sidecar::Starting, ca::CaFiles, PathBuf), JailError> {
     let ca = ca::ensure(cfg)?;
     let resolv_conf = dir.join("resolv.conf");
     std::fs::write(&resolv_conf, format!("nameserver {}\n", state.host_addr)).map_err(io("write", &resolv_conf))?;
@@ -257,7 +268,6 @@ fn start_sidecar(cfg: &Config, state: &JailState, shape: &Shape, rules: Vec<Stri
     let json = serde_json::to_vec_pretty(&sc).map_err(|e| JailError::State { path: sc_path.clone(), message: e.to_string() })?;
     std::fs::write(&sc_path, json).map_err(io("write", &sc_path))?;
     let starting = sidecar::spawn(&cfg.sidecar_binary(), &sc_path, &dir.join(SIDECAR_LOG_FILE))?;
-    link::setup(link_plan)?;
     Ok((starting, ca, resolv_conf))
 }
 
@@ -352,13 +362,16 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
             Err(_) => errors.push(format!("removing the nft table of {id} panicked")),
         }
     }
-    if stopping.join().is_err() {
-        errors.push(format!("stopping the sidecar of {id} panicked"));
-    }
+    // The namespaces' mounts go while the sidecar stops: a namespace lives
+    // on while its sockets do, and the sidecar looks at the jail's mount
+    // only when its creator exits, which for `run` is after this hook.
     for ns in [netns_path(root, id), host_netns_path(root, id)] {
         if let Err(e) = netns::remove(&ns) {
             errors.push(e.to_string());
         }
+    }
+    if stopping.join().is_err() {
+        errors.push(format!("stopping the sidecar of {id} panicked"));
     }
     for (index, holder) in ipam::leases(root) {
         if holder == id {

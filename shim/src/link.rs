@@ -24,6 +24,8 @@ pub enum LinkError {
     Sysctl { path: PathBuf, name: &'static str, #[source] source: std::io::Error },
     #[error("link {0} not found")]
     Missing(String),
+    #[error("the thread building the veth panicked")]
+    Panicked,
 }
 
 /// What to build.

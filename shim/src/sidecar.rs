@@ -188,6 +188,52 @@ fn serving(config: &Path) -> Vec<i32> {
     procs.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()).filter(|p| is_our_sidecar(*p, config)).collect()
 }
 
+/// A pidfd for `pid` (readable once the process has exited), opened only
+/// while `pid` is still the sidecar serving `config`, so a reused pid is
+/// never waited for. `None` when it is already gone or pidfds are missing.
+fn pidfd_of(pid: i32, config: &Path) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // (or -1); the descriptor is owned by nothing else.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `fd` was just returned by pidfd_open and is ours alone.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    is_our_sidecar(pid, config).then_some(fd)
+}
+
+/// Waits until none of `pids` is a live sidecar serving `config`, or until
+/// `deadline`. The exits are waited for on pidfds, so the wait ends when the
+/// last one exits; without pidfds (kernel < 5.3) it polls every 2 ms.
+fn await_exit(pids: &[i32], config: &Path, deadline: Instant) {
+    let mut fds = Vec::new();
+    for p in pids {
+        match pidfd_of(*p, config) {
+            Some(fd) => fds.push(fd),
+            None if is_our_sidecar(*p, config) => {
+                while pids.iter().any(|p| is_our_sidecar(*p, config)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                return;
+            }
+            None => {}
+        }
+    }
+    while !fds.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let ms = PollTimeout::try_from(left.as_millis().saturating_add(1).min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut polled: Vec<PollFd<'_>> = fds.iter().map(|f| PollFd::new(std::os::fd::AsFd::as_fd(f), PollFlags::POLLIN)).collect();
+        match poll(&mut polled, ms) {
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(_) => return,
+        }
+        let exited: Vec<bool> = polled.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect();
+        fds = fds.into_iter().zip(exited).filter(|(_, gone)| !gone).map(|(fd, _)| fd).collect();
+    }
+}
+
 /// Stops the sidecar serving `config`: SIGTERM to the keeper, the
 /// supervisor and the worker (recorded, given, or found serving `config`),
 /// SIGKILL to whatever is left after `grace`.
@@ -212,10 +258,7 @@ pub fn stop(pids_file: &Path, keeper: Option<i32>, config: &Path, grace: Duratio
             live.push(p);
         }
     }
-    let deadline = Instant::now() + grace;
-    while live.iter().any(|p| is_our_sidecar(*p, config)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    await_exit(&live, config, Instant::now() + grace);
     for p in live.iter().filter(|p| is_our_sidecar(**p, config)) {
         let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
     }
