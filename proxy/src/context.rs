@@ -17,7 +17,7 @@ use crate::audit::AuditLog;
 use crate::ca::{CaError, CertAuthority};
 use crate::narrowing::{Narrowing, NarrowingError};
 use crate::resolve::{ResolveError, Resolver};
-use crate::upstream::Upstream;
+use crate::upstream::{BuildTls, Upstream};
 
 /// Finds where a redirected connection was originally going.
 pub type OriginalDst = Arc<dyn Fn(&TcpStream) -> Option<SocketAddr> + Send + Sync>;
@@ -128,6 +128,15 @@ impl ProxyContext {
         .map_err(BuildError::Resolver)?;
         let resolver = Arc::new(resolver);
         let roots = upstream_roots(cfg.upstream_system_roots, cfg.system_roots_file.as_deref(), &cfg.upstream_ca_files)?;
+        // Built here once so that a TLS set-up error fails the start; the
+        // configuration used is built again with the system roots parsed.
+        let fallback = tls_client_config(roots.extra.clone())?;
+        let build: BuildTls = Box::new(move || {
+            tls_client_config(roots.all()).map_err(|e| match e {
+                BuildError::Tls(e) => e,
+                other => rustls::Error::General(other.to_string()),
+            })
+        });
         let ca = Arc::new(ca);
         Ok(ProxyContext {
             container_id: cfg.container_id.clone(),
@@ -135,7 +144,7 @@ impl ProxyContext {
             policy: Arc::new(policy),
             narrowing,
             tls_server: tls_server_config(ca.clone())?,
-            upstream: Upstream::new(resolver.clone(), tls_client_config(roots)?),
+            upstream: Upstream::new(resolver.clone(), fallback, build),
             ca,
             resolver,
             audit,
@@ -151,15 +160,36 @@ fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
     std::fs::read(path).map_err(|source| BuildError::Read { path: path.to_owned(), source })
 }
 
+/// The upstream trust anchors, read as root at the start. The system roots
+/// file (~140 certificates, ~220 KiB of PEM) is only parsed by [`all`],
+/// once the worker serves (see [`Upstream::warm`]).
+///
+/// [`all`]: UpstreamRoots::all
+struct UpstreamRoots {
+    /// `upstream_ca_files`, and the platform's roots when no file is named.
+    extra: rustls::RootCertStore,
+    system_pem: Option<Vec<u8>>,
+}
+
+impl UpstreamRoots {
+    fn all(self) -> rustls::RootCertStore {
+        let mut roots = self.extra;
+        if let Some(pem) = self.system_pem {
+            let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice()).filter_map(Result::ok).collect();
+            let (added, ignored) = roots.add_parsable_certificates(certs);
+            log::debug!("system roots: {added} added, {ignored} ignored");
+        }
+        roots
+    }
+}
+
 /// System roots (when asked: from `system_file` when given, else the
 /// platform's locations) plus every certificate in `ca_files`.
-fn upstream_roots(system: bool, system_file: Option<&Path>, ca_files: &[PathBuf]) -> Result<rustls::RootCertStore, BuildError> {
+fn upstream_roots(system: bool, system_file: Option<&Path>, ca_files: &[PathBuf]) -> Result<UpstreamRoots, BuildError> {
     let mut roots = rustls::RootCertStore::empty();
+    let mut system_pem = None;
     if let (true, Some(file)) = (system, system_file) {
-        let pem = read(file)?;
-        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice()).filter_map(Result::ok).collect();
-        let (added, ignored) = roots.add_parsable_certificates(certs);
-        log::debug!("system roots from {}: {added} added, {ignored} ignored", file.display());
+        system_pem = Some(read(file)?);
     } else if system {
         let found = rustls_native_certs::load_native_certs();
         for e in &found.errors {
@@ -176,7 +206,7 @@ fn upstream_roots(system: bool, system_file: Option<&Path>, ca_files: &[PathBuf]
             return Err(BuildError::NoCert { path: path.clone() });
         }
     }
-    Ok(roots)
+    Ok(UpstreamRoots { extra: roots, system_pem })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -213,4 +243,33 @@ pub fn netfilter_original_dst(stream: &TcpStream) -> Option<SocketAddr> {
     let sin = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::OriginalDst).ok()?;
     let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
     Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pem_cert(name: &str) -> String {
+        let kp = rcgen::KeyPair::generate().unwrap();
+        rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().self_signed(&kp).unwrap().pem()
+    }
+
+    #[test]
+    fn system_roots_are_read_at_once_and_parsed_on_demand() {
+        let d = tempfile::tempdir().unwrap();
+        let system = d.path().join("system.pem");
+        std::fs::write(&system, format!("{}{}", pem_cert("a.test"), pem_cert("b.test"))).unwrap();
+        let extra = d.path().join("extra.pem");
+        std::fs::write(&extra, pem_cert("c.test")).unwrap();
+        let roots = upstream_roots(true, Some(&system), std::slice::from_ref(&extra)).unwrap();
+        assert_eq!(roots.extra.len(), 1, "only the CA files are parsed at the start");
+        // The file was read: changing it now changes nothing.
+        std::fs::write(&system, "").unwrap();
+        assert_eq!(roots.all().len(), 3);
+        let without = upstream_roots(false, Some(&system), &[]).unwrap();
+        assert!(without.system_pem.is_none() && without.all().is_empty());
+        let empty = d.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate").unwrap();
+        assert!(matches!(upstream_roots(false, None, &[empty]), Err(BuildError::NoCert { .. })));
+    }
 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -66,6 +66,7 @@ pub struct Route {
 /// Pooled HTTP clients, one per [`Route`] flavour.
 #[derive(Clone)]
 pub struct Upstream {
+    tls: Arc<TlsClients>,
     clients: Arc<[Client<Connector, ProxyBody>; 4]>,
 }
 
@@ -75,17 +76,50 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-impl Upstream {
-    /// `tls` is the client configuration (roots); ALPN is set here.
-    pub fn new(resolver: Arc<Resolver>, tls: rustls::ClientConfig) -> Upstream {
-        let make = |h1_only: bool, explicit_ip: bool| {
-            let mut cfg = tls.clone();
-            cfg.alpn_protocols = if h1_only { vec![b"http/1.1".to_vec()] } else { vec![b"h2".to_vec(), b"http/1.1".to_vec()] };
-            let connector = Connector {
-                resolver: resolver.clone(),
-                tls: TlsConnector::from(Arc::new(cfg)),
-                explicit_ip,
+/// Builds the upstream TLS client configuration (the trust anchors).
+pub type BuildTls = Box<dyn FnOnce() -> Result<rustls::ClientConfig, rustls::Error> + Send>;
+
+/// The upstream TLS connectors, built on first use or by [`Upstream::warm`],
+/// whichever comes first: parsing the system roots was half of a worker's
+/// start, and no container needs them before its first HTTPS request.
+struct TlsClients {
+    build: Mutex<Option<BuildTls>>,
+    /// Used if the build fails (it did not at the start, with fewer roots).
+    fallback: rustls::ClientConfig,
+    /// `[h2 and http/1.1, http/1.1 only]` by ALPN.
+    built: OnceLock<[TlsConnector; 2]>,
+}
+
+impl TlsClients {
+    fn connector(&self, h1_only: bool) -> &TlsConnector {
+        let both = self.built.get_or_init(|| {
+            let build = self.build.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            let base = match build.map(|b| b()) {
+                Some(Ok(cfg)) => cfg,
+                Some(Err(e)) => {
+                    log::error!("building the upstream TLS configuration: {e}; only the configured CA files are trusted");
+                    self.fallback.clone()
+                }
+                None => self.fallback.clone(),
             };
+            let alpn = |protocols: &[&[u8]]| {
+                let mut cfg = base.clone();
+                cfg.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+                TlsConnector::from(Arc::new(cfg))
+            };
+            [alpn(&[b"h2", b"http/1.1"]), alpn(&[b"http/1.1"])]
+        });
+        &both[usize::from(h1_only)]
+    }
+}
+
+impl Upstream {
+    /// `build` makes the client configuration (roots) when it is first
+    /// needed, `fallback` stands in if it fails; ALPN is set here.
+    pub fn new(resolver: Arc<Resolver>, fallback: rustls::ClientConfig, build: BuildTls) -> Upstream {
+        let tls = Arc::new(TlsClients { build: Mutex::new(Some(build)), fallback, built: OnceLock::new() });
+        let make = |h1_only: bool, explicit_ip: bool| {
+            let connector = Connector { resolver: resolver.clone(), tls: tls.clone(), h1_only, explicit_ip };
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(POOL_IDLE)
                 .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
@@ -94,7 +128,14 @@ impl Upstream {
                 .http2_keep_alive_interval(Duration::from_secs(30))
                 .build(connector)
         };
-        Upstream { clients: Arc::new([make(false, false), make(false, true), make(true, false), make(true, true)]) }
+        let clients = Arc::new([make(false, false), make(false, true), make(true, false), make(true, true)]);
+        Upstream { tls, clients }
+    }
+
+    /// Builds the TLS configuration now if nothing has yet (blocking: run
+    /// it off the runtime's thread).
+    pub fn warm(&self) {
+        self.tls.connector(false);
     }
 
     /// The client for `route`.
@@ -107,7 +148,8 @@ impl Upstream {
 #[derive(Clone)]
 pub struct Connector {
     resolver: Arc<Resolver>,
-    tls: TlsConnector,
+    tls: Arc<TlsClients>,
+    h1_only: bool,
     explicit_ip: bool,
 }
 
@@ -148,6 +190,7 @@ impl Connector {
         };
         let stream = self
             .tls
+            .connector(self.h1_only)
             .connect(name, tcp)
             .await
             .map_err(|source| ConnectError::Tls { host: host.to_owned(), source })?;
