@@ -264,7 +264,10 @@ fn delete(inv: &Invocation) -> ! {
         Ok(s) => s.code().unwrap_or(1),
         Err(e) => runtime_log::fatal(&inv.globals, &anyhow::anyhow!(e).context(format!("cannot run {}", runtime.display()))),
     };
-    if code == 0 || !container_exists(&runtime, &inv.globals, &id) {
+    // The poststop hook has normally torn the jail down already (its state
+    // directory is removed last); what it left, or a jail whose hook never
+    // ran, is torn down here.
+    if (code == 0 || !container_exists(&runtime, &inv.globals, &id)) && jail::exists(&cfg.state_root, &id) {
         for e in jail::teardown(&cfg.state_root, &id) {
             runtime_log::write(&inv.globals, Level::Warning, &format!("boundary-runc: teardown of {id}: {e}"));
         }

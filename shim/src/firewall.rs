@@ -247,10 +247,12 @@ fn resolver_batch(jail_if: &str, host_addr: Ipv4Addr) -> Batch<'static> {
 }
 
 /// Installs [`resolver_batch`] in the jail namespace and lets its
-/// loopback-sourced packets leave through `jail_if` (`route_localnet`).
+/// loopback-sourced packets leave through `jail_if` (`route_localnet`, set
+/// for `all`, which the kernel ORs with each link's own: `jail_if` need not
+/// exist yet, and the jail's only other link is loopback).
 pub fn apply_jail_resolver(jail_netns: &Path, jail_if: &str, host_addr: Ipv4Addr) -> Result<(), FirewallError> {
     let batch = resolver_batch(jail_if, host_addr);
-    let sysctl = format!("/proc/sys/net/ipv4/conf/{jail_if}/route_localnet");
+    let sysctl = "/proc/sys/net/ipv4/conf/all/route_localnet".to_string();
     netns::run_in(Some(jail_netns), move || {
         let fail = |message: String| FirewallError::Nft { op: "install", table: JAIL_RESOLVER_TABLE.into(), message };
         std::fs::write(&sysctl, "1").map_err(|e| fail(format!("cannot set {sysctl}: {e}")))?;

@@ -206,6 +206,12 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         replace_stale: state.dedicated_host_netns.is_none(),
     };
     let firewall = std::thread::spawn(move || firewall::apply(&fw_plan));
+    // Docker's shape also gets a table inside the jail; it names the jail's
+    // link by name, so it need not exist yet either.
+    let resolver = shape.dedicated_host.then(|| {
+        let (ns, jail_if, host_addr) = (state.netns_path.clone(), jail_if.clone(), state.host_addr);
+        std::thread::spawn(move || firewall::apply_jail_resolver(&ns, &jail_if, host_addr))
+    });
     let started = start_sidecar(cfg, &state, shape, rules, dir, &link::LinkPlan {
         host_netns: host_ns.clone(),
         jail_netns: state.netns_path.clone(),
@@ -216,15 +222,6 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         prefix_len: state.prefix_len,
         default_route: !shape.engine_handover,
     });
-    // Docker's shape also gets a table inside the jail (its link exists
-    // once `started` is back); its nft run overlaps the host side's.
-    let resolver = match (shape.dedicated_host, &started) {
-        (true, Ok(_)) => {
-            let (ns, jail_if, host_addr) = (state.netns_path.clone(), jail_if.clone(), state.host_addr);
-            Some(std::thread::spawn(move || firewall::apply_jail_resolver(&ns, &jail_if, host_addr)))
-        }
-        _ => None,
-    };
     // Joined before any error is returned: the teardown that follows a
     // failure must not race an nft run still adding a table. A sidecar
     // already started is killed when `started` is dropped on an error.

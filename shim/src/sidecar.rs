@@ -204,7 +204,8 @@ fn pidfd_of(pid: i32, config: &Path) -> Option<OwnedFd> {
 /// Waits until none of `pids` is a live sidecar serving `config`, or until
 /// `deadline`. The exits are waited for on pidfds, so the wait ends when the
 /// last one exits; without pidfds (kernel < 5.3) it polls every 2 ms.
-fn await_exit(pids: &[i32], config: &Path, deadline: Instant) {
+/// Returns whether they all exited.
+fn await_exit(pids: &[i32], config: &Path, deadline: Instant) -> bool {
     let mut fds = Vec::new();
     for p in pids {
         match pidfd_of(*p, config) {
@@ -213,7 +214,7 @@ fn await_exit(pids: &[i32], config: &Path, deadline: Instant) {
                 while pids.iter().any(|p| is_our_sidecar(*p, config)) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                return;
+                return !pids.iter().any(|p| is_our_sidecar(*p, config));
             }
             None => {}
         }
@@ -221,17 +222,18 @@ fn await_exit(pids: &[i32], config: &Path, deadline: Instant) {
     while !fds.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return;
+            return false;
         }
         let ms = PollTimeout::try_from(left.as_millis().saturating_add(1).min(60_000) as i32).unwrap_or(PollTimeout::MAX);
         let mut polled: Vec<PollFd<'_>> = fds.iter().map(|f| PollFd::new(std::os::fd::AsFd::as_fd(f), PollFlags::POLLIN)).collect();
         match poll(&mut polled, ms) {
             Ok(_) | Err(nix::Error::EINTR) => {}
-            Err(_) => return,
+            Err(_) => return false,
         }
         let exited: Vec<bool> = polled.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect();
         fds = fds.into_iter().zip(exited).filter(|(_, gone)| !gone).map(|(fd, _)| fd).collect();
     }
+    true
 }
 
 /// Stops the sidecar serving `config`: SIGTERM to the keeper, the
@@ -239,18 +241,29 @@ fn await_exit(pids: &[i32], config: &Path, deadline: Instant) {
 /// SIGKILL to whatever is left after `grace`.
 pub fn stop(pids_file: &Path, keeper: Option<i32>, config: &Path, grace: Duration) {
     let recorded: Option<SidecarPids> = std::fs::read(pids_file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let keeper = keeper.or(recorded.as_ref().and_then(|r| r.keeper));
     let mut pids: Vec<i32> = keeper.into_iter().collect();
     if let Some(r) = recorded {
         pids.push(r.supervisor);
         pids.extend(r.worker);
         pids.extend(r.keeper);
     }
-    // The recorded processes are told first; the scan of /proc for any
-    // that were never recorded (several ms with many processes) runs while
-    // they stop.
+    let deadline = Instant::now() + grace;
     let mut live: Vec<i32> = pids.into_iter().filter(|p| is_our_sidecar(*p, config)).collect();
+    live.sort_unstable();
+    live.dedup();
     for p in &live {
         let _ = kill(Pid::from_raw(*p), Signal::SIGTERM);
+    }
+    // The keeper exits only once it has reaped the supervisor, and the
+    // supervisor only once it has reaped its worker: a live keeper that
+    // exits leaves no sidecar process behind, and /proc (~1 ms per hundred
+    // processes) is not searched. Otherwise (no keeper known or alive, or
+    // one that does not stop in time) any process serving `config` is.
+    let keeper_alive = keeper.is_some_and(|k| live.contains(&k));
+    if keeper_alive && await_exit(&live, config, deadline) {
+        let _ = std::fs::remove_file(pids_file);
+        return;
     }
     for p in serving(config) {
         if !live.contains(&p) {
@@ -258,7 +271,7 @@ pub fn stop(pids_file: &Path, keeper: Option<i32>, config: &Path, grace: Duratio
             live.push(p);
         }
     }
-    await_exit(&live, config, Instant::now() + grace);
+    await_exit(&live, config, deadline);
     for p in live.iter().filter(|p| is_our_sidecar(**p, config)) {
         let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
     }
