@@ -7,6 +7,11 @@
 //! supervisor, so dockerd configures the jail's dedicated host side instead
 //! of the jail (see `boundary_runc::docker`).
 //!
+//! `boundary-hook gate --state-root DIR --timeout-ms N` is the first
+//! prestart hook of a jailed container: it waits until the jail is built
+//! and fails the create with the reason when it could not be (see
+//! `boundary_runc::gate`).
+//!
 //! `boundary-hook poststop --state-root DIR` reads the OCI state from stdin
 //! (runtime-spec "State": `{"ociVersion","id","status",...}`) and removes
 //! the container's jail: sidecar, nft table, veth, namespace, lease and
@@ -17,6 +22,8 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use boundary_runc::gate::{self, GateError};
+use std::time::Duration;
 
 fn main() {
     if let Err(e) = run() {
@@ -34,9 +41,13 @@ fn run() -> anyhow::Result<()> {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (hook, rest) = args.split_first().context("usage: boundary-hook poststop --state-root DIR")?;
-    let state_root = match rest {
-        [flag, dir] if flag == "--state-root" => PathBuf::from(dir),
-        _ => bail!("usage: boundary-hook {hook} --state-root DIR"),
+    let (state_root, timeout) = match rest {
+        [flag, dir] if flag == "--state-root" => (PathBuf::from(dir), None),
+        [flag, dir, t, ms] if flag == "--state-root" && t == "--timeout-ms" => {
+            let ms: u64 = ms.parse().with_context(|| format!("--timeout-ms {ms:?} is not a number of milliseconds"))?;
+            (PathBuf::from(dir), Some(Duration::from_millis(ms)))
+        }
+        _ => bail!("usage: boundary-hook {hook} --state-root DIR [--timeout-ms N]"),
     };
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).context("cannot read the OCI state from stdin")?;
@@ -51,6 +62,19 @@ fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        other => bail!("unknown hook {other:?} (expected poststop or docker-setkey)"),
+        gate::SUBCOMMAND => {
+            let timeout = timeout.context("usage: boundary-hook gate --state-root DIR --timeout-ms N")?;
+            match gate::pass(&boundary_runc::jail::state_dir(&state_root, id), id, timeout) {
+                Ok(()) => Ok(()),
+                // The builder is done (or dead): the jail goes now, while
+                // the delegate, which has joined its namespace, waits.
+                Err(e @ (GateError::Failed { .. } | GateError::Silent { .. })) => {
+                    boundary_runc::jail::teardown(&state_root, id);
+                    Err(e.into())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        other => bail!("unknown hook {other:?} (expected poststop, gate or docker-setkey)"),
     }
 }

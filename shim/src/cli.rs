@@ -16,7 +16,7 @@ use boundary_contract::HostSide;
 use crate::args::{Globals, Invocation};
 use crate::config::Config;
 use crate::runtime_log::{self, Level};
-use crate::{commands, delegate, docker, exec_env, handover, jail, pod, rewrite, rules};
+use crate::{builder, commands, delegate, docker, exec_env, gate, handover, jail, pod, rewrite, rules};
 
 /// Entry point; never returns.
 pub fn main() -> ! {
@@ -150,25 +150,35 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
     if pod == Some(pod::Role::Sandbox) {
         pod::record_sandbox(&cfg.state_root, &a.id, &spec)?;
     }
-    let built = jail::create_shaped(cfg, &a.id, host_side, rules, inv.globals.root.clone(), &shape)?;
+    // The jail's first half, then the spec, then the second half behind
+    // the gate while the delegate starts (see `gate`).
+    let begun = jail::begin(cfg, &a.id, host_side, rules, inv.globals.root.clone(), &shape)?;
     let plan = rewrite::JailPlan {
         netns_path: jail::netns_path(&cfg.state_root, &a.id),
         hook_path: cfg.hook_binary(),
         state_root: cfg.state_root.clone(),
-        ca_bundle: Some(built.ca.bundle.clone()),
-        resolv_conf: Some(built.resolv_conf.clone()),
+        ca_bundle: Some(begun.ca.bundle.clone()),
+        resolv_conf: Some(begun.resolv_conf.clone()),
     };
     let written = rewrite::rewrite(spec, &plan).map_err(anyhow::Error::from).and_then(|mut out| {
         if docker {
             docker::wrap_setkey_hooks(&mut out.spec, &cfg.hook_binary(), &cfg.state_root);
         }
+        gate::add_hook(&mut out.spec, &cfg.hook_binary(), &cfg.state_root, gate_timeout(cfg));
         rewrite::write_config_atomically(&config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;
         Ok(out.warnings)
     });
-    if written.is_err() {
+    let finished = written.and_then(|warnings| builder::finish_detached(cfg, &inv.globals, begun).map(|()| warnings));
+    if finished.is_err() {
         jail::teardown(&cfg.state_root, &a.id);
     }
-    written
+    finished
+}
+
+/// How long the gate hook waits for the builder: the sidecar's own limit,
+/// plus time for nft and the veth on a loaded machine.
+fn gate_timeout(cfg: &Config) -> std::time::Duration {
+    std::time::Duration::from_millis(cfg.sidecar.ready_timeout_ms.saturating_add(10_000))
 }
 
 /// `--network container:X` with X jailed (Docker): the container joins X's

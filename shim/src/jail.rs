@@ -132,8 +132,43 @@ pub fn create(cfg: &Config, id: &str, host_side: HostSide, rules: Vec<String>, r
     create_shaped(cfg, id, host_side, rules, runtime_root, &Shape::default())
 }
 
-/// [`create`] with a [`Shape`].
+/// [`create`] with a [`Shape`]: [`begin`] and [`finish`] in a row.
 pub fn create_shaped(cfg: &Config, id: &str, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>, shape: &Shape) -> Result<Built, JailError> {
+    let begun = begin(cfg, id, host_side, rules, runtime_root, shape)?;
+    let res = finish(cfg, begun, std::process::id() as i32);
+    if res.is_err() {
+        teardown(&cfg.state_root, id);
+    }
+    res
+}
+
+/// A jail whose state, namespaces and spec inputs (CA bundle, resolv.conf)
+/// exist: enough to rewrite the container's spec. [`finish`] builds the
+/// rest (nft table, veth, sidecar).
+#[derive(Debug)]
+pub struct Begun {
+    state: JailState,
+    dir: PathBuf,
+    rules: Vec<String>,
+    shape: Shape,
+    jail_if: String,
+    pub ca: ca::CaFiles,
+    pub resolv_conf: PathBuf,
+}
+
+impl Begun {
+    pub fn id(&self) -> &str {
+        &self.state.container_id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The first half of a jail: lease, state, namespaces, CA, resolv.conf.
+/// On failure everything built so far is removed again.
+pub fn begin(cfg: &Config, id: &str, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>, shape: &Shape) -> Result<Begun, JailError> {
     let root = &cfg.state_root;
     let dir = state_dir(root, id);
     if dir.join(JAIL_STATE_FILE).exists() {
@@ -141,7 +176,7 @@ pub fn create_shaped(cfg: &Config, id: &str, host_side: HostSide, rules: Vec<Str
     }
     std::fs::create_dir_all(root).map_err(io("create", root))?;
     create_private_dir(&dir)?;
-    let res = build(cfg, id, &dir, host_side, rules, runtime_root, shape);
+    let res = begin_in(cfg, id, dir, host_side, rules, runtime_root, shape);
     if res.is_err() {
         teardown(root, id);
     }
@@ -157,11 +192,11 @@ fn create_private_dir(dir: &Path) -> Result<(), JailError> {
     }
 }
 
-fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>, shape: &Shape) -> Result<Built, JailError> {
+fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>, shape: &Shape) -> Result<Begun, JailError> {
     let root = &cfg.state_root;
     let pool = cfg.pool().map_err(JailError::Pool)?;
     let lease = ipam::allocate(root, pool, id)?;
-    let mut state = JailState {
+    let state = JailState {
         container_id: id.to_string(),
         index: lease.index,
         host_side,
@@ -180,7 +215,7 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
     let jail_if = state.engine_handover.as_ref().map_or(JAIL_IF, |e| e.jail_if.as_str()).to_string();
     // Written before anything is built, so a crash leaves enough behind for
     // `delete --force` and `doctor --clean` to find every piece.
-    write_state(dir, &state)?;
+    write_state(&dir, &state)?;
     netns::prepare_dir(&root.join("netns"))?;
     let mut namespaces = vec![state.netns_path.as_path()];
     namespaces.extend(state.dedicated_host_netns.as_deref());
@@ -188,6 +223,19 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
     if let Some(h) = state.dedicated_host_netns.as_deref().filter(|_| !state.private_host) {
         link::prepare_host_side(h)?;
     }
+    let ca = ca::ensure(cfg)?;
+    let resolv_conf = dir.join("resolv.conf");
+    std::fs::write(&resolv_conf, format!("nameserver {}\n", state.host_addr)).map_err(io("write", &resolv_conf))?;
+    crate::pod::create_narrow_dir(&dir).map_err(io("create", &dir.join(NARROW_DIR)))?;
+    Ok(Begun { state, dir, rules, shape: shape.clone(), jail_if, ca, resolv_conf })
+}
+
+/// The second half: nft table, veth and sidecar, built at once. `creator`
+/// is the process that becomes the delegate (the sidecar's orphan watch
+/// follows it). On failure nothing is removed: that is the caller's.
+pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<Built, JailError> {
+    let Begun { mut state, dir, rules, shape, jail_if, ca, resolv_conf } = begun;
+    let (dir, shape) = (dir.as_path(), &shape);
     let host_ns = state_host_netns(&state).map(Path::to_path_buf);
     // The slow steps overlap: nft runs on its own thread (its table names
     // the veth by name, so it need not exist yet) while the veth is built
@@ -212,7 +260,8 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
         let (ns, jail_if, host_addr) = (state.netns_path.clone(), jail_if.clone(), state.host_addr);
         std::thread::spawn(move || firewall::apply_jail_resolver(&ns, &jail_if, host_addr))
     });
-    let started = start_sidecar(cfg, &state, shape, rules, dir, &link::LinkPlan {
+    let sidecar = SidecarStart { ca: &ca, creator, rules };
+    let started = start_sidecar(cfg, &state, shape, sidecar, dir, &link::LinkPlan {
         host_netns: host_ns.clone(),
         jail_netns: state.netns_path.clone(),
         host_if: state.host_if.clone(),
@@ -227,7 +276,7 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
     // already started is killed when `started` is dropped on an error.
     let firewalled = firewall.join().unwrap_or(Err(firewall::FirewallError::Panicked));
     let resolved = resolver.map(|t| t.join().unwrap_or(Err(firewall::FirewallError::Panicked)));
-    let (starting, ca, resolv_conf) = started?;
+    let starting = started?;
     firewalled?;
     resolved.transpose()?;
     let pid = starting.wait(Duration::from_millis(cfg.sidecar.ready_timeout_ms))?;
@@ -241,22 +290,25 @@ fn build(cfg: &Config, id: &str, dir: &Path, host_side: HostSide, rules: Vec<Str
 /// with IP_FREEBIND, so the address need not exist yet); the sidecar's
 /// answer is awaited by the caller. The thread is joined before any return.
 /// On an error a started sidecar is killed (dropping [`sidecar::Starting`]).
-fn start_sidecar(cfg: &Config, state: &JailState, shape: &Shape, rules: Vec<String>, dir: &Path, link_plan: &link::LinkPlan) -> Result<(sidecar::Starting, ca::CaFiles, PathBuf), JailError> {
+/// What the sidecar is started with beyond the jail's state.
+struct SidecarStart<'a> {
+    ca: &'a ca::CaFiles,
+    creator: i32,
+    rules: Vec<String>,
+}
+
+fn start_sidecar(cfg: &Config, state: &JailState, shape: &Shape, start: SidecarStart<'_>, dir: &Path, link_plan: &link::LinkPlan) -> Result<sidecar::Starting, JailError> {
     let plan = link_plan.clone();
     let linking = std::thread::spawn(move || link::setup(&plan));
-    let started = spawn_sidecar(cfg, state, shape, rules, dir);
+    let started = spawn_sidecar(cfg, state, shape, start, dir);
     let linked = linking.join().unwrap_or(Err(link::LinkError::Panicked));
     let started = started?;
     linked?;
     Ok(started)
 }
 
-fn spawn_sidecar(cfg: &Config, state: &JailState, shape: &Shape, rules: Vec<String>, dir: &Path) -> Result<(sidecar::Starting, ca::CaFiles, PathBuf), JailError> {
-    let ca = ca::ensure(cfg)?;
-    let resolv_conf = dir.join("resolv.conf");
-    std::fs::write(&resolv_conf, format!("nameserver {}\n", state.host_addr)).map_err(io("write", &resolv_conf))?;
-    crate::pod::create_narrow_dir(dir).map_err(io("create", &dir.join(NARROW_DIR)))?;
-    let mut sc = sidecar_config(cfg, state, &ca, rules, dir);
+fn spawn_sidecar(cfg: &Config, state: &JailState, shape: &Shape, start: SidecarStart<'_>, dir: &Path) -> Result<sidecar::Starting, JailError> {
+    let mut sc = sidecar_config(cfg, state, start.ca, start.rules, dir, start.creator);
     if sc.upstream_resolvers.is_none() {
         sc.upstream_resolvers = shape.upstream_resolvers.clone();
     }
@@ -264,11 +316,10 @@ fn spawn_sidecar(cfg: &Config, state: &JailState, shape: &Shape, rules: Vec<Stri
     let sc_path = dir.join(SIDECAR_CONFIG_FILE);
     let json = serde_json::to_vec_pretty(&sc).map_err(|e| JailError::State { path: sc_path.clone(), message: e.to_string() })?;
     std::fs::write(&sc_path, json).map_err(io("write", &sc_path))?;
-    let starting = sidecar::spawn(&cfg.sidecar_binary(), &sc_path, &dir.join(SIDECAR_LOG_FILE))?;
-    Ok((starting, ca, resolv_conf))
+    Ok(sidecar::spawn(&cfg.sidecar_binary(), &sc_path, &dir.join(SIDECAR_LOG_FILE))?)
 }
 
-fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<String>, dir: &Path) -> SidecarConfig {
+fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<String>, dir: &Path, creator: i32) -> SidecarConfig {
     SidecarConfig {
         container_id: state.container_id.clone(),
         netns: state_host_netns(state).map(Path::to_path_buf),
@@ -293,7 +344,7 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
         gid: cfg.sidecar.gid,
         pid_file: dir.join(SIDECAR_PIDS_FILE),
         orphan_watch: Some(boundary_contract::OrphanWatch {
-            creator_pid: std::process::id() as i32,
+            creator_pid: creator,
             jail_netns: state.netns_path.clone(),
             cleanup: vec![
                 cfg.hook_binary().display().to_string(),

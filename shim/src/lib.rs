@@ -7,6 +7,7 @@
 //! places that touch the kernel or spawn processes; `jail` composes them.
 
 pub mod args;
+pub mod builder;
 pub mod ca;
 pub mod cli;
 pub mod commands;
@@ -16,6 +17,7 @@ pub mod docker;
 pub mod doctor;
 pub mod exec_env;
 pub mod firewall;
+pub mod gate;
 pub mod handover;
 pub mod install;
 pub mod ipam;

@@ -24,6 +24,8 @@ pub struct Settings {
     pub pinned: BTreeMap<String, IpAddr>,
     /// `None`: the host's resolv.conf.
     pub nameservers: Option<Vec<IpAddr>>,
+    /// `sidecar_path`: another sidecar binary (a broken one, for failures).
+    pub sidecar: Option<PathBuf>,
 }
 
 /// Where the runtime's state lives; owned by [`crate::Runtime`].
@@ -48,7 +50,14 @@ impl Settings {
             upstream_ca_files: Vec::new(),
             pinned: BTreeMap::new(),
             nameservers: None,
+            sidecar: None,
         }
+    }
+
+    /// Start `binary` as the sidecar.
+    pub fn sidecar(mut self, binary: &Path) -> Settings {
+        self.sidecar = Some(binary.to_path_buf());
+        self
     }
 
     pub fn runtime(mut self, r: &str) -> Settings {
@@ -109,6 +118,9 @@ impl Settings {
             writeln!(t, "runtime = {}", q(r)).ok();
         }
         writeln!(t, "state_root = {}", p(&dirs.state_root)).ok();
+        if let Some(b) = &self.sidecar {
+            writeln!(t, "sidecar_path = {}", p(b)).ok();
+        }
         writeln!(t, "\n[network]\npool = {}", q(&self.pool)).ok();
         writeln!(t, "\n[policy]\ndefault_rules = {}", list(self.default_rules.iter().map(|r| q(r)).collect())).ok();
         writeln!(t, "allow_container_rules = {}", self.allow_container_rules).ok();

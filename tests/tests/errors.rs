@@ -197,3 +197,24 @@ fn a_create_whose_process_cannot_start_leaves_nothing_behind() {
     assert_reported(&out, &["/nonexistent-binary"]);
     rt.leaks().assert_same_as(&before);
 }
+
+/// The sidecar starts after `create` has exec'd runc, behind the gate hook
+/// (`boundary_runc::gate`); its failure must still fail the create, reach
+/// the log first and in full, and leave nothing once `create` returns.
+#[test]
+fn a_sidecar_that_cannot_start_fails_the_create_behind_the_gate() {
+    require_root();
+    let rt = Runtime::new(Settings::new(141).sidecar(std::path::Path::new("/bin/false")));
+    let before = rt.leaks();
+    let bundle = Bundle::sleeper();
+    let out = rt.create(&bundle, "no-sidecar");
+    assert!(matches!(out.code, Some(c) if c != 0), "expected a failure:\n{out}");
+    let errors = out.log_errors();
+    let ours = errors.first().unwrap_or_else(|| panic!("no error entry in the --log file:\n{out}"));
+    assert!(ours.starts_with("boundary-runc: sidecar failed to start: it exited before it was ready"), "{ours:?}\n{out}");
+    let last = errors.last().map(String::as_str).unwrap_or_default();
+    assert!(last.contains("the jail of no-sidecar could not be built: sidecar failed to start"), "runc's error names the reason: {last:?}\n{out}");
+    assert!(out.stderr.contains("sidecar failed to start"), "{out}");
+    rt.leaks().assert_same_as(&before);
+    rt.state("no-sidecar").failed();
+}

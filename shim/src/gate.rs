@@ -1,0 +1,179 @@
+//! The gate between building a jail and running its container.
+//!
+//! `create` makes the jail's state and namespaces, rewrites the spec, hands
+//! the rest of the building (nft table, veth, sidecar: ~10 ms) to a detached
+//! builder ([`crate::builder`]) and `execve`s the delegate at once. The
+//! delegate spends ~30 ms before it runs any hook; the spec's first
+//! prestart hook, `boundary-hook gate`, then waits for the builder's word
+//! and fails the create with the builder's error. Prestart hooks run before
+//! the container's process exists, so nothing runs in the jail before the
+//! gate has passed, and `create` still returns only once the whole jail
+//! (table, link, serving sidecar) is in place.
+//!
+//! The word: the builder holds an exclusive `flock` on `<dir>/gate.lock`
+//! from before the delegate is exec'd until it has written `<dir>/gate`
+//! (`ok`, or `error: ` and the reason). A builder that dies releases the
+//! lock without a word, which fails the gate too.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::{json, Value};
+
+/// The hook's subcommand.
+pub const SUBCOMMAND: &str = "gate";
+pub const LOCK_FILE: &str = "gate.lock";
+pub const WORD_FILE: &str = "gate";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("cannot {op} {path}")]
+    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    #[error("cannot lock {path}")]
+    Lock { path: PathBuf, #[source] source: nix::Error },
+    #[error("the jail of {id} was not built within {timeout:?} (see the runtime log)")]
+    Timeout { id: String, timeout: Duration },
+    #[error("the jail of {id} could not be built: {reason}")]
+    Failed { id: String, reason: String },
+    #[error("the builder of {id}'s jail exited without a word (see the runtime log)")]
+    Silent { id: String },
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GateError {
+    let path = path.to_path_buf();
+    move |source| GateError::Io { op, path, source }
+}
+
+/// A closed gate: the exclusive lock is held (by the builder, once forked).
+#[derive(Debug)]
+pub struct Closed {
+    lock: Flock<File>,
+    dir: PathBuf,
+}
+
+/// Closes the gate of the jail in `dir`. The lock's descriptor is
+/// close-on-exec: after the delegate's `execve` only the builder holds it.
+pub fn close(dir: &Path) -> Result<Closed, GateError> {
+    let path = dir.join(LOCK_FILE);
+    let _ = std::fs::remove_file(dir.join(WORD_FILE));
+    let file = File::create(&path).map_err(io("create", &path))?;
+    let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, source)| GateError::Lock { path, source })?;
+    Ok(Closed { lock, dir: dir.to_path_buf() })
+}
+
+impl Closed {
+    /// Writes the word (`Ok`, or the reason the jail could not be built)
+    /// and opens the gate.
+    pub fn open(self, word: Result<(), &str>) -> Result<(), GateError> {
+        let text = match word {
+            Ok(()) => "ok\n".to_string(),
+            Err(reason) => format!("error: {}\n", reason.replace('\n', " ")),
+        };
+        let (tmp, path) = (self.dir.join(".gate.tmp"), self.dir.join(WORD_FILE));
+        File::create(&tmp).and_then(|mut f| f.write_all(text.as_bytes())).map_err(io("write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("write", &path))?;
+        drop(self.lock);
+        Ok(())
+    }
+}
+
+/// The hook's side: waits up to `timeout` for the builder of `id`'s jail
+/// (in `dir`) to open the gate, and returns its word.
+pub fn pass(dir: &Path, id: &str, timeout: Duration) -> Result<(), GateError> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = File::open(&path).map_err(io("open", &path))?;
+    let deadline = Instant::now() + timeout;
+    // Polled rather than blocking: a blocking flock cannot time out. The
+    // builder is normally done long before the delegate gets here.
+    loop {
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(_shared) => break,
+            Err((f, nix::Error::EWOULDBLOCK | nix::Error::EINTR)) if Instant::now() < deadline => {
+                file = f;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((_, nix::Error::EWOULDBLOCK)) => return Err(GateError::Timeout { id: id.to_string(), timeout }),
+            Err((_, source)) => return Err(GateError::Lock { path, source }),
+        }
+    }
+    let word_path = dir.join(WORD_FILE);
+    let word = match std::fs::read_to_string(&word_path) {
+        Ok(w) => w,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(GateError::Silent { id: id.to_string() }),
+        Err(e) => return Err(io("read", &word_path)(e)),
+    };
+    match word.trim_end().strip_prefix("error: ") {
+        None if word.trim_end() == "ok" => Ok(()),
+        Some(reason) => Err(GateError::Failed { id: id.to_string(), reason: reason.to_string() }),
+        None => Err(GateError::Failed { id: id.to_string(), reason: format!("unreadable word {:?} in {}", word.trim_end(), word_path.display()) }),
+    }
+}
+
+/// Puts `boundary-hook gate` first among the spec's prestart hooks (once:
+/// a gate hook of an earlier rewrite is replaced). Prestart hooks run
+/// before createRuntime ones, Docker's `libnetwork-setkey` among them,
+/// which needs the sidecar running.
+pub fn add_hook(spec: &mut Value, hook: &Path, state_root: &Path, timeout: Duration) {
+    let gate = json!({
+        "path": hook.display().to_string(),
+        "args": ["boundary-hook", SUBCOMMAND, "--state-root", state_root.display().to_string(), "--timeout-ms", timeout.as_millis().to_string()],
+    });
+    let Some(top) = spec.as_object_mut() else { return };
+    let hooks = top.entry("hooks").or_insert_with(|| json!({}));
+    let Some(hooks) = hooks.as_object_mut() else { return };
+    let prestart = hooks.entry("prestart").or_insert_with(|| json!([]));
+    let Some(list) = prestart.as_array_mut() else { return };
+    list.retain(|h| !is_gate_hook(h));
+    list.insert(0, gate);
+}
+
+fn is_gate_hook(h: &Value) -> bool {
+    let args = h.get("args").and_then(Value::as_array);
+    args.is_some_and(|a| a.first().and_then(Value::as_str) == Some("boundary-hook") && a.get(1).and_then(Value::as_str) == Some(SUBCOMMAND))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_word_passes_the_gate_once_written() {
+        let d = tempfile::tempdir().unwrap();
+        let closed = close(d.path()).unwrap();
+        let err = pass(d.path(), "c", Duration::from_millis(20)).unwrap_err();
+        assert!(matches!(err, GateError::Timeout { .. }), "{err}");
+        closed.open(Ok(())).unwrap();
+        pass(d.path(), "c", Duration::from_millis(20)).unwrap();
+    }
+
+    #[test]
+    fn a_failure_and_a_silent_builder_fail_the_gate() {
+        let d = tempfile::tempdir().unwrap();
+        close(d.path()).unwrap().open(Err("nft: no such table\nsecond line")).unwrap();
+        let err = pass(d.path(), "c", Duration::from_millis(20)).unwrap_err();
+        assert_eq!(err.to_string(), "the jail of c could not be built: nft: no such table second line");
+        // A builder that dies holding the lock (here: the lock dropped
+        // without a word).
+        drop(close(d.path()).unwrap());
+        let err = pass(d.path(), "c", Duration::from_millis(20)).unwrap_err();
+        assert!(matches!(err, GateError::Silent { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_hook_comes_first_and_only_once() {
+        let mut spec = json!({"hooks": {"prestart": [{"path": "/usr/bin/setkey"}]}});
+        for _ in 0..2 {
+            add_hook(&mut spec, Path::new("/usr/local/bin/boundary-hook"), Path::new("/run/b"), Duration::from_millis(5000));
+        }
+        let list = spec["hooks"]["prestart"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["args"], json!(["boundary-hook", "gate", "--state-root", "/run/b", "--timeout-ms", "5000"]));
+        assert_eq!(list[1]["path"], "/usr/bin/setkey");
+        let mut bare = json!({});
+        add_hook(&mut bare, Path::new("/h"), Path::new("/r"), Duration::from_secs(1));
+        assert_eq!(bare["hooks"]["prestart"][0]["path"], "/h");
+    }
+}
