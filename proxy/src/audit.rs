@@ -122,7 +122,18 @@ impl std::fmt::Debug for AuditLog {
 
 impl AuditLog {
     /// Takes over `file` (opened read + append) and starts the writer thread.
-    pub fn open(mut file: File, container_id: &str) -> io::Result<AuditLog> {
+    pub fn open(file: File, container_id: &str) -> io::Result<AuditLog> {
+        let (log, writer) = AuditLog::open_unstarted(file, container_id)?;
+        writer.start()?;
+        Ok(log)
+    }
+
+    /// [`AuditLog::open`] without the writer thread, which
+    /// [`UnstartedWriter::start`] starts: records queue until then. The
+    /// worker starts it once its privileges are dropped, so that no other
+    /// thread exists while it changes credentials (glibc makes every thread
+    /// change them too, and waits for each to be scheduled).
+    pub fn open_unstarted(mut file: File, container_id: &str) -> io::Result<(AuditLog, UnstartedWriter)> {
         let (last_seq, needs_newline) = last_seq(&mut file)?;
         let queue = Arc::new(Queue { state: Mutex::new(Pending::default()), wake: Condvar::new() });
         let writer = Writer {
@@ -133,12 +144,8 @@ impl AuditLog {
             needs_newline,
             clock: Clock::default(),
         };
-        let q = queue.clone();
-        std::thread::Builder::new().name("audit-writer".into()).spawn(move || {
-            let _gone = WriterGone(q.clone());
-            writer.run(&q);
-        })?;
-        Ok(AuditLog { tx: Arc::new(Sender { queue }) })
+        let unstarted = UnstartedWriter { writer, queue: queue.clone() };
+        Ok((AuditLog { tx: Arc::new(Sender { queue }) }, unstarted))
     }
 
     /// Queues `ev` with the current time. Never blocks on disk.
@@ -159,6 +166,24 @@ impl AuditLog {
                 flushed = cv.wait(flushed).unwrap_or_else(|p| p.into_inner());
             }
         }
+    }
+}
+
+/// An audit log's writer, not yet running (see [`AuditLog::open_unstarted`]).
+pub struct UnstartedWriter {
+    writer: Writer,
+    queue: Arc<Queue>,
+}
+
+impl UnstartedWriter {
+    /// Starts the writer thread.
+    pub fn start(self) -> io::Result<()> {
+        let UnstartedWriter { writer, queue } = self;
+        std::thread::Builder::new().name("audit-writer".into()).spawn(move || {
+            let _gone = WriterGone(queue.clone());
+            writer.run(&queue);
+        })?;
+        Ok(())
     }
 }
 

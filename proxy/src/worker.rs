@@ -129,9 +129,12 @@ fn start(config_path: &Path) -> Result<(Arc<ProxyContext>, Inherited), WorkerErr
         dns_tcp: adopt(DNS_TCP_FD, "DNS TCP socket")?,
     };
     let audit_file = File::from(adopt(AUDIT_FD, "audit log")?);
-    let audit = AuditLog::open(audit_file, &cfg.container_id).map_err(WorkerError::Audit)?;
+    let (audit, writer) = AuditLog::open_unstarted(audit_file, &cfg.container_id).map_err(WorkerError::Audit)?;
     let ctx = ProxyContext::from_config(&cfg, audit).map_err(WorkerError::Build)?;
     privdrop::drop_privileges(cfg.uid, cfg.gid).map_err(WorkerError::PrivDrop)?;
+    // Only now: a credential change with other threads alive waits until
+    // each of them has been scheduled to change its own.
+    writer.start().map_err(WorkerError::Audit)?;
     // The supervisor is our parent; if it dies nobody restarts us and the
     // container's host side must go quiet, so follow it. (Set after the
     // credential change, which would clear it.) The supervisor itself does
