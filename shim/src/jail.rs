@@ -216,13 +216,10 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
     // Written before anything is built, so a crash leaves enough behind for
     // `delete --force` and `doctor --clean` to find every piece.
     write_state(&dir, &state)?;
+    // Only the jail's namespace is named by the spec; a host side of our
+    // own (P, H) is made by `finish`, while the delegate starts.
     netns::prepare_dir(&root.join("netns"))?;
-    let mut namespaces = vec![state.netns_path.as_path()];
-    namespaces.extend(state.dedicated_host_netns.as_deref());
-    netns::create_all(&namespaces)?;
-    if let Some(h) = state.dedicated_host_netns.as_deref().filter(|_| !state.private_host) {
-        link::prepare_host_side(h)?;
-    }
+    netns::create_all(&[state.netns_path.as_path()])?;
     let ca = ca::ensure(cfg)?;
     let resolv_conf = dir.join("resolv.conf");
     std::fs::write(&resolv_conf, format!("nameserver {}\n", state.host_addr)).map_err(io("write", &resolv_conf))?;
@@ -236,6 +233,12 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
 pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<Built, JailError> {
     let Begun { mut state, dir, rules, shape, jail_if, ca, resolv_conf } = begun;
     let (dir, shape) = (dir.as_path(), &shape);
+    if let Some(h) = state.dedicated_host_netns.as_deref() {
+        netns::create_all(&[h])?;
+        if !state.private_host {
+            link::prepare_host_side(h)?;
+        }
+    }
     let host_ns = state_host_netns(&state).map(Path::to_path_buf);
     // The slow steps overlap: nft runs on its own thread (its table names
     // the veth by name, so it need not exist yet) while the veth is built
