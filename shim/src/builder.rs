@@ -72,6 +72,7 @@ fn build(cfg: &Config, globals: &Globals, begun: Begun, gate: Closed, creator: i
     // its stdio (an engine waits for the container's pipes to close).
     let _ = nix::unistd::setsid();
     detach_stdio();
+    close_inherited();
     let id = begun.id().to_string();
     let err = match jail::finish(cfg, begun, creator) {
         Ok(_) => match gate.open(Ok(())) {
@@ -115,6 +116,25 @@ fn detach_stdio() {
         // owns; nothing holds a Rust handle that assumes their identity.
         unsafe {
             nix::libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), target);
+        }
+    }
+}
+
+/// Closes every descriptor above stderr without close-on-exec: those came
+/// from the engine for the container (`--preserve-fds`, sockets, pipes whose
+/// other end waits for EOF); everything this process opened itself is
+/// close-on-exec (Rust's default), the gate's lock among them.
+fn close_inherited() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<i32> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter(|fd| *fd > 2).collect();
+    for fd in fds {
+        // SAFETY: F_GETFD and close on descriptors of this process; the
+        // ones closed were opened by no Rust handle here (no close-on-exec).
+        unsafe {
+            let flags = nix::libc::fcntl(fd, nix::libc::F_GETFD);
+            if flags >= 0 && flags & nix::libc::FD_CLOEXEC == 0 {
+                nix::libc::close(fd);
+            }
         }
     }
 }
