@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Interleaved A/B of container start-up: `runc run` of /bin/true against
+# `boundary-runc run` of the same bundle from each directory of binaries
+# given, one after another in every round (so all see the same load), and
+# with --docker also `docker run --rm` with the default runtime against
+# each directory registered as a runtime. Prints medians, quartiles and
+# ratios to runc; nothing is written to docs/.
+#
+#   sudo bench/ab.sh [--runs N] [--docker] DIR...
+#   e.g. sudo bench/ab.sh --runs 40 --docker /tmp/old/release target/release
+#
+# Each DIR holds boundary-runc, boundary-sidecar and boundary-hook (a
+# `cargo build --release` target directory, or a copy of one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+need_root
+runs=40 docker=0 dirs=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --runs) runs=$2; shift ;;
+        --docker) docker=1 ;;
+        -*) echo "usage: $0 [--runs N] [--docker] DIR..." >&2; exit 2 ;;
+        *) dirs+=("$(cd "$1" && pwd)") ;;
+    esac
+    shift
+done
+[ ${#dirs[@]} -gt 0 ] || { echo "usage: $0 [--runs N] [--docker] DIR..." >&2; exit 2; }
+install_packages runc nftables iproute2 busybox-static python3 jq
+work=$(mktemp -d /tmp/boundary-ab.XXXXXX)
+DAEMON_JSON=/etc/docker/daemon.json
+registered=()
+cleanup() {
+    if [ ${#registered[@]} -gt 0 ] && [ -f "$DAEMON_JSON" ]; then
+        filter=$(printf 'del(.runtimes["%s"]) | ' "${registered[@]}")
+        jq "${filter% | }" "$DAEMON_JSON" > "$DAEMON_JSON.ab-tmp" && mv "$DAEMON_JSON.ab-tmp" "$DAEMON_JSON"
+        kill -HUP "$(cat /var/run/docker.pid)" 2>/dev/null || true
+        docker rmi -f boundary-ab-true > /dev/null 2>&1 || true
+    fi
+    for i in "${!dirs[@]}"; do umount "$work/state$i/netns" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+build_rootfs "$work/bundle/rootfs"
+write_demo_spec "$work/bundle/config.json" "true"
+cp "$work/bundle/config.json" "$work/pristine.json"
+for i in "${!dirs[@]}"; do
+    cat > "$work/config$i.toml" <<CONF
+state_root = "$work/state$i"
+[network]
+pool = "10.$((218 + i)).0.0/16"
+[tls]
+ca_dir = "$work/ca"
+[audit]
+dir = "$work/audit"
+CONF
+    # Docker runs the runtime with no way to pass the config's path but
+    # the environment: a wrapper, the same for every directory (and a
+    # runc behind the same wrapper is measured too, for its cost).
+    printf '#!/bin/sh\nBOUNDARY_RUNC_CONFIG=%s exec %s "$@"\n' "$work/config$i.toml" "${dirs[$i]}/boundary-runc" > "$work/rt$i.sh"
+    chmod 755 "$work/rt$i.sh"
+done
+printf '#!/bin/sh\nexec runc "$@"\n' > "$work/runc.sh"
+chmod 755 "$work/runc.sh"
+if [ "$docker" = 1 ]; then
+    docker info > /dev/null 2>&1 || { echo "dockerd does not answer (start it, or leave out --docker)" >&2; exit 1; }
+    mkdir -p "$work/ctx/rootfs/bin"
+    cp /bin/busybox "$work/ctx/rootfs/bin/busybox"
+    ln -s busybox "$work/ctx/rootfs/bin/true"
+    printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/true"]\n' > "$work/ctx/Dockerfile"
+    DOCKER_BUILDKIT=0 docker build -q -t boundary-ab-true "$work/ctx" > /dev/null 2>&1
+    [ -s "$DAEMON_JSON" ] || echo '{}' > "$DAEMON_JSON"
+    registered=(boundary-ab-runc)
+    jq --arg p "$work/runc.sh" '.runtimes["boundary-ab-runc"] = {path: $p}' "$DAEMON_JSON" > "$DAEMON_JSON.ab-tmp"
+    for i in "${!dirs[@]}"; do
+        registered+=("boundary-ab-$i")
+        jq --arg n "boundary-ab-$i" --arg p "$work/rt$i.sh" '.runtimes[$n] = {path: $p}' "$DAEMON_JSON.ab-tmp" > "$DAEMON_JSON.ab-tmp2"
+        mv "$DAEMON_JSON.ab-tmp2" "$DAEMON_JSON.ab-tmp"
+    done
+    mv "$DAEMON_JSON.ab-tmp" "$DAEMON_JSON"
+    kill -HUP "$(cat /var/run/docker.pid)"
+    sleep 1
+fi
+python3 - "$work" "$runs" "$docker" "${dirs[@]}" <<'PY'
+import os, shutil, statistics, subprocess, sys, time
+work, runs, docker, dirs = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4:]
+bundle = os.path.join(work, "bundle")
+
+def timed(cmd, env=None):
+    t = time.perf_counter()
+    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    d = (time.perf_counter() - t) * 1000
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed: {r.stderr.decode(errors='replace')}")
+    return d
+
+def report(title, rows, warmup):
+    base = statistics.median(rows[0][1])
+    print(f"\n{title} ({runs} interleaved rounds, after {warmup} warm-up rounds)\n")
+    print("| | median | p25 | p75 | vs first row |")
+    print("|---|---|---|---|---|")
+    for name, v in rows:
+        q = statistics.quantiles(v, n=4)
+        m = statistics.median(v)
+        print(f"| {name} | {m:.1f} ms | {q[0]:.1f} | {q[2]:.1f} | {m / base:.2f}x ({m - base:+.1f} ms) |")
+
+cases = [("runc run", ["runc", "run", "-b", bundle, "ab-r"], None)]
+for i, d in enumerate(dirs):
+    env = dict(os.environ, BOUNDARY_RUNC_CONFIG=os.path.join(work, f"config{i}.toml"))
+    cases.append((f"boundary-runc run ({d})", [os.path.join(d, "boundary-runc"), "run", "-b", bundle, f"ab-{i}"], env))
+times = {c[0]: [] for c in cases}
+for r in range(runs + 3):
+    for name, cmd, env in cases:
+        shutil.copy(os.path.join(work, "pristine.json"), os.path.join(bundle, "config.json"))
+        d = timed(cmd, env)
+        if r >= 3:
+            times[name].append(d)
+report("`run` of /bin/true", [(c[0], times[c[0]]) for c in cases], 3)
+
+if docker:
+    rts = [("docker run --rm (runc)", None), ("docker run --rm (runc behind the wrapper)", "boundary-ab-runc")]
+    rts += [(f"docker run --rm ({d})", f"boundary-ab-{i}") for i, d in enumerate(dirs)]
+    times = {n: [] for n, _ in rts}
+    for r in range(runs + 2):
+        for name, rt in rts:
+            cmd = ["docker", "run", "--rm"] + ([f"--runtime={rt}"] if rt else []) + ["boundary-ab-true", "/bin/true"]
+            d = timed(cmd)
+            if r >= 2:
+                times[name].append(d)
+    report("`docker run --rm` of /bin/true", [(n, times[n]) for n, _ in rts], 2)
+PY
