@@ -74,18 +74,19 @@ fn build(cfg: &Config, globals: &Globals, begun: Begun, gate: Closed, creator: i
     detach_stdio();
     close_inherited();
     let id = begun.id().to_string();
-    let err = match jail::finish(cfg, begun, creator) {
+    match jail::finish(cfg, begun, creator) {
         Ok(_) => match gate.open(Ok(())) {
             Ok(()) => std::process::exit(0),
-            Err(e) => anyhow::Error::from(e),
+            Err(e) => runtime_log::write(globals, Level::Error, &format!("boundary-runc: {:#}", anyhow::Error::from(e))),
         },
         Err(e) => {
-            let e = anyhow::Error::from(e);
-            let _ = gate.open(Err(&format!("{e:#}")));
-            e
+            // Into the log before the gate opens: ours is the first error
+            // line there, ahead of runc's about the failed hook.
+            let reason = format!("{:#}", anyhow::Error::from(e));
+            runtime_log::write(globals, Level::Error, &format!("boundary-runc: {reason}"));
+            let _ = gate.open(Err(&reason));
         }
-    };
-    runtime_log::write(globals, Level::Error, &format!("boundary-runc: {err:#}"));
+    }
     await_exit(creator);
     // A gate hook that read the failure tore the jail down before the
     // delegate exited; a jail still here never met its hook.
