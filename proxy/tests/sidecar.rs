@@ -314,10 +314,16 @@ fn worker_runs_as_nobody_with_no_capabilities_and_is_not_dumpable() {
     assert!(args.contains(&sidecar.cfg_path.as_os_str().as_encoded_bytes()));
 
     let want_ids = format!("{NOBODY}\t{NOBODY}\t{NOBODY}\t{NOBODY}");
-    let tasks: Vec<_> = fs::read_dir(format!("/proc/{worker}/task")).unwrap().map(|e| e.unwrap().path()).collect();
+    // A short-lived thread (the one that parses the TLS roots after `ok`)
+    // may exit while the list is read: a task gone meanwhile is skipped.
+    let tasks: Vec<_> = fs::read_dir(format!("/proc/{worker}/task")).unwrap().filter_map(Result::ok).map(|e| e.path()).collect();
     assert!(tasks.len() > 1, "the worker should run its runtime threads");
     for task in tasks {
-        let status = fs::read_to_string(task.join("status")).unwrap();
+        let status = match fs::read_to_string(task.join("status")) {
+            Ok(s) => s,
+            Err(_) if !task.exists() => continue,
+            Err(e) => panic!("reading {task:?}/status: {e}"),
+        };
         assert_eq!(status_field(&status, "Uid:"), want_ids, "{task:?}");
         assert_eq!(status_field(&status, "Gid:"), want_ids, "{task:?}");
         assert_eq!(status_field(&status, "Groups:"), "", "{task:?}");
