@@ -1,7 +1,7 @@
 //! Finishing a jail in a detached process while the delegate starts (see
 //! [`crate::gate`] for why, and for how the container waits for it).
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -100,12 +100,7 @@ fn build(cfg: &Config, globals: &Globals, begun: Begun, gate: Closed, creator: i
 
 /// Waits until `pid` has exited (up to [`CREATOR_WAIT`]).
 fn await_exit(pid: i32) {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
-    // (or -1) that nothing else owns.
-    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
-    let Some(fd) = i32::try_from(fd).ok().filter(|fd| *fd >= 0) else { return };
-    // SAFETY: `fd` was just returned by pidfd_open and is ours alone.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let Some(fd) = crate::sidecar::pidfd_open(pid) else { return };
     let mut pfd = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     let _ = poll(&mut pfd, PollTimeout::try_from(CREATOR_WAIT.as_millis() as i32).unwrap_or(PollTimeout::MAX));
 }

@@ -192,13 +192,19 @@ fn serving(config: &Path) -> Vec<i32> {
 /// while `pid` is still the sidecar serving `config`, so a reused pid is
 /// never waited for. `None` when it is already gone or pidfds are missing.
 fn pidfd_of(pid: i32, config: &Path) -> Option<OwnedFd> {
+    let fd = pidfd_open(pid)?;
+    is_our_sidecar(pid, config).then_some(fd)
+}
+
+/// A pidfd for `pid` (readable once it has exited); `None` when it is gone
+/// or the kernel has no pidfds (< 5.3).
+pub(crate) fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
     // (or -1); the descriptor is owned by nothing else.
     let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
     let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
     // SAFETY: `fd` was just returned by pidfd_open and is ours alone.
-    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    is_our_sidecar(pid, config).then_some(fd)
+    Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
 /// Waits until none of `pids` is a live sidecar serving `config`, or until
