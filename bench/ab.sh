@@ -28,13 +28,10 @@ done
 [ ${#dirs[@]} -gt 0 ] || { echo "usage: $0 [--runs N] [--docker] DIR..." >&2; exit 2; }
 install_packages runc nftables iproute2 busybox-static python3 jq
 work=$(mktemp -d /tmp/boundary-ab.XXXXXX)
-DAEMON_JSON=/etc/docker/daemon.json
 registered=()
 cleanup() {
-    if [ ${#registered[@]} -gt 0 ] && [ -f "$DAEMON_JSON" ]; then
-        filter=$(printf 'del(.runtimes["%s"]) | ' "${registered[@]}")
-        jq "${filter% | }" "$DAEMON_JSON" > "$DAEMON_JSON.ab-tmp" && mv "$DAEMON_JSON.ab-tmp" "$DAEMON_JSON"
-        kill -HUP "$(cat /var/run/docker.pid)" 2>/dev/null || true
+    if [ ${#registered[@]} -gt 0 ]; then
+        docker_runtime remove "${registered[@]}" || true
         docker rmi -f boundary-ab-true > /dev/null 2>&1 || true
     fi
     for i in "${!dirs[@]}"; do umount "$work/state$i/netns" 2>/dev/null || true; done
@@ -69,17 +66,12 @@ if [ "$docker" = 1 ]; then
     ln -s busybox "$work/ctx/rootfs/bin/true"
     printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/true"]\n' > "$work/ctx/Dockerfile"
     DOCKER_BUILDKIT=0 docker build -q -t boundary-ab-true "$work/ctx" > /dev/null 2>&1
-    [ -s "$DAEMON_JSON" ] || echo '{}' > "$DAEMON_JSON"
     registered=(boundary-ab-runc)
-    jq --arg p "$work/runc.sh" '.runtimes["boundary-ab-runc"] = {path: $p}' "$DAEMON_JSON" > "$DAEMON_JSON.ab-tmp"
+    docker_runtime add boundary-ab-runc "$work/runc.sh"
     for i in "${!dirs[@]}"; do
         registered+=("boundary-ab-$i")
-        jq --arg n "boundary-ab-$i" --arg p "$work/rt$i.sh" '.runtimes[$n] = {path: $p}' "$DAEMON_JSON.ab-tmp" > "$DAEMON_JSON.ab-tmp2"
-        mv "$DAEMON_JSON.ab-tmp2" "$DAEMON_JSON.ab-tmp"
+        docker_runtime add "boundary-ab-$i" "$work/rt$i.sh"
     done
-    mv "$DAEMON_JSON.ab-tmp" "$DAEMON_JSON"
-    kill -HUP "$(cat /var/run/docker.pid)"
-    sleep 1
 fi
 python3 - "$work" "$runs" "$docker" "${dirs[@]}" <<'PY'
 import os, shutil, statistics, subprocess, sys, time

@@ -83,3 +83,24 @@ write_demo_spec() {
 }
 JSON
 }
+
+# docker_runtime add NAME PATH | docker_runtime remove NAME...: registers
+# (or removes) runtimes in /etc/docker/daemon.json, keeping every other
+# key, and makes dockerd reload it. The flock is the one the root tests
+# take around their own edits.
+docker_runtime() {
+    local daemon_json=/etc/docker/daemon.json op=$1
+    shift
+    exec 9> /run/boundary-e2e-daemon-json.lock
+    flock 9
+    [ -s "$daemon_json" ] || echo '{}' > "$daemon_json"
+    if [ "$op" = add ]; then
+        jq --arg n "$1" --arg p "$2" '.runtimes[$n] = {path: $p}' "$daemon_json" > "$daemon_json.brb-tmp"
+    else
+        jq '.runtimes |= with_entries(select(.key as $k | $ARGS.positional | index($k) | not))' --args "$@" < "$daemon_json" > "$daemon_json.brb-tmp"
+    fi
+    mv "$daemon_json.brb-tmp" "$daemon_json"
+    kill -HUP "$(cat /var/run/docker.pid)"
+    sleep 1
+    exec 9>&-
+}

@@ -10,7 +10,6 @@
 
 DOCKER_RUNTIME=boundary-bench
 DOCKER_IMAGE=boundary-bench-busybox:latest
-DAEMON_JSON=/etc/docker/daemon.json
 DOCKER_REGISTERED=0
 DOCKER_IMAGE_BUILT=0
 
@@ -34,25 +33,6 @@ run_s9_run() {
     done
 }
 
-# Adds (`add`) or removes (`remove`) our runtime in daemon.json, keeping
-# every other key, and makes dockerd reload it.
-# The flock is the one the root tests take around their own edits.
-docker_runtime() {
-    local tmp=$DAEMON_JSON.brb-tmp
-    exec 9> /run/boundary-e2e-daemon-json.lock
-    flock 9
-    [ -s "$DAEMON_JSON" ] || echo '{}' > "$DAEMON_JSON"
-    if [ "$1" = add ]; then
-        jq --arg n "$DOCKER_RUNTIME" --arg p "$W/docker/boundary-runc.sh" '.runtimes[$n] = {path: $p}' "$DAEMON_JSON" > "$tmp"
-    else
-        jq --arg n "$DOCKER_RUNTIME" 'del(.runtimes[$n])' "$DAEMON_JSON" > "$tmp"
-    fi
-    mv "$tmp" "$DAEMON_JSON"
-    kill -HUP "$(cat /var/run/docker.pid)"
-    sleep 1
-    exec 9>&-
-}
-
 run_s9_docker() {
     local d=$W/docker
     if ! docker info > /dev/null 2>&1; then
@@ -70,7 +50,7 @@ run_s9_docker() {
     printf '#!/bin/sh\nBOUNDARY_RUNC_CONFIG=%s exec %s "$@"\n' "$d/config.toml" "$BIN/boundary-runc" > "$d/boundary-runc.sh"
     chmod 755 "$d/boundary-runc.sh"
     DOCKER_REGISTERED=1
-    docker_runtime add
+    docker_runtime add "$DOCKER_RUNTIME" "$W/docker/boundary-runc.sh"
     docker run --rm --runtime="$DOCKER_RUNTIME" "$DOCKER_IMAGE" /bin/true || {
         echo "  ! s9 docker run --runtime=$DOCKER_RUNTIME fails; docker rows left out" >&2; return 0; }
     hyperfine -N --warmup 2 --runs "$LIFE_RUNS" --export-json "$d/run.json" \
@@ -84,7 +64,7 @@ run_s9_docker() {
 }
 
 teardown_startup() {
-    if [ "$DOCKER_REGISTERED" = 1 ]; then docker_runtime remove || true; fi
+    if [ "$DOCKER_REGISTERED" = 1 ]; then docker_runtime remove "$DOCKER_RUNTIME" || true; fi
     if [ "$DOCKER_IMAGE_BUILT" = 1 ]; then docker rmi -f "$DOCKER_IMAGE" > /dev/null 2>&1 || true; fi
     umount "$W/docker/state/netns" 2> /dev/null || true
     umount "$W/life/state/netns" 2> /dev/null || true

@@ -128,15 +128,11 @@ impl ProxyContext {
         .map_err(BuildError::Resolver)?;
         let resolver = Arc::new(resolver);
         let roots = upstream_roots(cfg.upstream_system_roots, cfg.system_roots_file.as_deref(), &cfg.upstream_ca_files)?;
-        // Built here once so that a TLS set-up error fails the start; the
-        // configuration used is built again with the system roots parsed.
-        let fallback = tls_client_config(roots.extra.clone())?;
-        let build: BuildTls = Box::new(move || {
-            tls_client_config(roots.all()).map_err(|e| match e {
-                BuildError::Tls(e) => e,
-                other => rustls::Error::General(other.to_string()),
-            })
-        });
+        // The one fallible step (protocol versions) is taken now, so that it
+        // fails the start; the roots are added when first needed.
+        let versions = tls_client_versions()?;
+        let fallback = tls_client_config(versions.clone(), roots.extra.clone());
+        let build: BuildTls = Box::new(move || tls_client_config(versions, roots.all()));
         let ca = Arc::new(ca);
         Ok(ProxyContext {
             container_id: cfg.container_id.clone(),
@@ -213,15 +209,17 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The upstream TLS client builder up to its roots: the provider and the
+/// safe default protocol versions.
+fn tls_client_versions() -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, BuildError> {
+    rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(BuildError::Tls)
+}
+
 /// Upstream TLS client configuration (ALPN is set per client flavour).
-pub fn tls_client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, BuildError> {
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(BuildError::Tls)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+fn tls_client_config(versions: rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    let mut cfg = versions.with_root_certificates(roots).with_no_client_auth();
     cfg.resumption = Resumption::in_memory_sessions(1024);
-    Ok(cfg)
+    cfg
 }
 
 /// The client-facing TLS configuration: leaves from `ca`, ALPN h2 and

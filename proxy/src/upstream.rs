@@ -77,14 +77,15 @@ impl std::fmt::Debug for Upstream {
 }
 
 /// Builds the upstream TLS client configuration (the trust anchors).
-pub type BuildTls = Box<dyn FnOnce() -> Result<rustls::ClientConfig, rustls::Error> + Send>;
+pub type BuildTls = Box<dyn FnOnce() -> rustls::ClientConfig + Send>;
 
 /// The upstream TLS connectors, built on first use or by [`Upstream::warm`],
 /// whichever comes first: parsing the system roots was half of a worker's
 /// start, and no container needs them before its first HTTPS request.
 struct TlsClients {
     build: Mutex<Option<BuildTls>>,
-    /// Used if the build fails (it did not at the start, with fewer roots).
+    /// The configured CA files alone: used only if `build` is gone, which
+    /// takes a build that panicked.
     fallback: rustls::ClientConfig,
     /// `[h2 and http/1.1, http/1.1 only]` by ALPN.
     built: OnceLock<[TlsConnector; 2]>,
@@ -94,14 +95,7 @@ impl TlsClients {
     fn connector(&self, h1_only: bool) -> &TlsConnector {
         let both = self.built.get_or_init(|| {
             let build = self.build.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-            let base = match build.map(|b| b()) {
-                Some(Ok(cfg)) => cfg,
-                Some(Err(e)) => {
-                    log::error!("building the upstream TLS configuration: {e}; only the configured CA files are trusted");
-                    self.fallback.clone()
-                }
-                None => self.fallback.clone(),
-            };
+            let base = build.map_or_else(|| self.fallback.clone(), |b| b());
             let alpn = |protocols: &[&[u8]]| {
                 let mut cfg = base.clone();
                 cfg.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
@@ -115,7 +109,7 @@ impl TlsClients {
 
 impl Upstream {
     /// `build` makes the client configuration (roots) when it is first
-    /// needed, `fallback` stands in if it fails; ALPN is set here.
+    /// needed; ALPN is set here.
     pub fn new(resolver: Arc<Resolver>, fallback: rustls::ClientConfig, build: BuildTls) -> Upstream {
         let tls = Arc::new(TlsClients { build: Mutex::new(Some(build)), fallback, built: OnceLock::new() });
         let make = |h1_only: bool, explicit_ip: bool| {

@@ -29,8 +29,7 @@ pub fn finish_detached(cfg: &Config, globals: &Globals, begun: Begun) -> anyhow:
     let creator = std::process::id() as i32;
     if !single_threaded() {
         let id = begun.id().to_string();
-        let built = jail::finish(cfg, begun, creator);
-        if let Err(e) = built {
+        if let Err(e) = jail::finish(cfg, begun, creator) {
             jail::teardown(&cfg.state_root, &id);
             return Err(e.into());
         }
@@ -75,7 +74,7 @@ fn build(cfg: &Config, globals: &Globals, begun: Begun, gate: Closed, creator: i
     close_inherited();
     let id = begun.id().to_string();
     match jail::finish(cfg, begun, creator) {
-        Ok(_) => match gate.open(Ok(())) {
+        Ok(()) => match gate.open(Ok(())) {
             Ok(()) => std::process::exit(0),
             Err(e) => runtime_log::write(globals, Level::Error, &format!("boundary-runc: {:#}", anyhow::Error::from(e))),
         },

@@ -118,30 +118,6 @@ pub fn addr_tag(host_addr: std::net::Ipv4Addr) -> String {
     format!("{:08x}", u32::from(host_addr))
 }
 
-/// What a created jail gives the spec rewrite.
-#[derive(Debug, Clone)]
-pub struct Built {
-    pub state: JailState,
-    pub ca: ca::CaFiles,
-    pub resolv_conf: PathBuf,
-}
-
-/// Builds the jail for `id`: namespace, veth, firewall, sidecar. On failure
-/// everything built so far is removed again.
-pub fn create(cfg: &Config, id: &str, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>) -> Result<Built, JailError> {
-    create_shaped(cfg, id, host_side, rules, runtime_root, &Shape::default())
-}
-
-/// [`create`] with a [`Shape`]: [`begin`] and [`finish`] in a row.
-pub fn create_shaped(cfg: &Config, id: &str, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>, shape: &Shape) -> Result<Built, JailError> {
-    let begun = begin(cfg, id, host_side, rules, runtime_root, shape)?;
-    let res = finish(cfg, begun, std::process::id() as i32);
-    if res.is_err() {
-        teardown(&cfg.state_root, id);
-    }
-    res
-}
-
 /// A jail whose state, namespaces and spec inputs (CA bundle, resolv.conf)
 /// exist: enough to rewrite the container's spec. [`finish`] builds the
 /// rest (nft table, veth, sidecar).
@@ -230,8 +206,8 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
 /// The second half: nft table, veth and sidecar, built at once. `creator`
 /// is the process that becomes the delegate (the sidecar's orphan watch
 /// follows it). On failure nothing is removed: that is the caller's.
-pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<Built, JailError> {
-    let Begun { mut state, dir, rules, shape, jail_if, ca, resolv_conf } = begun;
+pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<(), JailError> {
+    let Begun { mut state, dir, rules, shape, jail_if, ca, .. } = begun;
     let (dir, shape) = (dir.as_path(), &shape);
     if let Some(h) = state.dedicated_host_netns.as_deref() {
         netns::create_all(&[h])?;
@@ -284,8 +260,7 @@ pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<Built, JailErr
     resolved.transpose()?;
     let pid = starting.wait(Duration::from_millis(cfg.sidecar.ready_timeout_ms))?;
     state.sidecar_pid = Some(pid);
-    write_state(dir, &state)?;
-    Ok(Built { state, ca, resolv_conf })
+    write_state(dir, &state)
 }
 
 /// Builds the veth on a thread of its own while the sidecar's files are
