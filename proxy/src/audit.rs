@@ -6,13 +6,19 @@
 //! everything queued at once and writes it with one `write(2)`, without
 //! waiting for more (coalescing, never delaying): a record is on its way to
 //! the file as soon as the writer is free. A sender wakes the writer only
-//! when it sleeps; while it is busy, records just queue up behind it. The
+//! when it sleeps; while it is busy, records just queue up behind it. On
+//! the worker's runtime thread the wake is deferred to the end of the
+//! runtime's round of ready work ([`AuditLog::wake_deferred`], called as
+//! the runtime parks) or until [`DEFER_MAX`] records wait, whichever comes
+//! first: one wake per round instead of one per request. The
 //! sequence continues from the last record already in the file, so a
 //! restarted sidecar never reuses a number. Header values, bodies and key
 //! material are never part of an event.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +29,15 @@ use serde::Serialize;
 const TAIL_WINDOW: u64 = 64 * 1024;
 /// A batch is written out early once its lines reach this size.
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// On a deferring thread, this many waiting records wake the writer without
+/// waiting for the end of the round (a runtime that never runs out of
+/// ready work still gets its records written).
+pub const DEFER_MAX: usize = 64;
+
+thread_local! {
+    /// Set on the worker's runtime thread ([`AuditLog::defer_wakes_here`]).
+    static DEFER_WAKES: Cell<bool> = const { Cell::new(false) };
+}
 
 /// One decision to record. `kind` is `http`, `https`, `connect`, `dns`,
 /// `tcp`, `tls`, ...
@@ -58,6 +73,9 @@ struct Queue {
     state: Mutex<Pending>,
     /// Wakes the writer.
     wake: Condvar,
+    /// A deferring thread queued a record for a sleeping writer and did not
+    /// wake it: [`AuditLog::wake_deferred`] owes the wake.
+    owed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -78,19 +96,35 @@ impl Queue {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `msg`; false when the writer is gone.
-    fn push(&self, msg: Msg) -> bool {
+    /// Queues `msg`; false when the writer is gone. `defer`: leave a
+    /// sleeping writer asleep (the wake is owed) unless [`DEFER_MAX`]
+    /// messages wait.
+    fn push(&self, msg: Msg, defer: bool) -> bool {
         let mut p = self.lock();
         if p.writer_gone {
             return false;
         }
         p.msgs.push(msg);
         if p.writer_idle {
+            if defer && p.msgs.len() < DEFER_MAX {
+                self.owed.store(true, Ordering::Relaxed);
+                return true;
+            }
             p.writer_idle = false;
             drop(p);
             self.wake.notify_one();
         }
         true
+    }
+
+    /// Wakes the writer if it sleeps with messages waiting.
+    fn wake_if_waiting(&self) {
+        let mut p = self.lock();
+        if p.writer_idle && !p.msgs.is_empty() {
+            p.writer_idle = false;
+            drop(p);
+            self.wake.notify_one();
+        }
     }
 }
 
@@ -135,7 +169,7 @@ impl AuditLog {
     /// change them too, and waits for each to be scheduled).
     pub fn open_unstarted(mut file: File, container_id: &str) -> io::Result<(AuditLog, UnstartedWriter)> {
         let (last_seq, needs_newline) = last_seq(&mut file)?;
-        let queue = Arc::new(Queue { state: Mutex::new(Pending::default()), wake: Condvar::new() });
+        let queue = Arc::new(Queue { state: Mutex::new(Pending::default()), wake: Condvar::new(), owed: AtomicBool::new(false) });
         let writer = Writer {
             out: file,
             buf: Vec::with_capacity(64 * 1024),
@@ -151,15 +185,31 @@ impl AuditLog {
     /// Queues `ev` with the current time. Never blocks on disk.
     pub fn record(&self, ev: Event) {
         let time = SystemTime::now();
-        if !self.tx.queue.push(Msg::Record { time, ev }) {
+        if !self.tx.queue.push(Msg::Record { time, ev }, DEFER_WAKES.get()) {
             log::error!("audit writer has stopped; an audit record was lost");
+        }
+    }
+
+    /// From now on, records queued by this thread wake a sleeping writer
+    /// only through [`AuditLog::wake_deferred`] or once [`DEFER_MAX`] wait.
+    /// For a runtime thread whose park hook calls `wake_deferred`.
+    pub fn defer_wakes_here() {
+        DEFER_WAKES.set(true);
+    }
+
+    /// Wakes the writer if a deferring thread left records for it. Cheap
+    /// when nothing is owed (one atomic swap): fit for a runtime's
+    /// `on_thread_park`.
+    pub fn wake_deferred(&self) {
+        if self.tx.queue.owed.swap(false, Ordering::Relaxed) {
+            self.tx.queue.wake_if_waiting();
         }
     }
 
     /// Blocks until every record queued before this call is on disk.
     pub fn flush(&self) {
         let done = Arc::new((Mutex::new(false), Condvar::new()));
-        if self.tx.queue.push(Msg::Flush(done.clone())) {
+        if self.tx.queue.push(Msg::Flush(done.clone()), false) {
             let (flag, cv) = &*done;
             let mut flushed = flag.lock().unwrap_or_else(|p| p.into_inner());
             while !*flushed {
@@ -564,6 +614,69 @@ mod tests {
             let mine: Vec<u64> = recs.iter().filter(|r| r.host.as_deref() == Some(&*s.to_string())).filter_map(|r| r.bytes).collect();
             assert_eq!(mine, (0..2_000).collect::<Vec<_>>(), "sender {s}");
         }
+    }
+
+    /// On a deferring thread records wait for `wake_deferred` (the
+    /// runtime's park) or for DEFER_MAX of them; a flush wakes at once.
+    #[test]
+    fn deferred_wakes_come_from_the_park_hook_or_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = open(&path);
+        let queue = log.tx.queue.clone();
+        let writer_asleep = || {
+            for _ in 0..500 {
+                let p = queue.lock();
+                if p.writer_idle && p.msgs.is_empty() {
+                    return;
+                }
+                drop(p);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            panic!("the writer never went idle");
+        };
+        let landed = |n: usize| {
+            for _ in 0..500 {
+                if records(&path).len() == n {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            panic!("expected {n} records, found {}", records(&path).len());
+        };
+        let log2 = log.clone();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                AuditLog::defer_wakes_here();
+                writer_asleep();
+                log2.record(Event::deny("tcp", "deferred"));
+                // The writer was left asleep and the wake is owed.
+                let p = log2.tx.queue.lock();
+                assert!(p.writer_idle && p.msgs.len() == 1, "a deferring record woke the writer");
+                drop(p);
+                assert!(log2.tx.queue.owed.load(Ordering::Relaxed));
+                log2.wake_deferred();
+                assert!(!log2.tx.queue.owed.load(Ordering::Relaxed));
+            });
+        });
+        landed(1);
+        writer_asleep();
+        let log3 = log.clone();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                AuditLog::defer_wakes_here();
+                for _ in 0..DEFER_MAX {
+                    log3.record(Event::deny("tcp", "capped"));
+                }
+            });
+        });
+        landed(1 + DEFER_MAX);
+        // Other threads wake it at once, as before.
+        writer_asleep();
+        log.record(Event::deny("tcp", "not deferred"));
+        landed(2 + DEFER_MAX);
+        let recs = records(&path);
+        assert!(recs.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1));
     }
 
     /// The writer drains what is queued when the last handle goes, and a

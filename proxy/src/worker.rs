@@ -89,16 +89,22 @@ pub fn run(config_path: &Path, mut ready: Option<Readiness>) -> Result<(), Worke
     let prepared = start(config_path).and_then(|(ctx, fds)| {
         // One thread serves one container: a current-thread runtime costs
         // no worker threads (stacks, malloc arenas) and starts at once.
+        // Its records wake the audit writer once per round of ready work,
+        // as it parks (not once per request).
+        let audit = ctx.audit.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .thread_name("sidecar-worker")
             .enable_io()
             .enable_time()
+            .on_thread_park(move || audit.wake_deferred())
             .build()
             .map_err(WorkerError::Runtime)?;
         Ok((ctx, fds, runtime))
     });
     let (ctx, fds, runtime) = prepared.inspect_err(|e| report_failure(&mut ready, e))?;
     let audit = ctx.audit.clone();
+    // block_on runs the runtime on this thread.
+    AuditLog::defer_wakes_here();
     let result = runtime.block_on(serve(ctx, fds, ready));
     // Connections still open are cut; the supervisor allows 2 s in all.
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
