@@ -13,7 +13,7 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 
 use crate::audit::Event;
-use crate::body::{AuditedBody, WatchedBody};
+use crate::body::{AuditedBody, Coalesced, WatchedBody};
 use crate::context::ProxyContext;
 use crate::guard::GUARD_HEADER;
 use crate::response::{self, ProxyBody};
@@ -112,7 +112,7 @@ pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Inc
     parts.extensions = Default::default();
     strip_hop_by_hop(&mut parts.headers, upgrade);
     parts.headers.remove(HOST);
-    let upstream_req = Request::from_parts(parts, WatchedBody::new(body, failed.clone()).boxed_unsync());
+    let upstream_req = Request::from_parts(parts, Coalesced::new(WatchedBody::new(body, failed.clone())).boxed_unsync());
 
     let sent = tokio::time::timeout(ctx.limits.response_head_timeout, ctx.upstream.client(route).request(upstream_req)).await;
     let mut resp = match sent {
@@ -145,7 +145,7 @@ pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Inc
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
     parts.version = Version::HTTP_11;
-    let body = AuditedBody::new(body.map_err(|e| Box::new(e) as _).boxed_unsync(), ctx.audit.clone(), event);
+    let body = AuditedBody::new(Coalesced::new(body).map_err(|e| Box::new(e) as _).boxed_unsync(), ctx.audit.clone(), event);
     Response::from_parts(parts, body.boxed_unsync())
 }
 
