@@ -10,7 +10,11 @@
 #   a clean environment) with BOUNDARY_WORKER_THREADS=N.  --only "a b":
 #   scenarios (http-1k https-1k h2-1k big). --origin-h1: the origin's TLS
 #   port offers no HTTP/2, so HTTPS upstream is HTTP/1.1 as plain HTTP is
-#   (not with h2-1k, whose direct run needs h2).
+#   (not with h2-1k, whose direct run needs h2). --against PATH: a second
+#   build's boundary-sidecar runs beside the first (its own port), and
+#   each scenario's runs interleave direct, --bin and --against, so both
+#   builds meet the same load; the table adds its column and bin/against.
+#   --hold: set up, print READY and the directory, and wait (for perf).
 #
 # Throughput mode prints, per scenario, the median req/s of N runs direct
 # (wrk/h2load -> nginx) and through the sidecar, and their ratio. Callgrind
@@ -21,7 +25,7 @@
 set -euo pipefail
 
 BIN=${BIN:-/work/target-throughput/release/boundary-sidecar}
-RUNS=5 SECS=5 CONNS=64 CALLGRIND=0 REQUESTS=2000 ONLY="" THREADS="" ORIGIN_H2=" http2"
+RUNS=5 SECS=5 CONNS=64 CALLGRIND=0 REQUESTS=2000 ONLY="" THREADS="" ORIGIN_H2=" http2" AGAINST="" HOLD=0
 while [ $# -gt 0 ]; do
     case $1 in
         --bin) BIN=$2; shift ;;
@@ -33,6 +37,8 @@ while [ $# -gt 0 ]; do
         --only) ONLY=$2; shift ;;
         --threads) THREADS=$2; shift ;;
         --origin-h1) ORIGIN_H2="" ;;
+        --against) AGAINST=$2; shift ;;
+        --hold) HOLD=1 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -40,13 +46,15 @@ done
 [ "$(id -u)" = 0 ] || { echo "needs root (the sidecar keeper drops privileges)" >&2; exit 1; }
 for t in nginx wrk h2load openssl; do command -v $t >/dev/null || { echo "missing $t (apt-get install $t)" >&2; exit 1; }; done
 [ -x "$BIN" ] || { echo "no sidecar binary at $BIN (cargo build --release -p boundary-proxy)" >&2; exit 1; }
+[ -z "$AGAINST" ] || [ -x "$AGAINST" ] || { echo "no sidecar binary at $AGAINST (--against)" >&2; exit 1; }
 
-PROXY_PORT=15380 DNS_PORT=15353 PLAIN=18080 TLSP=18443
+PROXY_PORT=15380 DNS_PORT=15353 PLAIN=18080 TLSP=18443 AGAINST_PORT=15480
 DIR=$(mktemp -d /tmp/bench-sidecar.XXXXXX)
-KEEPER=""
+KEEPER="" KEEPER_B=""
 cleanup() {
     set +e
     [ -n "$KEEPER" ] && { kill "$KEEPER"; wait "$KEEPER"; } 2>/dev/null
+    [ -n "$KEEPER_B" ] && { kill "$KEEPER_B"; wait "$KEEPER_B"; } 2>/dev/null
     [ -f "$DIR/nginx.pid" ] && kill "$(cat "$DIR/nginx.pid")" 2>/dev/null
     sleep 0.5
     [ -n "${KEEP:-}" ] || rm -rf "$DIR"
@@ -87,14 +95,17 @@ http {
 EOF
 nginx -c "$DIR/nginx.conf" -p "$DIR"
 
-# --- sidecar
-cat > sidecar.json <<EOF
+# --- sidecar: config NAME PROXY_PORT DNS_PORT (run/NAME and audit/NAME)
+sidecar_config() {
+    mkdir -p "run/$1" "audit/$1"
+    chown 65534:65534 "audit/$1"
+    cat > "$1.json" <<EOF
 {
-  "container_id": "bench-sidecar",
+  "container_id": "bench-$1",
   "netns": null,
   "listen_addr": "127.0.0.1",
-  "proxy_port": $PROXY_PORT,
-  "dns_port": $DNS_PORT,
+  "proxy_port": $2,
+  "dns_port": $3,
   "rules": ["domain=localhost"],
   "ca_cert": "$DIR/host-ca.pem",
   "ca_key": "$DIR/host-ca.key",
@@ -104,22 +115,24 @@ cat > sidecar.json <<EOF
   "upstream_enabled": true,
   "allow_special_destinations": true,
   "upstream_resolvers": ["127.0.0.1"],
-  "audit_log": "$DIR/audit/audit.jsonl",
+  "audit_log": "$DIR/audit/$1/audit.jsonl",
   "uid": 65534,
   "gid": 65534,
-  "pid_file": "$DIR/run/sidecar.pid",
+  "pid_file": "$DIR/run/$1/sidecar.pid",
   "orphan_watch": null
 }
 EOF
+}
 mkdir -p audit run
-chown 65534:65534 audit
+sidecar_config sidecar $PROXY_PORT $DNS_PORT
+[ -z "$AGAINST" ] || sidecar_config against $AGAINST_PORT $((DNS_PORT + 100))
 
 # Waits until the proxy answers: TRIES attempts, SLEEP s apart, each with
 # a curl timeout of MAXTIME s; WHAT names it in the failure.
 await_proxy() {
-    local tries=$1 sleep=$2 maxtime=$3 what=$4
+    local tries=$1 sleep=$2 maxtime=$3 what=$4 port=${5:-$PROXY_PORT}
     for _ in $(seq "$tries"); do
-        curl -s -o /dev/null --max-time "$maxtime" -H "Host: localhost:$PLAIN" "http://127.0.0.1:$PROXY_PORT/1k" && return 0
+        curl -s -o /dev/null --max-time "$maxtime" -H "Host: localhost:$PLAIN" "http://127.0.0.1:$port/1k" && return 0
         sleep "$sleep"
     done
     echo "$what did not come up:" >&2; tail "$DIR/sidecar.log" >&2; exit 1
@@ -128,9 +141,14 @@ start_sidecar() {
     BOUNDARY_LOG=warn "$BIN" --config "$DIR/sidecar.json" 2>>"$DIR/sidecar.log" &
     KEEPER=$!
     await_proxy 100 0.1 1 sidecar
+    if [ -n "$AGAINST" ]; then
+        BOUNDARY_LOG=warn "$AGAINST" --config "$DIR/against.json" 2>>"$DIR/sidecar.log" &
+        KEEPER_B=$!
+        await_proxy 100 0.1 1 "sidecar (--against)" $AGAINST_PORT
+    fi
 }
 stop_sidecar() { kill "$KEEPER"; wait "$KEEPER" 2>/dev/null || true; KEEPER=""; }
-worker_pid() { sed -n 's/.*"worker": *\([0-9]*\).*/\1/p' "$DIR/run/sidecar.pid"; }
+worker_pid() { sed -n 's/.*"worker": *\([0-9]*\).*/\1/p' "$DIR/run/${1:-sidecar}/sidecar.pid"; }
 
 # Scenarios: name, direct target, proxied target. TLS through the proxy
 # uses SNI "localhost" (wrk/h2load take it from the URL) and names the
@@ -138,13 +156,14 @@ worker_pid() { sed -n 's/.*"worker": *\([0-9]*\).*/\1/p' "$DIR/run/sidecar.pid";
 HDR="Host: localhost:"
 wrk_rps() { wrk -t2 -c"$CONNS" -d"${SECS}s" "$@" 2>/dev/null | awk '/Requests\/sec/ {print int($2)}'; }
 h2_rps() { h2load -c4 -m100 -D"$SECS" -t2 "$@" 2>/dev/null | awk '/^finished in/ {gsub(",","",$4); print int($4)}'; }
-scenario() {
+scenario() {   # name, direct | the proxy's port
+    local p=$2
     case $1 in
-        http-1k) if [ "$2" = direct ]; then wrk_rps "http://127.0.0.1:$PLAIN/1k"; else wrk_rps -H "$HDR$PLAIN" "http://127.0.0.1:$PROXY_PORT/1k"; fi ;;
-        https-1k) if [ "$2" = direct ]; then wrk_rps "https://localhost:$TLSP/1k"; else wrk_rps -H "$HDR$TLSP" "https://localhost:$PROXY_PORT/1k"; fi ;;
-        h2-1k) if [ "$2" = direct ]; then h2_rps "https://localhost:$TLSP/1k"; else h2_rps -H ":authority: localhost:$TLSP" "https://localhost:$PROXY_PORT/1k"; fi ;;
+        http-1k) if [ "$p" = direct ]; then wrk_rps "http://127.0.0.1:$PLAIN/1k"; else wrk_rps -H "$HDR$PLAIN" "http://127.0.0.1:$p/1k"; fi ;;
+        https-1k) if [ "$p" = direct ]; then wrk_rps "https://localhost:$TLSP/1k"; else wrk_rps -H "$HDR$TLSP" "https://localhost:$p/1k"; fi ;;
+        h2-1k) if [ "$p" = direct ]; then h2_rps "https://localhost:$TLSP/1k"; else h2_rps -H ":authority: localhost:$TLSP" "https://localhost:$p/1k"; fi ;;
         big) local t0 t1; t0=$(date +%s.%N)
-             if [ "$2" = direct ]; then curl -skf -o /dev/null "https://localhost:$TLSP/big"; else curl -skf -o /dev/null --connect-to "localhost:$TLSP:127.0.0.1:$PROXY_PORT" "https://localhost:$TLSP/big"; fi
+             if [ "$p" = direct ]; then curl -skf -o /dev/null "https://localhost:$TLSP/big"; else curl -skf -o /dev/null --connect-to "localhost:$TLSP:127.0.0.1:$p" "https://localhost:$TLSP/big"; fi
              t1=$(date +%s.%N); echo "$t0 $t1" | awk '{printf "%d\n", 64 / ($2 - $1)}' ;;  # MiB/s
     esac
 }
@@ -168,7 +187,7 @@ def tcp(port):
     s.bind(("127.0.0.1", port)); s.listen(1024); return s
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", dp))
 fds = [tcp(pp).detach(), u.detach(), tcp(dp).detach(),
-       os.open(d + "/audit/audit.jsonl", os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)]
+       os.open(d + "/audit/sidecar/audit.jsonl", os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)]
 for target, fd in zip(range(3, 7), fds):
     os.dup2(fd, target + 10)
 for target in range(3, 7):
@@ -185,14 +204,28 @@ if [ "$CALLGRIND" = 0 ]; then
     if [ -n "$THREADS" ]; then BOUNDARY_WORKER_THREADS=$THREADS worker_start run; else start_sidecar; fi
     check_ok "http://127.0.0.1:$PROXY_PORT/1k" $PLAIN; check_ok "https://localhost:$PROXY_PORT/1k" $TLSP
     check_ok "https://localhost:$TLSP/1k" $TLSP
-    printf '%-9s %10s %10s %6s   (median of %s runs, %ss each, %s conns; big = MiB/s)\n' scenario direct sidecar ratio "$RUNS" "$SECS" "$CONNS"
+    [ -z "$AGAINST" ] || { check_ok "http://127.0.0.1:$AGAINST_PORT/1k" $PLAIN; check_ok "https://localhost:$AGAINST_PORT/1k" $TLSP; }
+    if [ "$HOLD" = 1 ]; then echo "READY $DIR"; sleep infinity; fi
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
+    if [ -z "$AGAINST" ]; then
+        printf '%-9s %10s %10s %6s   (median of %s runs, %ss each, %s conns; big = MiB/s)\n' scenario direct sidecar ratio "$RUNS" "$SECS" "$CONNS"
+    else
+        printf '%-9s %10s %10s %10s %6s %6s %8s   (median of %s runs, %ss each, %s conns; big = MiB/s)\n' \
+            scenario direct sidecar against ratio ratio-a bin/against "$RUNS" "$SECS" "$CONNS"
+    fi
     for s in $SCENARIOS; do
-        d=(); p=()
-        for _ in $(seq "$RUNS"); do   # interleaved, so load drift hits both
-            d+=("$(scenario "$s" direct)"); p+=("$(scenario "$s" proxy)")
+        d=(); p=(); a=()
+        for _ in $(seq "$RUNS"); do   # interleaved, so load drift hits all
+            d+=("$(scenario "$s" direct)"); p+=("$(scenario "$s" $PROXY_PORT)")
+            [ -z "$AGAINST" ] || a+=("$(scenario "$s" $AGAINST_PORT)")
         done
         dm=$(printf '%s\n' "${d[@]}" | median); pm=$(printf '%s\n' "${p[@]}" | median)
-        printf '%-9s %10s %10s %6s\n' "$s" "$dm" "$pm" "$(awk -v a="$pm" -v b="$dm" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}')"
+        if [ -z "$AGAINST" ]; then
+            printf '%-9s %10s %10s %6s\n' "$s" "$dm" "$pm" "$(ratio "$pm" "$dm")"
+        else
+            am=$(printf '%s\n' "${a[@]}" | median)
+            printf '%-9s %10s %10s %10s %6s %6s %8s\n' "$s" "$dm" "$pm" "$am" "$(ratio "$pm" "$dm")" "$(ratio "$am" "$dm")" "$(ratio "$pm" "$am")"
+        fi
     done
     exit 0
 fi
