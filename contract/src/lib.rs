@@ -99,6 +99,10 @@ pub struct SidecarConfig {
     /// other special addresses when the name was not pinned. Default false.
     #[serde(default)]
     pub allow_special_destinations: bool,
+    /// Limit for one upstream connection (resolve, TCP connect, TLS
+    /// handshake), in ms. `None`: 10 s.
+    #[serde(default)]
+    pub upstream_connect_timeout_ms: Option<u64>,
     /// Resolver used for upstream names (host side's view). `None` means the
     /// system resolver configuration (`/etc/resolv.conf`).
     #[serde(default)]

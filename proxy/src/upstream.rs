@@ -1,6 +1,6 @@
 //! Connections to the real servers: the sidecar resolves the request's host
-//! itself (never the container's chosen address), connects with a 10 s
-//! limit, speaks TLS with the configured roots and picks HTTP/2 or
+//! itself (never the container's chosen address), connects within a limit
+//! (10 s unless configured), speaks TLS with the configured roots and picks HTTP/2 or
 //! HTTP/1.1 by ALPN. Connections are pooled across all client connections.
 
 use std::future::Future;
@@ -24,7 +24,7 @@ use tokio_rustls::TlsConnector;
 use crate::resolve::{ResolveError, Resolver};
 use crate::response::ProxyBody;
 
-/// Limit for resolve + TCP connect + TLS handshake.
+/// Default limit for resolve + TCP connect + TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_IDLE: Duration = Duration::from_secs(90);
 const POOL_MAX_IDLE_PER_HOST: usize = 64;
@@ -50,8 +50,13 @@ pub enum ConnectError {
     },
     #[error("{host:?} is not a valid TLS server name")]
     ServerName { host: String },
-    #[error("upstream connection timed out after {}s", CONNECT_TIMEOUT.as_secs())]
-    Timeout,
+    #[error("upstream connection timed out after {}", seconds(*.0))]
+    Timeout(Duration),
+}
+
+/// `2.5 s`, `10 s`.
+fn seconds(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
 }
 
 /// How one upstream request may connect.
@@ -109,11 +114,12 @@ impl TlsClients {
 
 impl Upstream {
     /// `build` makes the client configuration (roots) when it is first
-    /// needed; ALPN is set here.
-    pub fn new(resolver: Arc<Resolver>, fallback: rustls::ClientConfig, build: BuildTls) -> Upstream {
+    /// needed; ALPN is set here. `connect_timeout` limits each connection
+    /// (resolve, TCP connect, TLS handshake).
+    pub fn new(resolver: Arc<Resolver>, fallback: rustls::ClientConfig, build: BuildTls, connect_timeout: Duration) -> Upstream {
         let tls = Arc::new(TlsClients { build: Mutex::new(Some(build)), fallback, built: OnceLock::new() });
         let make = |h1_only: bool, explicit_ip: bool| {
-            let connector = Connector { resolver: resolver.clone(), tls: tls.clone(), h1_only, explicit_ip };
+            let connector = Connector { resolver: resolver.clone(), tls: tls.clone(), h1_only, explicit_ip, timeout: connect_timeout };
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(POOL_IDLE)
                 .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
@@ -145,6 +151,7 @@ pub struct Connector {
     tls: Arc<TlsClients>,
     h1_only: bool,
     explicit_ip: bool,
+    timeout: Duration,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -159,9 +166,10 @@ impl tower_service::Service<Uri> for Connector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            match tokio::time::timeout(CONNECT_TIMEOUT, this.connect(uri)).await {
+            let limit = this.timeout;
+            match tokio::time::timeout(limit, this.connect(uri)).await {
                 Ok(res) => res.map(TokioIo::new),
-                Err(_) => Err(ConnectError::Timeout),
+                Err(_) => Err(ConnectError::Timeout(limit)),
             }
         })
     }

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{closes_within, read_response, start, Harness};
+use common::{closes_within, read_response, start, start_with, Harness, Options};
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::{http1, http2};
@@ -59,6 +59,33 @@ async fn tls_is_terminated_for_the_sni_and_host_must_match() {
     assert_eq!(recs[0].kind, "https");
     assert_eq!(recs[0].url.as_deref(), Some(&*format!("https://origin.test:{port}/hello?x=1")));
     assert_eq!(recs[1].reason.as_deref(), Some("host does not match TLS server name"));
+}
+
+/// An upstream that accepts but never finishes the TLS handshake: a 502
+/// naming the configured limit, when it is reached and not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_upstream_gets_a_502_at_the_configured_connect_limit() {
+    let h = start_with(&["domain=dead.test"], Options { connect_timeout_ms: Some(700), ..Options::default() }).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c); // never answers, never closes
+        }
+    });
+    let tls = h.tls_connect("dead.test", &[b"http/1.1"]).await;
+    let mut send = h1(tls).await;
+    let started = std::time::Instant::now();
+    let resp = send.send_request(get("/", Some(&format!("dead.test:{port}")))).await.unwrap();
+    let waited = started.elapsed();
+    let (status, body) = text(resp).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("upstream connection timed out after 0.7 s"), "{body}");
+    assert!(waited >= Duration::from_millis(650) && waited < Duration::from_secs(5), "502 after {waited:?}");
+    let rec = h.wait_audit(|r| r.status == Some(502)).await;
+    assert!(rec.reason.unwrap().contains("timed out after 0.7 s"));
+    held.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

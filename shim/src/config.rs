@@ -97,6 +97,10 @@ pub struct AuditConfig {
     pub dir: PathBuf,
 }
 
+/// Largest `sidecar.upstream_connect_timeout_ms` (5 minutes, the limit for
+/// the whole response head).
+pub const MAX_CONNECT_TIMEOUT_MS: u64 = 300_000;
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SidecarSettings {
@@ -108,6 +112,9 @@ pub struct SidecarSettings {
     pub allow_special_destinations: bool,
     /// How long `create` waits for the sidecar to be ready, in ms.
     pub ready_timeout_ms: u64,
+    /// Limit for one upstream connection (resolve, TCP connect, TLS
+    /// handshake), in ms; then the request gets a 502.
+    pub upstream_connect_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -160,7 +167,13 @@ impl Default for AuditConfig {
 
 impl Default for SidecarSettings {
     fn default() -> Self {
-        SidecarSettings { uid: 65534, gid: 65534, allow_special_destinations: false, ready_timeout_ms: 5000 }
+        SidecarSettings {
+            uid: 65534,
+            gid: 65534,
+            allow_special_destinations: false,
+            ready_timeout_ms: 5000,
+            upstream_connect_timeout_ms: 10_000,
+        }
     }
 }
 
@@ -212,6 +225,12 @@ impl Config {
         }
         if self.network.proxy_port == 0 || self.network.dns_port == 0 || self.network.proxy_port == self.network.dns_port {
             return Err(invalid("network.proxy_port and network.dns_port must be distinct and non-zero".into()));
+        }
+        let connect = self.sidecar.upstream_connect_timeout_ms;
+        if !(1..=MAX_CONNECT_TIMEOUT_MS).contains(&connect) {
+            return Err(invalid(format!(
+                "sidecar.upstream_connect_timeout_ms = {connect}: must be between 1 and {MAX_CONNECT_TIMEOUT_MS} (ms)"
+            )));
         }
         for (i, rule) in self.policy.default_rules.iter().enumerate() {
             boundary_policy::parse_rules(rule).map_err(|e| invalid(format!("policy.default_rules[{i}]: {e}")))?;
@@ -282,12 +301,15 @@ pinned = { "origin.test" = "10.1.2.3" }
 [sidecar]
 uid = 1000
 gid = 1000
+upstream_connect_timeout_ms = 2500
 "#;
         let c = Config::parse(text, Path::new("c.toml")).unwrap();
         assert_eq!(c.runtime.as_deref(), Some("crun"));
         assert!(!c.policy.allow_container_rules);
         assert_eq!(c.dns.pinned["origin.test"], "10.1.2.3".parse::<IpAddr>().unwrap());
         assert_eq!(c.pool().unwrap().blocks(), 64);
+        assert_eq!(c.sidecar.upstream_connect_timeout_ms, 2500);
+        assert_eq!(Config::default().sidecar.upstream_connect_timeout_ms, 10_000);
     }
 
     #[test]
@@ -300,5 +322,9 @@ gid = 1000
         assert!(e.contains("host bits"), "{e}");
         let e = Config::parse("[policy]\ndefault_rules = [\"domain=github.*\"]", Path::new("x.toml")).unwrap_err().to_string();
         assert!(e.contains("policy.default_rules[0]") && e.contains("github.*"), "{e}");
+        for bad in ["0", "300001"] {
+            let e = Config::parse(&format!("[sidecar]\nupstream_connect_timeout_ms = {bad}"), Path::new("x.toml")).unwrap_err().to_string();
+            assert!(e.contains("sidecar.upstream_connect_timeout_ms") && e.contains(bad), "{e}");
+        }
     }
 }
