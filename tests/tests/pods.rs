@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use boundary_tests::probe::HttpReply;
+use boundary_tests::probe::{nslookup_answers, HttpReply};
 use boundary_tests::{
     poll_until, require_root, require_tool, Bundle, LeakSnapshot, Origin, Runtime, Settings,
 };
@@ -20,7 +20,7 @@ const CRIO_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
 const CRIO_SANDBOX: &str = "io.kubernetes.cri-o.SandboxID";
 const POD_ANNOTATION: &str = "io.boundary.allow";
 /// The pod's policy (the pod annotation on every spec).
-const POD_RULES: &str = "domain=origin.test path=/a/*;domain=origin.test path=/b/*";
+const POD_RULES: &str = "domain=origin.test path=/a/*;domain=origin.test path=/b/*;domain=extra.test";
 
 fn ip(args: &[&str]) {
     let out = Command::new(require_tool("ip"))
@@ -119,6 +119,7 @@ impl Pod {
         let settings = Settings::new(slot)
             .pin("origin.test", origin.addr())
             .pin("denied.test", origin.addr())
+            .pin("extra.test", origin.addr())
             .nameserver(origin.addr())
             .upstream_ca(&origin.ca_file());
         let rt = Runtime::new(settings);
@@ -199,6 +200,12 @@ impl Pod {
             "/proc/{}/ns/net",
             pid_of(&self.rt, id)
         )))
+    }
+
+    /// The addresses `nslookup NAME` answers inside `id`.
+    fn lookup(&self, id: &str, name: &str) -> Vec<String> {
+        let out = self.rt.exec(id, &format!("nslookup {name}"));
+        nslookup_answers(&out.stdout)
     }
 
     /// The sandbox's audit records that were denied with `reason_part`.
@@ -390,6 +397,22 @@ fn a_cri_pod_shares_one_jail_and_its_containers_only_narrow_the_pod_policy() {
         "narrowed denials name the container: {:?}",
         pod.rt.audit_records("pod-sb")
     );
+    // DNS is narrowed too: extra.test, which the pod allows and pod-narrow
+    // does not, resolves to the sidecar; origin.test, allowed by both, to
+    // its address.
+    let origin = pod.origin.addr().to_string();
+    let sidecar = jail.host_addr.to_string();
+    assert_eq!(pod.lookup("pod-wide", "origin.test"), [origin.clone()], "allowed by both");
+    assert_eq!(pod.lookup("pod-wide", "extra.test"), [sidecar.clone()], "narrowed away: the sidecar answers");
+    assert!(
+        pod.rt
+            .audit_records("pod-sb")
+            .iter()
+            .any(|r| r.kind == "dns" && r.decision == "deny" && r.host.as_deref().is_some_and(|h| h.trim_end_matches('.') == "extra.test")
+                && r.reason.as_deref().is_some_and(|x| x.contains("pod-narrow"))),
+        "the DNS denial names the narrowing container: {:?}",
+        pod.rt.audit_records("pod-sb")
+    );
     let outside: Vec<String> = pod
         .origin
         .requests()
@@ -416,6 +439,7 @@ fn a_cri_pod_shares_one_jail_and_its_containers_only_narrow_the_pod_policy() {
         403,
         "still only the pod rules"
     );
+    assert_eq!(pod.lookup("pod-wide", "extra.test"), [origin], "DNS narrowing lifted with its container");
 
     // Deleting the app containers keeps the jail.
     pod.rt.delete_force("pod-wide").ok();
