@@ -17,7 +17,7 @@ use crate::audit::AuditLog;
 use crate::ca::{CaError, CertAuthority};
 use crate::narrowing::{Narrowing, NarrowingError};
 use crate::resolve::{ResolveError, Resolver};
-use crate::upstream::{BuildTls, Upstream};
+use crate::upstream::{BuildTls, Upstream, CONNECT_TIMEOUT};
 
 /// Finds where a redirected connection was originally going.
 pub type OriginalDst = Arc<dyn Fn(&TcpStream) -> Option<SocketAddr> + Send + Sync>;
@@ -62,11 +62,6 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time for the upstream to send its response head.
     pub response_head_timeout: Duration,
-    /// Time for one upstream connection (resolve, TCP connect, TLS
-    /// handshake); from the config's `upstream_connect_timeout_ms`, and
-    /// given to the upstream clients when the context is built (changing
-    /// it afterwards changes nothing).
-    pub connect_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -77,7 +72,6 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
             response_head_timeout: Duration::from_secs(300),
-            connect_timeout: crate::upstream::CONNECT_TIMEOUT,
         }
     }
 }
@@ -140,24 +134,21 @@ impl ProxyContext {
         let fallback = tls_client_config(versions.clone(), roots.extra.clone());
         let build: BuildTls = Box::new(move || tls_client_config(versions, roots.all()));
         let ca = Arc::new(ca);
-        let mut limits = Limits::default();
-        if let Some(ms) = cfg.upstream_connect_timeout_ms {
-            limits.connect_timeout = Duration::from_millis(ms.max(1));
-        }
+        let connect_timeout = cfg.upstream_connect_timeout_ms.map_or(CONNECT_TIMEOUT, |ms| Duration::from_millis(ms.max(1)));
         Ok(ProxyContext {
             container_id: cfg.container_id.clone(),
             rule_texts: policy.rules().iter().map(ToString::to_string).collect(),
             policy: Arc::new(policy),
             narrowing,
             tls_server: tls_server_config(ca.clone())?,
-            upstream: Upstream::new(resolver.clone(), fallback, build, limits.connect_timeout),
+            upstream: Upstream::new(resolver.clone(), fallback, build, connect_timeout),
             ca,
             resolver,
             audit,
             upstream_enabled: cfg.upstream_enabled,
             listen_addr: cfg.listen_addr,
             original_dst: Arc::new(netfilter_original_dst),
-            limits,
+            limits: Limits::default(),
         })
     }
 }
