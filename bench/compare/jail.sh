@@ -90,10 +90,11 @@ setup_brc() {
     brc_start b10k "$W/brc/spec-10k.json"
 }
 
-# "RSS_KiB PSS_KiB" of container $1's sidecar (supervisor + worker).
+# "RSS_KiB PSS_KiB" of container $1's sidecar: all its processes (keeper,
+# supervisor, worker).
 sidecar_mem() {
     local pids rss=0 pss=0 p
-    pids=$(jq -r '[.supervisor, .worker] | map(select(. != null)) | .[]' "$W/brc/state/$1/sidecar.pids")
+    pids=$(jq -r '[.keeper, .supervisor, .worker] | map(select(. != null)) | .[]' "$W/brc/state/$1/sidecar.pids")
     for p in $pids; do
         rss=$((rss + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status")))
         pss=$((pss + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup")))

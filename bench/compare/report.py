@@ -166,7 +166,7 @@ def baseline_rows(fig):
     return [
         row("7", "policy cost: scenario 1 with 10,000 rules (b) vs 1 rule (baseline in *direct*): req/s",
             B, "rps", num, [drop_at_most("7", "rps", B, B + "-10k", 5)], b_peer=B + "-10k"),
-        row("8", f"sidecar RSS (supervisor + worker), idle (PSS: {pss(fig, 'idle_pss_mib')})", None, "idle_rss_mib", mib,
+        row("8", f"sidecar RSS (keeper + supervisor + worker), idle (PSS: {pss(fig, 'idle_pss_mib')})", None, "idle_rss_mib", mib,
             [value_at_most("8", "idle_rss_mib", 8, "MiB")]),
         row("8", "sidecar RSS, peak under scenario 1", None, "load_rss_mib", mib, []),
         row("8", f"sidecar RSS of {N_IDLE} idle jails, total (PSS: {pss(fig, 'idle_n_pss_mib')})", None, "idle_n_rss_mib", mib,

@@ -220,6 +220,7 @@ impl Supervisor {
     /// Supervises the worker until SIGTERM or SIGINT, then stops it, removes
     /// the pid file and returns.
     pub fn run(mut self) -> Result<(), SupervisorError> {
+        crate::resident::release_startup_pages_of("supervisor");
         loop {
             let timeout = match self.respawn_at {
                 Some(at) => duration_timeout(at.saturating_duration_since(Instant::now())),

@@ -203,8 +203,13 @@ async fn serve(ctx: Arc<ProxyContext>, fds: Inherited, mut ready: Option<Readine
     // The upstream TLS roots are parsed once the start is reported, on a
     // thread of their own; a first HTTPS request before they are done
     // waits for them.
+    // Then the pages start-up mapped are given back (crate::resident).
     let warm = ctx.clone();
-    if let Err(e) = std::thread::Builder::new().name("tls-roots".into()).spawn(move || warm.upstream.warm()) {
+    let warm_then_release = move || {
+        warm.upstream.warm();
+        crate::resident::release_startup_pages_of("worker");
+    };
+    if let Err(e) = std::thread::Builder::new().name("tls-roots".into()).spawn(warm_then_release) {
         log::warn!("parsing the TLS roots ahead of use: {e}; the first HTTPS request will");
     }
     tokio::select! {

@@ -131,6 +131,7 @@ impl Keeper {
     /// Waits until SIGTERM or SIGINT (then stops the supervisor) or until
     /// the supervisor stops by itself (exit status 0).
     pub fn run(mut self) -> Result<(), SupervisorError> {
+        crate::resident::release_startup_pages_of("keeper");
         loop {
             if self.orphan.as_ref().is_some_and(orphan::Watch::creator_gone) {
                 if let Some(w) = self.orphan.take() {

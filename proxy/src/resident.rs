@@ -1,0 +1,216 @@
+//! Giving back the pages start-up mapped.
+//!
+//! Each sidecar process runs a lot of code once, while it starts (config
+//! parsing, socket set-up, the TLS configuration, the resolver), and then
+//! idles in a loop that touches a few pages. The kernel maps file pages 64
+//! KiB at a time around each fault (fault-around), so after start-up a
+//! process keeps several MiB of the binary's and libc's pages mapped, which
+//! it will never run again: most of an idle sidecar's resident set
+//! (`VmRSS`), three times over (keeper, supervisor, worker), for every
+//! jailed container.
+//!
+//! [`release_startup_pages`] unmaps them: `madvise(MADV_DONTNEED)` over every
+//! mapping of a file that is not writable and holds no private (copied)
+//! page. For such a mapping the call only drops this process's page-table
+//! entries; the next access maps the same page-cache page again, so the
+//! contents cannot change (a mapping with copied pages, such as the
+//! relocated RELRO segment, is never touched: dropping those would read the
+//! file's unrelocated bytes back). The page cache itself is shared with
+//! every other sidecar and stays; what changes is that pages no process
+//! maps can be reclaimed under memory pressure, and that the resident set
+//! of an idle sidecar is what it runs while idle.
+
+use std::fs;
+use std::io;
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
+
+use nix::sys::mman::{madvise, MmapAdvise};
+
+/// What [`release_startup_pages`] unmapped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Released {
+    /// Mappings advised.
+    pub mappings: usize,
+    /// Their resident size before the call, KiB.
+    pub kib: u64,
+}
+
+/// A mapping of `/proc/self/smaps` that may be dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Clean {
+    start: usize,
+    len: usize,
+    rss_kib: u64,
+}
+
+/// Unmaps this process's clean, read-only file pages (see the module
+/// documentation). Safe to call from any thread at any time; a mapping the
+/// call fails on is left as it is.
+pub fn release_startup_pages() -> io::Result<Released> {
+    let smaps = fs::read_to_string("/proc/self/smaps")?;
+    let mut released = Released::default();
+    for m in clean_mappings(&smaps) {
+        let (Some(addr), Some(len)) = (NonNull::new(m.start as *mut std::ffi::c_void), NonZeroUsize::new(m.len)) else {
+            continue;
+        };
+        // SAFETY: the range is a whole mapping of this process that is
+        // read-only, backed by a file and holds no private page (checked
+        // from smaps); MADV_DONTNEED on it drops page-table entries only, and
+        // any later access faults the same file contents back in. No Rust
+        // object's value changes.
+        if unsafe { madvise(addr, len.get(), MmapAdvise::MADV_DONTNEED) }.is_ok() {
+            released.mappings += 1;
+            released.kib += m.rss_kib;
+        }
+    }
+    Ok(released)
+}
+
+/// [`release_startup_pages`], logged: `who` names the process.
+pub fn release_startup_pages_of(who: &str) {
+    match release_startup_pages() {
+        Ok(r) => log::debug!("{who}: unmapped {} KiB of start-up pages in {} mappings", r.kib, r.mappings),
+        Err(e) => log::debug!("{who}: reading /proc/self/smaps to unmap start-up pages: {e}"),
+    }
+}
+
+/// The mappings of an smaps listing that are file-backed, private, not
+/// writable, have resident pages and no anonymous (copied-on-write) one.
+fn clean_mappings(smaps: &str) -> Vec<Clean> {
+    struct Current {
+        start: usize,
+        len: usize,
+        eligible: bool,
+        rss: Option<u64>,
+        anonymous: Option<u64>,
+    }
+    fn finish(cur: Option<Current>, out: &mut Vec<Clean>) {
+        if let Some(c) = cur {
+            if let (true, Some(rss), Some(0)) = (c.eligible, c.rss, c.anonymous) {
+                if rss > 0 {
+                    out.push(Clean { start: c.start, len: c.len, rss_kib: rss });
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut cur: Option<Current> = None;
+    for line in smaps.lines() {
+        if let Some(header) = parse_header(line) {
+            finish(cur.take(), &mut out);
+            cur = Some(Current { start: header.0, len: header.1, eligible: header.2, rss: None, anonymous: None });
+            continue;
+        }
+        let Some(c) = cur.as_mut() else { continue };
+        let Some((key, rest)) = line.split_once(':') else { continue };
+        let kib = || rest.trim().strip_suffix("kB").and_then(|v| v.trim().parse::<u64>().ok());
+        match key {
+            "Rss" => c.rss = kib(),
+            "Anonymous" => c.anonymous = kib(),
+            _ => {}
+        }
+    }
+    finish(cur, &mut out);
+    out
+}
+
+/// `start-end perms offset dev inode [path]` → (start, len, eligible).
+/// Field lines (`Key:   value`) never parse: their first word has no '-'
+/// range of hex numbers.
+fn parse_header(line: &str) -> Option<(usize, usize, bool)> {
+    let mut fields = line.split_ascii_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    let perms = fields.next()?.as_bytes();
+    let (_offset, _dev, _inode) = (fields.next()?, fields.next()?, fields.next()?);
+    let path = fields.next();
+    if perms.len() != 4 || end <= start {
+        return None;
+    }
+    let eligible = perms[0] == b'r' && perms[1] == b'-' && perms[3] == b'p' && path.is_some_and(|p| p.starts_with('/'));
+    Some((start, end - start, eligible))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMAPS: &str = "\
+55d0a0000000-55d0a0100000 r--p 00000000 fd:01 123 /usr/bin/boundary-sidecar
+Size:               1024 kB
+Rss:                 200 kB
+Anonymous:             0 kB
+55d0a0100000-55d0a0500000 r-xp 00100000 fd:01 123 /usr/bin/boundary-sidecar
+Size:               4096 kB
+Rss:                3456 kB
+Anonymous:             0 kB
+55d0a0500000-55d0a0540000 r--p 00500000 fd:01 123 /usr/bin/boundary-sidecar
+Size:                256 kB
+Rss:                 256 kB
+Anonymous:           256 kB
+55d0a0540000-55d0a0544000 rw-p 00540000 fd:01 123 /usr/bin/boundary-sidecar
+Size:                 16 kB
+Rss:                  16 kB
+Anonymous:            16 kB
+55d0a1000000-55d0a1100000 rw-p 00000000 00:00 0                          [heap]
+Size:               1024 kB
+Rss:                 380 kB
+Anonymous:           380 kB
+7f0000000000-7f0000010000 r-xp 00000000 fd:01 456 /usr/lib/x86_64-linux-gnu/libm.so.6
+Size:                 64 kB
+Rss:                   0 kB
+Anonymous:             0 kB
+7f0000100000-7f0000200000 r-xp 00000000 fd:01 789 /usr/lib/x86_64-linux-gnu/libc.so.6
+Size:               1024 kB
+Rss:                 952 kB
+Anonymous:             0 kB
+7f0000300000-7f0000301000 r--s 00000000 fd:01 999 /dev/shm/shared
+Size:                  4 kB
+Rss:                   4 kB
+Anonymous:             0 kB
+7fff00000000-7fff00002000 r-xp 00000000 00:00 0                          [vdso]
+Size:                  8 kB
+Rss:                   4 kB
+Anonymous:             0 kB
+";
+
+    #[test]
+    fn picks_clean_read_only_private_file_mappings_only() {
+        let got = clean_mappings(SMAPS);
+        assert_eq!(
+            got,
+            vec![
+                Clean { start: 0x55d0a0000000, len: 0x100000, rss_kib: 200 },
+                Clean { start: 0x55d0a0100000, len: 0x400000, rss_kib: 3456 },
+                Clean { start: 0x7f0000100000, len: 0x100000, rss_kib: 952 },
+            ],
+            "not RELRO (copied pages), writable data, the heap, an unmapped library, a shared mapping or the vdso"
+        );
+    }
+
+    #[test]
+    fn a_mapping_without_an_anonymous_line_is_left_alone() {
+        let smaps = "7f0000100000-7f0000200000 r-xp 00000000 fd:01 789 /lib/x.so\nRss: 8 kB\n";
+        assert!(clean_mappings(smaps).is_empty());
+    }
+
+    #[test]
+    fn releasing_keeps_the_process_running_and_lowers_its_file_pages() {
+        fn rss_file_kib() -> u64 {
+            let status = fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+            line.split_ascii_whitespace().nth(1).unwrap().parse().unwrap()
+        }
+        let before = rss_file_kib();
+        let released = release_startup_pages().unwrap();
+        assert!(released.mappings > 0 && released.kib > 0, "{released:?}");
+        // Code and read-only data fault back in as they are used: the test
+        // (and the harness's other threads) keep running, with the same
+        // constants.
+        let after = rss_file_kib();
+        assert!(after < before, "RssFile {before} KiB before, {after} KiB after");
+        assert_eq!(format!("{:x}", 0xdead_beef_u32), "deadbeef");
+    }
+}
