@@ -109,6 +109,11 @@ start_mitm
 setup_brc
 
 PEERS=(direct squid mitmproxy boundary-runc)
+# Before the check below sends the jail its first requests (a worker that
+# served gives its pages back only after 10 s without traffic).
+echo "==> scenario 8: an idle sidecar"
+run_s8_idle
+
 echo "==> each peer fetches the origin"
 for p in "${PEERS[@]}" boundary-runc-10k; do
     for u in "$URL_HTTPS/1k" "$URL_HTTP/1k"; do
@@ -119,8 +124,6 @@ for p in "${PEERS[@]}" boundary-runc-10k; do
     done
 done
 
-echo "==> scenario 8: an idle sidecar"
-run_s8_idle
 
 for round in $(seq 1 "$ROUNDS"); do
     # Each round starts with another peer, so slow drifts of the machine

@@ -18,7 +18,7 @@
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -131,6 +131,8 @@ impl Queue {
 /// The last handle's drop closes the queue.
 struct Sender {
     queue: Arc<Queue>,
+    /// Records queued so far (for [`AuditLog::recorded`]).
+    recorded: AtomicU64,
 }
 
 impl Drop for Sender {
@@ -179,15 +181,23 @@ impl AuditLog {
             clock: Clock::default(),
         };
         let unstarted = UnstartedWriter { writer, queue: queue.clone() };
-        Ok((AuditLog { tx: Arc::new(Sender { queue }) }, unstarted))
+        Ok((AuditLog { tx: Arc::new(Sender { queue, recorded: AtomicU64::new(0) }) }, unstarted))
     }
 
     /// Queues `ev` with the current time. Never blocks on disk.
     pub fn record(&self, ev: Event) {
+        self.tx.recorded.fetch_add(1, Ordering::Relaxed);
         let time = SystemTime::now();
         if !self.tx.queue.push(Msg::Record { time, ev }, DEFER_WAKES.get()) {
             log::error!("audit writer has stopped; an audit record was lost");
         }
+    }
+
+    /// How many records were queued through this log so far: every
+    /// decision the sidecar makes is one, so an unchanged count means no
+    /// request and no DNS question was judged meanwhile.
+    pub fn recorded(&self) -> u64 {
+        self.tx.recorded.load(Ordering::Relaxed)
     }
 
     /// From now on, records queued by this thread wake a sleeping writer

@@ -19,6 +19,11 @@
 //! every other sidecar and stays; what changes is that pages no process
 //! maps can be reclaimed under memory pressure, and that the resident set
 //! of an idle sidecar is what it runs while idle.
+//!
+//! The worker does the same again once it has gone quiet after serving
+//! ([`IdleWatch`]: a whole [`IDLE_CHECK`] period with no decision in the
+//! audit log after some): TLS, HTTP and upstream code mapped while serving
+//! is given back too, and faults in again with the next request.
 
 use std::fs;
 use std::io;
@@ -72,6 +77,40 @@ pub fn release_startup_pages_of(who: &str) {
     match release_startup_pages() {
         Ok(r) => log::debug!("{who}: unmapped {} KiB of start-up pages in {} mappings", r.kib, r.mappings),
         Err(e) => log::debug!("{who}: reading /proc/self/smaps to unmap start-up pages: {e}"),
+    }
+}
+
+/// When a worker that served requests goes quiet, it gives back the pages
+/// that serving mapped too: checked every [`IDLE_CHECK`], released when a
+/// whole period passed with no decision and some were made since the last
+/// release.
+pub const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Tracks the decision count between idle checks (see [`IDLE_CHECK`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleWatch {
+    /// The count at the previous check.
+    seen: u64,
+    /// The count at the last release.
+    released_at: u64,
+}
+
+impl IdleWatch {
+    /// Starts from `count`, with the start-up pages already given back.
+    pub fn new(count: u64) -> IdleWatch {
+        IdleWatch { seen: count, released_at: count }
+    }
+
+    /// One check with the current count: true when the pages should be
+    /// given back now (quiet for a whole period, busy since the last
+    /// release).
+    pub fn check(&mut self, count: u64) -> bool {
+        let release = count == self.seen && count != self.released_at;
+        if release {
+            self.released_at = count;
+        }
+        self.seen = count;
+        release
     }
 }
 
@@ -188,6 +227,18 @@ Anonymous:             0 kB
             ],
             "not RELRO (copied pages), writable data, the heap, an unmapped library, a shared mapping or the vdso"
         );
+    }
+
+    #[test]
+    fn idle_watch_releases_once_per_quiet_spell_after_work() {
+        let mut w = IdleWatch::new(5);
+        assert!(!w.check(5), "nothing happened since start-up's release");
+        assert!(!w.check(9), "busy during this period");
+        assert!(!w.check(12), "still busy");
+        assert!(w.check(12), "a quiet period after work");
+        assert!(!w.check(12), "already given back, still quiet");
+        assert!(!w.check(13), "busy again");
+        assert!(w.check(13));
     }
 
     #[test]

@@ -194,6 +194,7 @@ async fn serve(ctx: Arc<ProxyContext>, fds: Inherited, mut ready: Option<Readine
     let Serving { proxy, dns_udp, dns_tcp, mut term, mut int, hup } =
         adopt_in_runtime(fds).inspect_err(|e| report_failure(&mut ready, e))?;
     tokio::spawn(reload_on_hangup(ctx.clone(), hup));
+    tokio::spawn(give_back_pages_when_idle(ctx.audit.clone()));
     let filter = Arc::new(DnsFilter::from_proxy(&ctx));
     if let Some(ready) = ready {
         if let Err(e) = ready.ok() {
@@ -233,6 +234,21 @@ async fn reload_on_hangup(ctx: Arc<ProxyContext>, mut hup: SignalStream) {
         }
         if hup.recv().await.is_none() {
             return;
+        }
+    }
+}
+
+/// A worker that served requests and went quiet gives back the pages
+/// serving mapped (crate::resident): an agent that fetched its packages
+/// and now thinks costs an idle sidecar's memory again.
+async fn give_back_pages_when_idle(audit: AuditLog) {
+    let mut watch = crate::resident::IdleWatch::new(audit.recorded());
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + crate::resident::IDLE_CHECK, crate::resident::IDLE_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if watch.check(audit.recorded()) {
+            crate::resident::release_startup_pages_of("worker (idle)");
         }
     }
 }
