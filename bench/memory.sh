@@ -60,7 +60,7 @@ for i in $(seq 1 "$N"); do
     brc create --bundle "$W/b$i" "mem$i" </dev/null >/dev/null
     brc start "mem$i"
 done
-sleep 2   # the workers parse the upstream roots, then give back their start-up pages
+sleep 4   # start-up pages are given back 2 s after each process starts
 
 report() {
     local -A rss=() file=() anon=() pss=()

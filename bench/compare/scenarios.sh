@@ -135,9 +135,11 @@ run_s1_sampled() {
     record 8 boundary-runc "$round" load_rss_mib "$(awk -v k="$peak" 'BEGIN { printf "%.1f", k / 1024 }')"
 }
 
-# 8 (idle): one jail before any traffic.
+# 8 (idle): one jail before any traffic, settled (each sidecar process
+# gives back its start-up pages 2 s after it starts).
 run_s8_idle() {
     local rss pss
+    sleep 3
     read -r rss pss < <(sidecar_mem b1)
     record 8 boundary-runc 1 idle_rss_mib "$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')"
     record 8 boundary-runc 1 idle_pss_mib "$(awk -v k="$pss" 'BEGIN { printf "%.1f", k / 1024 }')"
@@ -148,7 +150,7 @@ run_s8_idle() {
 run_s8_many() {
     local rss pss total_rss=0 total_pss=0 i n=$MEM_CONTAINERS
     for i in $(seq -w 1 "$n"); do brc_start "m$i" "$W/brc/spec-1.json" || return 1; done
-    sleep 1
+    sleep 3
     for i in $(seq -w 1 "$n"); do
         read -r rss pss < <(sidecar_mem "m$i")
         total_rss=$((total_rss + rss)) total_pss=$((total_pss + pss))

@@ -220,9 +220,9 @@ impl Supervisor {
     /// Supervises the worker until SIGTERM or SIGINT, then stops it, removes
     /// the pid file and returns.
     pub fn run(mut self) -> Result<(), SupervisorError> {
-        crate::resident::release_startup_pages_of("supervisor");
+        let mut release = crate::resident::StartupRelease::new();
         loop {
-            let timeout = match self.respawn_at {
+            let timeout = match crate::resident::earlier(self.respawn_at, release.due()) {
                 Some(at) => duration_timeout(at.saturating_duration_since(Instant::now())),
                 None => PollTimeout::NONE,
             };
@@ -245,6 +245,7 @@ impl Supervisor {
             if self.respawn_at.is_some_and(|at| Instant::now() >= at) {
                 self.respawn();
             }
+            release.run_if_due("supervisor");
         }
     }
 

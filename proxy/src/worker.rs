@@ -204,10 +204,12 @@ async fn serve(ctx: Arc<ProxyContext>, fds: Inherited, mut ready: Option<Readine
     // The upstream TLS roots are parsed once the start is reported, on a
     // thread of their own; a first HTTPS request before they are done
     // waits for them.
-    // Then the pages start-up mapped are given back (crate::resident).
+    // Then, once the container's runtime is likely done starting, the
+    // pages start-up mapped are given back (crate::resident).
     let warm = ctx.clone();
     let warm_then_release = move || {
         warm.upstream.warm();
+        std::thread::sleep(crate::resident::START_DELAY);
         crate::resident::release_startup_pages_of("worker");
     };
     if let Err(e) = std::thread::Builder::new().name("tls-roots".into()).spawn(warm_then_release) {

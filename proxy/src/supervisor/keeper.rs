@@ -131,14 +131,14 @@ impl Keeper {
     /// Waits until SIGTERM or SIGINT (then stops the supervisor) or until
     /// the supervisor stops by itself (exit status 0).
     pub fn run(mut self) -> Result<(), SupervisorError> {
-        crate::resident::release_startup_pages_of("keeper");
+        let mut release = crate::resident::StartupRelease::new();
         loop {
             if self.orphan.as_ref().is_some_and(orphan::Watch::creator_gone) {
                 if let Some(w) = self.orphan.take() {
                     w.creator_exited();
                 }
             }
-            let timeout = match self.respawn_at {
+            let timeout = match crate::resident::earlier(self.respawn_at, release.due()) {
                 Some(at) => duration_timeout(at.saturating_duration_since(Instant::now())),
                 None => PollTimeout::NONE,
             };
@@ -182,6 +182,7 @@ impl Keeper {
             if self.respawn_at.is_some_and(|at| Instant::now() >= at) {
                 self.respawn();
             }
+            release.run_if_due("keeper");
         }
     }
 
