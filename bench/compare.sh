@@ -63,8 +63,8 @@ if [ -n "${BENCH_BIN:-}" ]; then
     BIN=$BENCH_BIN   # binaries built elsewhere (another commit, perf's build)
     REV="${BENCH_REV:-$("$BIN/boundary-runc" --version 2>/dev/null | tail -1)} (binaries from $BIN)"
 else
-    echo "==> cargo build --release --workspace --bins"
-    cargo build --release --workspace --bins --quiet
+    echo "==> scripts/build-release.sh (the shipped, statically linked build)"
+    "$REPO/scripts/build-release.sh"
     BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
     REV="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- proxy shim policy contract hooks || echo '+uncommitted changes')"
 fi

@@ -18,7 +18,7 @@ runs=${1:-30}
 idle=${IDLE:-50}
 
 # BENCH_NO_BUILD=1: measure the binaries already built.
-[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -p boundary-runc -p boundary-proxy -p boundary-hook --bins --quiet
+[ -n "${BENCH_NO_BUILD:-}" ] || scripts/build-release.sh
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 work=$(mktemp -d /tmp/boundary-bench.XXXXXX)
 cleanup() {

@@ -3,7 +3,7 @@
 # container under a policy, showing an allowed and a denied request.
 #
 # Installs runc, nftables, iproute2, busybox-static and curl (apt-get),
-# builds the workspace in release mode, installs boundary-runc,
+# builds the three binaries in release mode (scripts/build-release.sh), installs boundary-runc,
 # boundary-hook and boundary-sidecar to /usr/local/bin, then:
 #   - starts a test origin (busybox httpd) in its own network namespace,
 #     named demo.internal through a pinned name in a demo config;
@@ -18,8 +18,8 @@ cd "$(dirname "$0")/.."
 need_root
 install_packages runc nftables iproute2 busybox-static curl ca-certificates openssl
 
-echo "==> cargo build --release"
-cargo build --release --workspace --bins --quiet
+echo "==> scripts/build-release.sh (cargo build --release, statically linked)"
+scripts/build-release.sh
 install -m 0755 target/release/boundary-runc target/release/boundary-hook target/release/boundary-sidecar /usr/local/bin/
 
 demo=/tmp/boundary-demo
