@@ -7,7 +7,7 @@
 
 BRC_POOL=10.213.240.0/22   # slots 240..243
 LIFE_POOL=10.213.244.0/24  # slot 244: scenario 9, host-namespace bundles
-DOCKER_POOL=10.213.245.0/24  # slot 245: scenario 9, Docker
+
 BRC_CONTAINERS=()
 
 # brc_config FILE STATE_ROOT POOL

@@ -3,8 +3,11 @@
 #    busybox rootfs, `runc spec`'s fresh network namespace: host side in the
 #    host's namespace), hyperfine;
 #  - `docker run --rm` with dockerd's default runtime vs
-#    `--runtime=boundary-bench` (this run's boundary-runc, registered in
-#    /etc/docker/daemon.json for the run only), image from scratch with
+#    `--runtime=boundary-bench` (this run's boundary-runc binary itself,
+#    registered in /etc/docker/daemon.json for the run only, as `install
+#    docker` registers it: no wrapper script, so it runs with the host's
+#    settings, /etc/boundary-runc/config.toml or the defaults; its audit
+#    records go to the host's audit directory), image from scratch with
 #    busybox-static.
 # Sourced after jail.sh.
 
@@ -46,11 +49,8 @@ run_s9_docker() {
     printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/true"]\n' > "$d/ctx/Dockerfile"
     DOCKER_BUILDKIT=0 docker build -q -t "$DOCKER_IMAGE" "$d/ctx" > /dev/null
     DOCKER_IMAGE_BUILT=1
-    brc_config "$d/config.toml" "$d/state" "$DOCKER_POOL"
-    printf '#!/bin/sh\nBOUNDARY_RUNC_CONFIG=%s exec %s "$@"\n' "$d/config.toml" "$BIN/boundary-runc" > "$d/boundary-runc.sh"
-    chmod 755 "$d/boundary-runc.sh"
     DOCKER_REGISTERED=1
-    docker_runtime add "$DOCKER_RUNTIME" "$W/docker/boundary-runc.sh"
+    docker_runtime add "$DOCKER_RUNTIME" "$BIN/boundary-runc"
     docker run --rm --runtime="$DOCKER_RUNTIME" "$DOCKER_IMAGE" /bin/true || {
         echo "  ! s9 docker run --runtime=$DOCKER_RUNTIME fails; docker rows left out" >&2; return 0; }
     hyperfine -N --warmup 2 --runs "$LIFE_RUNS" --export-json "$d/run.json" \
@@ -66,6 +66,5 @@ run_s9_docker() {
 teardown_startup() {
     if [ "$DOCKER_REGISTERED" = 1 ]; then docker_runtime remove "$DOCKER_RUNTIME" || true; fi
     if [ "$DOCKER_IMAGE_BUILT" = 1 ]; then docker rmi -f "$DOCKER_IMAGE" > /dev/null 2>&1 || true; fi
-    umount "$W/docker/state/netns" 2> /dev/null || true
     umount "$W/life/state/netns" 2> /dev/null || true
 }
