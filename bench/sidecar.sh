@@ -14,6 +14,9 @@
 #   build's boundary-sidecar runs beside the first (its own port), and
 #   each scenario's runs interleave direct, --bin and --against, so both
 #   builds meet the same load; the table adds its column and bin/against.
+#   --against-rules FILE: the --against sidecar's allow rules, one per
+#   line (default: the same single rule, domain=localhost); with --bin
+#   given again as --against, this measures the cost of a policy.
 #   --hold: set up, print READY and the directory, and wait (for perf).
 #
 # Throughput mode prints, per scenario, the median req/s of N runs direct
@@ -25,7 +28,7 @@
 set -euo pipefail
 
 BIN=${BIN:-/work/target-throughput/release/boundary-sidecar}
-RUNS=5 SECS=5 CONNS=64 CALLGRIND=0 REQUESTS=2000 ONLY="" THREADS="" ORIGIN_H2=" http2" AGAINST="" HOLD=0
+RUNS=5 SECS=5 CONNS=64 CALLGRIND=0 REQUESTS=2000 ONLY="" THREADS="" ORIGIN_H2=" http2" AGAINST="" AGAINST_RULES="" HOLD=0
 while [ $# -gt 0 ]; do
     case $1 in
         --bin) BIN=$2; shift ;;
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
         --threads) THREADS=$2; shift ;;
         --origin-h1) ORIGIN_H2="" ;;
         --against) AGAINST=$2; shift ;;
+        --against-rules) AGAINST_RULES=$2; shift ;;
         --hold) HOLD=1 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -47,6 +51,8 @@ done
 for t in nginx wrk h2load openssl; do command -v $t >/dev/null || { echo "missing $t (apt-get install $t)" >&2; exit 1; }; done
 [ -x "$BIN" ] || { echo "no sidecar binary at $BIN (cargo build --release -p boundary-proxy)" >&2; exit 1; }
 [ -z "$AGAINST" ] || [ -x "$AGAINST" ] || { echo "no sidecar binary at $AGAINST (--against)" >&2; exit 1; }
+[ -z "$AGAINST_RULES" ] || [ -n "$AGAINST" ] || { echo "--against-rules needs --against" >&2; exit 2; }
+[ -z "$AGAINST_RULES" ] || [ -r "$AGAINST_RULES" ] || { echo "cannot read rules file $AGAINST_RULES" >&2; exit 1; }
 
 PROXY_PORT=15380 DNS_PORT=15353 PLAIN=18080 TLSP=18443 AGAINST_PORT=15480
 DIR=$(mktemp -d /tmp/bench-sidecar.XXXXXX)
@@ -95,8 +101,9 @@ http {
 EOF
 nginx -c "$DIR/nginx.conf" -p "$DIR"
 
-# --- sidecar: config NAME PROXY_PORT DNS_PORT (run/NAME and audit/NAME)
+# --- sidecar: config NAME PROXY_PORT DNS_PORT [RULES_JSON] (run/NAME and audit/NAME)
 sidecar_config() {
+    local rules=${4:-'["domain=localhost"]'}
     mkdir -p "run/$1" "audit/$1"
     chown 65534:65534 "audit/$1"
     cat > "$1.json" <<EOF
@@ -106,7 +113,7 @@ sidecar_config() {
   "listen_addr": "127.0.0.1",
   "proxy_port": $2,
   "dns_port": $3,
-  "rules": ["domain=localhost"],
+  "rules": $rules,
   "ca_cert": "$DIR/host-ca.pem",
   "ca_key": "$DIR/host-ca.key",
   "upstream_system_roots": false,
@@ -125,7 +132,11 @@ EOF
 }
 mkdir -p audit run
 sidecar_config sidecar $PROXY_PORT $DNS_PORT
-[ -z "$AGAINST" ] || sidecar_config against $AGAINST_PORT $((DNS_PORT + 100))
+if [ -n "$AGAINST_RULES" ]; then
+    sidecar_config against $AGAINST_PORT $((DNS_PORT + 100)) "$(jq -R . "$AGAINST_RULES" | jq -s .)"
+elif [ -n "$AGAINST" ]; then
+    sidecar_config against $AGAINST_PORT $((DNS_PORT + 100))
+fi
 
 # Waits until the proxy answers: TRIES attempts, SLEEP s apart, each with
 # a curl timeout of MAXTIME s; WHAT names it in the failure.
