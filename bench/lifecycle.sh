@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
-install_packages runc nftables iproute2 busybox-static curl hyperfine python3
+install_packages runc nftables iproute2 busybox-static curl hyperfine python3 binutils
 runs=${1:-30}
 idle=${IDLE:-50}
 

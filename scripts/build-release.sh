@@ -21,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${CARGO_TARGET_DIR:-$PWD/target}/release
+command -v readelf >/dev/null || { echo "error: readelf is missing (apt-get install binutils); it checks that the binaries are static" >&2; exit 1; }
 for pkg_bin in boundary-runc:boundary-runc boundary-hook:boundary-hook boundary-proxy:boundary-sidecar; do
     pkg=${pkg_bin%%:*} bin=${pkg_bin##*:}
     cargo rustc --release --quiet -p "$pkg" --bin "$bin" -- -C target-feature=+crt-static

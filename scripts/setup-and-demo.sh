@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
-install_packages runc nftables iproute2 busybox-static curl ca-certificates openssl
+install_packages runc nftables iproute2 busybox-static curl ca-certificates openssl binutils
 
 echo "==> scripts/build-release.sh (cargo build --release, statically linked)"
 scripts/build-release.sh

@@ -122,10 +122,7 @@ impl Default for StartupRelease {
 
 /// The earlier of two optional deadlines.
 pub fn earlier(a: Option<std::time::Instant>, b: Option<std::time::Instant>) -> Option<std::time::Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    a.into_iter().chain(b).min()
 }
 
 /// When a worker that served requests goes quiet, it gives back the pages
