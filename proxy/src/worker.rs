@@ -204,15 +204,8 @@ async fn serve(ctx: Arc<ProxyContext>, fds: Inherited, mut ready: Option<Readine
     // The upstream TLS roots are parsed once the start is reported, on a
     // thread of their own; a first HTTPS request before they are done
     // waits for them.
-    // Then, once the container's runtime is likely done starting, the
-    // pages start-up mapped are given back (crate::resident).
     let warm = ctx.clone();
-    let warm_then_release = move || {
-        warm.upstream.warm();
-        std::thread::sleep(crate::resident::START_DELAY);
-        crate::resident::release_startup_pages_of("worker");
-    };
-    if let Err(e) = std::thread::Builder::new().name("tls-roots".into()).spawn(warm_then_release) {
+    if let Err(e) = std::thread::Builder::new().name("tls-roots".into()).spawn(move || warm.upstream.warm()) {
         log::warn!("parsing the TLS roots ahead of use: {e}; the first HTTPS request will");
     }
     tokio::select! {
@@ -240,10 +233,14 @@ async fn reload_on_hangup(ctx: Arc<ProxyContext>, mut hup: SignalStream) {
     }
 }
 
-/// A worker that served requests and went quiet gives back the pages
-/// serving mapped (crate::resident): an agent that fetched its packages
-/// and now thinks costs an idle sidecar's memory again.
+/// The worker gives back the pages start-up mapped once the container's
+/// runtime is likely done starting, and then, whenever it served requests
+/// and went quiet, the pages serving mapped (crate::resident): an agent
+/// that fetched its packages and now thinks costs an idle sidecar's memory
+/// again.
 async fn give_back_pages_when_idle(audit: AuditLog) {
+    tokio::time::sleep(crate::resident::START_DELAY).await;
+    crate::resident::release_startup_pages_of("worker");
     let mut watch = crate::resident::IdleWatch::new(audit.recorded());
     let mut every = tokio::time::interval_at(tokio::time::Instant::now() + crate::resident::IDLE_CHECK, crate::resident::IDLE_CHECK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
