@@ -45,6 +45,7 @@ use tokio::sync::Semaphore;
 use crate::audit::{AuditLog, Event};
 use crate::narrowing::{NarrowSet, Narrowing, CONFIG_OWNER};
 use crate::resolve::Resolver;
+use crate::upstream::Upstream;
 use crate::supervisor::error_chain;
 use crate::ProxyContext;
 
@@ -80,6 +81,8 @@ pub struct DnsFilter {
     audit: AuditLog,
     sinkhole: Ipv4Addr,
     upstream_enabled: bool,
+    /// Warmed when an allowed name is resolved (a connection is likely next).
+    upstream: Option<Upstream>,
 }
 
 /// How one question is answered.
@@ -101,7 +104,7 @@ impl DnsFilter {
     ) -> Self {
         let sets = narrowing.map(|policy| NarrowSet { owner: CONFIG_OWNER.to_owned(), policy: (*policy).clone() });
         let narrowing = Arc::new(Narrowing::fixed(sets.into_iter().collect()));
-        DnsFilter { policy, narrowing, resolver, audit, sinkhole, upstream_enabled }
+        DnsFilter { policy, narrowing, resolver, audit, sinkhole, upstream_enabled, upstream: None }
     }
 
     /// The filter for the container a proxy context serves; the sinkhole is
@@ -114,6 +117,7 @@ impl DnsFilter {
             audit: ctx.audit.clone(),
             sinkhole: ctx.listen_addr,
             upstream_enabled: ctx.upstream_enabled,
+            upstream: Some(ctx.upstream.clone()),
         }
     }
 
@@ -183,6 +187,9 @@ impl DnsFilter {
             }
             Verdict::Resolve(host) => {
                 event.allowed = true;
+                if let Some(u) = &self.upstream {
+                    u.warm_in_background();
+                }
                 if wants_a {
                     match self.lookup(&host).await {
                         Ok(addrs) => {

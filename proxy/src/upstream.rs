@@ -7,6 +7,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -84,10 +85,12 @@ impl std::fmt::Debug for Upstream {
 /// Builds the upstream TLS client configuration (the trust anchors).
 pub type BuildTls = Box<dyn FnOnce() -> rustls::ClientConfig + Send>;
 
-/// The upstream TLS connectors, built on first use or by [`Upstream::warm`],
-/// whichever comes first: parsing the system roots was half of a worker's
+/// The upstream TLS connectors, built on first use or by
+/// [`Upstream::warm_in_background`], whichever comes first: parsing the system roots was half of a worker's
 /// start, and no container needs them before its first HTTPS request.
 struct TlsClients {
+    /// A thread was started to build them ([`Upstream::warm_in_background`]).
+    warming: AtomicBool,
     build: Mutex<Option<BuildTls>>,
     /// The configured CA files alone: used only if `build` is gone, which
     /// takes a build that panicked.
@@ -117,7 +120,7 @@ impl Upstream {
     /// needed; ALPN is set here. `connect_timeout` limits each connection
     /// (resolve, TCP connect, TLS handshake).
     pub fn new(resolver: Arc<Resolver>, fallback: rustls::ClientConfig, build: BuildTls, connect_timeout: Duration) -> Upstream {
-        let tls = Arc::new(TlsClients { build: Mutex::new(Some(build)), fallback, built: OnceLock::new() });
+        let tls = Arc::new(TlsClients { warming: AtomicBool::new(false), build: Mutex::new(Some(build)), fallback, built: OnceLock::new() });
         let make = |h1_only: bool, explicit_ip: bool| {
             let connector = Connector { resolver: resolver.clone(), tls: tls.clone(), h1_only, explicit_ip, timeout: connect_timeout };
             Client::builder(TokioExecutor::new())
@@ -132,10 +135,30 @@ impl Upstream {
         Upstream { tls, clients }
     }
 
-    /// Builds the TLS configuration now if nothing has yet (blocking: run
-    /// it off the runtime's thread).
-    pub fn warm(&self) {
-        self.tls.connector(false);
+    /// Starts building the TLS configuration (parsing the roots) on a thread
+    /// of its own the first time it is called; later calls cost one atomic
+    /// load. A request that needs it first builds it itself or waits for
+    /// this thread. Called when the container
+    /// first shows it may go out (a proxy connection, an allowed name
+    /// resolved), so the roots are parsed while the client's own handshake
+    /// and request are still on their way, and a container that never
+    /// connects (a short job, a health check) never pays for them: at start
+    /// they competed for the CPU with the runtime starting the container.
+    pub fn warm_in_background(&self) {
+        if self.tls.warming.load(Ordering::Relaxed) || self.tls.warming.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let tls = self.tls.clone();
+        if let Err(e) = std::thread::Builder::new().name("tls-roots".into()).spawn(move || {
+            tls.connector(false);
+        }) {
+            log::warn!("parsing the TLS roots ahead of use: {e}; the first HTTPS request will");
+        }
+    }
+
+    /// Whether the TLS configuration is built (tests).
+    pub fn is_warm(&self) -> bool {
+        self.tls.built.get().is_some()
     }
 
     /// The client for `route`.
@@ -302,5 +325,44 @@ pub fn failure_reason(err: &(dyn std::error::Error + 'static)) -> String {
             cur = e.source();
         }
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Instant;
+
+    fn client_config() -> rustls::ClientConfig {
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    }
+
+    #[test]
+    fn roots_are_built_once_and_only_once_asked_for() {
+        let builds = Arc::new(AtomicUsize::new(0));
+        let counted = builds.clone();
+        let resolver = Resolver::new(Default::default(), Some(vec![IpAddr::from([127, 0, 0, 1])]), false, Vec::new()).unwrap();
+        let build: BuildTls = Box::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            client_config()
+        });
+        let up = Upstream::new(Arc::new(resolver), client_config(), build, CONNECT_TIMEOUT);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!up.is_warm(), "nothing is parsed before the container shows it may go out");
+        for _ in 0..3 {
+            up.warm_in_background();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !up.is_warm() {
+            assert!(Instant::now() < deadline, "the background build never finished");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        up.tls.connector(true);
+        assert_eq!(builds.load(Ordering::SeqCst), 1, "built once, by one thread");
     }
 }

@@ -201,13 +201,9 @@ async fn serve(ctx: Arc<ProxyContext>, fds: Inherited, mut ready: Option<Readine
             log::warn!("reporting readiness to the supervisor: {e}");
         }
     }
-    // The upstream TLS roots are parsed once the start is reported, on a
-    // thread of their own; a first HTTPS request before they are done
-    // waits for them.
-    let warm = ctx.clone();
-    if let Err(e) = std::thread::Builder::new().name("tls-roots".into()).spawn(move || warm.upstream.warm()) {
-        log::warn!("parsing the TLS roots ahead of use: {e}; the first HTTPS request will");
-    }
+    // The upstream TLS roots are parsed on a thread of their own once the
+    // container first shows it may go out (its first proxy connection, or
+    // an allowed name resolved), not here: see Upstream::warm_in_background.
     tokio::select! {
         r = serve_proxy(proxy, ctx) => r.map_err(|source| WorkerError::Serve { what: "the proxy", source }),
         r = serve_dns(dns_udp, dns_tcp, filter) => r.map_err(|source| WorkerError::Serve { what: "DNS", source }),
