@@ -46,7 +46,9 @@ pub async fn serve_proxy(listener: TcpListener, ctx: Arc<ProxyContext>) -> io::R
             }
             Err(e) => return Err(e),
         };
-        ctx.upstream.warm_in_background();
+        if ctx.upstream_enabled {
+            ctx.upstream.warm_in_background();
+        }
         let ctx = ctx.clone();
         tokio::spawn(async move {
             serve_connection(ctx, stream).await;
