@@ -86,8 +86,9 @@ impl std::fmt::Debug for Upstream {
 pub type BuildTls = Box<dyn FnOnce() -> rustls::ClientConfig + Send>;
 
 /// The upstream TLS connectors, built on first use or by
-/// [`Upstream::warm_in_background`], whichever comes first: parsing the system roots was half of a worker's
-/// start, and no container needs them before its first HTTPS request.
+/// [`Upstream::warm_in_background`], whichever comes first: parsing the
+/// system roots was half of a worker's start, and no container needs them
+/// before its first HTTPS request.
 struct TlsClients {
     /// A thread was started to build them ([`Upstream::warm_in_background`]).
     warming: AtomicBool,
@@ -138,12 +139,12 @@ impl Upstream {
     /// Starts building the TLS configuration (parsing the roots) on a thread
     /// of its own the first time it is called; later calls cost one atomic
     /// load. A request that needs it first builds it itself or waits for
-    /// this thread. Called when the container
-    /// first shows it may go out (a proxy connection, an allowed name
-    /// resolved), so the roots are parsed while the client's own handshake
-    /// and request are still on their way, and a container that never
-    /// connects (a short job, a health check) never pays for them: at start
-    /// they competed for the CPU with the runtime starting the container.
+    /// this thread. Called when the container first shows it may go out (a
+    /// proxy connection, an allowed name resolved), so the roots are parsed
+    /// while the client's own handshake and request are still on their way,
+    /// and a container that never connects (a short job, a health check)
+    /// never pays for them: at start they competed for the CPU with the
+    /// runtime starting the container.
     pub fn warm_in_background(&self) {
         if self.tls.warming.load(Ordering::Relaxed) || self.tls.warming.swap(true, Ordering::Relaxed) {
             return;
@@ -156,8 +157,9 @@ impl Upstream {
         }
     }
 
-    /// Whether the TLS configuration is built (tests).
-    pub fn is_warm(&self) -> bool {
+    /// Whether the TLS configuration is built.
+    #[cfg(test)]
+    fn is_warm(&self) -> bool {
         self.tls.built.get().is_some()
     }
 
