@@ -283,14 +283,24 @@ fn run_nft(batch: Batch<'static>) -> Result<(), String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run nft (apt-get install nftables): {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&payload).map_err(|e| format!("cannot write to nft: {e}"))?;
-    }
+    // A failed write (nft gone before it read the table) is reported with
+    // what nft said and how it ended, which name the problem; the pipe's
+    // error does not.
+    let written = child.stdin.take().map_or(Ok(()), |mut stdin| stdin.write_all(&payload));
     let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().replace("internal:0:0-0: ", ""))
+    nft_outcome(written, out.status, &out.stderr)
+}
+
+fn nft_outcome(written: std::io::Result<()>, status: std::process::ExitStatus, stderr: &[u8]) -> Result<(), String> {
+    let said = String::from_utf8_lossy(stderr).trim().replace("internal:0:0-0: ", "");
+    match (written, status.success()) {
+        (Ok(()), true) => Ok(()),
+        (Ok(()), false) if !said.is_empty() => Err(said),
+        (Ok(()), false) => Err(format!("{} {status} and said nothing", nft_binary())),
+        (Err(e), _) => {
+            let said = if said.is_empty() { "nothing".to_string() } else { format!("{said:?}") };
+            Err(format!("{} {status} before it read the whole table (writing to it: {e}); it said {said}", nft_binary()))
+        }
     }
 }
 
@@ -321,6 +331,23 @@ pub fn remove(host_netns: Option<&Path>, table: &str) -> Result<(), FirewallErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_nft_that_stops_early_is_named_with_how_it_ended() {
+        use std::os::unix::process::ExitStatusExt;
+        let pipe = || Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        let ok = std::process::ExitStatus::from_raw(0);
+        let failed = std::process::ExitStatus::from_raw(1 << 8);
+        assert_eq!(nft_outcome(Ok(()), ok, b""), Ok(()));
+        assert_eq!(nft_outcome(Ok(()), failed, b"internal:0:0-0: Error: Could not process rule: No such file\n").unwrap_err(), "Error: Could not process rule: No such file");
+        let silent = nft_outcome(Ok(()), failed, b"").unwrap_err();
+        assert!(silent.contains("exit status: 1") && silent.contains("said nothing"), "{silent}");
+        // An nft that exits 0 without reading the table did not install it.
+        let early = nft_outcome(pipe(), ok, b"").unwrap_err();
+        assert!(early.contains("exit status: 0 before it read the whole table") && early.contains("said nothing"), "{early}");
+        let killed = nft_outcome(pipe(), std::process::ExitStatus::from_raw(9), b"nft: unknown option\n").unwrap_err();
+        assert!(killed.contains("signal: 9") && killed.contains("\"nft: unknown option\""), "{killed}");
+    }
 
     #[test]
     fn batch_redirects_tcp_and_dns_and_drops_the_rest() {
