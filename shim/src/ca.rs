@@ -79,7 +79,7 @@ fn bundle_is_current(bundle: &Path, cert: &Path, roots: &Path) -> bool {
     let changed = |m: &std::fs::Metadata| (m.ctime(), m.ctime_nsec());
     let (Ok(b), Ok(c)) = (std::fs::metadata(bundle), std::fs::metadata(cert)) else { return false };
     let r = std::fs::metadata(roots).ok();
-    let newer = changed(&b) >= changed(&c) && r.as_ref().map_or(true, |r| changed(&b) >= changed(r));
+    let newer = changed(&b) >= changed(&c) && r.as_ref().is_none_or(|r| changed(&b) >= changed(r));
     let len = c.len() + r.as_ref().map_or(0, |r| r.len());
     newer && (b.len() == len || b.len() == len + 1)
 }

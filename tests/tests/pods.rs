@@ -402,8 +402,8 @@ fn a_cri_pod_shares_one_jail_and_its_containers_only_narrow_the_pod_policy() {
     // its address.
     let origin = pod.origin.addr().to_string();
     let sidecar = jail.host_addr.to_string();
-    assert_eq!(pod.lookup("pod-wide", "origin.test"), [origin.clone()], "allowed by both");
-    assert_eq!(pod.lookup("pod-wide", "extra.test"), [sidecar.clone()], "narrowed away: the sidecar answers");
+    assert_eq!(pod.lookup("pod-wide", "origin.test"), std::slice::from_ref(&origin), "allowed by both");
+    assert_eq!(pod.lookup("pod-wide", "extra.test"), std::slice::from_ref(&sidecar), "narrowed away: the sidecar answers");
     assert!(
         pod.rt
             .audit_records("pod-sb")
