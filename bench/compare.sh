@@ -54,7 +54,7 @@ done
 
 # Another engineer's apt may hold the lock for a while.
 for _ in $(seq 30); do
-    install_packages nginx squid-openssl mitmproxy wrk nghttp2-client curl jq hyperfine runc \
+    install_packages nginx squid-openssl mitmproxy wrk nghttp2-client curl jq runc \
         nftables iproute2 busybox-static openssl python3 binutils && break
     sleep 10
 done

@@ -171,10 +171,10 @@ def baseline_rows(fig):
         row("8", "sidecar RSS, peak under scenario 1", None, "load_rss_mib", mib, []),
         row("8", f"sidecar RSS of {N_IDLE} idle jails, total (PSS: {pss(fig, 'idle_n_pss_mib')})", None, "idle_n_rss_mib", mib,
             [value_at_most("8", "idle_n_rss_mib", 300, "MiB")]),
-        row("9", "`run` of /bin/true, same bundle (hyperfine; baseline: `runc run`)", "runc", "run_ms", ms,
+        row("9", "`run` of /bin/true, same bundle (interleaved rounds, median; baseline: `runc run`)", "runc", "run_ms", ms,
             [ratio_at_most("9", "run_ms", "runc", 1.25)]),
         row("9", "… CPU time (user + sys, mean) of the `run` process tree; the detached sidecar is not in it", "runc", "run_cpu_ms", ms, []),
-        row("9", "`docker run --rm` /bin/true (hyperfine; baseline: dockerd's runc)", "runc", "docker_ms", ms,
+        row("9", "`docker run --rm` /bin/true (interleaved rounds, median; baseline: dockerd's runc)", "runc", "docker_ms", ms,
             [ratio_at_most("9", "docker_ms", "runc", 1.10)]),
     ]
 

@@ -1,7 +1,7 @@
 # Scenario 9 of bench/compare.sh: container start-up cost.
 #  - `boundary-runc run` vs `runc run` of /bin/true, same bundle (a
 #    busybox rootfs, `runc spec`'s fresh network namespace: host side in the
-#    host's namespace), hyperfine;
+#    host's namespace);
 #  - `docker run --rm` with dockerd's default runtime vs
 #    `--runtime=boundary-bench` (this run's boundary-runc binary itself,
 #    registered in /etc/docker/daemon.json for the run only, as `install
@@ -9,6 +9,8 @@
 #    settings, /etc/boundary-runc/config.toml or the defaults; its audit
 #    records go to the host's audit directory), image from scratch with
 #    busybox-static.
+# Both are timed by compare/interleave.py: one run of each per round, in
+# turn, so a load that drifts during the run moves both rows alike.
 # Sourced after jail.sh.
 
 DOCKER_RUNTIME=boundary-bench
@@ -23,17 +25,17 @@ run_s9_run() {
     write_demo_spec "$d/bundle/config.json" "true"
     cp "$d/bundle/config.json" "$d/pristine.json"
     brc_config "$d/config.toml" "$d/state" "$LIFE_POOL"
-    hyperfine --warmup 2 --runs "$LIFE_RUNS" --export-json "$d/run.json" \
-        --prepare "cp $d/pristine.json $d/bundle/config.json" \
-        -n runc "runc --root $d/runc-root run -b $d/bundle r\$\$" \
-        -n boundary-runc "BOUNDARY_RUNC_CONFIG=$d/config.toml $BIN/boundary-runc --root $d/runc-root run -b $d/bundle b\$\$" \
-        > "$W/logs/9-run.txt" 2>&1
+    python3 "$REPO/bench/compare/interleave.py" --warmup 2 --runs "$LIFE_RUNS" \
+        --prepare-copy "$d/pristine.json" "$d/bundle/config.json" \
+        runc "runc --root $d/runc-root run -b $d/bundle r{n}" \
+        boundary-runc "BOUNDARY_RUNC_CONFIG=$d/config.toml $BIN/boundary-runc --root $d/runc-root run -b $d/bundle b{n}" \
+        > "$d/run.tsv" 2> "$W/logs/9-run.txt" || { cat "$W/logs/9-run.txt" >&2; return 1; }
     umount "$d/state/netns" 2> /dev/null || true
-    jq -r '.results[] | "\(.command)\t\(.median * 1000)\t\((.user + .system) * 1000)"' "$d/run.json" | while IFS=$'\t' read -r who ms cpu; do
+    while IFS=$'\t' read -r who ms cpu; do
         record 9 "$who" 1 run_ms "$ms"
         record 9 "$who" 1 run_cpu_ms "$cpu"
         echo "  s9 run /bin/true $who: $ms ms"
-    done
+    done < "$d/run.tsv"
 }
 
 run_s9_docker() {
@@ -53,14 +55,14 @@ run_s9_docker() {
     docker_runtime add "$DOCKER_RUNTIME" "$BIN/boundary-runc"
     docker run --rm --runtime="$DOCKER_RUNTIME" "$DOCKER_IMAGE" /bin/true || {
         echo "  ! s9 docker run --runtime=$DOCKER_RUNTIME fails; docker rows left out" >&2; return 0; }
-    hyperfine -N --warmup 2 --runs "$LIFE_RUNS" --export-json "$d/run.json" \
-        -n runc "docker run --rm $DOCKER_IMAGE /bin/true" \
-        -n boundary-runc "docker run --rm --runtime=$DOCKER_RUNTIME $DOCKER_IMAGE /bin/true" \
-        > "$W/logs/9-docker.txt" 2>&1
-    jq -r '.results[] | "\(.command)\t\(.median * 1000)\t\((.user + .system) * 1000)"' "$d/run.json" | while IFS=$'\t' read -r who ms cpu; do
+    python3 "$REPO/bench/compare/interleave.py" --warmup 2 --runs "$LIFE_RUNS" \
+        runc "docker run --rm $DOCKER_IMAGE /bin/true" \
+        boundary-runc "docker run --rm --runtime=$DOCKER_RUNTIME $DOCKER_IMAGE /bin/true" \
+        > "$d/run.tsv" 2> "$W/logs/9-docker.txt" || { cat "$W/logs/9-docker.txt" >&2; return 1; }
+    while IFS=$'\t' read -r who ms _; do
         record 9 "$who" 1 docker_ms "$ms"
         echo "  s9 docker run --rm $who: $ms ms"
-    done
+    done < "$d/run.tsv"
 }
 
 teardown_startup() {
