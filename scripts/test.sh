@@ -20,6 +20,16 @@ echo "==> unit, golden and in-process tests"
 cargo test --workspace --exclude boundary-tests --no-fail-fast --quiet 2>&1 | tee "$logs/unit.log"
 unit_rc=${PIPESTATUS[0]}
 
+# Benchmarks are built and each is run once, untimed (criterion's test
+# mode): a benchmark that no longer builds or panics fails here; no test
+# depends on this machine's speed.
+echo "==> benchmarks: built and run once each, untimed (cargo test --benches)"
+cargo test --workspace --exclude boundary-tests --benches --quiet 2>&1 | tee "$logs/bench.log"
+bench_rc=${PIPESTATUS[0]}
+bench_passed=$(grep -c '^Success$' "$logs/bench.log")
+bench_failed=0
+if [ "$bench_rc" != 0 ] || [ "$bench_passed" = 0 ]; then bench_failed=1; fi
+
 echo "==> root end-to-end tests (real runc/crun, namespaces, nftables)"
 cargo test -p boundary-tests --no-fail-fast --quiet -- --test-threads=2 2>&1 | tee "$logs/root.log"
 root_rc=${PIPESTATUS[0]}
@@ -43,9 +53,9 @@ count() { # file field -> sum of "N <field>" in cargo's result lines
 }
 up=$(count "$logs/unit.log" passed); uf=$(count "$logs/unit.log" failed)
 rp=$(count "$logs/root.log" passed); rf=$(count "$logs/root.log" failed)
-echo "==> unit/golden/in-process: $up passed, $uf failed; root end-to-end: $rp passed, $rf failed; fuzz targets: $fuzz_passed clean, $fuzz_failed failed"
-passed=$((up + rp + fuzz_passed)); failed=$((uf + rf + fuzz_failed))
-if [ "$unit_rc" != 0 ] || [ "$root_rc" != 0 ] || [ "$fuzz_failed" != 0 ]; then
+echo "==> unit/golden/in-process: $up passed, $uf failed; benchmarks run once: $bench_passed passed, $bench_failed failed; root end-to-end: $rp passed, $rf failed; fuzz targets: $fuzz_passed clean, $fuzz_failed failed"
+passed=$((up + bench_passed + rp + fuzz_passed)); failed=$((uf + bench_failed + rf + fuzz_failed))
+if [ "$unit_rc" != 0 ] || [ "$bench_failed" != 0 ] || [ "$root_rc" != 0 ] || [ "$fuzz_failed" != 0 ]; then
     echo "total: $passed passed, $((failed > 0 ? failed : 1)) failed"
     exit 1
 fi
