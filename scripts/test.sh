@@ -23,8 +23,11 @@ unit_rc=${PIPESTATUS[0]}
 # Benchmarks are built and each is run once, untimed (criterion's test
 # mode): a benchmark that no longer builds or panics fails here; no test
 # depends on this machine's speed.
-echo "==> benchmarks: built and run once each, untimed (cargo test --benches)"
-cargo test --workspace --exclude boundary-tests --benches --quiet 2>&1 | tee "$logs/bench.log"
+# Named one by one: `--benches` would run every library's unit tests again.
+benches=$(awk '/^\[\[bench\]\]/ { b = 1; next } b && /^name *=/ { gsub(/[" ]/, ""); sub("name=", ""); printf "--bench %s ", $0; b = 0 }' */Cargo.toml)
+echo "==> benchmarks: built and run once each, untimed (cargo test $benches)"
+# shellcheck disable=SC2086 # one word per flag
+cargo test --workspace --exclude boundary-tests $benches --quiet 2>&1 | tee "$logs/bench.log"
 bench_rc=${PIPESTATUS[0]}
 bench_passed=$(grep -c '^Success$' "$logs/bench.log")
 bench_failed=0
