@@ -14,6 +14,7 @@ every run (a bundle's pristine config.json). A command that fails stops the
 run with its stderr.
 """
 import os
+import re
 import resource
 import shlex
 import shutil
@@ -39,17 +40,17 @@ def main(argv):
             i += 2
     if not cases:
         sys.exit(__doc__)
-    n = 0
-    wall = {n: [] for n, _ in cases}
-    cpu = {n: [] for n, _ in cases}
+    serial = 0
+    wall = {name: [] for name, _ in cases}
+    cpu = {name: [] for name, _ in cases}
     for r in range(warmup + runs):
         for name, cmd in cases:
             if prepare:
                 shutil.copy(*prepare)
-            n += 1
-            words = shlex.split(cmd.replace("{n}", str(n)))
+            serial += 1
+            words = shlex.split(cmd.replace("{n}", str(serial)))
             env = dict(os.environ)
-            while words and "=" in words[0] and not words[0].startswith("/"):
+            while words and re.match(r"[A-Za-z_][A-Za-z0-9_]*=", words[0]):
                 k, v = words.pop(0).split("=", 1)
                 env[k] = v
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
