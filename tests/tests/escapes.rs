@@ -2,7 +2,7 @@
 //! CAP_NET_ADMIN, CAP_NET_RAW, CAP_KILL and the patched seccomp filter.
 //! Each one must fail to get a byte to a listener on the test origin or
 //! the host, checked by counters there and, where the protocol reaches the
-//! sidecar, in the audit log. Slots 200..=209.
+//! sidecar, in the audit log. Slots 200..=209, 232 and 233.
 
 mod escape_world;
 
@@ -441,4 +441,58 @@ fn another_jailed_container_is_not_reachable_from_a_jail() {
     let denied = w.rt.audit_records(w.id).into_iter().filter(|r| r.decision == "deny").count();
     assert!(denied >= 2, "the attempts through the proxy must be audited: {:#?}", w.rt.audit_records(w.id));
     w.rt.delete_force("esc-b").ok();
+}
+
+/// `BOUNDARY_ALLOW` of a world's bundle, replaced.
+fn allowing(rules: &'static str) -> impl FnOnce(boundary_tests::Bundle) -> boundary_tests::Bundle {
+    move |b| {
+        b.edit(|s| {
+            for e in s["process"]["env"].as_array_mut().expect("process.env") {
+                if e.as_str().is_some_and(|v| v.starts_with("BOUNDARY_ALLOW=")) {
+                    *e = serde_json::json!(format!("BOUNDARY_ALLOW={rules}"));
+                }
+            }
+        })
+    }
+}
+
+/// One of the host's own non-loopback addresses (the host end of the
+/// origin's link) behind a name no rule allows, though the sidecar would
+/// resolve it there: the container's lookup is answered with the sidecar's
+/// address, and requests for the name aimed at the host's address (HTTP,
+/// HTTPS, and the bare address) are refused by the proxy, audited, and
+/// never reach a listener on the host, on a port the rules do allow. A
+/// control jail whose rules allow the name does reach that listener
+/// through the sidecar, so the listener would see a leak.
+#[test]
+fn the_hosts_own_address_behind_a_name_no_rule_allows_is_unreachable() {
+    let host = Ipv4Addr::new(10, 231, 232, 1);
+    let w = World::start_with(232, "esc-hostname", |s| s.pin("hostself.test", host), allowing("domain=origin.test port=80,443,20232"));
+    assert_eq!(w.origin.host_addr(), host, "the host end of the origin link");
+    let mut sink = HostSink::bind(20232);
+    let p = sink.port;
+    let sidecar = w.sidecar();
+    let out = w.exec("nslookup hostself.test");
+    assert_eq!(nslookup_answers(&out.stdout), [sidecar.to_string()], "a name no rule allows must resolve to the sidecar only:\n{out}");
+    for (what, args) in [
+        ("by name", format!("http://hostself.test:{p}/")),
+        ("by name at the host's address", format!("--resolve hostself.test:{p}:{host} http://hostself.test:{p}/")),
+        ("the bare address", format!("http://{host}:{p}/")),
+    ] {
+        let r = http(&w, &args);
+        assert_eq!(r.status, 403, "{what}: {r:?}");
+    }
+    let out = w.exec(&format!("curl -sS -k --max-time 10 -D - --resolve hostself.test:{p}:{host} https://hostself.test:{p}/"));
+    let r = HttpReply::parse(&out.stdout).unwrap_or_else(|| panic!("HTTPS for the name: no HTTP reply from the sidecar:\n{out}"));
+    assert_eq!(r.status, 403, "HTTPS by name at the host's address: {r:?}");
+    assert_eq!(sink.counts_after_barrier(), (0, 0), "the host's own address was reached");
+    let denied = w.rt.audit_records(w.id).into_iter().filter(|r| r.kind != "dns" && r.decision == "deny").count();
+    assert!(denied >= 4, "every refusal must be audited: {:#?}", w.rt.audit_records(w.id));
+
+    // The control: the same name allowed, the same listener reached.
+    let c = World::start_with(233, "esc-hostname-ok", |s| s.pin("hostself.test", Ipv4Addr::new(10, 231, 233, 1)), allowing("domain=hostself.test port=20233"));
+    let mut reached = HostSink::bind(20233);
+    c.exec("curl -sS --max-time 3 -o /dev/null http://hostself.test:20233/; true");
+    let (tcp, _) = reached.counts_after_barrier();
+    assert!(tcp >= 1, "with a rule allowing the name, the sidecar must connect to the host's listener (else this test could not see a leak)");
 }
