@@ -443,19 +443,6 @@ fn another_jailed_container_is_not_reachable_from_a_jail() {
     w.rt.delete_force("esc-b").ok();
 }
 
-/// `BOUNDARY_ALLOW` of a world's bundle, replaced.
-fn allowing(rules: &'static str) -> impl FnOnce(boundary_tests::Bundle) -> boundary_tests::Bundle {
-    move |b| {
-        b.edit(|s| {
-            for e in s["process"]["env"].as_array_mut().expect("process.env") {
-                if e.as_str().is_some_and(|v| v.starts_with("BOUNDARY_ALLOW=")) {
-                    *e = serde_json::json!(format!("BOUNDARY_ALLOW={rules}"));
-                }
-            }
-        })
-    }
-}
-
 /// One of the host's own non-loopback addresses (the host end of the
 /// origin's link) behind a name no rule allows, though the sidecar would
 /// resolve it there: the container's lookup is answered with the sidecar's
@@ -463,11 +450,13 @@ fn allowing(rules: &'static str) -> impl FnOnce(boundary_tests::Bundle) -> bound
 /// HTTPS, and the bare address) are refused by the proxy, audited, and
 /// never reach a listener on the host, on a port the rules do allow. A
 /// control jail whose rules allow the name does reach that listener
-/// through the sidecar, so the listener would see a leak.
+/// through the sidecar, so the listener would see a leak. (The rules given
+/// here replace the world's: the last `BOUNDARY_ALLOW` in `process.env`
+/// is the one read, as `rewrite::env_value` does.)
 #[test]
 fn the_hosts_own_address_behind_a_name_no_rule_allows_is_unreachable() {
     let host = Ipv4Addr::new(10, 231, 232, 1);
-    let w = World::start_with(232, "esc-hostname", |s| s.pin("hostself.test", host), allowing("domain=origin.test port=80,443,20232"));
+    let w = World::start_with(232, "esc-hostname", |s| s.pin("hostself.test", host), |b| b.env("BOUNDARY_ALLOW", "domain=origin.test port=80,443,20232"));
     assert_eq!(w.origin.host_addr(), host, "the host end of the origin link");
     let mut sink = HostSink::bind(20232);
     let p = sink.port;
@@ -490,7 +479,7 @@ fn the_hosts_own_address_behind_a_name_no_rule_allows_is_unreachable() {
     assert!(denied >= 4, "every refusal must be audited: {:#?}", w.rt.audit_records(w.id));
 
     // The control: the same name allowed, the same listener reached.
-    let c = World::start_with(233, "esc-hostname-ok", |s| s.pin("hostself.test", Ipv4Addr::new(10, 231, 233, 1)), allowing("domain=hostself.test port=20233"));
+    let c = World::start_with(233, "esc-hostname-ok", |s| s.pin("hostself.test", Ipv4Addr::new(10, 231, 233, 1)), |b| b.env("BOUNDARY_ALLOW", "domain=hostself.test port=20233"));
     let mut reached = HostSink::bind(20233);
     c.exec("curl -sS --max-time 3 -o /dev/null http://hostself.test:20233/; true");
     let (tcp, _) = reached.counts_after_barrier();
