@@ -3,7 +3,7 @@
 
 use std::os::fd::AsFd;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::waitpid;
@@ -18,6 +18,13 @@ use crate::runtime_log::{self, Level};
 /// How long the builder of a failed jail waits for the delegate to exit
 /// before it tears the jail down itself.
 const CREATOR_WAIT: Duration = Duration::from_secs(60);
+
+/// How long the builder waits at most for the delegate to start its
+/// container's init before it builds anyway (see [`await_delegate_start`]).
+const DEFER_MAX: Duration = Duration::from_millis(30);
+
+/// How often the builder looks for the delegate's first child meanwhile.
+const DEFER_POLL: Duration = Duration::from_millis(1);
 
 /// Finishes `begun` behind its gate. Normally in a detached builder process,
 /// returning at once so the caller can `execve` the delegate; when this
@@ -51,9 +58,10 @@ pub fn finish_detached(cfg: &Config, globals: &Globals, begun: Begun) -> anyhow:
             Ok(())
         }
         ForkResult::Child => {
+            let intermediate = std::process::id() as i32;
             // SAFETY: as above; the child is still single-threaded.
             if let Ok(ForkResult::Child) = unsafe { fork() } {
-                build(cfg, globals, begun, gate, creator);
+                build(cfg, globals, begun, gate, creator, intermediate);
             }
             // SAFETY: _exit ends the intermediate without running exit
             // handlers or flushing buffers that belong to the parent.
@@ -66,12 +74,13 @@ pub fn finish_detached(cfg: &Config, globals: &Globals, begun: Begun) -> anyhow:
 /// failure is also written to the runtime log; the jail is then torn down
 /// by the gate hook that reads the word or, when the delegate exits without
 /// running it (it refused the spec), by the builder once the delegate is gone.
-fn build(cfg: &Config, globals: &Globals, begun: Begun, gate: Closed, creator: i32) -> ! {
+fn build(cfg: &Config, globals: &Globals, begun: Begun, gate: Closed, creator: i32, intermediate: i32) -> ! {
     // Out of the caller's session (a terminal's ^C is not for us) and off
     // its stdio (an engine waits for the container's pipes to close).
     let _ = nix::unistd::setsid();
     detach_stdio();
     close_inherited();
+    await_delegate_start(creator, intermediate, DEFER_MAX);
     let id = begun.id().to_string();
     match jail::finish(cfg, begun, creator) {
         Ok(()) => match gate.open(Ok(())) {
@@ -95,6 +104,57 @@ fn build(cfg: &Config, globals: &Globals, begun: Begun, gate: Closed, creator: i
         }
     }
     std::process::exit(1)
+}
+
+/// Waits until the delegate (`creator`, the runtime the shim `execve`d)
+/// has a child process other than `intermediate` (the builder's own
+/// parent, which the shim reaps), or has exited, or `max` has passed.
+///
+/// Why: a delegate's start is CPU-bound until it has started its
+/// container's init (runc: ~13 ms of Go start-up, config and cgroup work),
+/// and then mostly asleep (runc waits ~13 ms for an RCU grace period when
+/// it moves the init into its cgroup, then the namespaces and mounts) until
+/// it runs the prestart hooks, the gate among them. The builder's work is
+/// mostly kernel work (two network namespaces, the veth, nft, three process
+/// starts), which a kernel without preemption (`PREEMPT_NONE`, the server
+/// default) does not interrupt for the delegate, whatever its nice value:
+/// started at once it slowed runc's CPU-bound part by ~6 ms on two cores;
+/// started when the init exists it runs on the cores runc leaves idle, and
+/// is done before the gate (docs/benchmarks.md, session 9).
+///
+/// Looked for in `/proc/<creator>/task/*/children` every [`DEFER_POLL`];
+/// a kernel without those files (CONFIG_PROC_CHILDREN) is not waited for.
+fn await_delegate_start(creator: i32, intermediate: i32, max: Duration) {
+    let deadline = Instant::now() + max;
+    let tasks = Path::new("/proc").join(creator.to_string()).join("task");
+    while let Some(false) = has_child(&tasks, intermediate) {
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(DEFER_POLL);
+    }
+}
+
+/// Whether any thread of the process whose `/proc/<pid>/task` is `tasks`
+/// has a child other than `except`: `Some(true)` also when the process is
+/// gone (nothing more to wait for), `None` when the kernel does not list
+/// children.
+fn has_child(tasks: &Path, except: i32) -> Option<bool> {
+    let Ok(dir) = std::fs::read_dir(tasks) else { return Some(true) };
+    let mut listed = false;
+    for task in dir.flatten() {
+        match std::fs::read_to_string(task.path().join("children")) {
+            Ok(children) => {
+                listed = true;
+                if children.split_ascii_whitespace().any(|c| c.parse::<i32>().is_ok_and(|c| c != except)) {
+                    return Some(true);
+                }
+            }
+            // The thread exited meanwhile, or no such file on this kernel.
+            Err(_) => continue,
+        }
+    }
+    listed.then_some(false)
 }
 
 /// Waits until `pid` has exited (up to [`CREATOR_WAIT`]).
@@ -140,4 +200,71 @@ fn single_threaded() -> bool {
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim() == "1")))
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    fn tasks_of(pid: u32) -> std::path::PathBuf {
+        Path::new("/proc").join(pid.to_string()).join("task")
+    }
+
+    #[test]
+    fn a_child_is_seen_and_the_excepted_one_is_not() {
+        // A shell that starts a child only when told to (a line on stdin).
+        let mut sh = Command::new("sh").args(["-c", "read x; sleep 5 & read y"]).stdin(Stdio::piped()).spawn().unwrap();
+        let tasks = tasks_of(sh.id());
+        assert_eq!(has_child(&tasks, 0), Some(false), "the shell has no child yet");
+        let mut stdin = sh.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, b"go\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let child = loop {
+            let listed: Vec<i32> = std::fs::read_dir(&tasks)
+                .unwrap()
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|c| c.split_ascii_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<i32>>())
+                .collect();
+            if let Some(c) = listed.first() {
+                break *c;
+            }
+            assert!(Instant::now() < deadline, "the shell never started its child");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(has_child(&tasks, 0), Some(true));
+        assert_eq!(has_child(&tasks, child), Some(false), "the excepted child does not count");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), nix::sys::signal::Signal::SIGKILL);
+        drop(stdin);
+        sh.wait().unwrap();
+        assert_eq!(has_child(&tasks, 0), Some(true), "a process that is gone is not waited for");
+    }
+
+    #[test]
+    fn the_wait_ends_when_the_delegate_starts_a_child_and_is_bounded_otherwise() {
+        let mut idle = Command::new("sleep").arg("5").spawn().unwrap();
+        let t = Instant::now();
+        await_delegate_start(idle.id() as i32, 0, Duration::from_millis(50));
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(50), "returned after {waited:?} though sleep has no child");
+        idle.kill().unwrap();
+        idle.wait().unwrap();
+
+        // A shell (no child of its own while it reads) told to start one after 0.1 s.
+        let mut starter = Command::new("sh").args(["-c", "read x; sleep 5 & wait"]).stdin(Stdio::piped()).spawn().unwrap();
+        let mut stdin = starter.stdin.take().unwrap();
+        let teller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            std::io::Write::write_all(&mut stdin, b"go\n").unwrap();
+            stdin
+        });
+        let t = Instant::now();
+        await_delegate_start(starter.id() as i32, 0, Duration::from_secs(20));
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(90) && waited < Duration::from_secs(10), "waited {waited:?} for a child started after 0.1 s");
+        drop(teller.join().unwrap());
+        starter.kill().unwrap();
+        starter.wait().unwrap();
+    }
 }

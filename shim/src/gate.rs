@@ -3,7 +3,9 @@
 //! `create` makes the jail's state and namespaces, rewrites the spec, hands
 //! the rest of the building (nft table, veth, sidecar: ~10 ms) to a detached
 //! builder ([`crate::builder`]) and `execve`s the delegate at once. The
-//! delegate spends ~30 ms before it runs any hook; the spec's first
+//! builder starts once the delegate has started the container's init
+//! (runc's CPU-bound start-up is over by then); the delegate spends ~30 ms
+//! before it runs any hook, most of it after that point; the spec's first
 //! prestart hook, `boundary-hook gate`, then waits for the builder's word
 //! and fails the create with the builder's error. Prestart hooks run before
 //! the container's process exists, so nothing runs in the jail before the
@@ -27,6 +29,9 @@ use serde_json::{json, Value};
 pub const SUBCOMMAND: &str = "gate";
 pub const LOCK_FILE: &str = "gate.lock";
 pub const WORD_FILE: &str = "gate";
+
+/// How often the hook looks at the lock while the builder still holds it.
+const POLL: Duration = Duration::from_micros(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
@@ -93,13 +98,15 @@ pub fn pass(dir: &Path, id: &str, timeout: Duration) -> Result<(), GateError> {
     };
     let deadline = Instant::now() + timeout;
     // Polled rather than blocking: a blocking flock cannot time out. The
-    // builder is normally done long before the delegate gets here.
+    // builder is normally done before the delegate gets here; when it is
+    // not, a short period keeps the wait from adding more than a fraction
+    // of a millisecond (each look is one flock call).
     loop {
         match Flock::lock(file, FlockArg::LockSharedNonblock) {
             Ok(_shared) => break,
             Err((f, nix::Error::EWOULDBLOCK | nix::Error::EINTR)) if Instant::now() < deadline => {
                 file = f;
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(POLL);
             }
             Err((_, nix::Error::EWOULDBLOCK)) => return Err(GateError::Timeout { id: id.to_string(), timeout }),
             Err((_, source)) => return Err(GateError::Lock { path, source }),
