@@ -5,13 +5,16 @@ same load (a machine whose load drifts during a run moves both rows, not
 one). Prints one line per command: name, median wall ms, mean CPU ms (user
 + system of the command's whole process tree, from the children's rusage).
 
-    interleave.py --runs N --warmup W [--prepare-copy SRC DST] NAME CMD [NAME CMD ...]
+    interleave.py --runs N --warmup W [--gap MS] [--prepare-copy SRC DST] NAME CMD [NAME CMD ...]
 
 CMD is one string, split as the shell would (`shlex`) but run without one:
 leading `VAR=value` words go to its environment, and `{n}` becomes a number
 unique to the run (container ids). `--prepare-copy` copies SRC to DST before
-every run (a bundle's pristine config.json). A command that fails stops the
-run with its stderr.
+every run (a bundle's pristine config.json). `--gap` pauses after every run
+(default 0: back to back), so that what a run leaves to finish in the
+background (the kernel dismantling network namespaces, exiting processes)
+is done before the next one starts. A command that fails stops the run
+with its stderr.
 """
 import os
 import re
@@ -25,7 +28,7 @@ import time
 
 
 def main(argv):
-    runs, warmup, prepare, cases = 10, 2, None, []
+    runs, warmup, gap, prepare, cases = 10, 2, 0.0, None, []
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -33,6 +36,8 @@ def main(argv):
             runs, i = int(argv[i + 1]), i + 2
         elif a == "--warmup":
             warmup, i = int(argv[i + 1]), i + 2
+        elif a == "--gap":
+            gap, i = float(argv[i + 1]) / 1000, i + 2
         elif a == "--prepare-copy":
             prepare, i = (argv[i + 1], argv[i + 2]), i + 3
         else:
@@ -60,6 +65,8 @@ def main(argv):
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if p.returncode != 0:
                 sys.exit(f"{name}: `{cmd}` failed (exit {p.returncode}): {p.stderr.decode(errors='replace')}")
+            if gap:
+                time.sleep(gap)
             if r >= warmup:
                 wall[name].append(ms)
                 cpu[name].append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000)
