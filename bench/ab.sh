@@ -38,19 +38,9 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-build_rootfs "$work/bundle/rootfs"
-write_demo_spec "$work/bundle/config.json" "true"
-cp "$work/bundle/config.json" "$work/pristine.json"
+true_bundle "$work"
 for i in "${!dirs[@]}"; do
-    cat > "$work/config$i.toml" <<CONF
-state_root = "$work/state$i"
-[network]
-pool = "10.$((218 + i)).0.0/16"
-[tls]
-ca_dir = "$work/ca"
-[audit]
-dir = "$work/audit"
-CONF
+    bench_config "$work/config$i.toml" "$work/state$i" "10.$((218 + i)).0.0/16" "$work"
     # Docker runs the runtime with no way to pass the config's path but
     # the environment: a wrapper, the same for every directory (and a
     # runc behind the same wrapper is measured too, for its cost).

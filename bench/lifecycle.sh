@@ -28,18 +28,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-build_rootfs "$work/bundle/rootfs"
-write_demo_spec "$work/bundle/config.json" "true"
-cp "$work/bundle/config.json" "$work/pristine.json"
-cat > "$work/config.toml" <<CONF
-state_root = "$work/state"
-[network]
-pool = "10.214.0.0/16"
-[tls]
-ca_dir = "$work/ca"
-[audit]
-dir = "$work/audit"
-CONF
+true_bundle "$work"
+bench_config "$work/config.toml" "$work/state" 10.214.0.0/16 "$work"
 export BOUNDARY_RUNC_CONFIG=$work/config.toml
 B=$work/bundle
 

@@ -34,18 +34,8 @@ done
 install_packages runc nftables iproute2 busybox-static python3 linux-perf
 work=$(mktemp -d /tmp/boundary-timeline.XXXXXX)
 trap 'umount "$work/state/netns" 2>/dev/null || true; rm -rf "$work"' EXIT
-build_rootfs "$work/bundle/rootfs"
-write_demo_spec "$work/bundle/config.json" "true"
-cp "$work/bundle/config.json" "$work/pristine.json"
-cat > "$work/config.toml" <<CONF
-state_root = "$work/state"
-[network]
-pool = "10.217.0.0/16"
-[tls]
-ca_dir = "$work/ca"
-[audit]
-dir = "$work/audit"
-CONF
+true_bundle "$work"
+bench_config "$work/config.toml" "$work/state" 10.217.0.0/16 "$work"
 cat > "$work/loop.py" <<'PY'
 import os, shutil, subprocess, sys, time
 work, runs, gap, shim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) / 1000, sys.argv[4]

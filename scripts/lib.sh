@@ -84,6 +84,30 @@ write_demo_spec() {
 JSON
 }
 
+# The start-up benchmarks' container: $1/bundle runs /bin/true (busybox
+# rootfs, `runc spec`'s shape) and $1/pristine.json is its config.json, to
+# copy back before every run (boundary-runc rewrites the bundle's).
+true_bundle() {
+    build_rootfs "$1/bundle/rootfs"
+    write_demo_spec "$1/bundle/config.json" "true"
+    cp "$1/bundle/config.json" "$1/pristine.json"
+}
+
+# bench_config FILE STATE POOL DIR: boundary-runc settings for a benchmark,
+# jails' state under STATE with addresses from POOL, the host CA and the
+# audit log under DIR.
+bench_config() {
+    cat > "$1" <<CONF
+state_root = "$2"
+[network]
+pool = "$3"
+[tls]
+ca_dir = "$4/ca"
+[audit]
+dir = "$4/audit"
+CONF
+}
+
 # docker_runtime add NAME PATH | docker_runtime remove NAME...: registers
 # (or removes) runtimes in /etc/docker/daemon.json, keeping every other
 # key, and makes dockerd reload it. The flock is the one the root tests

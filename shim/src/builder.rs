@@ -205,29 +205,48 @@ fn single_threaded() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::{Command, Stdio};
+    use std::process::{Child, Command, Stdio};
 
-    fn tasks_of(pid: u32) -> std::path::PathBuf {
-        Path::new("/proc").join(pid.to_string()).join("task")
+    fn tasks_of(child: &Child) -> std::path::PathBuf {
+        Path::new("/proc").join(child.id().to_string()).join("task")
+    }
+
+    /// The children of the process whose task directory is `tasks`.
+    fn children(tasks: &Path) -> Vec<i32> {
+        let Ok(dir) = std::fs::read_dir(tasks) else { return Vec::new() };
+        dir.flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|c| c.split_ascii_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<i32>>())
+            .collect()
+    }
+
+    /// A shell that starts `sleep 5` in the background once it reads a line.
+    fn shell_told_to_start_a_child() -> Child {
+        Command::new("sh").args(["-c", "read x; sleep 5 & wait"]).stdin(Stdio::piped()).spawn().unwrap()
+    }
+
+    fn tell(shell: &mut Child) {
+        std::io::Write::write_all(shell.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    }
+
+    /// Kills the shell's children, then the shell, and reaps it.
+    fn end(mut shell: Child) {
+        for c in children(&tasks_of(&shell)) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = shell.kill();
+        shell.wait().unwrap();
     }
 
     #[test]
     fn a_child_is_seen_and_the_excepted_one_is_not() {
-        // A shell that starts a child only when told to (a line on stdin).
-        let mut sh = Command::new("sh").args(["-c", "read x; sleep 5 & read y"]).stdin(Stdio::piped()).spawn().unwrap();
-        let tasks = tasks_of(sh.id());
+        let mut sh = shell_told_to_start_a_child();
+        let tasks = tasks_of(&sh);
         assert_eq!(has_child(&tasks, 0), Some(false), "the shell has no child yet");
-        let mut stdin = sh.stdin.take().unwrap();
-        std::io::Write::write_all(&mut stdin, b"go\n").unwrap();
+        tell(&mut sh);
         let deadline = Instant::now() + Duration::from_secs(5);
         let child = loop {
-            let listed: Vec<i32> = std::fs::read_dir(&tasks)
-                .unwrap()
-                .flatten()
-                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-                .flat_map(|c| c.split_ascii_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<i32>>())
-                .collect();
-            if let Some(c) = listed.first() {
+            if let Some(c) = children(&tasks).first() {
                 break *c;
             }
             assert!(Instant::now() < deadline, "the shell never started its child");
@@ -235,36 +254,30 @@ mod tests {
         };
         assert_eq!(has_child(&tasks, 0), Some(true));
         assert_eq!(has_child(&tasks, child), Some(false), "the excepted child does not count");
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), nix::sys::signal::Signal::SIGKILL);
-        drop(stdin);
-        sh.wait().unwrap();
+        end(sh);
         assert_eq!(has_child(&tasks, 0), Some(true), "a process that is gone is not waited for");
     }
 
     #[test]
     fn the_wait_ends_when_the_delegate_starts_a_child_and_is_bounded_otherwise() {
-        let mut idle = Command::new("sleep").arg("5").spawn().unwrap();
+        let idle = shell_told_to_start_a_child();
         let t = Instant::now();
         await_delegate_start(idle.id() as i32, 0, Duration::from_millis(50));
         let waited = t.elapsed();
-        assert!(waited >= Duration::from_millis(50), "returned after {waited:?} though sleep has no child");
-        idle.kill().unwrap();
-        idle.wait().unwrap();
+        assert!(waited >= Duration::from_millis(50), "returned after {waited:?} though the shell has no child");
+        end(idle);
 
-        // A shell (no child of its own while it reads) told to start one after 0.1 s.
-        let mut starter = Command::new("sh").args(["-c", "read x; sleep 5 & wait"]).stdin(Stdio::piped()).spawn().unwrap();
-        let mut stdin = starter.stdin.take().unwrap();
-        let teller = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            std::io::Write::write_all(&mut stdin, b"go\n").unwrap();
-            stdin
-        });
+        let mut starter = shell_told_to_start_a_child();
+        let pid = starter.id() as i32;
         let t = Instant::now();
-        await_delegate_start(starter.id() as i32, 0, Duration::from_secs(20));
-        let waited = t.elapsed();
-        assert!(waited >= Duration::from_millis(90) && waited < Duration::from_secs(10), "waited {waited:?} for a child started after 0.1 s");
-        drop(teller.join().unwrap());
-        starter.kill().unwrap();
-        starter.wait().unwrap();
+        let waiting = std::thread::spawn(move || {
+            await_delegate_start(pid, 0, Duration::from_secs(20));
+            Instant::now()
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        tell(&mut starter);
+        let waited = waiting.join().unwrap() - t;
+        assert!(waited >= Duration::from_millis(100) && waited < Duration::from_secs(10), "waited {waited:?} for a child started after 0.1 s");
+        end(starter);
     }
 }
