@@ -49,6 +49,9 @@ pub enum BuildError {
     Tls(#[source] rustls::Error),
 }
 
+/// Concurrent client connections one sidecar serves ([`Limits::default`]).
+pub const MAX_CONNECTIONS: usize = 4096;
+
 /// Timeouts and limits; [`Limits::default`] is what the sidecar uses.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -67,7 +70,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_connections: 4096,
+            max_connections: MAX_CONNECTIONS,
             sniff_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),

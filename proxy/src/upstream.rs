@@ -28,7 +28,15 @@ use crate::response::ProxyBody;
 /// Default limit for resolve + TCP connect + TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_IDLE: Duration = Duration::from_secs(90);
-const POOL_MAX_IDLE_PER_HOST: usize = 64;
+/// Idle upstream connections kept per origin: as many as the client
+/// connections the sidecar serves at once, so a steady number of requests
+/// in flight never churns connections. With a smaller cap, each response
+/// beyond it closed its connection and the next request opened a new one:
+/// at 250 requests in flight to one plain-HTTP origin that was hundreds
+/// of closes a second, each leaving a TIME_WAIT port behind on the host,
+/// until `connect` failed with EADDRNOTAVAIL (the `load` test, once, on a
+/// busy machine). Idle connections still close after [`POOL_IDLE`].
+const POOL_MAX_IDLE_PER_HOST: usize = crate::context::MAX_CONNECTIONS;
 
 /// Why an upstream connection failed (shown in the 502 body).
 #[derive(Debug, thiserror::Error)]

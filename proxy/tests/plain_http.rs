@@ -44,6 +44,44 @@ async fn keep_alive_mixes_allow_and_deny_on_one_connection() {
     assert_eq!(recs[2].url.as_deref(), Some(&*format!("http://api.test:{port}/allowed/1?q=1")));
 }
 
+/// Requests in flight at once need as many upstream connections; once they
+/// are answered the sidecar keeps them all for the next burst instead of
+/// closing those above a small idle cap and opening them again (each close
+/// leaves a TIME_WAIT port on the host: sustained churn ran the host out
+/// of ephemeral ports under load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_requests_reuses_its_upstream_connections() {
+    const AT_ONCE: usize = 150;
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let mut clients = Vec::new();
+    for _ in 0..AT_ONCE {
+        clients.push(BufReader::new(h.connect().await));
+    }
+    for burst in 0..2 {
+        let tasks: Vec<_> = clients
+            .drain(..)
+            .map(|mut s| {
+                tokio::spawn(async move {
+                    let req = format!("GET /slow HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n");
+                    s.get_mut().write_all(req.as_bytes()).await.unwrap();
+                    let r = read_response(&mut s).await.expect("response");
+                    assert_eq!((r.status, r.body.as_str()), (200, "slow"), "{r:?}");
+                    s
+                })
+            })
+            .collect();
+        for t in tasks {
+            clients.push(t.await.unwrap());
+        }
+        let accepted = h.http_origin_accepts.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(accepted >= AT_ONCE / 2, "burst {burst}: the origin saw only {accepted} connections; the requests were not concurrent");
+        assert!(accepted <= AT_ONCE, "burst {burst}: {AT_ONCE} requests at a time made {accepted} upstream connections");
+        // Let the last responses' connections go back to the pool.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_each_evaluated() {
     let h = start(RULES).await;

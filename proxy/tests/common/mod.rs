@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,6 +60,8 @@ pub struct Harness {
     pub proxy: SocketAddr,
     pub http_origin: SocketAddr,
     pub https_origin: SocketAddr,
+    /// Connections the plain-HTTP origin has accepted.
+    pub http_origin_accepts: Arc<AtomicUsize>,
     pub ctx: Arc<ProxyContext>,
     pub audit_path: PathBuf,
     pub host_ca: CertificateDer<'static>,
@@ -91,9 +94,9 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
     let host_ca = make_ca("test host CA");
     let origin_ca = make_ca("test origin CA");
     let sse_release = Arc::new(Notify::new());
-    let http_origin = spawn_origin(None, sse_release.clone()).await;
+    let (http_origin, http_origin_accepts) = spawn_origin(None, sse_release.clone()).await;
     let acceptor = origin_tls(&origin_ca);
-    let https_origin = spawn_origin(Some(acceptor), sse_release.clone()).await;
+    let (https_origin, _) = spawn_origin(Some(acceptor), sse_release.clone()).await;
 
     let write = |name: &str, text: &str| {
         let p = dir.path().join(name);
@@ -142,6 +145,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
         proxy,
         http_origin,
         https_origin,
+        http_origin_accepts,
         ctx,
         audit_path: cfg.audit_log,
         host_ca: host_ca.der,
@@ -201,12 +205,15 @@ fn origin_tls(ca: &Ca) -> TlsAcceptor {
 
 type OriginBody = BoxBody<Bytes, Infallible>;
 
-async fn spawn_origin(tls: Option<TlsAcceptor>, release: Arc<Notify>) -> SocketAddr {
+async fn spawn_origin(tls: Option<TlsAcceptor>, release: Arc<Notify>) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let counted = accepts.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { return };
+            counted.fetch_add(1, Ordering::SeqCst);
             let tls = tls.clone();
             let release = release.clone();
             tokio::spawn(async move {
@@ -226,11 +233,12 @@ async fn spawn_origin(tls: Option<TlsAcceptor>, release: Arc<Notify>) -> SocketA
             });
         }
     });
-    addr
+    (addr, accepts)
 }
 
 /// The origin: `/sse` streams two events (the second after `release`),
-/// `/ws` echoes WebSocket messages, anything else describes the request.
+/// `/ws` echoes WebSocket messages, `/slow` answers after 300 ms, anything
+/// else describes the request.
 async fn origin(mut req: Request<Incoming>, scheme: &'static str, release: Arc<Notify>) -> Result<Response<OriginBody>, Infallible> {
     match req.uri().path() {
         "/sse" => {
@@ -244,6 +252,10 @@ async fn origin(mut req: Request<Incoming>, scheme: &'static str, release: Arc<N
             let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
             resp.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
             Ok(resp)
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(text(200, "slow".into()))
         }
         "/ws" => {
             let key = req.headers().get("sec-websocket-key").cloned();
