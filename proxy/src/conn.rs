@@ -23,7 +23,8 @@ use crate::context::ProxyContext;
 use crate::guard::{GuardIo, MAX_HEAD};
 use crate::service::{handle, normal_host, Scope};
 use crate::sni::SniError;
-use crate::sniff::{sniff, PrefixedIo, Sniffed};
+use crate::readahead::{ReadAhead, TLS_READ_AHEAD};
+use crate::sniff::{sniff, Sniffed};
 
 /// Largest HTTP/2 header list accepted from a client.
 const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
@@ -173,7 +174,7 @@ async fn serve_tls<I>(
         return refuse("TLS server name does not match CONNECT target".into(), Some(name));
     }
     let acceptor = TlsAcceptor::from(ctx.tls_server.clone());
-    let tls = match tokio::time::timeout(ctx.limits.handshake_timeout, acceptor.accept(PrefixedIo::new(buf, io))).await {
+    let tls = match tokio::time::timeout(ctx.limits.handshake_timeout, acceptor.accept(ReadAhead::with_prefix(buf, io, TLS_READ_AHEAD))).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             log::debug!("TLS handshake for {name}: {e}");

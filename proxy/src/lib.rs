@@ -15,6 +15,7 @@ pub mod forward;
 pub mod guard;
 pub mod narrowing;
 pub mod privdrop;
+pub mod readahead;
 pub mod resident;
 pub mod resolve;
 pub mod response;

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use crate::readahead::{ReadAhead, TLS_READ_AHEAD};
 use crate::resolve::{ResolveError, Resolver};
 use crate::response::ProxyBody;
 
@@ -226,7 +227,7 @@ impl Connector {
         let stream = self
             .tls
             .connector(self.h1_only)
-            .connect(name, tcp)
+            .connect(name, ReadAhead::new(tcp, TLS_READ_AHEAD))
             .await
             .map_err(|source| ConnectError::Tls { host: host.to_owned(), source })?;
         Ok(UpstreamIo::Tls(Box::new(stream)))
@@ -252,7 +253,7 @@ async fn connect_any(addrs: &[IpAddr], port: u16) -> Result<TcpStream, ConnectEr
 /// A plain or TLS upstream stream.
 pub enum UpstreamIo {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<ReadAhead<TcpStream>>>),
 }
 
 impl Connection for UpstreamIo {

@@ -61,6 +61,39 @@ async fn tls_is_terminated_for_the_sni_and_host_must_match() {
     assert_eq!(recs[1].reason.as_deref(), Some("host does not match TLS server name"));
 }
 
+/// Megabytes up and back through both TLS legs (client to sidecar, sidecar
+/// to origin, HTTP/1.1 and HTTP/2), while the origin echoes the upload as
+/// it arrives: every byte comes back in order (the legs read ahead of
+/// rustls, `readahead.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn megabytes_go_up_and_come_back_intact_over_tls() {
+    let h = start(RULES).await;
+    let port = h.https_origin.port();
+    let body: Vec<u8> = (0..5 * 1024 * 1024 + 123).map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let body = Bytes::from(body);
+    let host = format!("origin.test:{port}");
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let tls = h.tls_connect("origin.test", &[alpn]).await;
+        let req = Request::post("/echo").header("host", &host).body(http_body_util::Full::new(body.clone())).unwrap();
+        let req = if alpn == b"h2" {
+            let (mut send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+            tokio::spawn(conn);
+            let mut req = req;
+            *req.uri_mut() = format!("https://{host}/echo").parse().unwrap();
+            send.send_request(req).await
+        } else {
+            let (mut send, conn) = http1::handshake(TokioIo::new(tls)).await.unwrap();
+            tokio::spawn(conn);
+            send.send_request(req).await
+        };
+        let resp = req.unwrap();
+        assert_eq!(resp.status(), 200);
+        let back = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(back.len(), body.len(), "{:?}", String::from_utf8_lossy(alpn));
+        assert!(back == body, "the echoed bytes differ ({:?})", String::from_utf8_lossy(alpn));
+    }
+}
+
 /// An upstream that accepts but never finishes the TLS handshake: a 502
 /// naming the configured limit, when it is reached and not before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

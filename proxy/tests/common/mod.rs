@@ -237,8 +237,9 @@ async fn spawn_origin(tls: Option<TlsAcceptor>, release: Arc<Notify>) -> (Socket
 }
 
 /// The origin: `/sse` streams two events (the second after `release`),
-/// `/ws` echoes WebSocket messages, `/slow` answers after 300 ms, anything
-/// else describes the request.
+/// `/ws` echoes WebSocket messages, `/echo` streams the request body back
+/// as it arrives, `/slow` answers after 300 ms, anything else describes the
+/// request.
 async fn origin(mut req: Request<Incoming>, scheme: &'static str, release: Arc<Notify>) -> Result<Response<OriginBody>, Infallible> {
     match req.uri().path() {
         "/sse" => {
@@ -253,6 +254,7 @@ async fn origin(mut req: Request<Incoming>, scheme: &'static str, release: Arc<N
             resp.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
             Ok(resp)
         }
+        "/echo" => Ok(Response::new(BodyExt::boxed(EchoBody(req.into_body())))),
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok(text(200, "slow".into()))
@@ -298,6 +300,21 @@ async fn origin(mut req: Request<Incoming>, scheme: &'static str, release: Arc<N
             let hop = req.headers().contains_key("x-hop") || req.headers().contains_key("keep-alive");
             let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(usize::MAX);
             Ok(text(200, format!("origin {scheme} {version:?} {method} {path} host={host} len={body} hop={hop}")))
+        }
+    }
+}
+
+/// A request body passed back as the response body, frame by frame.
+struct EchoBody(Incoming);
+
+impl hyper::body::Body for EchoBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match std::pin::Pin::new(&mut self.get_mut().0).poll_frame(cx) {
+            std::task::Poll::Ready(Some(Ok(f))) => std::task::Poll::Ready(Some(Ok(f))),
+            std::task::Poll::Ready(_) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
         }
     }
 }
