@@ -1,9 +1,9 @@
 //! A stream that reads ahead: rustls asks its transport for 4 KiB at a time
 //! (its deframer's read size), so a 16 KiB TLS record took four `recvfrom`
 //! calls. [`ReadAhead`] serves those small reads from one larger read of
-//! the socket, at the cost of one copy within the worker's cache: a 64 MiB
-//! download through the sidecar took a fifth less of the worker's CPU
-//! (docs/benchmarks.md, session 10).
+//! the socket, at the cost of one copy within the worker's cache: a
+//! download through the sidecar made a quarter of the `recvfrom` calls and
+//! took a tenth less of the worker's CPU (docs/benchmarks.md, session 10).
 //!
 //! It reads ahead only while data streams in (a read filled the caller's
 //! buffer), so small requests and replies are read straight into the
@@ -99,6 +99,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for ReadAhead<T> {
         let n = this.buf.len().min(out.remaining());
         out.put_slice(&this.buf[..n]);
         this.buf.advance(n);
+        if this.buf.is_empty() && !this.streaming {
+            // The prefix is all read: its buffer is not needed again.
+            this.buf = BytesMut::new();
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -223,6 +227,17 @@ mod tests {
         let chunks: Vec<&[u8]> = vec![b, &[], c, &[], &[], d];
         let mut r = ReadAhead::with_prefix(BytesMut::from(a), Chunks::new(&chunks), 16 * 1024);
         assert_eq!(read_all(&mut r, 5000).await, data);
+    }
+
+    #[tokio::test]
+    async fn the_prefix_buffer_is_dropped_once_read() {
+        let mut prefix = BytesMut::with_capacity(8192);
+        prefix.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        let mut r = ReadAhead::with_prefix(prefix, Chunks::new(&[b"Host: a\r\n\r\n", &[]]), 64 * 1024);
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(r.read(&mut buf).await.unwrap(), 16);
+        assert_eq!(r.buffer_capacity(), 0, "a keep-alive connection does not keep the sniffed bytes' buffer");
+        assert_eq!(r.read(&mut buf).await.unwrap(), 11);
     }
 
     #[tokio::test]
