@@ -1,28 +1,31 @@
 //! `boundary-hook`: the OCI hooks boundary-runc adds to a jailed
 //! container's config.json.
 //!
-//! `boundary-hook docker-setkey --state-root DIR -- PATH ARGV0 [ARGS...]`
-//! wraps Docker's `libnetwork-setkey` prestart hook: it runs Docker's hook
-//! (`execve`) with the OCI state's `pid` replaced by the jail's sidecar
-//! supervisor, so dockerd configures the jail's dedicated host side instead
-//! of the jail (see `boundary_runc::docker`).
+//! `boundary-hook docker-setkey --state-root DIR [--gate-timeout-ms N] --
+//! PATH ARGV0 [ARGS...]` wraps Docker's `libnetwork-setkey` prestart hook:
+//! it runs Docker's hook (`execve`) with the OCI state's `pid` replaced by
+//! the jail's sidecar keeper, so dockerd configures the jail's dedicated
+//! host side instead of the jail (see `boundary_runc::docker`). With
+//! `--gate-timeout-ms` it is the gate as well (first, as `gate` would be):
+//! one hook process instead of two.
 //!
 //! `boundary-hook gate --state-root DIR --timeout-ms N` is the first
 //! prestart hook of a jailed container: it waits until the jail is built
-//! and fails the create with the reason when it could not be (see
-//! `boundary_runc::gate`).
+//! and fails the create with the reason when it could not be, then hands
+//! the container's init to the sidecar keeper (see `boundary_runc::gate`).
 //!
 //! `boundary-hook poststop --state-root DIR` reads the OCI state from stdin
 //! (runtime-spec "State": `{"ociVersion","id","status",...}`) and removes
 //! the container's jail: sidecar, nft table, veth, namespace, lease and
 //! state files. It runs when runc destroys the container, so `runc run` and
-//! `runc delete` clean up even though the shim has already exec'd runc.
+//! `runc delete` clean up even though the shim has already exec'd runc; it
+//! is also the orphan watch's teardown command.
 
 use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use boundary_runc::gate::{self, GateError};
+use boundary_runc::gate;
 use std::time::Duration;
 
 fn main() {
@@ -64,16 +67,7 @@ fn run() -> anyhow::Result<()> {
         }
         gate::SUBCOMMAND => {
             let timeout = timeout.context("usage: boundary-hook gate --state-root DIR --timeout-ms N")?;
-            match gate::pass(&boundary_runc::jail::state_dir(&state_root, id), id, timeout) {
-                Ok(()) => Ok(()),
-                // The builder is done (or dead): the jail goes now, while
-                // the delegate, which has joined its namespace, waits.
-                Err(e @ (GateError::Failed { .. } | GateError::Silent { .. })) => {
-                    boundary_runc::jail::teardown(&state_root, id);
-                    Err(e.into())
-                }
-                Err(e) => Err(e.into()),
-            }
+            Ok(gate::pass_as_hook(&state_root, id, state.get("pid").and_then(serde_json::Value::as_i64), timeout)?)
         }
         other => bail!("unknown hook {other:?} (expected poststop, gate or docker-setkey)"),
     }

@@ -291,7 +291,7 @@ impl Supervisor {
     /// file.
     fn stop(&mut self) {
         if let Some(worker) = self.worker.take() {
-            stop_child(&self.signals, worker.pid, "worker", STOP_GRACE);
+            let _ = stop_child(&self.signals, worker.pid, "worker", STOP_GRACE);
         }
         remove_pid_file(&self.cfg.pid_file);
     }
@@ -370,15 +370,21 @@ fn await_ready(read_end: OwnedFd, pid: Pid, what: &str, timeout: Duration) -> Re
 }
 
 /// SIGTERM to `pid`, up to `grace` for it to exit (reaped), then SIGKILL.
-fn stop_child(signals: &SignalFd, pid: Pid, what: &str, grace: Duration) {
+/// Stops `pid` (SIGTERM, then SIGKILL after `grace`) and reaps it. Signals
+/// that arrive meanwhile are consumed; returns whether SIGTERM or SIGINT
+/// was among them (the caller was asked to stop as well).
+fn stop_child(signals: &SignalFd, pid: Pid, what: &str, grace: Duration) -> bool {
     let _ = kill(pid, Signal::SIGTERM);
     let deadline = Instant::now() + grace;
     let mut exited = false;
+    let mut asked_to_stop = false;
     while !exited && Instant::now() < deadline {
         let left = duration_timeout(deadline.saturating_duration_since(Instant::now()));
         let mut pfd = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         let _ = poll(&mut pfd, left);
-        while next_signal(signals).is_some() {}
+        while let Some(sig) = next_signal(signals) {
+            asked_to_stop |= matches!(sig, Signal::SIGTERM | Signal::SIGINT);
+        }
         exited = !matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive));
     }
     if !exited {
@@ -386,6 +392,7 @@ fn stop_child(signals: &SignalFd, pid: Pid, what: &str, grace: Duration) {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
     }
+    asked_to_stop
 }
 
 fn remove_pid_file(path: &Path) {
@@ -419,7 +426,11 @@ fn handled_signals() -> SigSet {
 
 /// Blocks [`handled_signals`] and returns a signalfd for them.
 fn block_signals() -> Result<SignalFd, SupervisorError> {
-    let set = handled_signals();
+    block_signal_set(handled_signals())
+}
+
+/// Blocks `set` and returns a signalfd for it.
+fn block_signal_set(set: SigSet) -> Result<SignalFd, SupervisorError> {
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(SupervisorError::Signals)?;
     SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(SupervisorError::Signals)
 }

@@ -31,6 +31,8 @@ use crate::jail;
 pub const SETKEY_ARG: &str = "libnetwork-setkey";
 /// Our hook subcommand that wraps it.
 pub const WRAP_SUBCOMMAND: &str = "docker-setkey";
+/// The wrapper's option that makes it the gate too ([`gate_in_setkey`]).
+pub const GATE_FLAG: &str = "--gate-timeout-ms";
 /// Marker file of a container that joined another container's jail.
 pub const JOINED_FILE: &str = "joined";
 
@@ -44,8 +46,10 @@ pub enum DockerError {
     Jail { id: String, #[source] source: Box<jail::JailError> },
     #[error("the sidecar of {0} is not running in its host-side namespace; refusing to hand Docker's network to anything else")]
     NoSidecar(String),
-    #[error("usage: boundary-hook docker-setkey --state-root DIR -- PATH ARGV0 [ARGS...]")]
+    #[error("usage: boundary-hook docker-setkey --state-root DIR [--gate-timeout-ms N] -- PATH ARGV0 [ARGS...]")]
     Usage,
+    #[error("{0}")]
+    Gate(String),
     #[error("cannot {op} Docker's hook {path}")]
     Exec { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
 }
@@ -92,6 +96,30 @@ pub fn wrap_setkey_hooks(spec: &mut Value, hook_binary: &Path, state_root: &Path
         obj.insert("path".into(), json!(hook_binary.display().to_string()));
         obj.insert("args".into(), Value::Array(args));
     }
+}
+
+/// Makes the wrapped setkey hook the gate too, when it is the first
+/// prestart hook and has no timeout of its own (the gate's wait must not
+/// be cut short by Docker's limit): runc then forks one hook, not two.
+/// Returns false (and changes nothing) otherwise; the caller adds the
+/// gate hook of its own then.
+pub fn gate_in_setkey(spec: &mut Value, timeout: std::time::Duration) -> bool {
+    let Some(first) = spec.get_mut("hooks").and_then(|h| h.get_mut("prestart")).and_then(Value::as_array_mut).and_then(|l| l.first_mut()) else {
+        return false;
+    };
+    if !is_wrapped(first) || first.get("timeout").is_some() {
+        return false;
+    }
+    let Some(args) = first.get_mut("args").and_then(Value::as_array_mut) else { return false };
+    // boundary-hook docker-setkey --state-root DIR [--gate-timeout-ms N] -- ...
+    if args.get(4).and_then(Value::as_str) == Some(GATE_FLAG) {
+        args[5] = json!(timeout.as_millis().to_string());
+    } else if args.get(4).and_then(Value::as_str) == Some("--") {
+        args.splice(4..4, [json!(GATE_FLAG), json!(timeout.as_millis().to_string())]);
+    } else {
+        return false;
+    }
+    true
 }
 
 /// The host file the spec mounts at /etc/resolv.conf.
@@ -201,13 +229,20 @@ pub fn setkey(args: &[OsString], input: &[u8]) -> DockerError {
 }
 
 fn setkey_inner(args: &[OsString], input: &[u8]) -> Result<std::convert::Infallible, DockerError> {
-    let (state_root, original) = match args {
-        [flag, root, sep, rest @ ..] if flag == "--state-root" && sep == "--" && rest.len() >= 2 => (PathBuf::from(root), rest),
+    let (state_root, gate, original) = match args {
+        [flag, root, sep, rest @ ..] if flag == "--state-root" && sep == "--" && rest.len() >= 2 => (PathBuf::from(root), None, rest),
+        [flag, root, g, ms, sep, rest @ ..] if flag == "--state-root" && g == GATE_FLAG && sep == "--" && rest.len() >= 2 => {
+            let ms: u64 = ms.to_str().and_then(|m| m.parse().ok()).ok_or(DockerError::Usage)?;
+            (PathBuf::from(root), Some(std::time::Duration::from_millis(ms)), rest)
+        }
         _ => return Err(DockerError::Usage),
     };
     let mut state: Value = serde_json::from_slice(input).map_err(|e| DockerError::State(e.to_string()))?;
     let id = state.get("id").and_then(Value::as_str).ok_or_else(|| DockerError::State("no \"id\"".into()))?.to_string();
     crate::args::validate_id(&id).map_err(|e| DockerError::State(e.to_string()))?;
+    if let Some(timeout) = gate {
+        crate::gate::pass_as_hook(&state_root, &id, state.get("pid").and_then(Value::as_i64), timeout).map_err(|e| DockerError::Gate(e.to_string()))?;
+    }
     let js = jail::read_state(&state_root, &id).map_err(|source| DockerError::Jail { id: id.clone(), source: Box::new(source) })?;
     let js = js.ok_or_else(|| DockerError::NoJail(id.clone(), state_root.clone()))?;
     let host = js.dedicated_host_netns.clone().ok_or_else(|| DockerError::NoJail(id.clone(), state_root.clone()))?;
@@ -269,6 +304,31 @@ mod tests {
         );
         assert!(!has_setkey_hook(&json!({"hooks": {"prestart": [{"path": "/x", "args": ["x"]}]}})));
         assert!(!has_setkey_hook(&json!({})));
+    }
+
+    #[test]
+    fn the_first_wrapped_setkey_hook_without_a_timeout_becomes_the_gate() {
+        let ms = std::time::Duration::from_millis(2500);
+        // Docker's own shape: setkey is the only prestart hook, no timeout.
+        let mut spec = json!({"hooks": {"prestart": [{"path": "/proc/42/exe", "args": ["libnetwork-setkey", "-exec-root=/r", "abc", "0815"]}]}});
+        wrap_setkey_hooks(&mut spec, Path::new("/usr/bin/boundary-hook"), Path::new("/run/b"));
+        assert!(gate_in_setkey(&mut spec, ms));
+        let merged = spec.clone();
+        assert!(gate_in_setkey(&mut spec, ms), "idempotent");
+        assert_eq!(spec, merged);
+        assert_eq!(
+            spec["hooks"]["prestart"][0]["args"],
+            json!(["boundary-hook", "docker-setkey", "--state-root", "/run/b", "--gate-timeout-ms", "2500", "--", "/proc/42/exe", "libnetwork-setkey", "-exec-root=/r", "abc", "0815"])
+        );
+        // Another hook first, or a timeout: a gate hook of its own.
+        let mut spec = docker_spec();
+        wrap_setkey_hooks(&mut spec, Path::new("/usr/bin/boundary-hook"), Path::new("/run/b"));
+        let before = spec.clone();
+        assert!(!gate_in_setkey(&mut spec, ms));
+        assert_eq!(spec, before);
+        spec["hooks"]["prestart"].as_array_mut().unwrap().remove(0);
+        assert!(!gate_in_setkey(&mut spec, ms), "Docker's timeout would cut the gate's wait short");
+        assert!(!gate_in_setkey(&mut json!({}), ms));
     }
 
     #[test]

@@ -125,6 +125,40 @@ pub fn pass(dir: &Path, id: &str, timeout: Duration) -> Result<(), GateError> {
     }
 }
 
+/// The gate as a hook runs it (`boundary-hook gate`, or Docker's wrapped
+/// setkey hook, which gates first): waits for the builder's word; on a
+/// failure the jail goes at once (the builder is done or dead, and the
+/// delegate, which has joined its namespace, waits); on success the init
+/// (`init`, the OCI state's pid) is handed to the sidecar keeper.
+pub fn pass_as_hook(state_root: &Path, id: &str, init: Option<i64>, timeout: Duration) -> Result<(), GateError> {
+    match pass(&crate::jail::state_dir(state_root, id), id, timeout) {
+        Ok(()) => {
+            if let Some(init) = init.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 0) {
+                if let Err(e) = hand_over_init(state_root, id, init) {
+                    eprintln!("boundary-hook: warning: {e}; the proxy stops at the teardown instead");
+                }
+            }
+            Ok(())
+        }
+        Err(e @ (GateError::Failed { .. } | GateError::Silent { .. })) => {
+            crate::jail::teardown(state_root, id);
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// After the gate passed: hands the container's init (`init`, the OCI
+/// state's pid) to the jail's sidecar keeper, which stops its proxy once
+/// the container is gone ([`crate::sidecar::hand_over_init`]). Best effort:
+/// without it the proxy stops at the teardown, as it always may.
+pub fn hand_over_init(state_root: &Path, id: &str, init: i32) -> Result<(), String> {
+    let Some(state) = crate::jail::read_state(state_root, id).map_err(|e| e.to_string())? else { return Ok(()) };
+    let keeper = state.sidecar_pid.ok_or_else(|| format!("the jail of {id} records no sidecar"))?;
+    let config = crate::jail::state_dir(state_root, id).join(boundary_contract::SIDECAR_CONFIG_FILE);
+    crate::sidecar::hand_over_init(keeper, &config, init).map_err(|e| format!("handing the init {init} of {id} to its sidecar {keeper}: {e}"))
+}
+
 /// Puts `boundary-hook gate` first among the spec's prestart hooks (once:
 /// a gate hook of an earlier rewrite is replaced). Prestart hooks run
 /// before createRuntime ones, Docker's `libnetwork-setkey` among them,
@@ -141,6 +175,14 @@ pub fn add_hook(spec: &mut Value, hook: &Path, state_root: &Path, timeout: Durat
     let Some(list) = prestart.as_array_mut() else { return };
     list.retain(|h| !is_gate_hook(h));
     list.insert(0, gate);
+}
+
+/// Removes a gate hook of an earlier rewrite (when the gate moved into
+/// Docker's wrapped setkey hook).
+pub fn remove_hook(spec: &mut Value) {
+    if let Some(list) = spec.get_mut("hooks").and_then(|h| h.get_mut("prestart")).and_then(Value::as_array_mut) {
+        list.retain(|h| !is_gate_hook(h));
+    }
 }
 
 fn is_gate_hook(h: &Value) -> bool {

@@ -207,6 +207,52 @@ pub(crate) fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
+/// Hands the container's init (`init`, a pid in our namespace) to the
+/// sidecar keeper `keeper` serving `config`: SIGUSR1 queued with the pid as
+/// its value, sent through a pidfd opened while `keeper` is that sidecar,
+/// so a reused pid never gets it. The keeper then stops its proxy as soon as
+/// the init has exited and the jail is empty (see the keeper's
+/// `InitWatch`), instead of when the teardown comes.
+pub fn hand_over_init(keeper: i32, config: &Path, init: i32) -> std::io::Result<()> {
+    let Some(fd) = pidfd_of(keeper, config) else {
+        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no sidecar keeper {keeper} serving {}", config.display())));
+    };
+    /// `siginfo_t` as `rt_sigqueueinfo(2)` and `pidfd_send_signal(2)` take
+    /// it on 64-bit Linux: signo, errno, code, then the `_rt` member
+    /// (pid, uid, sigval) at offset 16; 128 bytes in all.
+    #[repr(C)]
+    struct Queued {
+        signo: i32,
+        errno: i32,
+        code: i32,
+        pad: i32,
+        pid: i32,
+        uid: u32,
+        value: u64,
+        rest: [u64; 12],
+    }
+    const _: () = assert!(std::mem::size_of::<Queued>() == 128);
+    let info = Queued {
+        signo: nix::libc::SIGUSR1,
+        errno: 0,
+        code: nix::libc::SI_QUEUE,
+        pad: 0,
+        pid: std::process::id() as i32,
+        uid: nix::unistd::getuid().as_raw(),
+        value: u64::try_from(init).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?,
+        rest: [0; 12],
+    };
+    // SAFETY: pidfd_send_signal reads a siginfo_t (128 bytes, laid out as
+    // above) from the pointer, which lives until the call returns.
+    let rc = unsafe {
+        nix::libc::syscall(nix::libc::SYS_pidfd_send_signal, std::os::fd::AsRawFd::as_raw_fd(&fd), nix::libc::SIGUSR1, &info as *const Queued, 0)
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// Waits until none of `pids` is a live sidecar serving `config`, or until
 /// `deadline`. The exits are waited for on pidfds, so the wait ends when the
 /// last one exits; without pidfds (kernel < 5.3) it polls every 2 ms.

@@ -155,3 +155,71 @@ fn eight_concurrent_creates_all_succeed_with_distinct_addresses() {
     });
     rt.leaks().assert_same_as(&before);
 }
+
+/// The boundary-sidecar processes serving `id`'s jail, by pid.
+fn sidecar_pids(rt: &Runtime, id: &str) -> BTreeSet<u32> {
+    let config = rt.dirs.state_root.join(id).join("sidecar.json").display().to_string();
+    rt.leaks()
+        .sidecars
+        .iter()
+        .filter(|s| s.split(' ').any(|a| a == config))
+        .filter_map(|s| s.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// Once the container's init has exited and nothing is left in its jail,
+/// the keeper stops the proxy (supervisor and worker) without waiting for
+/// `delete`; while another process is still in the jail it does not. The
+/// audit log is whole and `delete` still leaves nothing.
+#[test]
+fn the_proxy_stops_once_the_jail_is_empty_and_not_before() {
+    require_root();
+    let nsenter = boundary_tests::require::require_tool("nsenter");
+    let rt = Runtime::new(Settings::new(106));
+    let before = rt.leaks();
+
+    // Another process in the jail (as a joined container would be): the
+    // init's exit leaves the proxy running.
+    let bundle = Bundle::sleeper();
+    rt.create_and_start(&bundle, "stay");
+    let serving = sidecar_pids(&rt, "stay");
+    assert_eq!(serving.len(), 3, "keeper, supervisor and worker: {serving:?}");
+    let netns = rt.dirs.state_root.join("netns").join("stay");
+    let mut guest = std::process::Command::new(&nsenter)
+        .arg(format!("--net={}", netns.display()))
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("nsenter");
+    boundary_tests::deadline::poll_until(std::time::Duration::from_secs(5), "the guest in the jail", || {
+        std::fs::read_link(format!("/proc/{}/ns/net", guest.id())).ok().filter(|l| l != &std::fs::read_link("/proc/self/ns/net").unwrap())
+    });
+    rt.kill("stay", "KILL").ok();
+    rt.wait_stopped("stay");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(sidecar_pids(&rt, "stay"), serving, "a process is still in the jail: the proxy must keep serving");
+    guest.kill().ok();
+    guest.wait().ok();
+    rt.delete("stay").ok();
+
+    // Nothing else in the jail: the proxy stops, the keeper waits.
+    let bundle = Bundle::new(&["sleep", "1"]);
+    rt.create_and_start(&bundle, "gone");
+    let serving = sidecar_pids(&rt, "gone");
+    assert_eq!(serving.len(), 3, "keeper, supervisor and worker: {serving:?}");
+    // A request the proxy denies (no rule names the sidecar's own address).
+    let sidecar = rt.jail("gone").host_addr;
+    let out = rt.exec("gone", &format!("curl -sS -m 2 -o /dev/null -w '%{{http_code}}' http://{sidecar}/denied-before-exit")).ok();
+    assert_eq!(out.stdout.trim(), "403", "{out}");
+    rt.wait_stopped("gone");
+    let left = boundary_tests::deadline::poll_until(std::time::Duration::from_secs(5), "the proxy to stop", || {
+        let now = sidecar_pids(&rt, "gone");
+        (now.len() == 1).then_some(now)
+    });
+    assert!(left.is_subset(&serving), "only the keeper is left: {left:?} of {serving:?}");
+    let audit = std::fs::read_to_string(rt.audit_path("gone")).unwrap_or_default();
+    assert!(audit.contains("/denied-before-exit"), "the worker's decisions are in the audit log before it stopped:\n{audit}");
+    rt.delete("gone").ok();
+    let errors: Vec<_> = rt.log_entries().into_iter().filter(|e| e["level"] == "error").collect();
+    assert!(errors.is_empty(), "errors in the runtime log: {errors:?}");
+    rt.leaks().assert_same_as(&before);
+}

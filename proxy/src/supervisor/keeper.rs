@@ -2,7 +2,11 @@
 //! [`crate::supervisor`]). It acquires everything that needs root and the
 //! host-side namespace once, then only waits: it restarts a supervisor that
 //! dies, passes SIGHUP on, stops the supervisor on SIGTERM, and runs the
-//! orphan watch.
+//! orphan watch. Once the container's init (handed over by the gate hook
+//! with SIGUSR1, its pid as the signal's value) has exited and no process
+//! is left in the jail, it stops the supervisor (and so the worker, which
+//! flushes the audit log) without waiting for the teardown, and stays, with
+//! nothing under it, until the teardown's SIGTERM (see [`orphan::InitWatch`]).
 //!
 //! The keeper must stay single-threaded: it forks the supervisor without
 //! `execve` (see [`super::spawn`]), which is only sound from a process with
@@ -18,7 +22,7 @@ use boundary_contract::SidecarConfig;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -28,7 +32,7 @@ use super::orphan;
 use super::resources::{create_pid_dir, enter_netns, move_high, open_netns, return_to_netns, WorkerFds, OWN_NETNS};
 use super::spawn::fork_supervisor;
 use super::{
-    await_ready, backoff, block_signals, duration_timeout, error_chain, handled_signals, next_signal, remove_pid_file,
+    await_ready, backoff, block_signal_set, duration_timeout, error_chain, handled_signals, remove_pid_file,
     serve_forked, stop_child, SupervisorError, QUICK_DEATH, STOP_GRACE, WORKER_READY_TIMEOUT,
 };
 
@@ -59,13 +63,28 @@ pub struct Keeper {
     respawn_at: Option<Instant>,
     /// Watch on the shim/delegate while `create` may still fail.
     orphan: Option<orphan::Watch>,
+    /// Watch on the container's init, once the gate hook handed it over.
+    init: Option<orphan::InitWatch>,
+    /// The supervisor was stopped because the container is gone: it is not
+    /// restarted, and the keeper waits only for its own SIGTERM.
+    stopped_early: bool,
 }
+
+/// Signals the keeper reads: the supervisor's set and the init hand-over.
+fn keeper_signals() -> SigSet {
+    let mut set = handled_signals();
+    set.add(Signal::SIGUSR1);
+    set
+}
+
+/// `SI_QUEUE`: the signal was sent by `sigqueue(3)`, with a value.
+const SI_QUEUE: i32 = -1;
 
 impl Keeper {
     /// Performs the whole start-up. On error nothing is left running.
     pub fn start(config_path: &Path) -> Result<Keeper, SupervisorError> {
         umask(Mode::from_bits_truncate(0o077));
-        let signals = block_signals()?;
+        let signals = block_signal_set(keeper_signals())?;
         // Fails with EPERM when already a process group leader; the shim
         // normally starts us as a plain child, and either way we stay put.
         let _ = setsid();
@@ -91,7 +110,18 @@ impl Keeper {
         // Do not hold any mount busy.
         let _ = nix::unistd::chdir("/");
         let orphan = cfg.orphan_watch.as_ref().map(|w| orphan::Watch::new(w, &cfg.container_id));
-        let mut keeper = Keeper { cfg, config_path, fds, signals, supervisor: None, quick_deaths: 0, respawn_at: None, orphan };
+        let mut keeper = Keeper {
+            cfg,
+            config_path,
+            fds,
+            signals,
+            supervisor: None,
+            quick_deaths: 0,
+            respawn_at: None,
+            orphan,
+            init: None,
+            stopped_early: false,
+        };
         if let Err(e) = keeper.start_first() {
             remove_pid_file(&keeper.cfg.pid_file);
             return Err(e);
@@ -138,26 +168,40 @@ impl Keeper {
                     w.creator_exited();
                 }
             }
+            if self.init.as_ref().is_some_and(orphan::InitWatch::exited) {
+                self.init_exited();
+            }
             let timeout = match crate::resident::earlier(self.respawn_at, release.due()) {
                 Some(at) => duration_timeout(at.saturating_duration_since(Instant::now())),
                 None => PollTimeout::NONE,
             };
             let mut pfd = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-            if let Some(fd) = self.orphan.as_ref().and_then(orphan::Watch::fd) {
+            let orphan_at = self.orphan.as_ref().and_then(orphan::Watch::fd).map(|fd| {
                 pfd.push(PollFd::new(fd, PollFlags::POLLIN));
-            }
+                pfd.len() - 1
+            });
+            let init_at = self.init.as_ref().and_then(orphan::InitWatch::fd).map(|fd| {
+                pfd.push(PollFd::new(fd, PollFlags::POLLIN));
+                pfd.len() - 1
+            });
             match poll(&mut pfd, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(SupervisorError::Poll(e)),
             }
-            let creator_exited = pfd.get(1).and_then(PollFd::revents).is_some_and(|r| !r.is_empty());
+            let fired = |at: Option<usize>| at.and_then(|i| pfd.get(i)).and_then(PollFd::revents).is_some_and(|r| !r.is_empty());
+            let (creator_exited, init_exited) = (fired(orphan_at), fired(init_at));
             drop(pfd);
             if creator_exited {
                 if let Some(w) = self.orphan.take() {
                     w.creator_exited();
                 }
             }
-            while let Some(sig) = next_signal(&self.signals) {
+            if init_exited && self.init_exited() {
+                remove_pid_file(&self.cfg.pid_file);
+                return Ok(());
+            }
+            while let Ok(Some(info)) = self.signals.read_signal() {
+                let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
                 match sig {
                     Signal::SIGCHLD if self.reap() => {
                         remove_pid_file(&self.cfg.pid_file);
@@ -176,6 +220,7 @@ impl Keeper {
                             let _ = kill(child.pid, Signal::SIGHUP);
                         }
                     }
+                    Signal::SIGUSR1 if info.ssi_code == SI_QUEUE => self.watch_init(info.ssi_ptr),
                     _ => {}
                 }
             }
@@ -183,6 +228,41 @@ impl Keeper {
                 self.respawn();
             }
             release.run_if_due("keeper");
+        }
+    }
+
+    /// The gate hook handed over the container's init (`value`, its pid).
+    fn watch_init(&mut self, value: u64) {
+        let Some(w) = self.cfg.orphan_watch.as_ref() else { return };
+        let Ok(pid) = i32::try_from(value) else { return };
+        if self.stopped_early || self.init.is_some() {
+            return;
+        }
+        match orphan::InitWatch::open(pid, &w.jail_netns) {
+            Some(watch) => {
+                log::debug!("watching the container's init {pid}");
+                self.init = Some(watch);
+            }
+            None => log::warn!("pid {pid} handed over as the container's init is not in its jail; ignored"),
+        }
+    }
+
+    /// The container's init exited: when no process is left in the jail,
+    /// the supervisor (and its worker) stop now. Returns true when a SIGTERM
+    /// came meanwhile (the keeper is to stop too).
+    fn init_exited(&mut self) -> bool {
+        let Some(init) = self.init.take() else { return false };
+        let in_use = self.cfg.orphan_watch.as_ref().is_none_or(|w| orphan::netns_in_use(&w.jail_netns));
+        if in_use {
+            log::debug!("the container's init {} exited; other processes are still in the jail", init.pid());
+            return false;
+        }
+        log::info!("the container's init {} exited and its jail is empty; stopping the proxy", init.pid());
+        self.stopped_early = true;
+        self.respawn_at = None;
+        match self.supervisor.take() {
+            Some(child) => stop_child(&self.signals, child.pid, "supervisor", STOP_GRACE + Duration::from_secs(1)),
+            None => false,
         }
     }
 
@@ -215,6 +295,9 @@ impl Keeper {
 
     fn respawn(&mut self) {
         self.respawn_at = None;
+        if self.stopped_early {
+            return;
+        }
         match self.spawn(None) {
             Ok(pid) => log::info!("supervisor restarted as pid {pid}"),
             Err(e) => {

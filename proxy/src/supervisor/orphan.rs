@@ -8,6 +8,13 @@
 //! jail's network namespace, there is no container, and the supervisor runs
 //! the teardown command as runc would run the poststop hook. That command
 //! stops this supervisor in turn.
+//!
+//! The same file holds the keeper's watch on the container's init
+//! ([`InitWatch`]): the gate hook hands the keeper the init's pid (queued
+//! with SIGUSR1), and once the init has exited and no process is left in
+//! the jail's namespace, nothing can use the proxy any more, so the keeper
+//! stops its supervisor and worker at once instead of when the teardown
+//! comes (runc's poststop hook, or the engine's `delete`).
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -87,6 +94,50 @@ impl Watch {
     }
 }
 
+/// A watch on the container's init process, handed over by the gate hook.
+#[derive(Debug)]
+pub struct InitWatch {
+    /// `None` when the init was already gone when it was handed over.
+    pidfd: Option<OwnedFd>,
+    pid: i32,
+}
+
+impl InitWatch {
+    /// Opens a watch on `pid`. `None` when `pid` is alive but not inside
+    /// `jail_netns` (not this container's process). A `pid` already gone
+    /// gives a watch that has fired: what decides the stop is the jail's
+    /// namespace being unused ([`netns_in_use`]), which an init in the jail
+    /// keeps it from being from the gate hook on.
+    pub fn open(pid: i32, jail_netns: &Path) -> Option<InitWatch> {
+        if pid <= 0 {
+            return None;
+        }
+        let Ok(fd) = pidfd_open(pid) else { return Some(InitWatch { pidfd: None, pid }) };
+        // Read with the pidfd open: `pid` cannot be reused meanwhile.
+        let Ok(meta) = std::fs::metadata(jail_netns) else { return None };
+        match std::fs::read_link(format!("/proc/{pid}/ns/net")) {
+            Ok(link) if link.as_os_str() == format!("net:[{}]", meta.ino()).as_str() => Some(InitWatch { pidfd: Some(fd), pid }),
+            Ok(_) => None,
+            // Exited (a zombie has no namespaces left).
+            Err(_) => Some(InitWatch { pidfd: Some(fd), pid }),
+        }
+    }
+
+    /// The descriptor that becomes readable when the init exits.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Whether the init is known to have exited already.
+    pub fn exited(&self) -> bool {
+        self.pidfd.is_none()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+}
+
 /// Whether any process has `netns` (a bind-mounted namespace file) as its
 /// network namespace.
 pub fn netns_in_use(netns: &Path) -> bool {
@@ -109,6 +160,18 @@ mod tests {
         let f = tempfile::NamedTempFile::new().unwrap();
         assert!(!netns_in_use(f.path()));
         assert!(!netns_in_use(Path::new("/nonexistent/netns")));
+    }
+
+    #[test]
+    fn an_init_outside_the_jail_is_refused_and_a_gone_one_has_exited() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        // Our own process is not in a namespace whose file is `f`.
+        assert!(InitWatch::open(std::process::id() as i32, f.path()).is_none());
+        let own = InitWatch::open(std::process::id() as i32, Path::new("/proc/self/ns/net")).unwrap();
+        assert!(!own.exited() && own.fd().is_some());
+        let gone = InitWatch::open(i32::MAX - 1, f.path()).unwrap();
+        assert!(gone.exited());
+        assert!(InitWatch::open(0, f.path()).is_none());
     }
 
     #[test]
