@@ -217,6 +217,11 @@ pub fn hand_over_init(keeper: i32, config: &Path, init: i32) -> std::io::Result<
     let Some(fd) = pidfd_of(keeper, config) else {
         return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no sidecar keeper {keeper} serving {}", config.display())));
     };
+    // A keeper that does not read SIGUSR1 (one of a build before the
+    // hand-over existed) would be killed by it.
+    if !blocks_signal(keeper, nix::libc::SIGUSR1) {
+        return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, format!("sidecar keeper {keeper} does not take the init hand-over (an older build)")));
+    }
     /// `siginfo_t` as `rt_sigqueueinfo(2)` and `pidfd_send_signal(2)` take
     /// it on 64-bit Linux: signo, errno, code, then the `_rt` member
     /// (pid, uid, sigval) at offset 16; 128 bytes in all.
@@ -251,6 +256,17 @@ pub fn hand_over_init(keeper: i32, config: &Path, init: i32) -> std::io::Result<
         0 => Ok(()),
         _ => Err(std::io::Error::last_os_error()),
     }
+}
+
+/// Whether `pid` blocks `signal` (its `SigBlk` in /proc/<pid>/status).
+fn blocks_signal(pid: i32, signal: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    sig_blocked(&status, signal)
+}
+
+fn sig_blocked(status: &str, signal: i32) -> bool {
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).and_then(|m| u64::from_str_radix(m.trim(), 16).ok());
+    signal >= 1 && mask.is_some_and(|m| m & (1u64 << (signal - 1)) != 0)
 }
 
 /// Waits until none of `pids` is a live sidecar serving `config`, or until
@@ -328,4 +344,22 @@ pub fn stop(pids_file: &Path, keeper: Option<i32>, config: &Path, grace: Duratio
         let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
     }
     let _ = std::fs::remove_file(pids_file);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blocked_mask_is_read_bit_by_signal() {
+        // SIGHUP (1), SIGUSR1 (10 on Linux), SIGTERM (15), SIGCHLD (17).
+        let status = "Name:\tboundary-sidecar\nSigBlk:\t0000000000014201\nSigIgn:\t0000000000000000\n";
+        for sig in [nix::libc::SIGHUP, nix::libc::SIGUSR1, nix::libc::SIGTERM, nix::libc::SIGCHLD] {
+            assert!(sig_blocked(status, sig), "{sig}");
+        }
+        assert!(!sig_blocked(status, nix::libc::SIGUSR2));
+        assert!(!sig_blocked("SigBlk:\t0000000000014001\n", nix::libc::SIGUSR1), "an older keeper");
+        assert!(!sig_blocked("Name:\tx\n", nix::libc::SIGUSR1));
+        assert!(!sig_blocked(status, 0));
+    }
 }
