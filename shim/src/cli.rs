@@ -164,9 +164,7 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
         if docker {
             docker::wrap_setkey_hooks(&mut out.spec, &cfg.hook_binary(), &cfg.state_root);
         }
-        if docker && docker::gate_in_setkey(&mut out.spec, gate_timeout(cfg)) {
-            gate::remove_hook(&mut out.spec);
-        } else {
+        if !(docker && docker::gate_in_setkey(&mut out.spec, gate_timeout(cfg))) {
             gate::add_hook(&mut out.spec, &cfg.hook_binary(), &cfg.state_root, gate_timeout(cfg));
         }
         rewrite::write_config_atomically(&config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;

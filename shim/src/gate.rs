@@ -177,14 +177,6 @@ pub fn add_hook(spec: &mut Value, hook: &Path, state_root: &Path, timeout: Durat
     list.insert(0, gate);
 }
 
-/// Removes a gate hook of an earlier rewrite (when the gate moved into
-/// Docker's wrapped setkey hook).
-pub fn remove_hook(spec: &mut Value) {
-    if let Some(list) = spec.get_mut("hooks").and_then(|h| h.get_mut("prestart")).and_then(Value::as_array_mut) {
-        list.retain(|h| !is_gate_hook(h));
-    }
-}
-
 fn is_gate_hook(h: &Value) -> bool {
     let args = h.get("args").and_then(Value::as_array);
     args.is_some_and(|a| a.first().and_then(Value::as_str) == Some("boundary-hook") && a.get(1).and_then(Value::as_str) == Some(SUBCOMMAND))

@@ -252,8 +252,7 @@ impl Keeper {
     /// came meanwhile (the keeper is to stop too).
     fn init_exited(&mut self) -> bool {
         let Some(init) = self.init.take() else { return false };
-        let in_use = self.cfg.orphan_watch.as_ref().is_none_or(|w| orphan::netns_in_use(&w.jail_netns));
-        if in_use {
+        if init.jail_in_use() {
             log::debug!("the container's init {} exited; other processes are still in the jail", init.pid());
             return false;
         }

@@ -100,6 +100,7 @@ pub struct InitWatch {
     /// `None` when the init was already gone when it was handed over.
     pidfd: Option<OwnedFd>,
     pid: i32,
+    jail_netns: PathBuf,
 }
 
 impl InitWatch {
@@ -112,14 +113,17 @@ impl InitWatch {
         if pid <= 0 {
             return None;
         }
-        let Ok(fd) = pidfd_open(pid) else { return Some(InitWatch { pidfd: None, pid }) };
-        // Read with the pidfd open: `pid` cannot be reused meanwhile.
-        let Ok(meta) = std::fs::metadata(jail_netns) else { return None };
+        let watch = |pidfd| Some(InitWatch { pidfd, pid, jail_netns: jail_netns.to_path_buf() });
+        let Ok(fd) = pidfd_open(pid) else { return watch(None) };
+        // Checked after the pidfd is open: if `pid` was reused in between,
+        // the pidfd's process has exited and the watch fires at once, which
+        // only makes the keeper look at the namespace (see above).
+        let want = namespace_link(jail_netns)?;
         match std::fs::read_link(format!("/proc/{pid}/ns/net")) {
-            Ok(link) if link.as_os_str() == format!("net:[{}]", meta.ino()).as_str() => Some(InitWatch { pidfd: Some(fd), pid }),
+            Ok(link) if link.as_os_str() == want.as_str() => watch(Some(fd)),
             Ok(_) => None,
             // Exited (a zombie has no namespaces left).
-            Err(_) => Some(InitWatch { pidfd: Some(fd), pid }),
+            Err(_) => watch(Some(fd)),
         }
     }
 
@@ -136,13 +140,23 @@ impl InitWatch {
     pub fn pid(&self) -> i32 {
         self.pid
     }
+
+    /// Whether any process is still in the jail's namespace.
+    pub fn jail_in_use(&self) -> bool {
+        netns_in_use(&self.jail_netns)
+    }
+}
+
+/// The `/proc/<pid>/ns/net` link text of a process in `netns` (a
+/// bind-mounted namespace file): `net:[<inode>]`.
+fn namespace_link(netns: &Path) -> Option<String> {
+    std::fs::metadata(netns).ok().map(|m| format!("net:[{}]", m.ino()))
 }
 
 /// Whether any process has `netns` (a bind-mounted namespace file) as its
 /// network namespace.
 pub fn netns_in_use(netns: &Path) -> bool {
-    let Ok(meta) = std::fs::metadata(netns) else { return false };
-    let want = format!("net:[{}]", meta.ino());
+    let Some(want) = namespace_link(netns) else { return false };
     let Ok(procs) = std::fs::read_dir("/proc") else { return true };
     procs.flatten().any(|e| {
         e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
