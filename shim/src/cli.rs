@@ -160,6 +160,10 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
         ca_bundle: Some(begun.ca.bundle.clone()),
         resolv_conf: Some(begun.resolv_conf.clone()),
     };
+    // The engine's config.json, replaced, stays open across the builder's
+    // fork: the builder closes it last, so freeing its blocks (a
+    // synchronous discard on some file systems) is not on the way to runc.
+    let mut replaced = None;
     let written = rewrite::rewrite(spec, &plan).map_err(anyhow::Error::from).and_then(|mut out| {
         if docker {
             docker::wrap_setkey_hooks(&mut out.spec, &cfg.hook_binary(), &cfg.state_root);
@@ -167,10 +171,11 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
         if !(docker && docker::gate_in_setkey(&mut out.spec, gate_timeout(cfg))) {
             gate::add_hook(&mut out.spec, &cfg.hook_binary(), &cfg.state_root, gate_timeout(cfg));
         }
-        rewrite::write_config_atomically(&config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;
+        replaced = rewrite::replace_config(&config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;
         Ok(out.warnings)
     });
     let finished = written.and_then(|warnings| builder::finish_detached(cfg, &inv.globals, begun).map(|()| warnings));
+    drop(replaced);
     if finished.is_err() {
         jail::teardown(&cfg.state_root, &a.id);
     }

@@ -31,7 +31,7 @@ use serde_json::{json, Map, Value};
 use self::access::{
     arr_entry, field, obj, obj_entry, obj_mut, opt_arr, opt_obj, opt_str, string, Loc,
 };
-pub use self::config_file::{read_config, write_config_atomically};
+pub use self::config_file::{read_config, replace_config, write_config_atomically};
 use crate::seccomp::{patch_seccomp_at, SeccompChange};
 
 /// Annotation holding the JSON of the container's original [`HostSide`].

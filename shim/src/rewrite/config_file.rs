@@ -54,6 +54,16 @@ pub fn read_config(bytes: &[u8]) -> Result<Value, RewriteError> {
 /// container is gone anyway. The two fsyncs cost 0.3-15 ms per `create`
 /// on a disk-backed bundle.
 pub fn write_config_atomically(path: &Path, spec: &Value) -> io::Result<()> {
+    replace_config(path, spec).map(drop)
+}
+
+/// [`write_config_atomically`], returning the replaced file still open
+/// (`O_PATH`). Its inode, and the blocks a file system frees with it, are
+/// released by whoever closes the last descriptor: on ext4 mounted with
+/// `discard` that is a synchronous discard (0.1-0.9 ms, at times several
+/// ms, measured on `create`) which a caller can hand to a process off the
+/// critical path by keeping this open across a `fork`.
+pub fn replace_config(path: &Path, spec: &Value) -> io::Result<Option<fs::File>> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -61,22 +71,26 @@ pub fn write_config_atomically(path: &Path, spec: &Value) -> io::Result<()> {
     let name = path.file_name().ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, "config path has no file name")
     })?;
-    let original = match fs::metadata(path) {
-        Ok(m) => Some(m),
+    // O_PATH: no read access needed, and never blocks (a FIFO, a device).
+    let original = match OpenOptions::new().read(true).custom_flags(nix::libc::O_PATH).open(path) {
+        Ok(f) => {
+            let meta = f.metadata()?;
+            Some((f, meta))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
     let mode = original
         .as_ref()
-        .map_or(NEW_FILE_MODE, |m| m.mode() & 0o7777);
+        .map_or(NEW_FILE_MODE, |(_, m)| m.mode() & 0o7777);
     let tmp = temp_name(dir, name);
-    let result =
-        write_temp(&tmp, spec, mode, original.as_ref()).and_then(|()| fs::rename(&tmp, path));
+    let result = write_temp(&tmp, spec, mode, original.as_ref().map(|(_, m)| m))
+        .and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
         // Best effort: the temporary file is ours and useless now.
         let _ = fs::remove_file(&tmp);
     }
-    result
+    result.map(|()| original.map(|(f, _)| f))
 }
 
 fn temp_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
@@ -167,6 +181,20 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["config.json"]);
+    }
+
+    #[test]
+    fn the_replaced_file_stays_open_until_its_holder_closes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        fs::write(&path, br#"{"old":true}"#).unwrap();
+        let old_ino = fs::metadata(&path).unwrap().ino();
+        let held = replace_config(&path, &json!({"new": true})).unwrap().expect("the old file");
+        assert_eq!(held.metadata().unwrap().ino(), old_ino);
+        assert_eq!(held.metadata().unwrap().nlink(), 0, "unlinked, alive only through the descriptor");
+        assert_ne!(fs::metadata(&path).unwrap().ino(), old_ino);
+        assert_eq!(fs::read_to_string(&path).unwrap(), r#"{"new":true}"#);
+        assert!(replace_config(&dir.path().join("absent.json"), &json!({})).unwrap().is_none());
     }
 
     #[test]
