@@ -364,11 +364,12 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
             None
         }
     };
-    // The sidecar stops (SIGTERM, up to 2 s), the veth goes (the kernel
-    // waits for RCU grace periods) and nft deletes the table, all at once:
-    // no container runs any more when a teardown starts.
-    let (pids, supervisor, config) = (dir.join(SIDECAR_PIDS_FILE), state.as_ref().and_then(|s| s.sidecar_pid), dir.join(SIDECAR_CONFIG_FILE));
-    let stopping = std::thread::spawn(move || sidecar::stop(&pids, supervisor, &config, Duration::from_secs(2)));
+    // The sidecar stops (SIGTERM, up to 2 s) while everything else goes:
+    // the veth (the kernel waits for RCU grace periods), nft's table, the
+    // mounts and the files. No container runs any more when a teardown
+    // starts. Its pid file is read first, before the directory can go.
+    let (recorded, supervisor, config) = (sidecar::read_pids(&dir.join(SIDECAR_PIDS_FILE)), state.as_ref().and_then(|s| s.sidecar_pid), dir.join(SIDECAR_CONFIG_FILE));
+    let stopping = std::thread::spawn(move || sidecar::stop(recorded, supervisor, &config, Duration::from_secs(2)));
     // A host side of our own (private P, or Docker's H) goes whole, link
     // and table included: the veth pair goes when the jail's namespace
     // does (its mount is removed below, no process is left in it), and the
@@ -397,9 +398,6 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
             errors.push(e.to_string());
         }
     }
-    if stopping.join().is_err() {
-        errors.push(format!("stopping the sidecar of {id} panicked"));
-    }
     for (index, holder) in ipam::leases(root) {
         if holder == id {
             if let Err(e) = ipam::release(root, index, id) {
@@ -410,10 +408,21 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
     if let Err(e) = ipam::remove_claim(root, id) {
         errors.push(e.to_string());
     }
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => errors.push(format!("cannot remove {}: {e}", dir.display())),
+    // The state directory goes while the sidecar stops (on ext4 with
+    // `discard` each freed directory block is a synchronous discard). A
+    // sidecar still stopping can write a file into it (a respawned
+    // worker's pid file) or hold its log open; once it is gone nothing
+    // can, and a second pass removes what the first could not.
+    let early = std::fs::remove_dir_all(&dir);
+    if stopping.join().is_err() {
+        errors.push(format!("stopping the sidecar of {id} panicked"));
+    }
+    if early.is_err() || dir.exists() {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("cannot remove {}: {e}", dir.display())),
+        }
     }
     errors
 }

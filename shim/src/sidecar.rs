@@ -304,11 +304,16 @@ fn await_exit(pids: &[i32], config: &Path, deadline: Instant) -> bool {
     true
 }
 
+/// The sidecar's pid file, when it exists and parses.
+pub fn read_pids(pids_file: &Path) -> Option<SidecarPids> {
+    std::fs::read(pids_file).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
 /// Stops the sidecar serving `config`: SIGTERM to the keeper, the
-/// supervisor and the worker (recorded, given, or found serving `config`),
-/// SIGKILL to whatever is left after `grace`.
-pub fn stop(pids_file: &Path, keeper: Option<i32>, config: &Path, grace: Duration) {
-    let recorded: Option<SidecarPids> = std::fs::read(pids_file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+/// supervisor and the worker (`recorded` from its pid file, see
+/// [`read_pids`], given, or found serving `config`), SIGKILL to whatever
+/// is left after `grace`.
+pub fn stop(recorded: Option<SidecarPids>, keeper: Option<i32>, config: &Path, grace: Duration) {
     let keeper = keeper.or(recorded.as_ref().and_then(|r| r.keeper));
     let mut pids: Vec<i32> = keeper.into_iter().collect();
     if let Some(r) = recorded {
@@ -330,7 +335,6 @@ pub fn stop(pids_file: &Path, keeper: Option<i32>, config: &Path, grace: Duratio
     // one that does not stop in time) any process serving `config` is.
     let keeper_alive = keeper.is_some_and(|k| live.contains(&k));
     if keeper_alive && await_exit(&live, config, deadline) {
-        let _ = std::fs::remove_file(pids_file);
         return;
     }
     for p in serving(config) {
@@ -343,7 +347,6 @@ pub fn stop(pids_file: &Path, keeper: Option<i32>, config: &Path, grace: Duratio
     for p in live.iter().filter(|p| is_our_sidecar(**p, config)) {
         let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
     }
-    let _ = std::fs::remove_file(pids_file);
 }
 
 #[cfg(test)]
