@@ -413,11 +413,11 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
     // sidecar still stopping can write a file into it (a respawned
     // worker's pid file) or hold its log open; once it is gone nothing
     // can, and a second pass removes what the first could not.
-    let early = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
     if stopping.join().is_err() {
         errors.push(format!("stopping the sidecar of {id} panicked"));
     }
-    if early.is_err() || dir.exists() {
+    if dir.exists() {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
