@@ -136,6 +136,7 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
     let docker = host_side == HostSide::Fresh && docker::has_setkey_hook(&spec);
     // `run` starts at once: no engine configures anything in between.
     let late = host_side == HostSide::Fresh && inv.command() == Some("create") && docker::configures_before_start(&spec);
+    let pod_sandbox = pod == Some(pod::Role::Sandbox);
     let shape = match docker || late {
         true => jail::Shape {
             dedicated_host: true,
@@ -143,11 +144,12 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
             no_upstream: docker::network_mode(&spec).as_deref() == Some("none"),
             engine_handover: late,
             private_host: false,
+            pod_sandbox,
         },
-        false => jail::Shape { private_host: matches!(host_side, HostSide::Fresh | HostSide::Absent), ..jail::Shape::default() },
+        false => jail::Shape { private_host: matches!(host_side, HostSide::Fresh | HostSide::Absent), pod_sandbox, ..jail::Shape::default() },
     };
     let rules = rules::collect(cfg, &spec)?;
-    if pod == Some(pod::Role::Sandbox) {
+    if pod_sandbox {
         pod::record_sandbox(&cfg.state_root, &a.id, &spec)?;
     }
     // The jail's first half, then the spec, then the second half behind

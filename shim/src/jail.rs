@@ -100,6 +100,10 @@ pub struct Shape {
     /// serves from the runtime's namespace. The host's namespace then gets
     /// no link and no table, and teardown drops the private one whole.
     pub private_host: bool,
+    /// A Kubernetes pod sandbox: its app containers narrow its policy, so
+    /// the jail gets a narrowing directory that the sidecar reads. Other
+    /// jails have none (no container can narrow them).
+    pub pod_sandbox: bool,
 }
 
 /// The namespace the host side lives in, as a path to enter (`None`: ours).
@@ -199,7 +203,9 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
     let ca = ca::ensure(cfg)?;
     let resolv_conf = dir.join("resolv.conf");
     std::fs::write(&resolv_conf, format!("nameserver {}\n", state.host_addr)).map_err(io("write", &resolv_conf))?;
-    crate::pod::create_narrow_dir(&dir).map_err(io("create", &dir.join(NARROW_DIR)))?;
+    if shape.pod_sandbox {
+        crate::pod::create_narrow_dir(&dir).map_err(io("create", &dir.join(NARROW_DIR)))?;
+    }
     Ok(Begun { state, dir, rules, shape: shape.clone(), jail_if, ca, resolv_conf })
 }
 
@@ -291,6 +297,7 @@ fn spawn_sidecar(cfg: &Config, state: &JailState, shape: &Shape, start: SidecarS
         sc.upstream_resolvers = shape.upstream_resolvers.clone();
     }
     sc.upstream_enabled = !shape.no_upstream;
+    sc.narrow_dir = shape.pod_sandbox.then(|| dir.join(NARROW_DIR));
     let sc_path = dir.join(SIDECAR_CONFIG_FILE);
     let json = serde_json::to_vec_pretty(&sc).map_err(|e| JailError::State { path: sc_path.clone(), message: e.to_string() })?;
     std::fs::write(&sc_path, json).map_err(io("write", &sc_path))?;
@@ -307,7 +314,7 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
         dns_port: cfg.network.dns_port,
         rules,
         narrowing_rules: Vec::new(),
-        narrow_dir: Some(dir.join(NARROW_DIR)),
+        narrow_dir: None,
         ca_cert: ca.cert.clone(),
         ca_key: ca.key.clone(),
         upstream_system_roots: cfg.tls.upstream_system_roots,
