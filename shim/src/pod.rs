@@ -193,10 +193,10 @@ pub fn read_record(state_root: &Path, sandbox: &str) -> Result<PodRecord, PodErr
     }
 }
 
-/// The narrowing directory of a pod sandbox's jail (created with the jail,
-/// so its sidecar can open it at start): readable by the sidecar's unprivileged worker,
-/// which reaches it only through a descriptor opened as root (the state
-/// directory above it is 0700).
+/// The narrowing directory of a pod sandbox's jail (created with the
+/// jail, so its sidecar can open it at start): readable by the sidecar's
+/// unprivileged worker, which reaches it only through a descriptor opened
+/// as root (the state directory above it is 0700).
 pub fn create_narrow_dir(state_dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = state_dir.join(NARROW_DIR);

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use boundary_contract::{
-    NarrowingApplied, SidecarPids, NARROWING_APPLIED_FILE, NARROW_DIR, SIDECAR_CONFIG_FILE,
+    NarrowingApplied, NARROWING_APPLIED_FILE, NARROW_DIR, SIDECAR_CONFIG_FILE,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -165,9 +165,7 @@ fn wait_until(
 fn signal_worker(state_root: &Path, sandbox: &str) -> Result<(), NarrowError> {
     let dir = jail::state_dir(state_root, sandbox);
     let config = dir.join(SIDECAR_CONFIG_FILE);
-    let pids: Option<SidecarPids> = std::fs::read(dir.join(jail::SIDECAR_PIDS_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let pids = crate::sidecar::read_pids(&dir.join(jail::SIDECAR_PIDS_FILE));
     let Some(pids) = pids.filter(|p| crate::sidecar::is_our_sidecar(p.supervisor, &config)) else {
         return Err(NarrowError::NoSidecar(sandbox.to_string()));
     };
