@@ -6,9 +6,7 @@
 #
 #   sudo bench/sidecar.sh [--bin PATH] [--runs N] [--secs S] [--conns C]
 #   sudo bench/sidecar.sh --callgrind [--bin PATH] [--requests N]
-#   --threads N: run the worker alone (no keeper/supervisor, which pass it
-#   a clean environment) with BOUNDARY_WORKER_THREADS=N.  --only "a b":
-#   scenarios (http-1k https-1k h2-1k big). --origin-h1: the origin's TLS
+#   --only "a b": scenarios (http-1k https-1k h2-1k big). --origin-h1: the origin's TLS
 #   port offers no HTTP/2, so HTTPS upstream is HTTP/1.1 as plain HTTP is
 #   (not with h2-1k, whose direct run needs h2). --against PATH: a second
 #   build's boundary-sidecar runs beside the first (its own port), and
@@ -28,7 +26,7 @@
 set -euo pipefail
 
 BIN=${BIN:-/work/target-throughput/release/boundary-sidecar}
-RUNS=5 SECS=5 CONNS=64 CALLGRIND=0 REQUESTS=2000 ONLY="" THREADS="" ORIGIN_H2=" http2" AGAINST="" AGAINST_RULES="" HOLD=0
+RUNS=5 SECS=5 CONNS=64 CALLGRIND=0 REQUESTS=2000 ONLY="" ORIGIN_H2=" http2" AGAINST="" AGAINST_RULES="" HOLD=0
 while [ $# -gt 0 ]; do
     case $1 in
         --bin) BIN=$2; shift ;;
@@ -38,7 +36,6 @@ while [ $# -gt 0 ]; do
         --callgrind) CALLGRIND=1 ;;
         --requests) REQUESTS=$2; shift ;;
         --only) ONLY=$2; shift ;;
-        --threads) THREADS=$2; shift ;;
         --origin-h1) ORIGIN_H2="" ;;
         --against) AGAINST=$2; shift ;;
         --against-rules) AGAINST_RULES=$2; shift ;;
@@ -212,7 +209,7 @@ PY
     await_proxy 150 0.2 5 worker
 }
 if [ "$CALLGRIND" = 0 ]; then
-    if [ -n "$THREADS" ]; then BOUNDARY_WORKER_THREADS=$THREADS worker_start run; else start_sidecar; fi
+    start_sidecar
     check_ok "http://127.0.0.1:$PROXY_PORT/1k" $PLAIN; check_ok "https://localhost:$PROXY_PORT/1k" $TLSP
     check_ok "https://localhost:$TLSP/1k" $TLSP
     [ -z "$AGAINST" ] || { check_ok "http://127.0.0.1:$AGAINST_PORT/1k" $PLAIN; check_ok "https://localhost:$AGAINST_PORT/1k" $TLSP; }
