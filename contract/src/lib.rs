@@ -99,6 +99,11 @@ pub struct SidecarConfig {
     /// other special addresses when the name was not pinned. Default false.
     #[serde(default)]
     pub allow_special_destinations: bool,
+    /// Refuse private addresses too (RFC 1918, RFC 6598 shared space, IPv6
+    /// unique local) for names that are not pinned and IP literals that no
+    /// rule names exactly. Default false: cluster services live there.
+    #[serde(default)]
+    pub refuse_private_destinations: bool,
     /// Limit for one upstream connection (resolve, TCP connect, TLS
     /// handshake), in ms. `None`: 10 s.
     #[serde(default)]

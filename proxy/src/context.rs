@@ -128,7 +128,8 @@ impl ProxyContext {
             cfg.allow_special_destinations,
             vec![cfg.listen_addr.into()],
         )
-        .map_err(BuildError::Resolver)?;
+        .map_err(BuildError::Resolver)?
+        .refusing_private(cfg.refuse_private_destinations);
         let resolver = Arc::new(resolver);
         let roots = upstream_roots(cfg.upstream_system_roots, cfg.system_roots_file.as_deref(), &cfg.upstream_ca_files)?;
         // The one fallible step (protocol versions) is taken now, so that it

@@ -6,7 +6,8 @@
 //! the configured name servers), and addresses that reach the host itself or
 //! the cloud metadata service are refused unless the name was pinned, the
 //! configuration allows special destinations, or the matched rule named that
-//! exact IP literal.
+//! exact IP literal. Private addresses are refused the same way when the
+//! configuration says so ([`Resolver::refusing_private`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -42,6 +43,7 @@ pub enum ResolveError {
 pub struct Resolver {
     pins: BTreeMap<String, IpAddr>,
     allow_special: bool,
+    refuse_private: bool,
     own_addrs: Vec<IpAddr>,
     inner: TokioResolver,
 }
@@ -51,6 +53,7 @@ impl std::fmt::Debug for Resolver {
         f.debug_struct("Resolver")
             .field("pins", &self.pins)
             .field("allow_special", &self.allow_special)
+            .field("refuse_private", &self.refuse_private)
             .field("own_addrs", &self.own_addrs)
             .finish_non_exhaustive()
     }
@@ -88,7 +91,16 @@ impl Resolver {
             .into_iter()
             .map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), v))
             .collect();
-        Ok(Resolver { pins, allow_special, own_addrs, inner })
+        Ok(Resolver { pins, allow_special, refuse_private: false, own_addrs, inner })
+    }
+
+    /// With `refuse`, private addresses ([`private_class`]) are refused like
+    /// special ones: an allowed name that resolves into the host's own
+    /// networks (rebinding) is not reached, nor an IP literal that no rule
+    /// names exactly. Pinned names and `allow_special` stay exempt.
+    pub fn refusing_private(mut self, refuse: bool) -> Resolver {
+        self.refuse_private = refuse;
+        self
     }
 
     /// Resolves `host` (lowercase, no port) to the addresses the sidecar may
@@ -181,7 +193,7 @@ impl Resolver {
         if self.own_addrs.iter().any(|own| canonical(*own) == canon) {
             return Some("the sidecar's own address");
         }
-        special_class(addr)
+        special_class(addr).or_else(|| if self.refuse_private { private_class(addr) } else { None })
     }
 }
 
@@ -238,6 +250,27 @@ pub fn special_class(addr: IpAddr) -> Option<&'static str> {
             }
             special_v6(v6)
         }
+    }
+}
+
+/// Why an address is private, refused only when the configuration says so
+/// (`refuse_private_destinations`): RFC 1918, RFC 6598 shared address space
+/// (carrier-grade NAT, some clusters' pod networks) and IPv6 unique local
+/// addresses, also when mapped or embedded in IPv6.
+pub fn private_class(addr: IpAddr) -> Option<&'static str> {
+    match canonical(addr) {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            if v4.is_private() {
+                Some("private (RFC 1918; refuse_private_destinations is set)")
+            } else if o[0] == 100 && o[1] & 0xc0 == 64 {
+                Some("shared address space (RFC 6598; refuse_private_destinations is set)")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) if v6.segments()[0] & 0xfe00 == 0xfc00 => Some("unique local (fc00::/7; refuse_private_destinations is set)"),
+        IpAddr::V6(_) => None,
     }
 }
 
@@ -325,6 +358,43 @@ mod tests {
         let r = resolver(&[], true, &[]);
         assert!(r.resolve("127.0.0.1", false).await.is_ok());
         assert!(r.resolve_v4("169.254.169.254").await.is_ok());
+    }
+
+    #[test]
+    fn private_addresses_are_classified() {
+        for a in [
+            "10.0.0.1", "10.255.255.255", "172.16.0.1", "172.31.255.1", "192.168.1.1", "100.64.0.1", "100.127.255.254",
+            "fd00::1", "fc00::1", "::ffff:10.1.2.3", "64:ff9b::c0a8:0101", "2002:c0a8:0101::1",
+        ] {
+            assert!(private_class(a.parse().unwrap()).is_some(), "{a} should be private");
+        }
+        for a in ["8.8.8.8", "172.32.0.1", "172.15.255.1", "100.128.0.1", "100.63.255.255", "192.169.0.1", "2606:4700::1111", "fe00::1", "::ffff:8.8.8.8"] {
+            assert!(private_class(a.parse().unwrap()).is_none(), "{a} should not be private");
+        }
+    }
+
+    #[tokio::test]
+    async fn private_addresses_are_refused_only_when_configured() {
+        let open = resolver(&[], false, &[]);
+        assert!(open.resolve("10.1.2.3", false).await.is_ok(), "private ranges are reachable by default");
+        assert!(open.resolve_v4("192.168.0.9").await.is_ok());
+
+        let strict = resolver(&[("registry.internal", "10.0.0.5")], false, &[]).refusing_private(true);
+        for refused in ["10.1.2.3", "172.17.0.1", "192.168.0.9", "100.64.0.10", "[fd12::1]", "::ffff:10.1.2.3"] {
+            match strict.resolve(refused, false).await {
+                Err(ResolveError::Refused { class, .. }) => assert!(class.contains("refuse_private_destinations"), "{refused}: {class}"),
+                other => panic!("{refused}: {other:?}"),
+            }
+        }
+        assert!(strict.resolve_v4("192.168.0.9").await.is_err(), "the DNS filter refuses them too");
+        assert!(strict.resolve("10.1.2.3", true).await.is_ok(), "a rule naming the exact address");
+        assert_eq!(strict.resolve("registry.internal", false).await.unwrap(), vec!["10.0.0.5".parse::<IpAddr>().unwrap()], "pinned");
+        assert!(strict.resolve("8.8.8.8", false).await.is_ok());
+        let e = strict.resolve("127.0.0.1", false).await.unwrap_err().to_string();
+        assert!(e.contains("loopback"), "special addresses keep their reason: {e}");
+
+        let exempt = resolver(&[], true, &[]).refusing_private(true);
+        assert!(exempt.resolve("10.1.2.3", false).await.is_ok(), "allow_special exempts everything");
     }
 
     #[tokio::test]

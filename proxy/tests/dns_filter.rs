@@ -98,10 +98,16 @@ struct Setup {
 
 impl Setup {
     async fn new(rules: &[&str], narrowing: &[&str], upstream_enabled: bool, table: &[(&str, Vec<Ipv4Addr>)]) -> Setup {
+        Setup::with(rules, narrowing, upstream_enabled, table, false).await
+    }
+
+    /// `refuse_private`: `refuse_private_destinations` in the sidecar's config.
+    async fn with(rules: &[&str], narrowing: &[&str], upstream_enabled: bool, table: &[(&str, Vec<Ipv4Addr>)], refuse_private: bool) -> Setup {
         let upstream = Upstream::start(table).await;
         let pins = BTreeMap::from([("api.example.com".to_string(), IpAddr::V4(PINNED))]);
         let resolver = Resolver::new(pins, Some(vec![IpAddr::V4(upstream.addr)]), false, vec![IpAddr::V4(SINKHOLE)])
-            .expect("building the resolver");
+            .expect("building the resolver")
+            .refusing_private(refuse_private);
         let dir = tempfile::tempdir().unwrap();
         let audit_path = dir.path().join("audit.jsonl");
         let file = std::fs::OpenOptions::new().read(true).append(true).create(true).open(&audit_path).unwrap();
@@ -251,6 +257,27 @@ async fn rebinding_to_loopback_is_servfail() {
     let rec = s.records().pop().unwrap();
     assert_eq!(rec.host.as_deref(), Some("rebind.example.com"));
     assert!(rec.reason.unwrap().contains("loopback"));
+}
+
+#[tokio::test]
+async fn rebinding_to_a_private_address_is_servfail_once_private_destinations_are_refused() {
+    let private = Ipv4Addr::new(10, 0, 0, 5);
+    let table = [("rebind.example.com", vec![private])];
+    let open = Setup::new(&["domain=rebind.example.com"], &[], true, &table).await;
+    let m = open.ask("rebind.example.com", RecordType::A).await;
+    assert_eq!(a_answers(&m).into_iter().map(|(ip, _)| ip).collect::<Vec<_>>(), vec![private], "reachable by default");
+
+    let strict = Setup::with(&["domain=rebind.example.com"], &[], true, &table, true).await;
+    let m = strict.ask("rebind.example.com", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(m.answers.is_empty());
+    let rec = strict.records().pop().unwrap();
+    assert_eq!(rec.host.as_deref(), Some("rebind.example.com"));
+    let reason = rec.reason.unwrap();
+    assert!(reason.contains("10.0.0.5") && reason.contains("refuse_private_destinations"), "{reason}");
+    // A pinned name is the operator's own word and still resolves.
+    let strict = Setup::with(&["domain=api.example.com"], &[], true, &[], true).await;
+    assert_eq!(a_answers(&strict.ask("api.example.com", RecordType::A).await), vec![(PINNED, 30)]);
 }
 
 #[tokio::test]

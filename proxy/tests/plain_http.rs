@@ -288,6 +288,25 @@ async fn unpinned_special_address_is_refused_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_destinations_are_refused_upstream_when_configured() {
+    // With refuse_private_destinations, `domain=*` no longer reaches the
+    // host's private networks (10.255.255.1 is never connected to: the
+    // refusal comes before any connect); pinned names still resolve.
+    let h = start_with(&["domain=*"], Options { refuse_private: true, ..Options::default() }).await;
+    for host in ["10.255.255.1", "192.168.255.1:8080", "100.64.0.1"] {
+        let mut s = BufReader::new(h.connect().await);
+        s.get_mut().write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).await.unwrap();
+        let r = read_response(&mut s).await.unwrap();
+        assert_eq!(r.status, 502, "{host}: {r:?}");
+        assert!(r.body.contains("refuse_private_destinations"), "{host}: {}", r.body);
+    }
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    s.get_mut().write_all(format!("GET / HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.unwrap().status, 200, "a pinned name");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_http_bytes_are_closed_and_audited() {
     let h = start(RULES).await;
     let mut s = h.connect().await;

@@ -123,6 +123,7 @@ fn config(ns: &Netns, dir: &Path) -> SidecarConfig {
         pinned_hosts: BTreeMap::from([(ALLOWED.to_string(), ALLOWED_IP.into())]),
         upstream_enabled: true,
         allow_special_destinations: false,
+        refuse_private_destinations: false,
         upstream_connect_timeout_ms: None,
         // Nothing listens there: no test name may need a real lookup.
         upstream_resolvers: Some(vec![LOOPBACK.into()]),

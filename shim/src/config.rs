@@ -110,6 +110,11 @@ pub struct SidecarSettings {
     /// Allow upstream connections to loopback / link-local / metadata
     /// addresses for names that are not pinned.
     pub allow_special_destinations: bool,
+    /// Refuse upstream connections to private addresses (10/8, 172.16/12,
+    /// 192.168/16, 100.64/10, fc00::/7) too, for names that are not
+    /// pinned: an allowed name that resolves into the host's networks is
+    /// then refused like loopback. Off by default.
+    pub refuse_private_destinations: bool,
     /// How long `create` waits for the sidecar to be ready, in ms.
     pub ready_timeout_ms: u64,
     /// Limit for one upstream connection (resolve, TCP connect, TLS
@@ -171,6 +176,7 @@ impl Default for SidecarSettings {
             uid: 65534,
             gid: 65534,
             allow_special_destinations: false,
+            refuse_private_destinations: false,
             ready_timeout_ms: 5000,
             upstream_connect_timeout_ms: 10_000,
         }
@@ -302,6 +308,7 @@ pinned = { "origin.test" = "10.1.2.3" }
 uid = 1000
 gid = 1000
 upstream_connect_timeout_ms = 2500
+refuse_private_destinations = true
 "#;
         let c = Config::parse(text, Path::new("c.toml")).unwrap();
         assert_eq!(c.runtime.as_deref(), Some("crun"));
@@ -310,6 +317,8 @@ upstream_connect_timeout_ms = 2500
         assert_eq!(c.pool().unwrap().blocks(), 64);
         assert_eq!(c.sidecar.upstream_connect_timeout_ms, 2500);
         assert_eq!(Config::default().sidecar.upstream_connect_timeout_ms, 10_000);
+        assert!(c.sidecar.refuse_private_destinations);
+        assert!(!Config::default().sidecar.refuse_private_destinations, "private networks are reachable by default");
     }
 
     #[test]

@@ -323,6 +323,7 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
         pinned_hosts: cfg.dns.pinned.iter().map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), *v)).collect(),
         upstream_enabled: true,
         allow_special_destinations: cfg.sidecar.allow_special_destinations,
+        refuse_private_destinations: cfg.sidecar.refuse_private_destinations,
         upstream_connect_timeout_ms: Some(cfg.sidecar.upstream_connect_timeout_ms),
         upstream_resolvers: cfg.dns.nameservers.clone(),
         audit_log: cfg.audit.dir.join(format!("{}.jsonl", state.container_id)),

@@ -26,6 +26,8 @@ pub struct Settings {
     pub nameservers: Option<Vec<IpAddr>>,
     /// `sidecar_path`: another sidecar binary (a broken one, for failures).
     pub sidecar: Option<PathBuf>,
+    /// `[sidecar] refuse_private_destinations`.
+    pub refuse_private: bool,
 }
 
 /// Where the runtime's state lives; owned by [`crate::Runtime`].
@@ -51,7 +53,14 @@ impl Settings {
             pinned: BTreeMap::new(),
             nameservers: None,
             sidecar: None,
+            refuse_private: false,
         }
+    }
+
+    /// Refuse private destinations (`refuse_private_destinations`).
+    pub fn refuse_private(mut self, refuse: bool) -> Settings {
+        self.refuse_private = refuse;
+        self
     }
 
     /// Start `binary` as the sidecar.
@@ -136,6 +145,9 @@ impl Settings {
             writeln!(t, "{} = {}", q(name), q(&addr.to_string())).ok();
         }
         writeln!(t, "\n[audit]\ndir = {}", p(&dirs.audit_dir)).ok();
+        if self.refuse_private {
+            writeln!(t, "\n[sidecar]\nrefuse_private_destinations = true").ok();
+        }
         t
     }
 }

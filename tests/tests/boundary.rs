@@ -114,6 +114,24 @@ fn a_host_that_forbids_container_rules_refuses_them_and_applies_its_own() {
     assert!(errors.last().is_some_and(|e| e.contains("BOUNDARY_ALLOW") && e.contains("forbids container rules")), "{out}");
 }
 
+#[test]
+fn a_host_that_refuses_private_destinations_keeps_domain_star_off_its_networks() {
+    // The origin is at a private address (10.231.138.2), which `domain=*`
+    // reaches by IP by default. With `refuse_private_destinations` the
+    // sidecar refuses it before connecting, naming the setting; the pinned
+    // name, the operator's own word, still reaches it.
+    let w = World::start_with(138, "private", |s| s.refuse_private(true), |b| b.env("BOUNDARY_ALLOW", "domain=*"));
+    assert!(w.rt.config_text().contains("refuse_private_destinations = true"));
+    let r = w.get(&format!("http://{}/allowed/by-ip", w.origin.addr()));
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(r.body.contains("refuse_private_destinations") && r.body.contains(&w.origin.addr().to_string()), "{r:?}");
+    let r = w.get("https://origin.test/allowed/by-name");
+    assert_eq!((r.status, r.body.as_str()), (200, "origin saw GET /allowed/by-name\n"), "{r:?}");
+    assert_eq!(w.origin.requests(), ["https GET /allowed/by-name host=origin.test"], "nothing reached the origin by IP");
+    let denied = w.rt.audit_records(w.id).into_iter().find(|r| r.url.as_deref().is_some_and(|u| u.contains("/allowed/by-ip")));
+    assert!(denied.is_some_and(|r| r.reason.as_deref().is_some_and(|why| why.contains("refuse_private_destinations"))), "the refusal is audited with its reason");
+}
+
 /// The rule a 403 names, checked with `boundary-runc policy check` to
 /// really allow the request.
 fn assert_names_a_working_rule(w: &World, r: &HttpReply, method: &str, url: &str) {

@@ -76,11 +76,19 @@ pub struct Options {
     pub header_read_timeout: Duration,
     /// `SidecarConfig::upstream_connect_timeout_ms`.
     pub connect_timeout_ms: Option<u64>,
+    /// `SidecarConfig::refuse_private_destinations`.
+    pub refuse_private: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { upstream_enabled: true, narrowing: Vec::new(), header_read_timeout: Duration::from_secs(30), connect_timeout_ms: None }
+        Options {
+            upstream_enabled: true,
+            narrowing: Vec::new(),
+            header_read_timeout: Duration::from_secs(30),
+            connect_timeout_ms: None,
+            refuse_private: false,
+        }
     }
 }
 
@@ -121,6 +129,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
         pinned_hosts: NAMES.iter().map(|n| (n.to_string(), "127.0.0.1".parse().unwrap())).collect(),
         upstream_enabled: opts.upstream_enabled,
         allow_special_destinations: false,
+        refuse_private_destinations: opts.refuse_private,
         upstream_connect_timeout_ms: opts.connect_timeout_ms,
         upstream_resolvers: Some(vec!["127.0.0.1".parse().unwrap()]),
         audit_log: dir.path().join("audit.jsonl"),

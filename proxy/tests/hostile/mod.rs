@@ -95,6 +95,7 @@ pub async fn start(rules: &[&str], header_read_timeout: Duration) -> World {
         pinned_hosts: NAMES.iter().map(|n| (n.to_string(), "127.0.0.1".parse().unwrap())).collect(),
         upstream_enabled: true,
         allow_special_destinations: false,
+        refuse_private_destinations: false,
         upstream_connect_timeout_ms: None,
         upstream_resolvers: Some(vec!["127.0.0.1".parse().unwrap()]),
         audit_log: dir.path().join("audit.jsonl"),
