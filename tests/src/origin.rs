@@ -6,7 +6,9 @@
 //! - HTTP on :80 and HTTPS on :443 (h1 and h2; a certificate for
 //!   `origin.test` and `*.origin.test` signed by a test CA, written to
 //!   [`Origin::ca_file`]), answering `origin saw <METHOD> <path?query>`;
-//! - DNS on :53 (UDP and TCP) that answers nothing and counts queries;
+//! - DNS on :53 (UDP and TCP) that counts queries and answers, over UDP,
+//!   only the names of [`Origin::upstream_names`] (silence for everything
+//!   else, as from a resolver that is not there);
 //! - a sink on :7000 counting UDP datagrams and TCP connections;
 //! - raw ICMP and ICMPv6 sockets counting echo requests.
 //!
@@ -41,6 +43,12 @@ pub const DNS_PORT: u16 = 53;
 pub const SINK_PORT: u16 = 7000;
 /// The names the origin's certificate is valid for.
 pub const ORIGIN_NAMES: [&str; 2] = ["origin.test", "*.origin.test"];
+/// Answered by the origin's DNS server with the origin's own address.
+pub const UPSTREAM_ORIGIN_NAME: &str = "origin.upstream.test";
+/// Answered by the origin's DNS server with 127.0.0.1 (rebinding to loopback).
+pub const UPSTREAM_LOOPBACK_NAME: &str = "loopback.upstream.test";
+/// Answered by the origin's DNS server with 169.254.169.254 (cloud metadata).
+pub const UPSTREAM_METADATA_NAME: &str = "metadata.upstream.test";
 
 /// What reached the origin so far.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +124,16 @@ impl Origin {
         // Routes back to anything, so a leaked TCP handshake could complete.
         ip(&["-n", ns, "route", "add", "default", "via", &self.host_addr().to_string()]);
         ip(&["-n", ns, "-6", "route", "add", "default", "via", &self.host_addr6().to_string()]);
+    }
+
+    /// What the origin's DNS server answers (A records over UDP, TTL 60; no
+    /// records for other types of these names); no other name is answered.
+    pub fn upstream_names(&self) -> Vec<(String, Ipv4Addr)> {
+        vec![
+            (UPSTREAM_ORIGIN_NAME.to_string(), self.addr()),
+            (UPSTREAM_LOOPBACK_NAME.to_string(), Ipv4Addr::LOCALHOST),
+            (UPSTREAM_METADATA_NAME.to_string(), Ipv4Addr::new(169, 254, 169, 254)),
+        ]
     }
 
     /// The origin's IPv4 address (`10.231.<slot>.2`).
@@ -226,11 +244,12 @@ impl Origin {
     fn spawn_servers(&mut self, tls: Arc<rustls::ServerConfig>) {
         let ns_path = PathBuf::from("/run/netns").join(&self.netns);
         let counters = self.counters.clone();
+        let names = self.upstream_names();
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(format!("origin-{}", self.slot))
-            .spawn(move || serve(&ns_path, tls, counters, ready_tx, stop_rx))
+            .spawn(move || serve(&ns_path, tls, names, counters, ready_tx, stop_rx))
             .expect("spawn origin thread");
         self.stop = Some(stop_tx);
         self.thread = Some(thread);
@@ -273,6 +292,7 @@ fn remove_stale_namespaces() {
 fn serve(
     ns_path: &Path,
     tls: Arc<rustls::ServerConfig>,
+    names: Vec<(String, Ipv4Addr)>,
     counters: Arc<Counters>,
     ready: mpsc::Sender<Result<(), String>>,
     stop: tokio::sync::oneshot::Receiver<()>,
@@ -292,7 +312,7 @@ fn serve(
         }
     };
     rt.block_on(async move {
-        match start_all(tls, counters).await {
+        match start_all(tls, names, counters).await {
             Ok(()) => {
                 let _ = ready.send(Ok(()));
                 let _ = stop.await;
@@ -304,7 +324,7 @@ fn serve(
     });
 }
 
-async fn start_all(tls: Arc<rustls::ServerConfig>, c: Arc<Counters>) -> Result<(), String> {
+async fn start_all(tls: Arc<rustls::ServerConfig>, names: Vec<(String, Ipv4Addr)>, c: Arc<Counters>) -> Result<(), String> {
     let any = |port: u16| format!("[::]:{port}");
     let bind_tcp = |port: u16| async move { TcpListener::bind(any(port)).await.map_err(|e| format!("bind tcp {port}: {e}")) };
     let bind_udp = |port: u16| async move { UdpSocket::bind(any(port)).await.map_err(|e| format!("bind udp {port}: {e}")) };
@@ -318,7 +338,7 @@ async fn start_all(tls: Arc<rustls::ServerConfig>, c: Arc<Counters>) -> Result<(
     let icmp6 = raw_socket(AddressFamily::Inet6, SockProtocol::IcmpV6)?;
     tokio::spawn(serve_http(http, None, c.clone()));
     tokio::spawn(serve_http(https, Some(tokio_rustls::TlsAcceptor::from(tls)), c.clone()));
-    tokio::spawn(count_datagrams(dns_udp, c.clone(), |c| &c.dns));
+    tokio::spawn(serve_dns(dns_udp, names, c.clone()));
     tokio::spawn(count_connections(dns_tcp, c.clone(), |c| &c.dns));
     tokio::spawn(count_datagrams(sink_udp, c.clone(), |c| &c.sink_udp));
     tokio::spawn(count_connections(sink_tcp, c.clone(), |c| &c.sink_tcp));
@@ -361,6 +381,35 @@ async fn count_datagrams(sock: UdpSocket, c: Arc<Counters>, counter: fn(&Counter
     while sock.recv_from(&mut buf).await.is_ok() {
         bump(counter(&c));
     }
+}
+
+/// Counts every datagram; answers a query for one of `names` (its address
+/// for A, no records for other types), nothing else.
+async fn serve_dns(sock: UdpSocket, names: Vec<(String, Ipv4Addr)>, c: Arc<Counters>) {
+    let mut buf = [0u8; 2048];
+    while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+        bump(&c.dns);
+        if let Some(answer) = dns_answer(&buf[..n], &names) {
+            let _ = sock.send_to(&answer, peer).await;
+        }
+    }
+}
+
+fn dns_answer(query: &[u8], names: &[(String, Ipv4Addr)]) -> Option<Vec<u8>> {
+    use hickory_proto::op::{Message, OpCode};
+    use hickory_proto::rr::{rdata, RData, Record, RecordType};
+    let req = Message::from_vec(query).ok()?;
+    let q = req.queries.first()?;
+    let asked = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
+    let addr = names.iter().find(|(name, _)| *name == asked).map(|(_, a)| *a)?;
+    let mut resp = Message::response(req.metadata.id, OpCode::Query);
+    resp.metadata.recursion_desired = req.metadata.recursion_desired;
+    resp.metadata.recursion_available = true;
+    resp.add_query(q.clone());
+    if q.query_type() == RecordType::A {
+        resp.add_answer(Record::from_rdata(q.name().clone(), 60, RData::A(rdata::A(addr))));
+    }
+    resp.to_vec().ok()
 }
 
 async fn count_connections(listener: TcpListener, c: Arc<Counters>, counter: fn(&Counters) -> &AtomicU64) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use boundary_tests::hostside;
 use boundary_tests::probe::{nslookup_answers, ping_counts, HttpReply};
+use boundary_tests::origin::{UPSTREAM_LOOPBACK_NAME, UPSTREAM_METADATA_NAME, UPSTREAM_ORIGIN_NAME};
 use boundary_tests::{poll_until, require_root, require_tool, Bundle, Counts, HostSink, LeakSnapshot, Origin, Outcome, Runtime, Settings};
 
 const RULES: &str = "domain=origin.test path=/allowed/*";
@@ -60,6 +61,20 @@ impl World {
     fn get(&self, url: &str) -> HttpReply {
         let out = self.exec(&format!("curl -sS --max-time 10 -D - '{url}'")).ok();
         HttpReply::parse(&out.stdout).unwrap_or_else(|| panic!("not an HTTP reply:\n{out}"))
+    }
+
+    /// `http://NAME/PATH` with curl told where NAME is (the origin's
+    /// address, which the container's own lookup may not give): the
+    /// sidecar still resolves NAME itself.
+    fn get_by_name_at_origin(&self, name: &str, path: &str) -> HttpReply {
+        let at = self.origin.addr();
+        let out = self.exec(&format!("curl -sS --max-time 10 -D - --resolve {name}:80:{at} 'http://{name}{path}'")).ok();
+        HttpReply::parse(&out.stdout).unwrap_or_else(|| panic!("not an HTTP reply:\n{out}"))
+    }
+
+    /// The addresses `nslookup NAME` printed (none when it failed).
+    fn lookup(&self, name: &str) -> Vec<String> {
+        nslookup_answers(&self.exec(&format!("nslookup {name}")).stdout)
     }
 }
 
@@ -130,6 +145,34 @@ fn a_host_that_refuses_private_destinations_keeps_domain_star_off_its_networks()
     assert_eq!(w.origin.requests(), ["https GET /allowed/by-name host=origin.test"], "nothing reached the origin by IP");
     let denied = w.rt.audit_records(w.id).into_iter().find(|r| r.url.as_deref().is_some_and(|u| u.contains("/allowed/by-ip")));
     assert!(denied.is_some_and(|r| r.reason.as_deref().is_some_and(|why| why.contains("refuse_private_destinations"))), "the refusal is audited with its reason");
+    // Rebinding by name: a name the upstream resolver answers with the
+    // origin's private address is refused too, in DNS and in HTTP.
+    assert_eq!(w.lookup(UPSTREAM_ORIGIN_NAME), Vec::<String>::new(), "SERVFAIL for {UPSTREAM_ORIGIN_NAME}");
+    let r = w.get_by_name_at_origin(UPSTREAM_ORIGIN_NAME, "/allowed/by-upstream-name");
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(r.body.contains("refuse_private_destinations"), "{r:?}");
+    assert_eq!(w.origin.requests().len(), 1, "still only the pinned name's request reached the origin");
+}
+
+#[test]
+fn names_resolved_upstream_are_reached_unless_they_lead_to_refused_addresses() {
+    // Not pinned: the sidecar asks the origin's DNS server, which answers
+    // the origin's address for one name, 127.0.0.1 and 169.254.169.254 for
+    // two others. Only the first is reached; the others are SERVFAIL to
+    // the container's lookups and 502 to its requests, whatever address
+    // the container itself connects to.
+    let w = World::start_with(139, "upstream-names", |s| s, |b| b.env("BOUNDARY_ALLOW", "domain=*.upstream.test"));
+    let origin = w.origin.addr().to_string();
+    assert_eq!(w.lookup(UPSTREAM_ORIGIN_NAME), [origin], "an allowed name resolved upstream");
+    let r = w.get(&format!("http://{UPSTREAM_ORIGIN_NAME}/allowed/a"));
+    assert_eq!((r.status, r.body.as_str()), (200, "origin saw GET /allowed/a\n"), "{r:?}");
+    for (name, class) in [(UPSTREAM_LOOPBACK_NAME, "loopback"), (UPSTREAM_METADATA_NAME, "link-local")] {
+        assert_eq!(w.lookup(name), Vec::<String>::new(), "SERVFAIL for {name}");
+        let r = w.get_by_name_at_origin(name, "/allowed/b");
+        assert_eq!(r.status, 502, "{name}: {r:?}");
+        assert!(r.body.contains("refused addresses") && r.body.contains(class), "{name}: {r:?}");
+    }
+    assert_eq!(w.origin.requests(), [format!("http GET /allowed/a host={UPSTREAM_ORIGIN_NAME}")], "the refused names reached nothing");
 }
 
 /// The rule a 403 names, checked with `boundary-runc policy check` to
