@@ -121,6 +121,20 @@ fn mounts_under(root: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// Detaches every mount at or below `root`, deepest first: what an engine
+/// under test (containerd's snapshotter, podman's storage) left mounted in
+/// its directory before the directory is removed.
+pub fn unmount_below(root: &Path) {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let root = root.display().to_string();
+    let mut ours: Vec<String> =
+        text.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape_mountinfo).filter(|m| m.starts_with(&root)).collect();
+    ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in ours {
+        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
 fn unescape_mountinfo(s: &str) -> String {
     let mut out = String::new();

@@ -57,7 +57,7 @@ pub mod sink;
 pub use binaries::{binaries, Binaries};
 pub use bundle::Bundle;
 pub use deadline::poll_until;
-pub use leaks::LeakSnapshot;
+pub use leaks::{unmount_below, LeakSnapshot};
 pub use origin::{Counts, Origin};
 pub use require::{require_root, require_tool};
 pub use rootfs::shared_rootfs;
