@@ -210,6 +210,21 @@ impl Origin {
         }
     }
 
+    /// What reached the origin since `base` other than HTTP(S) requests
+    /// (which [`Origin::requests`] lists): DNS, UDP and TCP to the sink,
+    /// ICMP; counted after a barrier (see [`Origin::counts_after_barrier`]).
+    pub fn leaked_since(&self, base: Counts) -> Counts {
+        let now = self.counts_after_barrier();
+        Counts {
+            http_requests: 0,
+            https_requests: 0,
+            dns_queries: now.dns_queries - base.dns_queries,
+            sink_udp_datagrams: now.sink_udp_datagrams - base.sink_udp_datagrams,
+            sink_tcp_connections: now.sink_tcp_connections - base.sink_tcp_connections,
+            icmp_echo_requests: now.icmp_echo_requests - base.icmp_echo_requests,
+        }
+    }
+
     /// Requests served, in order: `http GET /path?q host=origin.test`.
     pub fn requests(&self) -> Vec<String> {
         self.counters.requests.lock().expect("requests lock").clone()

@@ -248,7 +248,7 @@ impl World {
             HttpReply::parse(parts[1]).unwrap_or_else(|| panic!("not an HTTP reply:\n{out}"));
         self.rt.assert_403_names_a_working_rule(&denied, "GET", "http://origin.test/private");
         assert_eq!(
-            self.leaked_since(base),
+            self.origin.leaked_since(base),
             Counts::default(),
             "something other than the sidecar's allowed request reached the origin"
         );
@@ -265,18 +265,6 @@ impl World {
         self.rt.leaks().assert_same_as(&LeakSnapshot::default());
         let left = self.containerd.ctr(&["containers", "ls", "-q"]).ok();
         assert_eq!(left.stdout.trim(), "", "ctr run --rm left a container");
-    }
-
-    fn leaked_since(&self, base: Counts) -> Counts {
-        let now = self.origin.counts_after_barrier();
-        Counts {
-            http_requests: 0,
-            https_requests: 0,
-            dns_queries: now.dns_queries - base.dns_queries,
-            sink_udp_datagrams: now.sink_udp_datagrams - base.sink_udp_datagrams,
-            sink_tcp_connections: now.sink_tcp_connections - base.sink_tcp_connections,
-            icmp_echo_requests: now.icmp_echo_requests - base.icmp_echo_requests,
-        }
     }
 
     /// A detached container: its jail's host side is the host's namespace;

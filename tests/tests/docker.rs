@@ -68,22 +68,8 @@ impl World {
         exec(container, &script);
         let ping = exec(container, &format!("ping -c 1 -W 1 {o}"));
         assert_eq!(ping_counts(&ping.stdout), Some((1, 0)), "{container}: one echo request, no reply:\n{ping}");
-        assert_eq!(self.leaked_since(base), Counts::default(), "{container}: something other than the sidecar's allowed request reached the origin");
+        assert_eq!(self.origin.leaked_since(base), Counts::default(), "{container}: something other than the sidecar's allowed request reached the origin");
         assert_eq!(self.origin.requests()[before..], ["http GET /allowed/a host=origin.test".to_string()], "{container}");
-    }
-
-    /// What reached the origin since `base`, other than HTTP(S) requests
-    /// (which [`Origin::requests`] lists): UDP, DNS, TCP to the sink, ICMP.
-    fn leaked_since(&self, base: Counts) -> Counts {
-        let now = self.origin.counts_after_barrier();
-        Counts {
-            http_requests: 0,
-            https_requests: 0,
-            dns_queries: now.dns_queries - base.dns_queries,
-            sink_udp_datagrams: now.sink_udp_datagrams - base.sink_udp_datagrams,
-            sink_tcp_connections: now.sink_tcp_connections - base.sink_tcp_connections,
-            icmp_echo_requests: now.icmp_echo_requests - base.icmp_echo_requests,
-        }
     }
 
     /// Nothing of this runtime's jails exists (no state, namespace mounts,
@@ -202,7 +188,7 @@ fn host_and_none_networks() {
     assert!(audit.iter().any(|a| a.reason.as_deref().is_some_and(|r| r.contains("no upstream network"))), "{audit:#?}");
     let ping = exec(&none, &format!("ping -c 1 -W 1 {}", w.origin.addr()));
     assert_eq!(ping_counts(&ping.stdout), Some((1, 0)), "{ping}");
-    assert_eq!(w.leaked_since(base), Counts::default(), "--network none: nothing may reach the origin");
+    assert_eq!(w.origin.leaked_since(base), Counts::default(), "--network none: nothing may reach the origin");
     assert_eq!(w.origin.requests().len(), served, "--network none: no request may reach the origin");
     docker(&["rm", "-f", &host, &none]).ok();
     w.assert_no_leaks();

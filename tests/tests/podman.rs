@@ -191,18 +191,6 @@ impl World {
         World { podman, rt, origin }
     }
 
-    fn leaked_since(&self, base: Counts) -> Counts {
-        let now = self.origin.counts_after_barrier();
-        Counts {
-            http_requests: 0,
-            https_requests: 0,
-            dns_queries: now.dns_queries - base.dns_queries,
-            sink_udp_datagrams: now.sink_udp_datagrams - base.sink_udp_datagrams,
-            sink_tcp_connections: now.sink_tcp_connections - base.sink_tcp_connections,
-            icmp_echo_requests: now.icmp_echo_requests - base.icmp_echo_requests,
-        }
-    }
-
     #[track_caller]
     fn assert_nothing_left(&self) {
         self.rt.leaks().assert_same_as(&LeakSnapshot::default());
@@ -253,7 +241,7 @@ fn podman_run_rm_keeps_the_boundary_and_leaves_nothing() {
     let denied = HttpReply::parse(parts[1]).unwrap_or_else(|| panic!("not an HTTP reply:\n{out}"));
     w.rt.assert_403_names_a_working_rule(&denied, "GET", "http://origin.test/private");
     assert_eq!(
-        w.leaked_since(base),
+        w.origin.leaked_since(base),
         Counts::default(),
         "something other than the sidecar's allowed request reached the origin"
     );
