@@ -168,9 +168,10 @@ fn sidecar_pids(rt: &Runtime, id: &str) -> BTreeSet<u32> {
 }
 
 /// Once the container's init has exited and nothing is left in its jail,
-/// the keeper stops the proxy (supervisor and worker) without waiting for
-/// `delete`; while another process is still in the jail it does not. The
-/// audit log is whole and `delete` still leaves nothing.
+/// the keeper stops the proxy (supervisor and worker) and releases the
+/// jail's namespace (its mount) without waiting for `delete`; while another
+/// process is still in the jail it does neither. The audit log is whole and
+/// `delete` still leaves nothing.
 #[test]
 fn the_proxy_stops_once_the_jail_is_empty_and_not_before() {
     require_root();
@@ -197,6 +198,7 @@ fn the_proxy_stops_once_the_jail_is_empty_and_not_before() {
     rt.wait_stopped("stay");
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(sidecar_pids(&rt, "stay"), serving, "a process is still in the jail: the proxy must keep serving");
+    assert!(rt.leaks().mounts.contains(&netns.display().to_string()), "a process is still in the jail: its namespace stays mounted");
     guest.kill().ok();
     guest.wait().ok();
     rt.delete("stay").ok();
@@ -216,6 +218,12 @@ fn the_proxy_stops_once_the_jail_is_empty_and_not_before() {
         (now.len() == 1).then_some(now)
     });
     assert!(left.is_subset(&serving), "only the keeper is left: {left:?} of {serving:?}");
+    // The empty jail's namespace is released with the proxy, not at
+    // `delete`: its mount is gone, its file and the state stay for `delete`.
+    let jail_netns = rt.dirs.state_root.join("netns").join("gone");
+    let mounted = rt.leaks().mounts;
+    assert!(!mounted.contains(&jail_netns.display().to_string()), "the empty jail's namespace is still mounted: {mounted:?}");
+    assert!(jail_netns.exists() && rt.dirs.state_root.join("gone").join("jail.json").exists(), "the jail's files wait for delete");
     let audit = std::fs::read_to_string(rt.audit_path("gone")).unwrap_or_default();
     assert!(audit.contains("/denied-before-exit"), "the worker's decisions are in the audit log before it stopped:\n{audit}");
     rt.delete("gone").ok();

@@ -257,6 +257,9 @@ impl Keeper {
             return false;
         }
         log::info!("the container's init {} exited and its jail is empty; stopping the proxy", init.pid());
+        // Nothing can enter the jail again, so its namespace goes now rather
+        // than at the teardown (see [`orphan::InitWatch::release_jail`]).
+        init.release_jail();
         self.stopped_early = true;
         self.respawn_at = None;
         match self.supervisor.take() {

@@ -145,6 +145,22 @@ impl InitWatch {
     pub fn jail_in_use(&self) -> bool {
         netns_in_use(&self.jail_netns)
     }
+
+    /// Once the init has exited and the jail is empty: removes the jail
+    /// namespace's mount (the file stays for the teardown), its last
+    /// reference, so the kernel starts freeing it (the veth pair with it)
+    /// now. Freeing a namespace waits for RCU barriers on a kernel worker
+    /// for tens of milliseconds; started at the teardown, that overlapped
+    /// the engine's own network clean-up (dockerd moving and deleting its
+    /// veth, which waits for the same barriers) and held it up. No one can
+    /// enter the jail after this but through the mount, and a container
+    /// whose init is gone and whose jail is empty is stopped for good.
+    pub fn release_jail(&self) {
+        match nix::mount::umount2(&self.jail_netns, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::EINVAL | nix::Error::ENOENT) => {}
+            Err(e) => log::warn!("cannot unmount the jail namespace {}: {e}; the teardown will", self.jail_netns.display()),
+        }
+    }
 }
 
 /// The `/proc/<pid>/ns/net` link text of a process in `netns` (a
