@@ -117,7 +117,8 @@ def main():
     skip = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     ev = events(path)
     by_kind = collections.defaultdict(list)
-    cpu = collections.defaultdict(collections.Counter)
+    windows = [("runc exec", "init exec"), ("init exec", "container exec"), ("container exec", "exit"), (None, "exit")]
+    cpu = {w: collections.defaultdict(collections.Counter) for w in windows}
     for kind, i in runs(ev, shim):
         by_kind[kind].append(i)
     rows = collections.defaultdict(dict)
@@ -128,10 +129,12 @@ def main():
             vals = [m[name] for m in all_marks if name in m]
             rows[name][kind] = (statistics.median(vals), len(vals))
         for i, m in zip(starts, all_marks):
-            if "init exec" in m:
-                t0 = ev[i][0]
-                for name, ms in cpu_by_comm(ev, t0 + m["runc exec"], t0 + m["init exec"]).items():
-                    cpu[kind][name] += ms / len(starts)
+            t0 = ev[i][0]
+            for w in windows:
+                if all(b is None or b in m for b in w):
+                    a = t0 + (m[w[0]] if w[0] else 0.0)
+                    for name, ms in cpu_by_comm(ev, a, t0 + m[w[1]]).items():
+                        cpu[w][kind][name] += ms / len(starts)
     kinds = ["runc run", "boundary-runc run"]
     print(f"\nmedian ms from the start of each run ({', '.join(f'{k}: {len(by_kind[k][skip:])} runs' for k in kinds)})\n")
     print(f"| mark | {' | '.join(kinds)} |")
@@ -140,13 +143,15 @@ def main():
     for name in order:
         cells = [f"{rows[name][k][0]:.2f}" if k in rows[name] else "" for k in kinds]
         print(f"| {name} | {' | '.join(cells)} |")
-    print("\nCPU (ms per run) from runc's exec to its init's exec, by command:\n")
-    names = sorted({n for k in kinds for n in cpu[k]}, key=lambda n: -max(cpu[k][n] for k in kinds))[:10]
-    print(f"| command | {' | '.join(kinds)} |")
-    print("|---|---|---|")
-    for n in names:
-        shown = "idle" if n.startswith("swapper") else n
-        print(f"| {shown} | {' | '.join(f'{cpu[k][n]:.2f}' for k in kinds)} |")
+    for w in windows:
+        since = w[0] or "the run's start"
+        print(f"\nCPU (ms per run) from {since} to {w[1]}, by command:\n")
+        names = sorted({n for k in kinds for n in cpu[w][k]}, key=lambda n: -max(cpu[w][k][n] for k in kinds))[:12]
+        print(f"| command | {' | '.join(kinds)} |")
+        print("|---|---|---|")
+        for n in names:
+            shown = "idle" if n.startswith("swapper") else n
+            print(f"| {shown} | {' | '.join(f'{cpu[w][k][n]:.2f}' for k in kinds)} |")
 
 
 if __name__ == "__main__":
