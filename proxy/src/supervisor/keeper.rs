@@ -164,9 +164,7 @@ impl Keeper {
         let mut release = crate::resident::StartupRelease::new();
         loop {
             if self.orphan.as_ref().is_some_and(orphan::Watch::creator_gone) {
-                if let Some(w) = self.orphan.take() {
-                    w.creator_exited();
-                }
+                self.creator_exited();
             }
             if self.init.as_ref().is_some_and(orphan::InitWatch::exited) {
                 self.init_exited();
@@ -192,9 +190,7 @@ impl Keeper {
             let (creator_exited, init_exited) = (fired(orphan_at), fired(init_at));
             drop(pfd);
             if creator_exited {
-                if let Some(w) = self.orphan.take() {
-                    w.creator_exited();
-                }
+                self.creator_exited();
             }
             if init_exited && self.init_exited() {
                 remove_pid_file(&self.cfg.pid_file);
@@ -228,6 +224,20 @@ impl Keeper {
                 self.respawn();
             }
             release.run_if_due("keeper");
+        }
+    }
+
+    /// The creator (the delegate's `create` or `run`) exited: the orphan
+    /// watch ends. A container exists when the init the gate hook handed
+    /// over is still alive (it was in the jail then); only without one is
+    /// the jail searched for processes (a scan of every process in /proc).
+    fn creator_exited(&mut self) {
+        let Some(w) = self.orphan.take() else { return };
+        match &self.init {
+            Some(init) if init.alive() => {
+                log::debug!("the container's init {} is alive; the orphan watch ends", init.pid());
+            }
+            _ => w.creator_exited(),
         }
     }
 

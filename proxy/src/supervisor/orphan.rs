@@ -141,6 +141,13 @@ impl InitWatch {
         self.pid
     }
 
+    /// Whether the init is alive now (its pidfd is not readable yet).
+    pub fn alive(&self) -> bool {
+        let Some(fd) = &self.pidfd else { return false };
+        let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        matches!(nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO), Ok(0))
+    }
+
     /// Whether any process is still in the jail's namespace.
     pub fn jail_in_use(&self) -> bool {
         netns_in_use(&self.jail_netns)
@@ -198,10 +205,20 @@ mod tests {
         // Our own process is not in a namespace whose file is `f`.
         assert!(InitWatch::open(std::process::id() as i32, f.path()).is_none());
         let own = InitWatch::open(std::process::id() as i32, Path::new("/proc/self/ns/net")).unwrap();
-        assert!(!own.exited() && own.fd().is_some());
+        assert!(!own.exited() && own.fd().is_some() && own.alive());
         let gone = InitWatch::open(i32::MAX - 1, f.path()).unwrap();
-        assert!(gone.exited());
+        assert!(gone.exited() && !gone.alive());
         assert!(InitWatch::open(0, f.path()).is_none());
+    }
+
+    #[test]
+    fn an_init_is_alive_until_it_exits() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let watch = InitWatch::open(child.id() as i32, Path::new("/proc/self/ns/net")).unwrap();
+        assert!(watch.alive());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!watch.alive(), "the init exited: its pidfd is readable");
     }
 
     #[test]
