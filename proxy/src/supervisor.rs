@@ -90,6 +90,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Errors of the supervisor. Each names the step and the object.
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
+    #[error("the keeper released its sockets when the container stopped; no supervisor is started again")]
+    SocketsReleased,
     #[error("readiness descriptor {fd} is not usable (must be an open descriptor above 2)")]
     ReadyFd {
         fd: RawFd,

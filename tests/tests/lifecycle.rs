@@ -169,7 +169,8 @@ fn sidecar_pids(rt: &Runtime, id: &str) -> BTreeSet<u32> {
 
 /// Once the container's init has exited and nothing is left in its jail,
 /// the keeper stops the proxy (supervisor and worker) and releases the
-/// jail's namespace (its mount) without waiting for `delete`; while another
+/// jail's and the private host side's namespaces (their mounts) without
+/// waiting for `delete`; while another
 /// process is still in the jail it does neither. The audit log is whole and
 /// `delete` still leaves nothing.
 #[test]
@@ -198,7 +199,12 @@ fn the_proxy_stops_once_the_jail_is_empty_and_not_before() {
     rt.wait_stopped("stay");
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(sidecar_pids(&rt, "stay"), serving, "a process is still in the jail: the proxy must keep serving");
-    assert!(rt.leaks().mounts.contains(&netns.display().to_string()), "a process is still in the jail: its namespace stays mounted");
+    let mounted = rt.leaks().mounts;
+    let host_side = rt.dirs.state_root.join("stay").join("hostns");
+    assert!(
+        mounted.contains(&netns.display().to_string()) && mounted.contains(&host_side.display().to_string()),
+        "a process is still in the jail: its namespace and the private host side's stay mounted: {mounted:?}"
+    );
     guest.kill().ok();
     guest.wait().ok();
     rt.delete("stay").ok();
@@ -218,11 +224,16 @@ fn the_proxy_stops_once_the_jail_is_empty_and_not_before() {
         (now.len() == 1).then_some(now)
     });
     assert!(left.is_subset(&serving), "only the keeper is left: {left:?} of {serving:?}");
-    // The empty jail's namespace is released with the proxy, not at
-    // `delete`: its mount is gone, its file and the state stay for `delete`.
+    // The empty jail's namespace and its private host side's are released
+    // with the proxy, not at `delete`: their mounts are gone, their files
+    // and the state stay for `delete`.
     let jail_netns = rt.dirs.state_root.join("netns").join("gone");
+    let host_side = rt.dirs.state_root.join("gone").join("hostns");
     let mounted = rt.leaks().mounts;
-    assert!(!mounted.contains(&jail_netns.display().to_string()), "the empty jail's namespace is still mounted: {mounted:?}");
+    assert!(
+        !mounted.contains(&jail_netns.display().to_string()) && !mounted.contains(&host_side.display().to_string()),
+        "the empty jail's namespaces are still mounted: {mounted:?}"
+    );
     assert!(jail_netns.exists() && rt.dirs.state_root.join("gone").join("jail.json").exists(), "the jail's files wait for delete");
     let audit = std::fs::read_to_string(rt.audit_path("gone")).unwrap_or_default();
     assert!(audit.contains("/denied-before-exit"), "the worker's decisions are in the audit log before it stopped:\n{audit}");

@@ -56,7 +56,8 @@ pub struct Keeper {
     cfg: SidecarConfig,
     /// Absolute; named in every sidecar process's command line.
     config_path: PathBuf,
-    fds: WorkerFds,
+    /// `None` once the proxy stopped with its container.
+    fds: Option<WorkerFds>,
     signals: SignalFd,
     supervisor: Option<Child>,
     quick_deaths: u32,
@@ -113,7 +114,7 @@ impl Keeper {
         let mut keeper = Keeper {
             cfg,
             config_path,
-            fds,
+            fds: Some(fds),
             signals,
             supervisor: None,
             quick_deaths: 0,
@@ -153,7 +154,8 @@ impl Keeper {
         let write_end = move_high(write_end)?;
         let (cfg, config_path) = (&self.cfg, &self.config_path);
         let body = || serve_forked(config_path, cfg.clone(), ready.is_some());
-        let pid = fork_supervisor(&self.fds, &write_end, ready, &handled_signals(), body)?;
+        let fds = self.fds.as_ref().ok_or(SupervisorError::SocketsReleased)?;
+        let pid = fork_supervisor(fds, &write_end, ready, &handled_signals(), body)?;
         self.supervisor = Some(Child { pid, started: Instant::now(), lifeline });
         Ok(pid)
     }
@@ -267,15 +269,23 @@ impl Keeper {
             return false;
         }
         log::info!("the container's init {} exited and its jail is empty; stopping the proxy", init.pid());
-        // Nothing can enter the jail again, so its namespace goes now rather
-        // than at the teardown (see [`orphan::InitWatch::release_jail`]).
-        init.release_jail();
         self.stopped_early = true;
         self.respawn_at = None;
-        match self.supervisor.take() {
+        let sigterm = match self.supervisor.take() {
             Some(child) => stop_child(&self.signals, child.pid, "supervisor", STOP_GRACE + Duration::from_secs(1)),
             None => false,
+        };
+        // No proxy will serve again: its sockets go, and with them the last
+        // hold on a private host side. Nothing can enter the jail again, so
+        // its namespace and a private host side's go now, together, rather
+        // than at the teardown (see [`orphan::release_netns`]). An engine's
+        // namespace (podman's, a pod's) is never ours to release.
+        self.fds = None;
+        orphan::release_netns(init.jail_netns());
+        if let Some(host) = self.cfg.netns.as_deref().filter(|_| self.cfg.bind_only_in_netns) {
+            orphan::release_netns(host);
         }
+        sigterm
     }
 
     /// Reaps every exited child. Returns true when the supervisor stopped

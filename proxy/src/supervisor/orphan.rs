@@ -153,20 +153,23 @@ impl InitWatch {
         netns_in_use(&self.jail_netns)
     }
 
-    /// Once the init has exited and the jail is empty: removes the jail
-    /// namespace's mount (the file stays for the teardown), its last
-    /// reference, so the kernel starts freeing it (the veth pair with it)
-    /// now. Freeing a namespace waits for RCU barriers on a kernel worker
-    /// for tens of milliseconds; started at the teardown, that overlapped
-    /// the engine's own network clean-up (dockerd moving and deleting its
-    /// veth, which waits for the same barriers) and held it up. No one can
-    /// enter the jail after this but through the mount, and a container
-    /// whose init is gone and whose jail is empty is stopped for good.
-    pub fn release_jail(&self) {
-        match nix::mount::umount2(&self.jail_netns, nix::mount::MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::Error::EINVAL | nix::Error::ENOENT) => {}
-            Err(e) => log::warn!("cannot unmount the jail namespace {}: {e}; the teardown will", self.jail_netns.display()),
-        }
+    /// The jail namespace's file (a bind mount until released).
+    pub fn jail_netns(&self) -> &Path {
+        &self.jail_netns
+    }
+}
+
+/// Removes the mount of a namespace this jail owns (the file stays for the
+/// teardown), dropping what may be its last reference, so the kernel starts
+/// freeing it (with its links and nft table) now. Freeing a namespace waits
+/// for RCU barriers on a kernel worker for tens of milliseconds; started at
+/// the teardown, that overlapped the engine's own network clean-up (dockerd
+/// moving and deleting its veth, which waits for the same barriers) and held
+/// it up. Namespaces released together are freed in one pass.
+pub fn release_netns(netns: &Path) {
+    match nix::mount::umount2(netns, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL | nix::Error::ENOENT) => {}
+        Err(e) => log::warn!("cannot unmount the namespace {}: {e}; the teardown will", netns.display()),
     }
 }
 
