@@ -5,8 +5,10 @@
 //! orphan watch. Once the container's init (handed over by the gate hook
 //! with SIGUSR1, its pid as the signal's value) has exited and no process
 //! is left in the jail, it stops the supervisor (and so the worker, which
-//! flushes the audit log) without waiting for the teardown, and stays, with
-//! nothing under it, until the teardown's SIGTERM (see [`orphan::InitWatch`]).
+//! flushes the audit log) without waiting for the teardown, closes its
+//! sockets, releases the jail's namespace and a private host side's
+//! ([`orphan::release_netns`]), and stays, with nothing under it, until the
+//! teardown's SIGTERM (see [`orphan::InitWatch`]).
 //!
 //! The keeper must stay single-threaded: it forks the supervisor without
 //! `execve` (see [`super::spawn`]), which is only sound from a process with
