@@ -51,11 +51,7 @@ printf '#!/bin/sh\nexec runc "$@"\n' > "$work/runc.sh"
 chmod 755 "$work/runc.sh"
 if [ "$docker" = 1 ]; then
     docker info > /dev/null 2>&1 || { echo "dockerd does not answer (start it, or leave out --docker)" >&2; exit 1; }
-    mkdir -p "$work/ctx/rootfs/bin"
-    cp /bin/busybox "$work/ctx/rootfs/bin/busybox"
-    ln -s busybox "$work/ctx/rootfs/bin/true"
-    printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/true"]\n' > "$work/ctx/Dockerfile"
-    DOCKER_BUILDKIT=0 docker build -q -t boundary-ab-true "$work/ctx" > /dev/null 2>&1
+    true_image "$work" boundary-ab-true
     registered=(boundary-ab-runc)
     docker_runtime add boundary-ab-runc "$work/runc.sh"
     for i in "${!dirs[@]}"; do

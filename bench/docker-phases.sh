@@ -35,11 +35,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$work/ctx/rootfs/bin"
-cp /bin/busybox "$work/ctx/rootfs/bin/busybox"
-ln -s busybox "$work/ctx/rootfs/bin/true"
-printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/true"]\n' > "$work/ctx/Dockerfile"
-DOCKER_BUILDKIT=0 docker build -q -t boundary-phases-true "$work/ctx" > /dev/null 2>&1
+true_image "$work" boundary-phases-true
 wrap() {  # wrap NAME TARGET [CONFIG]
     gcc -O2 -o "$work/$1" -DTARGET="\"$2\"" -DTAG="\"$1\"" -DLOG="\"$work/calls.tsv\"" ${3:+-DCONFIG="\"$3\""} bench/docker-phases/wrapper.c
     registered+=("$1")

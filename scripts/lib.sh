@@ -93,6 +93,17 @@ true_bundle() {
     cp "$1/bundle/config.json" "$1/pristine.json"
 }
 
+# true_image DIR TAG: the Docker start-up benchmarks' image, built from
+# DIR/ctx: busybox as /bin/true and /bin/sh, CMD /bin/true.
+true_image() {
+    mkdir -p "$1/ctx/rootfs/bin"
+    cp /bin/busybox "$1/ctx/rootfs/bin/busybox"
+    ln -sf busybox "$1/ctx/rootfs/bin/true"
+    ln -sf busybox "$1/ctx/rootfs/bin/sh"
+    printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/true"]\n' > "$1/ctx/Dockerfile"
+    DOCKER_BUILDKIT=0 docker build -q -t "$2" "$1/ctx" > /dev/null
+}
+
 # bench_config FILE STATE POOL DIR: boundary-runc settings for a benchmark,
 # jails' state under STATE with addresses from POOL, the host CA and the
 # audit log under DIR.

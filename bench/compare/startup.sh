@@ -58,12 +58,7 @@ run_s9_docker() {
         echo "  ! s9 docker: dockerd does not answer; docker rows left out" >&2
         return 0
     fi
-    mkdir -p "$d/ctx/rootfs/bin"
-    cp /bin/busybox "$d/ctx/rootfs/bin/busybox"
-    ln -s busybox "$d/ctx/rootfs/bin/true"
-    ln -s busybox "$d/ctx/rootfs/bin/sh"
-    printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/true"]\n' > "$d/ctx/Dockerfile"
-    DOCKER_BUILDKIT=0 docker build -q -t "$DOCKER_IMAGE" "$d/ctx" > /dev/null
+    true_image "$d" "$DOCKER_IMAGE"
     DOCKER_IMAGE_BUILT=1
     DOCKER_REGISTERED=1
     docker_runtime add "$DOCKER_RUNTIME" "$BIN/boundary-runc"
