@@ -16,6 +16,10 @@
 #   line (default: the same single rule, domain=localhost); with --bin
 #   given again as --against, this measures the cost of a policy.
 #   --hold: set up, print READY and the directory, and wait (for perf).
+#   --cpu: also the worker's CPU (user + system, from /proc) per request
+#   in the wrk scenarios (http-1k, https-1k), median over the runs, for
+#   --bin and --against: unlike req/s, it does not move with how the
+#   client and the origin share the cores, so it shows small changes.
 #
 # Throughput mode prints, per scenario, the median req/s of N runs direct
 # (wrk/h2load -> nginx) and through the sidecar, and their ratio. Callgrind
@@ -26,7 +30,7 @@
 set -euo pipefail
 
 BIN=${BIN:-/work/target-throughput/release/boundary-sidecar}
-RUNS=5 SECS=5 CONNS=64 CALLGRIND=0 REQUESTS=2000 ONLY="" ORIGIN_H2=" http2" AGAINST="" AGAINST_RULES="" HOLD=0
+RUNS=5 SECS=5 CONNS=64 CALLGRIND=0 REQUESTS=2000 ONLY="" ORIGIN_H2=" http2" AGAINST="" AGAINST_RULES="" HOLD=0 CPU=0
 while [ $# -gt 0 ]; do
     case $1 in
         --bin) BIN=$2; shift ;;
@@ -40,6 +44,7 @@ while [ $# -gt 0 ]; do
         --against) AGAINST=$2; shift ;;
         --against-rules) AGAINST_RULES=$2; shift ;;
         --hold) HOLD=1 ;;
+        --cpu) CPU=1 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -163,12 +168,27 @@ worker_pid() { sed -n 's/.*"worker": *\([0-9]*\).*/\1/p' "$DIR/run/${1:-sidecar}
 # origin port in Host / :authority.
 HDR="Host: localhost:"
 wrk_rps() { wrk -t2 -c"$CONNS" -d"${SECS}s" "$@" 2>/dev/null | awk '/Requests\/sec/ {print int($2)}'; }
+# With --cpu, through a sidecar: "req/s µs-of-worker-CPU-per-request".
+# The worker's utime + stime are in clock ticks (getconf CLK_TCK).
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+worker_ticks() { awk '{print $14 + $15}' "/proc/$(worker_pid "$1")/stat"; }
+wrk_rps_cpu() {   # port, wrk arguments
+    local name=sidecar t0 t1 out
+    [ "$1" = "$PROXY_PORT" ] || name=against
+    shift
+    t0=$(worker_ticks $name)
+    out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" "$@" 2>/dev/null)
+    t1=$(worker_ticks $name)
+    echo "$out" | awk -v t0="$t0" -v t1="$t1" -v us="$TICK_US" '
+        /requests in/ {n = $1} /Requests\/sec/ {r = int($2)}
+        END {printf "%d %.2f\n", r, (n > 0) ? (t1 - t0) * us / n : 0}'
+}
 h2_rps() { h2load -c4 -m100 -D"$SECS" -t2 "$@" 2>/dev/null | awk '/^finished in/ {gsub(",","",$4); print int($4)}'; }
 scenario() {   # name, direct | the proxy's port
     local p=$2
     case $1 in
-        http-1k) if [ "$p" = direct ]; then wrk_rps "http://127.0.0.1:$PLAIN/1k"; else wrk_rps -H "$HDR$PLAIN" "http://127.0.0.1:$p/1k"; fi ;;
-        https-1k) if [ "$p" = direct ]; then wrk_rps "https://localhost:$TLSP/1k"; else wrk_rps -H "$HDR$TLSP" "https://localhost:$p/1k"; fi ;;
+        http-1k) if [ "$p" = direct ]; then wrk_rps "http://127.0.0.1:$PLAIN/1k"; elif [ "$CPU" = 1 ]; then wrk_rps_cpu "$p" -H "$HDR$PLAIN" "http://127.0.0.1:$p/1k"; else wrk_rps -H "$HDR$PLAIN" "http://127.0.0.1:$p/1k"; fi ;;
+        https-1k) if [ "$p" = direct ]; then wrk_rps "https://localhost:$TLSP/1k"; elif [ "$CPU" = 1 ]; then wrk_rps_cpu "$p" -H "$HDR$TLSP" "https://localhost:$p/1k"; else wrk_rps -H "$HDR$TLSP" "https://localhost:$p/1k"; fi ;;
         h2-1k) if [ "$p" = direct ]; then h2_rps "https://localhost:$TLSP/1k"; else h2_rps -H ":authority: localhost:$TLSP" "https://localhost:$p/1k"; fi ;;
         big) local t0 t1; t0=$(date +%s.%N)
              if [ "$p" = direct ]; then curl -skf -o /dev/null "https://localhost:$TLSP/big"; else curl -skf -o /dev/null --connect-to "localhost:$TLSP:127.0.0.1:$p" "https://localhost:$TLSP/big"; fi
@@ -181,6 +201,8 @@ check_ok() {   # every scenario must see 200s, or its figures mean nothing
     [ "$code" = 200 ] || { echo "$1 (Host port $2) answered $code, not 200" >&2; exit 1; }
 }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
+median_f() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "-"; else printf "%.2f\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+field() { awk -v f="$1" 'NF >= f {print $f}'; }
 
 SCENARIOS=${ONLY:-"http-1k https-1k h2-1k big"}
 
@@ -242,6 +264,15 @@ if [ "$CALLGRIND" = 0 ]; then
         else
             am=$(printf '%s\n' "${a[@]}" | median)
             printf '%-9s %10s %10s %10s %6s %6s %8s\n' "$s" "$dm" "$pm" "$am" "$(ratio "$pm" "$dm")" "$(ratio "$am" "$dm")" "$(ratio "$pm" "$am")"
+        fi
+        pc=$(printf '%s\n' "${p[@]}" | field 2 | median_f)
+        if [ "$pc" != - ]; then
+            if [ -z "$AGAINST" ]; then
+                printf '%-9s worker CPU per request: %s us\n' "" "$pc"
+            else
+                ac=$(printf '%s\n' "${a[@]}" | field 2 | median_f)
+                printf '%-9s worker CPU per request: %s us, against %s us, bin/against %s\n' "" "$pc" "$ac" "$(ratio "$pc" "$ac")"
+            fi
         fi
     done
     exit 0
