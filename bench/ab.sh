@@ -29,15 +29,7 @@ done
 install_packages runc nftables iproute2 busybox-static python3 jq
 work=$(mktemp -d /tmp/boundary-ab.XXXXXX)
 registered=()
-cleanup() {
-    if [ ${#registered[@]} -gt 0 ]; then
-        docker_runtime remove "${registered[@]}" || true
-        docker rmi -f boundary-ab-true > /dev/null 2>&1 || true
-    fi
-    for i in "${!dirs[@]}"; do umount "$work/state$i/netns" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'builds_cleanup "$work" boundary-ab-true' EXIT
 true_bundle "$work"
 for i in "${!dirs[@]}"; do
     bench_config "$work/config$i.toml" "$work/state$i" "10.$((218 + i)).0.0/16" "$work"

@@ -26,15 +26,7 @@ install_packages runc busybox-static python3 jq gcc
 docker info > /dev/null 2>&1 || { echo "dockerd does not answer (start it first)" >&2; exit 1; }
 work=$(mktemp -d /tmp/boundary-phases.XXXXXX)
 registered=()
-cleanup() {
-    if [ ${#registered[@]} -gt 0 ]; then
-        docker_runtime remove "${registered[@]}" || true
-        docker rmi -f boundary-phases-true > /dev/null 2>&1 || true
-    fi
-    for i in "${!dirs[@]}"; do umount "$work/state$i/netns" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'builds_cleanup "$work" boundary-phases-true' EXIT
 true_image "$work" boundary-phases-true
 wrap() {  # wrap NAME TARGET [CONFIG]
     gcc -O2 -o "$work/$1" -DTARGET="\"$2\"" -DTAG="\"$1\"" -DLOG="\"$work/calls.tsv\"" ${3:+-DCONFIG="\"$3\""} bench/docker-phases/wrapper.c

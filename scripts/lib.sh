@@ -104,6 +104,21 @@ true_image() {
     DOCKER_BUILDKIT=0 docker build -q -t "$2" "$1/ctx" > /dev/null
 }
 
+# builds_cleanup WORK IMAGE: the clean-up of the harnesses that run builds
+# side by side (ab.sh, docker-phases.sh), from their EXIT trap. Removes the
+# Docker runtimes named in the caller's `registered` array (and IMAGE,
+# built once any was registered), unmounts the netns directory of each
+# build's state root (WORK/stateN, one per entry of the caller's `dirs`),
+# and removes WORK.
+builds_cleanup() {
+    if [ ${#registered[@]} -gt 0 ]; then
+        docker_runtime remove "${registered[@]}" || true
+        docker rmi -f "$2" > /dev/null 2>&1 || true
+    fi
+    for i in "${!dirs[@]}"; do umount "$1/state$i/netns" 2>/dev/null || true; done
+    rm -rf "$1"
+}
+
 # bench_config FILE STATE POOL DIR: boundary-runc settings for a benchmark,
 # jails' state under STATE with addresses from POOL, the host CA and the
 # audit log under DIR.
