@@ -14,6 +14,23 @@ install_packages() {
     fi
 }
 
+# The build needs cargo (the Rust toolchain, `rust-version` in Cargo.toml).
+# Under `sudo` the caller's ~/.cargo/bin is usually not on root's PATH.
+need_cargo() {
+    local want have
+    want=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
+    if ! command -v cargo >/dev/null; then
+        echo "error: cargo is not on PATH; the build needs the Rust toolchain $want or newer (https://rustup.rs)." >&2
+        echo "       Installed as another user? Keep that user's PATH: sudo env \"PATH=\$PATH\" $0" >&2
+        exit 1
+    fi
+    have=$(cargo --version | awk '{print $2}')
+    if [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -1)" != "$want" ]; then
+        echo "error: cargo $have is older than the Rust $want this workspace needs (rustup update stable)" >&2
+        exit 1
+    fi
+}
+
 need_root() {
     if [ "$(id -u)" != 0 ]; then
         echo "error: $0 must run as root (it creates network namespaces, nftables tables and containers)" >&2

@@ -16,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
+need_cargo
 install_packages runc nftables iproute2 busybox-static curl ca-certificates openssl binutils
 
 echo "==> scripts/build-release.sh (cargo build --release, statically linked)"

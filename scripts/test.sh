@@ -8,6 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
+need_cargo
 install_packages runc crun nftables iproute2 busybox-static curl ca-certificates docker.io containerd podman containernetworking-plugins iptables
 
 logs=$(mktemp -d)

@@ -192,7 +192,7 @@ pub struct JailState {
     pub jail_addr: Ipv4Addr,
     pub prefix_len: u8,
     pub nft_table: String,
-    /// Sidecar supervisor pid, once started.
+    /// Sidecar keeper pid (the process the builder started), once started.
     pub sidecar_pid: Option<i32>,
     /// Runtime root given with `--root`, if any.
     #[serde(default)]

@@ -1,8 +1,9 @@
 //! Starting and stopping a jail's sidecar (`boundary-sidecar`).
 //!
-//! The shim starts the sidecar's supervisor and waits until it says it has
-//! bound its sockets (`ok` on a pipe) or why it could not (`error: ...`).
-//! The supervisor outlives the shim, which goes on to `execve` runc.
+//! The builder (the process the shim forks to finish the jail) starts the
+//! sidecar's keeper and waits until it says it has bound its sockets (`ok`
+//! on a pipe) or why it could not (`error: ...`). The sidecar outlives the
+//! shim, which has gone on to `execve` runc.
 
 use std::fs::OpenOptions;
 use std::io::Read;

@@ -1,13 +1,13 @@
 //! Cleaning up after a `create` that never produced a container.
 //!
-//! The shim builds the jail, starts this sidecar and `execve`s the
-//! delegate. If the delegate then refuses the spec before it made the
-//! container, no hook ever runs and nobody is left to tear the jail down.
-//! The supervisor watches the creator (the shim's pid, which becomes the
-//! delegate) through a pidfd; when it exits and no process is inside the
-//! jail's network namespace, there is no container, and the supervisor runs
+//! The shim `execve`s the delegate while its builder finishes the jail and
+//! starts this sidecar. If the delegate then refuses the spec before it
+//! made the container, no hook ever runs and nobody is left to tear the
+//! jail down. The keeper watches the creator (the shim's pid, which becomes
+//! the delegate) through a pidfd; when it exits and no process is inside
+//! the jail's network namespace, there is no container, and the keeper runs
 //! the teardown command as runc would run the poststop hook. That command
-//! stops this supervisor in turn.
+//! stops this sidecar in turn.
 //!
 //! The same file holds the keeper's watch on the container's init
 //! ([`InitWatch`]): the gate hook hands the keeper the init's pid (queued
