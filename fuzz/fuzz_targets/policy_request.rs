@@ -10,7 +10,7 @@
 
 use std::sync::OnceLock;
 
-use boundary_policy::{normalize_host, normalize_path, Decision, Policy, Request, Rule};
+use boundary_policy::{forwarded_path, normalize_host, normalize_path, Decision, Policy, Request, Rule};
 use libfuzzer_sys::fuzz_target;
 
 const RULES: &str = "\
@@ -54,6 +54,11 @@ fuzz_target!(|data: &[u8]| {
         for (i, seg) in segs.iter().enumerate() {
             assert!(*seg != "." && *seg != "..", "{path:?} -> {p:?}");
             assert!(!seg.is_empty() || i + 1 == segs.len(), "{path:?} -> {p:?}");
+        }
+        // What is sent upstream reads as what was judged, and is resolved.
+        if let Some(sent) = forwarded_path(path) {
+            assert_eq!(normalize_path(&sent), Ok(p.clone()), "{path:?} sent as {sent:?}");
+            assert_eq!(forwarded_path(&sent), None, "{path:?} sent as {sent:?}");
         }
     }
 

@@ -48,7 +48,8 @@
 //!   two ways matches no path pattern and is denied as
 //!   [`DenyReason::UnsafePath`]: an encoded `/` (`%2F`), backslash (raw or
 //!   `%5C`), NUL or control character, a malformed escape, invalid UTF-8, a
-//!   doubly-encoded `/`, `\`, NUL or `.` (`%252F`), `..` above the root, and
+//!   doubly-encoded `/`, `\`, NUL or `.` (`%252F`), `..` above the root, a
+//!   `.` or `..` segment with `;` parameters (`..;x`), and
 //!   an empty segment before the end: `/api//x` matches no pattern at all
 //!   (servers disagree whether it is `/api/x`). A trailing `/` is a final
 //!   empty segment: `/api/` does not match `path=/api` but does match
@@ -89,7 +90,7 @@ mod suggest;
 pub use decision::{Decision, Denial, DenyReason, Request};
 pub use error::{LabelProblem, ParseError, ParseErrorKind};
 pub use host::normalize_host;
-pub use path::{normalize_path, PathProblem};
+pub use path::{forwarded_path, normalize_path, PathProblem};
 pub use policy::{could_allow_host_narrowed, evaluate_narrowed, Policy};
 pub use rule::{parse_rules, Rule};
 pub use suggest::suggest_rule;

@@ -8,9 +8,16 @@
 //! (raw or `%5C`), NUL and other control characters, malformed escapes,
 //! invalid UTF-8 after decoding, an escape that is still there after one
 //! decoding and would decode to `/`, `\`, NUL or `.` (`%252F`), a `..` that
-//! climbs above the root, and an empty segment anywhere but the end (`//`):
-//! servers disagree on whether `/a//b` is `/a/b`, so it matches no pattern.
+//! climbs above the root, a segment that is `.` or `..` up to a `;`
+//! (`..;x`: servers that strip path parameters, Tomcat among them, read it
+//! as `..`), and an empty segment anywhere but the end (`//`): servers
+//! disagree on whether `/a//b` is `/a/b`, so it matches no pattern.
 //! A trailing `/` is kept: `/a/` is a different path from `/a`.
+//!
+//! What is judged is what is sent: [`forwarded_path`] gives the request
+//! target with its dot-segments resolved the same way (each other segment
+//! keeps its bytes as sent), so an origin that would not resolve them, or
+//! would resolve them otherwise, sees the path the rules allowed.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -34,6 +41,7 @@ pub enum PathProblem {
     EmptySegment,
     DotSegment,
     EscapesRoot,
+    DotWithParameters,
 }
 
 impl fmt::Display for PathProblem {
@@ -56,6 +64,9 @@ impl fmt::Display for PathProblem {
             PathProblem::EmptySegment => "holds an empty segment ('//') before its end",
             PathProblem::DotSegment => "holds a '.' or '..' segment",
             PathProblem::EscapesRoot => "climbs above the root with '..'",
+            PathProblem::DotWithParameters => {
+                "holds a '.' or '..' segment with ';' parameters, which some servers read as '.' or '..'"
+            }
         })
     }
 }
@@ -84,6 +95,7 @@ pub(crate) fn normalize_path_cow(path: &str) -> Result<Cow<'_, str>, PathProblem
             return Err(PathProblem::EmptySegment);
         }
         seg.bytes().try_for_each(check_byte)?;
+        check_dot_parameters(seg)?;
         already_normal &= !(seg.contains('%') || seg == "." || seg == "..");
     }
     if already_normal {
@@ -100,6 +112,7 @@ fn resolve(rest: &str) -> Result<String, PathProblem> {
     let mut segs = rest.split('/').peekable();
     while let Some(raw) = segs.next() {
         let seg = decode_segment(raw)?;
+        check_dot_parameters(&seg)?;
         match &*seg {
             "." => {}
             ".." => {
@@ -118,6 +131,70 @@ fn resolve(rest: &str) -> Result<String, PathProblem> {
         }
     }
     Ok(out)
+}
+
+/// `..;x` and `.;x` (raw or decoded): a server that strips path parameters
+/// before it resolves dot-segments reads them as `..` and `.`.
+fn check_dot_parameters(seg: &str) -> Result<(), PathProblem> {
+    match seg.split_once(';') {
+        Some((".." | ".", _)) => Err(PathProblem::DotWithParameters),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a raw segment decodes to `.` (`Some(false)`) or `..`
+/// (`Some(true)`): `.`, `%2e`, `..`, `.%2E`, `%2e.`, `%2e%2e`.
+fn raw_dot_segment(seg: &str) -> Option<bool> {
+    let is_dot = |s: &str| s == "." || s.eq_ignore_ascii_case("%2e");
+    if is_dot(seg) {
+        return Some(false);
+    }
+    let b = seg.as_bytes();
+    for split in [1, 3] {
+        if b.len() > split && seg.is_char_boundary(split) && is_dot(&seg[..split]) && is_dot(&seg[split..]) {
+            return Some(true);
+        }
+    }
+    None
+}
+
+/// The request target to send upstream: `path_and_query` with its
+/// dot-segments (raw or percent-encoded) resolved as [`normalize_path`]
+/// resolves them, every other segment and the query exactly as sent.
+/// `None` when there is nothing to resolve, or when a `..` climbs above the
+/// root (such a path matches no `path=` pattern; a rule without one did not
+/// look at the path, and it goes as sent).
+pub fn forwarded_path(path_and_query: &str) -> Option<String> {
+    let end = path_and_query.find(['?', '#']).unwrap_or(path_and_query.len());
+    let (path, query) = path_and_query.split_at(end);
+    // Fast path: no `.` and no escape, so no dot-segment.
+    if !path.bytes().any(|b| b == b'.' || b == b'%') {
+        return None;
+    }
+    let rest = path.strip_prefix('/')?;
+    if !rest.split('/').any(|seg| raw_dot_segment(seg).is_some()) {
+        return None;
+    }
+    let mut out = String::with_capacity(path_and_query.len());
+    let mut starts: Vec<usize> = Vec::new();
+    let mut segs = rest.split('/').peekable();
+    while let Some(seg) = segs.next() {
+        match raw_dot_segment(seg) {
+            None => {
+                starts.push(out.len());
+                out.push('/');
+                out.push_str(seg);
+                continue;
+            }
+            Some(true) => out.truncate(starts.pop()?),
+            Some(false) => {}
+        }
+        if segs.peek().is_none() {
+            out.push('/');
+        }
+    }
+    out.push_str(query);
+    Some(out)
 }
 
 /// Bytes refused whether raw or decoded (a raw `/` never reaches here).
@@ -364,6 +441,27 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_path_resolves_dots_and_keeps_the_rest_as_sent() {
+        let f = |p: &str| forwarded_path(p);
+        assert_eq!(f("/1k"), None);
+        assert_eq!(f("/a%20b/c.txt?x=../y"), None);
+        assert_eq!(f("/private/../allowed/x"), Some("/allowed/x".into()));
+        assert_eq!(f("/private/%2e%2E/allowed/x?q=/../"), Some("/allowed/x?q=/../".into()));
+        assert_eq!(f("/a/.%2e/b%20c/./d"), Some("/b%20c/d".into()));
+        assert_eq!(f("/a/b/.."), Some("/a/".into()));
+        assert_eq!(f("/a/%2E"), Some("/a/".into()));
+        assert_eq!(f("/.."), None);
+        assert_eq!(f("/a/../../b"), None);
+        assert_eq!(f("/a/...;/b"), None);
+        // Whatever it gives normalises to what the rules judged.
+        for p in ["/x/../y/%41/./z/", "/p/%2e%2e/q%20r", "/a/b/c/../../d?e", "/%2e/a"] {
+            let sent = f(p).unwrap();
+            assert_eq!(norm(&sent), norm(p), "{p} -> {sent}");
+            assert_eq!(forwarded_path(&sent), None, "{sent} is resolved");
+        }
+    }
+
+    #[test]
     fn refuses_ambiguous_paths() {
         let cases = [
             ("/..", PathProblem::EscapesRoot),
@@ -382,6 +480,10 @@ mod tests {
             ("/a%252e%252e", PathProblem::DoubleEncoded),
             ("/a//b", PathProblem::EmptySegment),
             ("//evil.example/x", PathProblem::EmptySegment),
+            ("/allowed/..;/private", PathProblem::DotWithParameters),
+            ("/allowed/.;x=1/y", PathProblem::DotWithParameters),
+            ("/allowed/%2e%2e;/private", PathProblem::DotWithParameters),
+            ("/allowed/..%3B/private", PathProblem::DotWithParameters),
             ("a/b", PathProblem::NotAbsolute),
             ("*", PathProblem::NotAbsolute),
             ("http://h/x", PathProblem::NotAbsolute),

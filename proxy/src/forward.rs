@@ -20,9 +20,31 @@ use crate::response::{self, ProxyBody};
 use crate::service::{Scope, Target};
 use crate::upstream::{failure_reason, Route};
 
-/// Whether an HTTP/1.1 request asks to switch protocols.
+/// Whether an HTTP/1.1 request asks to switch to WebSocket, the one
+/// protocol the proxy lets a connection switch to. After a 101 the
+/// connection is a byte pipe the rules no longer see; another protocol
+/// (`h2c` above all) would carry requests through it unjudged. A request
+/// asking for anything else is forwarded as an ordinary request, without
+/// its Upgrade (a hop-by-hop header), and its connection then closes.
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11 && req.headers().contains_key(UPGRADE) && has_token(req.headers(), "upgrade")
+    req.version() == Version::HTTP_11 && has_token(req.headers(), "upgrade") && upgrades_to_websocket(req.headers())
+}
+
+/// Every protocol the Upgrade header names is `websocket` (with or without
+/// a `/version`), and there is at least one.
+fn upgrades_to_websocket(headers: &HeaderMap) -> bool {
+    let mut named = false;
+    for value in headers.get_all(UPGRADE) {
+        let Ok(value) = value.to_str() else { return false };
+        for protocol in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let name = protocol.split('/').next().unwrap_or_default().trim();
+            if !name.eq_ignore_ascii_case("websocket") {
+                return false;
+            }
+            named = true;
+        }
+    }
+    named
 }
 
 fn has_token(headers: &HeaderMap, token: &str) -> bool {
@@ -91,7 +113,11 @@ pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Inc
     let method = req.method().clone();
     let (mut parts, body) = req.into_parts();
     let failed = Arc::new(AtomicBool::new(false));
-    let uri = Uri::builder().scheme(t.scheme).authority(t.authority()).path_and_query(t.path.as_str()).build();
+    // The path the rules judged: dot-segments resolved (policy's
+    // `forwarded_path`), so the origin cannot read `..` differently.
+    let resolved = boundary_policy::forwarded_path(&t.path);
+    let path = resolved.as_deref().unwrap_or(&t.path);
+    let uri = Uri::builder().scheme(t.scheme).authority(t.authority()).path_and_query(path).build();
     let mut event = Event {
         kind: scope.kind(),
         allowed: true,

@@ -278,6 +278,8 @@ fn special_v4(v4: Ipv4Addr) -> Option<&'static str> {
     let o = v4.octets();
     if v4.is_loopback() {
         Some("loopback")
+    } else if o == [100, 100, 100, 200] {
+        Some("cloud metadata") // Alibaba Cloud's, outside link-local
     } else if v4.is_link_local() {
         Some("link-local")
     } else if o[0] == 0 {
@@ -307,6 +309,10 @@ fn special_v6(v6: Ipv6Addr) -> Option<&'static str> {
         Some("site-local")
     } else if v6.segments()[..2] == [0x2001, 0] {
         Some("teredo") // embeds an obfuscated IPv4 address we cannot vet
+    } else if v6.segments()[..3] == [0x64, 0xff9b, 1] {
+        Some("NAT64 (local use)") // RFC 8215: where the IPv4 sits depends on the prefix length, unknown here
+    } else if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+        Some("cloud metadata") // AWS's instance metadata over IPv6
     } else {
         None
     }
@@ -329,6 +335,8 @@ mod tests {
             "127.0.0.1", "127.255.0.9", "169.254.169.254", "0.0.0.0", "224.0.0.1", "255.255.255.255",
             "::1", "::", "fe80::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1",
             "64:ff9b::a9fe:a9fe", "2002:7f00:1::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "64:ff9b:1::a9fe:a9fe", "64:ff9b:1:a9fe:a9:fe00::", "fd00:ec2::254", "100.100.100.200",
+            "::ffff:100.100.100.200",
         ] {
             assert!(special_class(a.parse().unwrap()).is_some(), "{a} should be special");
         }

@@ -122,12 +122,29 @@ pub async fn handle(ctx: Arc<ProxyContext>, scope: Arc<Scope>, req: Request<Inco
         ctx.audit.record(Event { status: Some(400), ..Event::deny(scope.kind(), reason.clone()) });
         return Ok(response::bad_request(&reason));
     }
-    if req.method() == Method::CONNECT {
-        return Ok(tunnel::handle_connect(ctx, &scope, req));
+    // The framing guard stops following an HTTP/1 connection at a CONNECT
+    // and at any HTTP/1.1 request with an Upgrade header, whatever
+    // Connection says (`guard::framing`). Unless the connection then does
+    // switch (2xx to CONNECT, 101), it must carry no further request, which
+    // would pass unchecked: the answer closes it.
+    let connect = req.method() == Method::CONNECT;
+    let guard_stopped = scope.http1 && (connect || (req.version() == hyper::Version::HTTP_11 && req.headers().contains_key(hyper::header::UPGRADE)));
+    let mut resp = if connect {
+        tunnel::handle_connect(ctx, &scope, req)
+    } else {
+        request(ctx, &scope, req).await
+    };
+    let switched = if connect { resp.status().is_success() } else { resp.status() == hyper::StatusCode::SWITCHING_PROTOCOLS };
+    if guard_stopped && !switched {
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    let upgrade = scope.http1 && forward::is_upgrade(&req);
-    let mut resp = match target(&req, &scope) {
-        Ok(t) => decide_and_forward(ctx, &scope, req, t).await,
+    Ok(resp)
+}
+
+/// Any request but CONNECT: its target, then the decision.
+async fn request(ctx: Arc<ProxyContext>, scope: &Scope, req: Request<Incoming>) -> Response<ProxyBody> {
+    match target(&req, scope) {
+        Ok(t) => decide_and_forward(ctx, scope, req, t).await,
         Err(reason) => {
             let reason = format!("bad request target: {reason}");
             let mut ev = Event::deny(scope.kind(), reason.clone());
@@ -136,13 +153,7 @@ pub async fn handle(ctx: Arc<ProxyContext>, scope: Arc<Scope>, req: Request<Inco
             ctx.audit.record(ev);
             response::bad_request(&reason)
         }
-    };
-    if upgrade && resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-        // The framing guard stopped following this connection at the
-        // Upgrade request, so it must not carry another request.
-        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    Ok(resp)
 }
 
 async fn decide_and_forward(ctx: Arc<ProxyContext>, scope: &Scope, req: Request<Incoming>, t: Target) -> Response<ProxyBody> {

@@ -234,6 +234,11 @@ async fn path_confusion_through_the_proxy_never_reaches_a_denied_path() {
         "/Allowed/x",
         "/allowed",
         "/allowed/%00/../../private",
+        // Tomcat and Spring strip `;` parameters before resolving `..`.
+        "/allowed/..;/private",
+        "/allowed/..;x=1/private",
+        "/allowed/%2e%2e;/private",
+        "/allowed/.;/../private",
     ];
     for path in denied {
         let mut s = w.connect().await;
@@ -243,7 +248,18 @@ async fn path_confusion_through_the_proxy_never_reaches_a_denied_path() {
         let text = String::from_utf8_lossy(&out);
         assert!(text.starts_with("HTTP/1.1 403") || text.starts_with("HTTP/1.1 400"), "{path} was not refused: {text}");
     }
-    for path in ["/allowed/./x", "/allowed/y/../x", "/allowed/%2e/x"] {
+    // Allowed once resolved, and sent resolved: an origin that routes on
+    // the raw path (or resolves `..` its own way) would have served
+    // /private for the last three.
+    let allowed = [
+        ("/allowed/./x", "/allowed/x"),
+        ("/allowed/y/../x", "/allowed/x"),
+        ("/allowed/%2e/x", "/allowed/x"),
+        ("/private/../allowed/x", "/allowed/x"),
+        ("/private/%2e%2E/allowed/a%20b?q=/../private", "/allowed/a%20b?q=/../private"),
+        ("/private/.%2e/allowed/y/", "/allowed/y/"),
+    ];
+    for (path, _) in allowed {
         let mut s = w.connect().await;
         let req = format!("GET {path} HTTP/1.1\r\nHost: origin.test:{port}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
@@ -251,46 +267,14 @@ async fn path_confusion_through_the_proxy_never_reaches_a_denied_path() {
         assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"), "{path}: {}", String::from_utf8_lossy(&out));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // Everything the origin saw resolves (RFC 3986 dot segments, one
-    // percent-decoding) to a path under /allowed/.
-    for (_, p) in w.origin_lines() {
-        assert!(resolves_under_allowed(&p), "the origin saw {p}, which is not under /allowed/");
-    }
-    assert_eq!(w.origin_lines().len(), 3, "{:?}", w.origin_lines());
+    let seen: Vec<String> = w.origin_lines().into_iter().map(|(_, p)| p).collect();
+    let expected: Vec<String> = allowed.iter().map(|(_, sent)| sent.to_string()).collect();
+    assert_eq!(seen, expected, "the origin must see exactly the resolved paths the rules judged");
     for path in denied {
         let url = format!("http://origin.test:{port}{path}");
         let r = w.wait_audit(path, |r| r.url.as_deref() == Some(&url)).await;
         assert_eq!(r.decision, "deny", "{r:?}");
     }
-}
-
-fn resolves_under_allowed(p: &str) -> bool {
-    let mut decoded = Vec::new();
-    let b = p.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() + 1 {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..(i + 3).min(b.len())]).unwrap_or("x"), 16) {
-                decoded.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        decoded.push(b[i]);
-        i += 1;
-    }
-    let text = String::from_utf8_lossy(&decoded);
-    let mut out: Vec<&str> = Vec::new();
-    for seg in text.split('/').skip(1) {
-        match seg {
-            "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => out.push(s),
-        }
-    }
-    out.len() >= 2 && out[0] == "allowed" && !out.iter().any(|s| s.is_empty())
 }
 
 /// CONNECT is refused for a port no rule allows, not only its requests.
@@ -306,4 +290,42 @@ async fn connect_to_a_port_no_rule_allows_is_refused() {
     }
     let r = w.wait_audit("the port refusal", |r| r.url.as_deref() == Some("origin.test:7000")).await;
     assert_eq!((r.decision.as_str(), r.reason.as_deref()), ("deny", Some("no rule allows this port")));
+}
+
+/// The framing guard stops following a connection at a CONNECT and at any
+/// HTTP/1.1 request with an Upgrade header. When the connection does not
+/// switch protocols after all (no `Connection: upgrade`, a protocol other
+/// than WebSocket, a denial), it must close after the answer: a request
+/// sent behind it would otherwise skip the guard's smuggling checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_guard_stopped_following_carries_no_second_request() {
+    let w = start(RULES, Duration::from_secs(30)).await;
+    let port = w.http_origin.port();
+    let host = format!("origin.test:{port}");
+    let smuggled = format!("POST /allowed/smuggled HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /allowed/behind HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let firsts = [
+        (format!("GET /allowed/no-connection-token HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\r\n"), "HTTP/1.1 200"),
+        (format!("GET /private/x HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"), "HTTP/1.1 403"),
+        (format!("GET /allowed/h2c HTTP/1.1\r\nHost: {host}\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"), "HTTP/1.1 200"),
+        (format!("CONNECT other.test:{port} HTTP/1.1\r\nHost: other.test:{port}\r\n\r\n"), "HTTP/1.1 403"),
+    ];
+    for (first, status) in &firsts {
+        let mut s = w.connect().await;
+        let _ = s.write_all(format!("{first}{smuggled}").as_bytes()).await;
+        let out = read_until_close(&mut s, 5).await.unwrap_or_else(|| panic!("kept open after {first:?}"));
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with(status), "{first:?}: {text}");
+        assert!(text.to_ascii_lowercase().contains("connection: close"), "{first:?}: {text}");
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "a second answer on the same connection: {text}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let seen = w.origin_requests();
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/allowed/no-connection-token", "/allowed/h2c"], "only the first requests may reach the origin");
+    // Only WebSocket may switch protocols: the h2c ask went on as an
+    // ordinary request, without its Upgrade and HTTP2-Settings.
+    for r in &seen {
+        assert!(r.headers.iter().all(|(n, _)| n != "upgrade" && n != "http2-settings"), "{:?}", r.headers);
+    }
+    w.still_serves("/allowed/after-upgrades").await;
 }
