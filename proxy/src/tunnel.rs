@@ -69,10 +69,17 @@ fn could_allow(ctx: &ProxyContext, host: &str) -> bool {
 }
 
 /// Whether some rule's `domain=` and `port=` keys allow `host:port` (its
-/// method and path are judged per request inside the tunnel).
+/// method and path are judged per request inside the tunnel), in the
+/// policy and in each (non-empty) narrowing set.
 fn could_allow_port(ctx: &ProxyContext, host: &str, port: u16) -> bool {
+    let sets = ctx.narrowing.current();
+    policy_could_allow_port(&ctx.policy, host, port)
+        && sets.sets().iter().all(|s| s.policy.is_empty() || policy_could_allow_port(&s.policy, host, port))
+}
+
+fn policy_could_allow_port(policy: &boundary_policy::Policy, host: &str, port: u16) -> bool {
     let req = boundary_policy::Request { method: "GET", host, path: "/", port: Some(port) };
-    ctx.policy.rules().iter().any(|rule| {
+    policy.rules().iter().any(|rule| {
         let text = rule.to_string();
         let kept: Vec<&str> = text.split(' ').filter(|kv| kv.starts_with("domain=") || kv.starts_with("port=")).collect();
         if kept.is_empty() {

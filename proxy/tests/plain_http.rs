@@ -364,3 +364,18 @@ async fn oversized_head_is_refused() {
     assert_eq!(r.status, 400);
     assert!(r.body.contains("request head too large"), "{}", r.body);
 }
+
+/// CONNECT is refused for a port the narrowing rules allow nowhere, as for
+/// one the policy allows nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_to_a_port_the_narrowing_forbids_is_refused() {
+    let opts = Options { narrowing: vec!["domain=origin.test port=443".into()], ..Options::default() };
+    let h = start_with(RULES, opts).await;
+    for (port, want) in [(7000, 403), (443, 200)] {
+        let mut s = BufReader::new(h.connect().await);
+        let req = format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n");
+        s.get_mut().write_all(req.as_bytes()).await.unwrap();
+        let r = read_response(&mut s).await.unwrap();
+        assert_eq!(r.status, want, "CONNECT origin.test:{port}: {r:?}");
+    }
+}
