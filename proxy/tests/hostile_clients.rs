@@ -329,3 +329,21 @@ async fn a_connection_the_guard_stopped_following_carries_no_second_request() {
     }
     w.still_serves("/allowed/after-upgrades").await;
 }
+
+/// A ClientHello naming an IP address as its server name (rustls never
+/// sends one, so this is written by hand): closed before any handshake,
+/// audited with that reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_address_as_the_tls_server_name_is_refused() {
+    let w = start(RULES, Duration::from_secs(30)).await;
+    for name in [&b"127.0.0.1"[..], b"10.0.0.1."] {
+        let mut s = w.connect().await;
+        let _ = s.write_all(&record(1, &client_hello(&sni_extension(name, None, None)), None)).await;
+        let out = read_until_close(&mut s, 6).await.expect("connection kept open");
+        assert!(out.first().is_none_or(|b| *b != 0x16), "the proxy answered with a handshake: {out:?}");
+    }
+    let r = w.wait_audit("the IP server name refusal", |r| r.reason.as_deref() == Some("TLS server name is an IP address")).await;
+    assert_eq!((r.decision.as_str(), r.kind.as_str()), ("deny", "tls"), "{r:?}");
+    assert_eq!(w.origin_lines(), Vec::<(String, String)>::new());
+    w.still_serves("/allowed/after-ip-sni").await;
+}
