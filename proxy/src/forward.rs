@@ -138,9 +138,16 @@ pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Inc
     parts.extensions = Default::default();
     strip_hop_by_hop(&mut parts.headers, upgrade);
     parts.headers.remove(HOST);
+    // A burst to an HTTPS origin makes one handshake, not one per request
+    // (`crate::coalesce`); the probe is held until the answer is in.
+    let probe = match (t.scheme, parts.uri.authority()) {
+        ("https", Some(authority)) => ctx.upstream.before_https_request(route, authority.as_str()).await,
+        _ => None,
+    };
     let upstream_req = Request::from_parts(parts, Coalesced::new(WatchedBody::new(body, failed.clone())).boxed_unsync());
 
     let sent = tokio::time::timeout(ctx.limits.response_head_timeout, ctx.upstream.client(route).request(upstream_req)).await;
+    drop(probe);
     let mut resp = match sent {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) if failed.load(Ordering::Relaxed) => {

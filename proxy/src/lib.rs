@@ -41,6 +41,7 @@ macro_rules! forward_async_write_to_inner {
 pub mod audit;
 pub mod body;
 pub mod ca;
+pub mod coalesce;
 pub mod conn;
 pub mod context;
 pub mod dns;

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use crate::coalesce::{LiveH2, Origins, ProbeGuard};
 use crate::readahead::{ReadAhead, TLS_READ_AHEAD};
 use crate::resolve::{ResolveError, Resolver};
 use crate::response::ProxyBody;
@@ -83,6 +84,9 @@ pub struct Route {
 pub struct Upstream {
     tls: Arc<TlsClients>,
     clients: Arc<[Client<Connector, ProxyBody>; 4]>,
+    /// What is known of HTTPS origins, so a burst makes one handshake.
+    origins: Arc<Origins>,
+    connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -131,8 +135,9 @@ impl Upstream {
     /// (resolve, TCP connect, TLS handshake).
     pub fn new(resolver: Arc<Resolver>, fallback: rustls::ClientConfig, build: BuildTls, connect_timeout: Duration) -> Upstream {
         let tls = Arc::new(TlsClients { warming: AtomicBool::new(false), build: Mutex::new(Some(build)), fallback, built: OnceLock::new() });
+        let origins = Arc::new(Origins::default());
         let make = |h1_only: bool, explicit_ip: bool| {
-            let connector = Connector { resolver: resolver.clone(), tls: tls.clone(), h1_only, explicit_ip, timeout: connect_timeout };
+            let connector = Connector { resolver: resolver.clone(), tls: tls.clone(), h1_only, explicit_ip, timeout: connect_timeout, origins: origins.clone() };
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(POOL_IDLE)
                 .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
@@ -142,7 +147,7 @@ impl Upstream {
                 .build(connector)
         };
         let clients = Arc::new([make(false, false), make(false, true), make(true, false), make(true, true)]);
-        Upstream { tls, clients }
+        Upstream { tls, clients, origins, connect_timeout }
     }
 
     /// Starts building the TLS configuration (parsing the roots) on a thread
@@ -172,6 +177,17 @@ impl Upstream {
         self.tls.built.get().is_some()
     }
 
+    /// Call before an HTTPS request to `authority` goes out on `route`'s
+    /// client: waits while another request's connection to the origin,
+    /// which may turn out HTTP/2 and carry this one too, is being made
+    /// (`crate::coalesce`). Keep what it returns until the answer is in.
+    pub async fn before_https_request(&self, route: Route, authority: &str) -> Option<ProbeGuard> {
+        if route.h1_only {
+            return None; // offers only HTTP/1.1: one connection per request
+        }
+        self.origins.before_request(route.explicit_ip, authority, self.connect_timeout).await
+    }
+
     /// The client for `route`.
     pub fn client(&self, route: Route) -> &Client<Connector, ProxyBody> {
         &self.clients[usize::from(route.h1_only) * 2 + usize::from(route.explicit_ip)]
@@ -186,6 +202,7 @@ pub struct Connector {
     h1_only: bool,
     explicit_ip: bool,
     timeout: Duration,
+    origins: Arc<Origins>,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -224,13 +241,21 @@ impl Connector {
             Ok(ip) => ServerName::IpAddress(ip.into()),
             Err(_) => ServerName::try_from(host.to_owned()).map_err(|_| ConnectError::ServerName { host: host.to_owned() })?,
         };
-        let stream = self
-            .tls
-            .connector(self.h1_only)
-            .connect(name, ReadAhead::new(tcp, TLS_READ_AHEAD))
-            .await
-            .map_err(|source| ConnectError::Tls { host: host.to_owned(), source })?;
-        Ok(UpstreamIo::Tls(Box::new(stream)))
+        let handshake = self.tls.connector(self.h1_only).connect(name, ReadAhead::new(tcp, TLS_READ_AHEAD)).await;
+        // Ends the origin's probe either way (`crate::coalesce`); the pool
+        // key's authority is the URI's, as the request's was.
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let learned = |h2| if self.h1_only { None } else { self.origins.connected(self.explicit_ip, authority, h2) };
+        match handshake {
+            Ok(stream) => {
+                let live = learned(Some(stream.get_ref().1.alpn_protocol() == Some(b"h2")));
+                Ok(UpstreamIo::Tls(Box::new(stream), live))
+            }
+            Err(source) => {
+                learned(None);
+                Err(ConnectError::Tls { host: host.to_owned(), source })
+            }
+        }
     }
 }
 
@@ -253,15 +278,16 @@ async fn connect_any(addrs: &[IpAddr], port: u16) -> Result<TcpStream, ConnectEr
 /// A plain or TLS upstream stream.
 pub enum UpstreamIo {
     Plain(TcpStream),
-    Tls(Box<TlsStream<ReadAhead<TcpStream>>>),
+    /// With the count of open HTTP/2 connections it is part of.
+    Tls(Box<TlsStream<ReadAhead<TcpStream>>>, Option<LiveH2>),
 }
 
 impl Connection for UpstreamIo {
     fn connected(&self) -> Connected {
         match self {
             UpstreamIo::Plain(_) => Connected::new(),
-            UpstreamIo::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => Connected::new().negotiated_h2(),
-            UpstreamIo::Tls(_) => Connected::new(),
+            UpstreamIo::Tls(s, _) if s.get_ref().1.alpn_protocol() == Some(b"h2") => Connected::new().negotiated_h2(),
+            UpstreamIo::Tls(..) => Connected::new(),
         }
     }
 }
@@ -270,7 +296,7 @@ impl AsyncRead for UpstreamIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            UpstreamIo::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -279,31 +305,31 @@ impl AsyncWrite for UpstreamIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            UpstreamIo::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, b),
-            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, b),
+            UpstreamIo::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, b),
         }
     }
     fn is_write_vectored(&self) -> bool {
         match self {
             UpstreamIo::Plain(s) => s.is_write_vectored(),
-            UpstreamIo::Tls(s) => s.is_write_vectored(),
+            UpstreamIo::Tls(s, _) => s.is_write_vectored(),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_flush(cx),
-            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            UpstreamIo::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            UpstreamIo::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -293,3 +293,47 @@ async fn connect_then_tls_for_another_name_is_closed() {
     let rec = h.wait_audit(|r| r.kind == "tls").await;
     assert_eq!(rec.reason.as_deref(), Some("TLS server name does not match CONNECT target"));
 }
+
+/// `n` clients at once, each on its own TLS connection to the proxy,
+/// `GET /slow` (300 ms) from the HTTPS origin: every answer a 200.
+async fn burst_of_slow_https(h: &Harness, n: usize) {
+    let authority = format!("origin.test:{}", h.https_origin.port());
+    // Every client connected first, then all requests at once.
+    let mut senders = Vec::new();
+    for _ in 0..n {
+        senders.push(h1(h.tls_connect("origin.test", &[b"http/1.1"]).await).await);
+    }
+    let mut tasks = Vec::new();
+    for mut send in senders {
+        let authority = authority.clone();
+        tasks.push(tokio::spawn(async move { text(send.send_request(get("/slow", Some(&authority))).await.unwrap()).await }));
+    }
+    for t in tasks {
+        assert_eq!(tokio::time::timeout(Duration::from_secs(20), t).await.unwrap().unwrap(), (200, "slow".to_string()));
+    }
+}
+
+/// A burst to an HTTPS origin that speaks HTTP/2 makes one upstream
+/// connection: the first request connects, the others wait for its
+/// handshake and share it (before, each made a TLS handshake of its own
+/// and the pool dropped all but one). On a current-thread runtime, as in
+/// the worker.
+#[tokio::test(flavor = "current_thread")]
+async fn a_burst_to_an_http2_origin_makes_one_upstream_handshake() {
+    let h = start(RULES).await;
+    burst_of_slow_https(&h, 40).await;
+    assert_eq!(h.https_origin_accepts.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A second burst uses the same connection.
+    burst_of_slow_https(&h, 10).await;
+    assert_eq!(h.https_origin_accepts.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// The same burst to an origin that speaks only HTTP/1.1 still gets a
+/// connection per request in flight, at once after the first handshake.
+#[tokio::test(flavor = "current_thread")]
+async fn a_burst_to_an_http1_origin_connects_in_parallel() {
+    let h = start_with(RULES, Options { origin_h1_only: true, ..Options::default() }).await;
+    burst_of_slow_https(&h, 20).await;
+    let accepts = h.https_origin_accepts.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(accepts, 20, "one connection per concurrent request");
+}

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use boundary_tests::docker::{docker, exec, inspect, DockerRuntime, DAEMON_LOG};
 use boundary_tests::probe::{nslookup_answers, ping_counts, HttpReply};
-use boundary_tests::{require_root, require_tool, Counts, LeakSnapshot, Origin, Runtime, Settings};
+use boundary_tests::{require_root, require_tool, Counts, HostSink, LeakSnapshot, Origin, Runtime, Settings};
 
 const RULES: &str = "domain=origin.test path=/allowed/*";
 
@@ -121,6 +121,18 @@ fn default_bridge_keeps_dockers_network_on_the_host_side() {
     let host = links_in(&w.host_side(&id)).join("\n");
     assert!(host.contains(&docker_ip) && host.contains(&jail.host_addr.to_string()), "host side:\n{host}");
     w.assert_boundary(&name);
+    // The orchestrator's bridge (docker0's address, in the host's
+    // namespace) and Docker's own address for this container (in H): HTTP
+    // lands on the sidecar and is denied; UDP and ICMP reach nothing.
+    let bridge = docker(&["network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"]).ok().stdout.trim().to_string();
+    assert!(bridge.starts_with("172."), "docker0's address: {bridge:?}");
+    let mut sink = HostSink::bind(20150);
+    for target in [bridge.as_str(), docker_ip.as_str()] {
+        let r = w.get(&name, &format!("http://{target}:20150/bridge"));
+        assert_eq!((r.status, r.header("x-boundary-decision")), (403, Some("deny")), "{target}: {r:?}");
+        exec(&name, &format!("curl -s --max-time 1 tftp://{target}:20150/probe; ping -c 1 -W 1 {target}; true"));
+    }
+    assert_eq!(sink.counts_after_barrier(), (0, 0), "something from the jail reached the host through Docker's bridge");
     // `docker network connect`/`disconnect` act on the host side too.
     let net = w.name("extra");
     w.docker.network(&net, "172.30.150.0/24");

@@ -62,6 +62,8 @@ pub struct Harness {
     pub https_origin: SocketAddr,
     /// Connections the plain-HTTP origin has accepted.
     pub http_origin_accepts: Arc<AtomicUsize>,
+    /// Connections the HTTPS origin has accepted.
+    pub https_origin_accepts: Arc<AtomicUsize>,
     pub ctx: Arc<ProxyContext>,
     pub audit_path: PathBuf,
     pub host_ca: CertificateDer<'static>,
@@ -78,6 +80,8 @@ pub struct Options {
     pub connect_timeout_ms: Option<u64>,
     /// `SidecarConfig::refuse_private_destinations`.
     pub refuse_private: bool,
+    /// The HTTPS origin offers only HTTP/1.1 (ALPN).
+    pub origin_h1_only: bool,
 }
 
 impl Default for Options {
@@ -88,6 +92,7 @@ impl Default for Options {
             header_read_timeout: Duration::from_secs(30),
             connect_timeout_ms: None,
             refuse_private: false,
+            origin_h1_only: false,
         }
     }
 }
@@ -103,8 +108,8 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
     let origin_ca = make_ca("test origin CA");
     let sse_release = Arc::new(Notify::new());
     let (http_origin, http_origin_accepts) = spawn_origin(None, sse_release.clone()).await;
-    let acceptor = origin_tls(&origin_ca);
-    let (https_origin, _) = spawn_origin(Some(acceptor), sse_release.clone()).await;
+    let acceptor = origin_tls(&origin_ca, opts.origin_h1_only);
+    let (https_origin, https_origin_accepts) = spawn_origin(Some(acceptor), sse_release.clone()).await;
 
     let write = |name: &str, text: &str| {
         let p = dir.path().join(name);
@@ -155,6 +160,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
         http_origin,
         https_origin,
         http_origin_accepts,
+        https_origin_accepts,
         ctx,
         audit_path: cfg.audit_log,
         host_ca: host_ca.der,
@@ -205,10 +211,10 @@ impl Harness {
     }
 }
 
-fn origin_tls(ca: &Ca) -> TlsAcceptor {
+fn origin_tls(ca: &Ca, h1_only: bool) -> TlsAcceptor {
     let (chain, key) = ca.leaf(NAMES);
     let mut cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols = if h1_only { vec![b"http/1.1".to_vec()] } else { vec![b"h2".to_vec(), b"http/1.1".to_vec()] };
     TlsAcceptor::from(Arc::new(cfg))
 }
 
