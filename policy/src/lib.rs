@@ -49,7 +49,8 @@
 //!   [`DenyReason::UnsafePath`]: an encoded `/` (`%2F`), backslash (raw or
 //!   `%5C`), NUL or control character, a malformed escape, invalid UTF-8, a
 //!   doubly-encoded `/`, `\`, NUL or `.` (`%252F`), `..` above the root, a
-//!   `.` or `..` segment with `;` parameters (`..;x`), and
+//!   `.` or `..` segment with `;` parameters (`..;x`), a segment of dots and
+//!   spaces other than `.` and `..` (`...`, `.. `), and
 //!   an empty segment before the end: `/api//x` matches no pattern at all
 //!   (servers disagree whether it is `/api/x`). A trailing `/` is a final
 //!   empty segment: `/api/` does not match `path=/api` but does match

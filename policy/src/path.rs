@@ -10,7 +10,9 @@
 //! decoding and would decode to `/`, `\`, NUL or `.` (`%252F`), a `..` that
 //! climbs above the root, a segment that is `.` or `..` up to a `;`
 //! (`..;x`: servers that strip path parameters, Tomcat among them, read it
-//! as `..`), and an empty segment anywhere but the end (`//`): servers
+//! as `..`) or dots and spaces other than `.` and `..` (`...`, `.. `:
+//! Windows drops trailing dots and spaces), and an empty segment anywhere
+//! but the end (`//`): servers
 //! disagree on whether `/a//b` is `/a/b`, so it matches no pattern.
 //! A trailing `/` is kept: `/a/` is a different path from `/a`.
 //!
@@ -65,7 +67,7 @@ impl fmt::Display for PathProblem {
             PathProblem::DotSegment => "holds a '.' or '..' segment",
             PathProblem::EscapesRoot => "climbs above the root with '..'",
             PathProblem::DotWithParameters => {
-                "holds a '.' or '..' segment with ';' parameters, which some servers read as '.' or '..'"
+                "holds a segment of dots with ';' parameters, spaces or more dots ('..;x', '...'), which some servers read as '.' or '..'"
             }
         })
     }
@@ -133,13 +135,18 @@ fn resolve(rest: &str) -> Result<String, PathProblem> {
     Ok(out)
 }
 
-/// `..;x` and `.;x` (raw or decoded): a server that strips path parameters
-/// before it resolves dot-segments reads them as `..` and `.`.
+/// A segment that is dots and something a server may drop before it
+/// resolves dot-segments (raw or decoded): `..;x` and `.;x` (path
+/// parameters, stripped by Tomcat and Spring), `...`, `.. ` and `. .`
+/// (trailing dots and spaces, stripped by Windows file APIs and IIS).
+/// `.` and `..` themselves are resolved, not refused.
 fn check_dot_parameters(seg: &str) -> Result<(), PathProblem> {
-    match seg.split_once(';') {
-        Some((".." | ".", _)) => Err(PathProblem::DotWithParameters),
-        _ => Ok(()),
+    let base = seg.split_once(';').map_or(seg, |(base, _)| base);
+    let dots_only = !base.is_empty() && base.starts_with('.') && base.bytes().all(|b| b == b'.' || b == b' ');
+    if dots_only && seg != "." && seg != ".." {
+        return Err(PathProblem::DotWithParameters);
     }
+    Ok(())
 }
 
 /// Whether a raw segment decodes to `.` (`Some(false)`) or `..`
@@ -484,6 +491,9 @@ mod tests {
             ("/allowed/.;x=1/y", PathProblem::DotWithParameters),
             ("/allowed/%2e%2e;/private", PathProblem::DotWithParameters),
             ("/allowed/..%3B/private", PathProblem::DotWithParameters),
+            ("/allowed/.../private", PathProblem::DotWithParameters),
+            ("/allowed/..%20/private", PathProblem::DotWithParameters),
+            ("/allowed/.%2E./x", PathProblem::DotWithParameters),
             ("a/b", PathProblem::NotAbsolute),
             ("*", PathProblem::NotAbsolute),
             ("http://h/x", PathProblem::NotAbsolute),

@@ -239,6 +239,9 @@ async fn path_confusion_through_the_proxy_never_reaches_a_denied_path() {
         "/allowed/..;x=1/private",
         "/allowed/%2e%2e;/private",
         "/allowed/.;/../private",
+        // Windows and IIS drop trailing dots and spaces.
+        "/allowed/.../private",
+        "/allowed/..%20/private",
     ];
     for path in denied {
         let mut s = w.connect().await;
