@@ -13,9 +13,11 @@
 //! - its last connection negotiated HTTP/1.1, or an HTTP/2 connection to
 //!   it is open: go at once (the pool has, or will make, what it needs);
 //! - otherwise, when another request is already connecting to it (the
-//!   *probe*), wait until that connection's TLS handshake is done (at most
-//!   the connect timeout, and only once), then go: if it was `h2`, the pool
-//!   hands the new connection to every waiting request;
+//!   *probe*), wait until that connection's TLS handshake is done (once,
+//!   and at most the caller's limit: a handshake that takes longer than a
+//!   healthy one should not double a request's time to fail), then go: if
+//!   it was `h2`, the pool hands the new connection to every waiting
+//!   request;
 //! - otherwise this request is the probe.
 //!
 //! The probe ends when the connector finishes a connection to the origin
@@ -30,7 +32,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// Entries beyond this many are pruned to those still in use.
+/// Entries beyond this many are pruned to those in use (an open HTTP/2
+/// connection, a probe); when all are, a request to a new origin is not
+/// gated at all.
 const MAX_ORIGINS: usize = 4096;
 
 /// What the sidecar knows of each HTTPS origin, per flavour of the pooled
@@ -54,7 +58,7 @@ struct OriginState {
 
 impl OriginState {
     fn in_use(&self) -> bool {
-        self.live_h2 > 0 || self.probe.is_some() || self.h2 == Some(false)
+        self.live_h2 > 0 || self.probe.is_some()
     }
 }
 
@@ -72,9 +76,12 @@ impl Origins {
             match map.get(authority) {
                 Some(s) if s.h2 == Some(false) || s.live_h2 > 0 => return None,
                 Some(OriginState { probe: Some((_, tx)), .. }) => tx.subscribe(),
-                _ => {
-                    if map.len() >= MAX_ORIGINS {
+                known => {
+                    if known.is_none() && map.len() >= MAX_ORIGINS {
                         map.retain(|_, s| s.in_use());
+                        if map.len() >= MAX_ORIGINS {
+                            return None;
+                        }
                     }
                     let id = self.probes.fetch_add(1, Ordering::Relaxed);
                     map.entry(authority.into()).or_default().probe = Some((id, watch::channel(()).0));
@@ -148,7 +155,7 @@ impl Drop for LiveH2 {
         let mut map = self.origins.map(self.explicit_ip);
         if let Some(state) = map.get_mut(&*self.authority) {
             state.live_h2 = state.live_h2.saturating_sub(1);
-            if !state.in_use() {
+            if !state.in_use() && state.h2 != Some(false) {
                 map.remove(&*self.authority);
             }
         }
@@ -228,6 +235,34 @@ mod tests {
         tokio::task::yield_now().await;
         drop(probe);
         assert!(tokio::time::timeout(LIMIT, waiter).await.unwrap().unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_map_stays_bounded() {
+        let o = Arc::new(Origins::default());
+        // Origins known to speak HTTP/1.1 are kept, until the map is full.
+        for i in 0..MAX_ORIGINS {
+            let name = format!("h1-{i}.test");
+            let _probe = o.before_request(false, &name, LIMIT).await.unwrap();
+            o.connected(false, &name, Some(false));
+        }
+        assert_eq!(o.map(false).len(), MAX_ORIGINS);
+        let _probe = o.before_request(false, "new.test", LIMIT).await.expect("pruned, then a probe");
+        assert_eq!(o.map(false).len(), 1, "only what is in use survives the pruning");
+        // When everything is in use, a new origin is not gated at all.
+        let probes: Vec<_> = probes_for(&o, MAX_ORIGINS - 1).await;
+        assert_eq!(o.map(false).len(), MAX_ORIGINS);
+        assert!(o.before_request(false, "one-more.test", LIMIT).await.is_none());
+        assert_eq!(o.map(false).len(), MAX_ORIGINS);
+        drop(probes);
+    }
+
+    async fn probes_for(o: &Arc<Origins>, n: usize) -> Vec<ProbeGuard> {
+        let mut probes = Vec::new();
+        for i in 0..n {
+            probes.push(o.before_request(false, &format!("busy-{i}.test"), LIMIT).await.unwrap());
+        }
+        probes
     }
 
     #[tokio::test]

@@ -29,6 +29,11 @@ use crate::response::ProxyBody;
 
 /// Default limit for resolve + TCP connect + TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a request waits for another's handshake to the same origin
+/// before it connects itself (`crate::coalesce`): longer than a healthy
+/// handshake, short enough that a blackholed origin fails a waiting
+/// request after at most this plus the connect timeout.
+const PROBE_WAIT_MAX: Duration = Duration::from_secs(2);
 const POOL_IDLE: Duration = Duration::from_secs(90);
 /// Idle upstream connections kept per origin: as many as the client
 /// connections the sidecar serves at once, so a steady number of requests
@@ -185,7 +190,7 @@ impl Upstream {
         if route.h1_only {
             return None; // offers only HTTP/1.1: one connection per request
         }
-        self.origins.before_request(route.explicit_ip, authority, self.connect_timeout).await
+        self.origins.before_request(route.explicit_ip, authority, self.connect_timeout.min(PROBE_WAIT_MAX)).await
     }
 
     /// The client for `route`.
