@@ -138,11 +138,14 @@ fn resolve(rest: &str) -> Result<String, PathProblem> {
 /// A segment that is dots and something a server may drop before it
 /// resolves dot-segments (raw or decoded): `..;x` and `.;x` (path
 /// parameters, stripped by Tomcat and Spring), `...`, `.. ` and `. .`
-/// (trailing dots and spaces, stripped by Windows file APIs and IIS).
-/// `.` and `..` themselves are resolved, not refused.
+/// (trailing dots and spaces, stripped by Windows file APIs and IIS), and
+/// the same with the full-width full stop `．` (U+FF0E), which IIS's
+/// best-fit mapping reads as `.`. `.` and `..` themselves are resolved,
+/// not refused.
 fn check_dot_parameters(seg: &str) -> Result<(), PathProblem> {
+    const WIDE_DOT: char = '\u{FF0E}';
     let base = seg.split_once(';').map_or(seg, |(base, _)| base);
-    let dots_only = !base.is_empty() && base.starts_with('.') && base.bytes().all(|b| b == b'.' || b == b' ');
+    let dots_only = base.starts_with(['.', WIDE_DOT]) && base.chars().all(|c| matches!(c, '.' | ' ' | WIDE_DOT));
     if dots_only && seg != "." && seg != ".." {
         return Err(PathProblem::DotWithParameters);
     }
@@ -494,6 +497,8 @@ mod tests {
             ("/allowed/.../private", PathProblem::DotWithParameters),
             ("/allowed/..%20/private", PathProblem::DotWithParameters),
             ("/allowed/.%2E./x", PathProblem::DotWithParameters),
+            ("/allowed/%EF%BC%8E%EF%BC%8E/private", PathProblem::DotWithParameters),
+            ("/allowed/.%ef%bc%8e/private", PathProblem::DotWithParameters),
             ("a/b", PathProblem::NotAbsolute),
             ("*", PathProblem::NotAbsolute),
             ("http://h/x", PathProblem::NotAbsolute),
