@@ -183,12 +183,14 @@ wrk_rps_cpu() {   # port, wrk arguments
         /requests in/ {n = $1} /Requests\/sec/ {r = int($2)}
         END {printf "%d %.2f\n", r, (n > 0) ? (t1 - t0) * us / n : 0}'
 }
+# wrk through a sidecar (its port first): with --cpu also the worker's CPU.
+wrk_proxied() { if [ "$CPU" = 1 ]; then wrk_rps_cpu "$@"; else shift; wrk_rps "$@"; fi; }
 h2_rps() { h2load -c4 -m100 -D"$SECS" -t2 "$@" 2>/dev/null | awk '/^finished in/ {gsub(",","",$4); print int($4)}'; }
 scenario() {   # name, direct | the proxy's port
     local p=$2
     case $1 in
-        http-1k) if [ "$p" = direct ]; then wrk_rps "http://127.0.0.1:$PLAIN/1k"; elif [ "$CPU" = 1 ]; then wrk_rps_cpu "$p" -H "$HDR$PLAIN" "http://127.0.0.1:$p/1k"; else wrk_rps -H "$HDR$PLAIN" "http://127.0.0.1:$p/1k"; fi ;;
-        https-1k) if [ "$p" = direct ]; then wrk_rps "https://localhost:$TLSP/1k"; elif [ "$CPU" = 1 ]; then wrk_rps_cpu "$p" -H "$HDR$TLSP" "https://localhost:$p/1k"; else wrk_rps -H "$HDR$TLSP" "https://localhost:$p/1k"; fi ;;
+        http-1k) if [ "$p" = direct ]; then wrk_rps "http://127.0.0.1:$PLAIN/1k"; else wrk_proxied "$p" -H "$HDR$PLAIN" "http://127.0.0.1:$p/1k"; fi ;;
+        https-1k) if [ "$p" = direct ]; then wrk_rps "https://localhost:$TLSP/1k"; else wrk_proxied "$p" -H "$HDR$TLSP" "https://localhost:$p/1k"; fi ;;
         h2-1k) if [ "$p" = direct ]; then h2_rps "https://localhost:$TLSP/1k"; else h2_rps -H ":authority: localhost:$TLSP" "https://localhost:$p/1k"; fi ;;
         big) local t0 t1; t0=$(date +%s.%N)
              if [ "$p" = direct ]; then curl -skf -o /dev/null "https://localhost:$TLSP/big"; else curl -skf -o /dev/null --connect-to "localhost:$TLSP:127.0.0.1:$p" "https://localhost:$TLSP/big"; fi

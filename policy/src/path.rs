@@ -43,7 +43,7 @@ pub enum PathProblem {
     EmptySegment,
     DotSegment,
     EscapesRoot,
-    DotWithParameters,
+    DotLookalike,
 }
 
 impl fmt::Display for PathProblem {
@@ -66,7 +66,7 @@ impl fmt::Display for PathProblem {
             PathProblem::EmptySegment => "holds an empty segment ('//') before its end",
             PathProblem::DotSegment => "holds a '.' or '..' segment",
             PathProblem::EscapesRoot => "climbs above the root with '..'",
-            PathProblem::DotWithParameters => {
+            PathProblem::DotLookalike => {
                 "holds a segment of dots with ';' parameters, spaces or more dots ('..;x', '...'), which some servers read as '.' or '..'"
             }
         })
@@ -97,7 +97,7 @@ pub(crate) fn normalize_path_cow(path: &str) -> Result<Cow<'_, str>, PathProblem
             return Err(PathProblem::EmptySegment);
         }
         seg.bytes().try_for_each(check_byte)?;
-        check_dot_parameters(seg)?;
+        check_dot_lookalike(seg)?;
         already_normal &= !(seg.contains('%') || seg == "." || seg == "..");
     }
     if already_normal {
@@ -109,30 +109,55 @@ pub(crate) fn normalize_path_cow(path: &str) -> Result<Cow<'_, str>, PathProblem
 /// Decode each segment and resolve dot-segments (RFC 3986 5.2.4, except
 /// that climbing above the root is an error).
 fn resolve(rest: &str) -> Result<String, PathProblem> {
-    let mut out = String::with_capacity(rest.len() + 1);
-    let mut starts: Vec<usize> = Vec::new();
+    let mut out = Resolved::with_capacity(rest.len() + 1);
     let mut segs = rest.split('/').peekable();
     while let Some(raw) = segs.next() {
         let seg = decode_segment(raw)?;
-        check_dot_parameters(&seg)?;
-        match &*seg {
-            "." => {}
-            ".." => {
-                let start = starts.pop().ok_or(PathProblem::EscapesRoot)?;
-                out.truncate(start);
-            }
-            _ => {
-                starts.push(out.len());
-                out.push('/');
-                out.push_str(&seg);
-                continue;
-            }
-        }
-        if segs.peek().is_none() {
-            out.push('/');
-        }
+        check_dot_lookalike(&seg)?;
+        let dot = match &*seg {
+            "." => Some(false),
+            ".." => Some(true),
+            _ => None,
+        };
+        out.push(&seg, dot, segs.peek().is_none()).ok_or(PathProblem::EscapesRoot)?;
     }
-    Ok(out)
+    Ok(out.path)
+}
+
+/// A path being built segment by segment with its dot-segments resolved
+/// (RFC 3986 5.2.4, except that climbing above the root is an error): the
+/// one mechanism behind the path the rules judge ([`resolve`], decoded) and
+/// the path sent upstream ([`forwarded_path`], as sent).
+struct Resolved {
+    path: String,
+    /// Where each segment in `path` starts, for `..`.
+    starts: Vec<usize>,
+}
+
+impl Resolved {
+    fn with_capacity(n: usize) -> Resolved {
+        Resolved { path: String::with_capacity(n), starts: Vec::new() }
+    }
+
+    /// Appends `/seg`, or resolves it when it is a dot-segment (`dot`:
+    /// `Some(false)` for `.`, `Some(true)` for `..`); a dot-segment at the
+    /// end leaves a trailing `/`. `None` when `..` climbs above the root.
+    fn push(&mut self, seg: &str, dot: Option<bool>, last: bool) -> Option<()> {
+        match dot {
+            None => {
+                self.starts.push(self.path.len());
+                self.path.push('/');
+                self.path.push_str(seg);
+                return Some(());
+            }
+            Some(true) => self.path.truncate(self.starts.pop()?),
+            Some(false) => {}
+        }
+        if last {
+            self.path.push('/');
+        }
+        Some(())
+    }
 }
 
 /// A segment that is dots and something a server may drop before it
@@ -142,12 +167,12 @@ fn resolve(rest: &str) -> Result<String, PathProblem> {
 /// the same with the full-width full stop `．` (U+FF0E), which IIS's
 /// best-fit mapping reads as `.`. `.` and `..` themselves are resolved,
 /// not refused.
-fn check_dot_parameters(seg: &str) -> Result<(), PathProblem> {
+fn check_dot_lookalike(seg: &str) -> Result<(), PathProblem> {
     const WIDE_DOT: char = '\u{FF0E}';
     let base = seg.split_once(';').map_or(seg, |(base, _)| base);
     let dots_only = base.starts_with(['.', WIDE_DOT]) && base.chars().all(|c| matches!(c, '.' | ' ' | WIDE_DOT));
     if dots_only && seg != "." && seg != ".." {
-        return Err(PathProblem::DotWithParameters);
+        return Err(PathProblem::DotLookalike);
     }
     Ok(())
 }
@@ -185,26 +210,13 @@ pub fn forwarded_path(path_and_query: &str) -> Option<String> {
     if !rest.split('/').any(|seg| raw_dot_segment(seg).is_some()) {
         return None;
     }
-    let mut out = String::with_capacity(path_and_query.len());
-    let mut starts: Vec<usize> = Vec::new();
+    let mut out = Resolved::with_capacity(path_and_query.len());
     let mut segs = rest.split('/').peekable();
     while let Some(seg) = segs.next() {
-        match raw_dot_segment(seg) {
-            None => {
-                starts.push(out.len());
-                out.push('/');
-                out.push_str(seg);
-                continue;
-            }
-            Some(true) => out.truncate(starts.pop()?),
-            Some(false) => {}
-        }
-        if segs.peek().is_none() {
-            out.push('/');
-        }
+        out.push(seg, raw_dot_segment(seg), segs.peek().is_none())?;
     }
-    out.push_str(query);
-    Some(out)
+    out.path.push_str(query);
+    Some(out.path)
 }
 
 /// Bytes refused whether raw or decoded (a raw `/` never reaches here).
@@ -490,15 +502,15 @@ mod tests {
             ("/a%252e%252e", PathProblem::DoubleEncoded),
             ("/a//b", PathProblem::EmptySegment),
             ("//evil.example/x", PathProblem::EmptySegment),
-            ("/allowed/..;/private", PathProblem::DotWithParameters),
-            ("/allowed/.;x=1/y", PathProblem::DotWithParameters),
-            ("/allowed/%2e%2e;/private", PathProblem::DotWithParameters),
-            ("/allowed/..%3B/private", PathProblem::DotWithParameters),
-            ("/allowed/.../private", PathProblem::DotWithParameters),
-            ("/allowed/..%20/private", PathProblem::DotWithParameters),
-            ("/allowed/.%2E./x", PathProblem::DotWithParameters),
-            ("/allowed/%EF%BC%8E%EF%BC%8E/private", PathProblem::DotWithParameters),
-            ("/allowed/.%ef%bc%8e/private", PathProblem::DotWithParameters),
+            ("/allowed/..;/private", PathProblem::DotLookalike),
+            ("/allowed/.;x=1/y", PathProblem::DotLookalike),
+            ("/allowed/%2e%2e;/private", PathProblem::DotLookalike),
+            ("/allowed/..%3B/private", PathProblem::DotLookalike),
+            ("/allowed/.../private", PathProblem::DotLookalike),
+            ("/allowed/..%20/private", PathProblem::DotLookalike),
+            ("/allowed/.%2E./x", PathProblem::DotLookalike),
+            ("/allowed/%EF%BC%8E%EF%BC%8E/private", PathProblem::DotLookalike),
+            ("/allowed/.%ef%bc%8e/private", PathProblem::DotLookalike),
             ("a/b", PathProblem::NotAbsolute),
             ("*", PathProblem::NotAbsolute),
             ("http://h/x", PathProblem::NotAbsolute),

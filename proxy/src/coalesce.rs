@@ -85,7 +85,7 @@ impl Origins {
                     }
                     let id = self.probes.fetch_add(1, Ordering::Relaxed);
                     map.entry(authority.into()).or_default().probe = Some((id, watch::channel(()).0));
-                    return Some(ProbeGuard { origins: self.clone(), explicit_ip, authority: authority.into(), id });
+                    return Some(ProbeGuard { origin: self.origin(explicit_ip, authority), id });
                 }
             }
         };
@@ -110,8 +110,12 @@ impl Origins {
         }
         (h2 == Some(true)).then(|| {
             state.live_h2 += 1;
-            LiveH2 { origins: self.clone(), explicit_ip, authority: authority.into() }
+            LiveH2 { origin: self.origin(explicit_ip, authority) }
         })
+    }
+
+    fn origin(self: &Arc<Self>, explicit_ip: bool, authority: &str) -> Origin {
+        Origin { origins: self.clone(), explicit_ip, authority: authority.into() }
     }
 
     #[cfg(test)]
@@ -120,24 +124,43 @@ impl Origins {
     }
 }
 
+/// One origin's entry, for the guards below to update when they drop.
+#[derive(Debug)]
+struct Origin {
+    origins: Arc<Origins>,
+    explicit_ip: bool,
+    authority: Box<str>,
+}
+
+impl Origin {
+    /// Runs `f` on the entry if it is still there; removes it when `f`
+    /// returns `false`.
+    fn update(&self, f: impl FnOnce(&mut OriginState) -> bool) {
+        let mut map = self.origins.map(self.explicit_ip);
+        if let Some(state) = map.get_mut(&*self.authority) {
+            if !f(state) {
+                map.remove(&*self.authority);
+            }
+        }
+    }
+}
+
 /// Held by the probe request until it has its answer: ends the probe if
 /// the connector has not (no connection was made, or it timed out).
 #[derive(Debug)]
 pub struct ProbeGuard {
-    origins: Arc<Origins>,
-    explicit_ip: bool,
-    authority: Box<str>,
+    origin: Origin,
     id: u64,
 }
 
 impl Drop for ProbeGuard {
     fn drop(&mut self) {
-        let mut map = self.origins.map(self.explicit_ip);
-        if let Some(state) = map.get_mut(&*self.authority) {
+        self.origin.update(|state| {
             if state.probe.as_ref().is_some_and(|(id, _)| *id == self.id) {
                 state.probe = None;
             }
-        }
+            true
+        });
     }
 }
 
@@ -145,20 +168,15 @@ impl Drop for ProbeGuard {
 /// connection's stream.
 #[derive(Debug)]
 pub struct LiveH2 {
-    origins: Arc<Origins>,
-    explicit_ip: bool,
-    authority: Box<str>,
+    origin: Origin,
 }
 
 impl Drop for LiveH2 {
     fn drop(&mut self) {
-        let mut map = self.origins.map(self.explicit_ip);
-        if let Some(state) = map.get_mut(&*self.authority) {
+        self.origin.update(|state| {
             state.live_h2 = state.live_h2.saturating_sub(1);
-            if !state.in_use() && state.h2 != Some(false) {
-                map.remove(&*self.authority);
-            }
-        }
+            state.in_use() || state.h2 == Some(false)
+        });
     }
 }
 
