@@ -215,6 +215,44 @@ pub struct JailState {
     /// the link and the table with it) instead of deleting them one by one.
     #[serde(default, skip_serializing_if = "is_false")]
     pub private_host: bool,
+    /// The user namespace boundary-runc made to own the jail's network
+    /// namespace (the container runs in it, so its capabilities reach no
+    /// namespace outside the jail). `None`: the spec named one of its own
+    /// (a `user` entry with a path), which owns the jail instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<OwnUserNs>,
+}
+
+/// See [`JailState::userns`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnUserNs {
+    /// Bind mount of the user namespace.
+    pub path: PathBuf,
+    /// Its maps, as the spec's `linux.uidMappings` / `gidMappings` give
+    /// them (runc requires them beside a `user` entry with a path).
+    pub uid_mappings: Vec<IdMap>,
+    pub gid_mappings: Vec<IdMap>,
+}
+
+/// One line of a user namespace's map, as in an OCI spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    #[serde(rename = "containerID")]
+    pub container_id: u32,
+    #[serde(rename = "hostID")]
+    pub host_id: u32,
+    pub size: u32,
+}
+
+impl IdMap {
+    /// Every id to itself: root in the namespace is root on the host for
+    /// files, and nothing else changes but where capabilities count.
+    pub const IDENTITY: IdMap = IdMap { container_id: 0, host_id: 0, size: u32::MAX };
+
+    /// The lines of `/proc/<pid>/uid_map` (or `gid_map`) for `maps`.
+    pub fn proc_lines(maps: &[IdMap]) -> String {
+        maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect()
+    }
 }
 
 fn is_false(b: &bool) -> bool {

@@ -27,6 +27,12 @@ fn plans() -> [JailPlan; 2] {
         state_root: "/run/boundary-runc".into(),
         ca_bundle: Some("/run/boundary-runc/golden/ca-bundle.pem".into()),
         resolv_conf: Some("/run/boundary-runc/golden/resolv.conf".into()),
+        userns: Some(boundary_runc::rewrite::OwnUserNs {
+            path: "/run/boundary-runc/userns/golden".into(),
+            uid_mappings: vec![boundary_runc::rewrite::IdMap::IDENTITY],
+            gid_mappings: vec![boundary_runc::rewrite::IdMap::IDENTITY],
+        }),
+        no_net_admin: None,
     };
     let bare = JailPlan {
         ca_bundle: None,

@@ -44,6 +44,7 @@ pub enum PathProblem {
     DotSegment,
     EscapesRoot,
     DotLookalike,
+    SlashLookalike,
 }
 
 impl fmt::Display for PathProblem {
@@ -68,6 +69,9 @@ impl fmt::Display for PathProblem {
             PathProblem::EscapesRoot => "climbs above the root with '..'",
             PathProblem::DotLookalike => {
                 "holds a segment of dots with ';' parameters, spaces or more dots ('..;x', '...'), which some servers read as '.' or '..'"
+            }
+            PathProblem::SlashLookalike => {
+                "decodes to a character that some servers read as '/' or '\\' (full-width or division slash, set minus)"
             }
         })
     }
@@ -114,6 +118,9 @@ fn resolve(rest: &str) -> Result<String, PathProblem> {
     while let Some(raw) = segs.next() {
         let seg = decode_segment(raw)?;
         check_dot_lookalike(&seg)?;
+        if seg.contains(SLASH_LOOKALIKES) {
+            return Err(PathProblem::SlashLookalike);
+        }
         let dot = match &*seg {
             "." => Some(false),
             ".." => Some(true),
@@ -159,6 +166,12 @@ impl Resolved {
         Some(())
     }
 }
+
+/// Characters that best-fit mappings (IIS, Windows' code-page
+/// conversions) turn into `/` or `\`: full-width solidus and reverse
+/// solidus, division slash, fraction slash, set minus. Percent-encoded in
+/// a segment they would split it on such a server after it was judged.
+const SLASH_LOOKALIKES: [char; 5] = ['\u{FF0F}', '\u{FF3C}', '\u{2215}', '\u{2044}', '\u{2216}'];
 
 /// A segment that is dots and something a server may drop before it
 /// resolves dot-segments (raw or decoded): `..;x` and `.;x` (path
@@ -511,6 +524,12 @@ mod tests {
             ("/allowed/.%2E./x", PathProblem::DotLookalike),
             ("/allowed/%EF%BC%8E%EF%BC%8E/private", PathProblem::DotLookalike),
             ("/allowed/.%ef%bc%8e/private", PathProblem::DotLookalike),
+            ("/public/%EF%BC%8E%EF%BC%8E%EF%BC%8Fadmin", PathProblem::SlashLookalike),
+            ("/public/x%EF%BC%8Fadmin", PathProblem::SlashLookalike),
+            ("/public/x%ef%bc%bcadmin", PathProblem::SlashLookalike),
+            ("/public/x%E2%88%95admin", PathProblem::SlashLookalike),
+            ("/public/x%E2%81%84admin", PathProblem::SlashLookalike),
+            ("/public/x%E2%88%96admin", PathProblem::SlashLookalike),
             ("a/b", PathProblem::NotAbsolute),
             ("*", PathProblem::NotAbsolute),
             ("http://h/x", PathProblem::NotAbsolute),

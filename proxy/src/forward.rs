@@ -112,6 +112,13 @@ pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Inc
     let client_upgrade: Option<OnUpgrade> = upgrade.then(|| hyper::upgrade::on(&mut req));
     let method = req.method().clone();
     let (mut parts, body) = req.into_parts();
+    // The rules compare methods uppercased (`get` is judged as `GET`):
+    // the origin gets the method they judged.
+    if parts.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        if let Ok(m) = hyper::Method::from_bytes(parts.method.as_str().to_ascii_uppercase().as_bytes()) {
+            parts.method = m;
+        }
+    }
     let failed = Arc::new(AtomicBool::new(false));
     // The path the rules judged: dot-segments resolved (policy's
     // `forwarded_path`), so the origin cannot read `..` differently.

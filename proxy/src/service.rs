@@ -248,10 +248,14 @@ pub fn target(req: &Request<Incoming>, scope: &Scope) -> Result<Target, &'static
     Ok(t)
 }
 
-/// Lowercase, without IPv6 brackets or a trailing dot.
+/// Lowercase, without IPv6 brackets or *one* trailing dot. Two stay (the
+/// rules then see a host with an empty label and deny it): were both
+/// taken here and again by the rules, `github.com..` would be judged as
+/// `github.com` and sent upstream as `github.com.`.
 pub fn normal_host(host: &str) -> String {
     let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
+    let h = if h.ends_with("..") { h } else { h.strip_suffix('.').unwrap_or(h) };
+    h.to_ascii_lowercase()
 }
 
 fn same_authority(a: &Authority, b: &Authority, default_port: u16) -> bool {

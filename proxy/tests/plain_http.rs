@@ -44,6 +44,31 @@ async fn keep_alive_mixes_allow_and_deny_on_one_connection() {
     assert_eq!(recs[2].url.as_deref(), Some(&*format!("http://api.test:{port}/allowed/1?q=1")));
 }
 
+/// What the rules judged is what the origin gets: a lowercase method
+/// (judged as its uppercase) goes upstream uppercased, and a host with two
+/// trailing dots is not judged as the host without them (it would have
+/// been sent with one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_method_and_host_judged_are_the_ones_sent() {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    for (line, want, body) in [
+        (format!("GET /allowed/0 HTTP/1.1\r\nHost: api.test:{port}"), 200, "origin http HTTP/1.1 GET /allowed/0"),
+        (format!("get /allowed/1 HTTP/1.1\r\nHost: api.test:{port}"), 200, "origin http HTTP/1.1 GET /allowed/1"),
+        (format!("pOsT /allowed/2 HTTP/1.1\r\nHost: api.test:{port}\r\nContent-Length: 0"), 200, "origin http HTTP/1.1 POST /allowed/2"),
+        (format!("GET /x HTTP/1.1\r\nHost: origin.test..:{port}"), 403, ""),
+    ] {
+        s.get_mut().write_all(format!("{line}\r\n\r\n").as_bytes()).await.unwrap();
+        let r = read_response(&mut s).await.expect("response");
+        assert_eq!(r.status, want, "{line}: {r:?}");
+        assert!(r.body.starts_with(body), "{line}: {}", r.body);
+    }
+    let recs = h.audit();
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    assert_eq!(recs[3].decision, "deny");
+}
+
 /// Requests in flight at once need as many upstream connections; once they
 /// are answered the sidecar keeps them all for the next burst instead of
 /// closing those above a small idle cap and opening them again (each close

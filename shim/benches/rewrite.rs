@@ -28,6 +28,12 @@ fn plan() -> JailPlan {
         state_root: PathBuf::from("/run/boundary-runc"),
         ca_bundle: Some(PathBuf::from("/var/lib/boundary-runc/ca-bundle.pem")),
         resolv_conf: Some(PathBuf::from("/run/boundary-runc/bench/resolv.conf")),
+        userns: Some(boundary_runc::rewrite::OwnUserNs {
+            path: "/run/boundary-runc/userns/bench".into(),
+            uid_mappings: vec![boundary_runc::rewrite::IdMap::IDENTITY],
+            gid_mappings: vec![boundary_runc::rewrite::IdMap::IDENTITY],
+        }),
+        no_net_admin: None,
     }
 }
 

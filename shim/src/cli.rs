@@ -145,9 +145,16 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
             engine_handover: late,
             private_host: false,
             pod_sandbox,
+            ..jail::Shape::default()
         },
         false => jail::Shape { private_host: matches!(host_side, HostSide::Fresh | HostSide::Absent), pod_sandbox, ..jail::Shape::default() },
     };
+    let spec_userns = rewrite::user_namespace(&spec, &cfg.state_root.join(jail::USERNS_DIR))?;
+    let no_net_admin = match spec_userns {
+        rewrite::SpecUserNs::Absent => rewrite::userns_blocker(&spec, owned_by_host)?,
+        _ => None,
+    };
+    let shape = jail::Shape { spec_userns, host_userns: no_net_admin.is_some(), ..shape };
     let rules = rules::collect(cfg, &spec)?;
     if pod_sandbox {
         pod::record_sandbox(&cfg.state_root, &a.id, &spec)?;
@@ -161,6 +168,8 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
         state_root: cfg.state_root.clone(),
         ca_bundle: Some(begun.ca.bundle.clone()),
         resolv_conf: Some(begun.resolv_conf.clone()),
+        userns: begun.userns().cloned(),
+        no_net_admin,
     };
     // The engine's config.json, replaced, stays open across the builder's
     // fork: the builder closes it last, so freeing its blocks (a
@@ -212,6 +221,7 @@ fn prepare_joined(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value
         state_root: root.clone(),
         ca_bundle: Some(ca.bundle.clone()),
         resolv_conf: Some(jail::state_dir(root, jail_id).join("resolv.conf")),
+        ..joined_userns(&spec, jail::read_state(root, jail_id)?.and_then(|s| s.userns), jail_id)?
     };
     let written = rewrite::rewrite_joined(spec, &plan).map_err(anyhow::Error::from).and_then(|out| {
         rewrite::write_config_atomically(config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;
@@ -221,6 +231,30 @@ fn prepare_joined(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value
         jail::teardown(root, id);
     }
     written.map(|w| warnings.into_iter().chain(w).collect())
+}
+
+/// Whether a namespace file belongs to the host's user namespace (an
+/// unreadable one counts as the host's: the safe reading).
+fn owned_by_host(path: &Path) -> bool {
+    crate::netns::owned_by_our_userns(path).unwrap_or(true)
+}
+
+/// The user namespace of a container joining `jail_id`'s jail (a pod's
+/// app container, `--network container:X`), as the plan's `userns` and
+/// `no_net_admin`: the jail's own user namespace when it has one and the
+/// container names none; else, unless the container names its own, no
+/// CAP_NET_ADMIN (it would count in the host's user namespace).
+pub fn joined_userns(spec: &serde_json::Value, jail_userns: Option<boundary_contract::OwnUserNs>, jail_id: &str) -> anyhow::Result<rewrite::JailPlan> {
+    let mut plan = rewrite::JailPlan::default();
+    if rewrite::user_namespace(spec, Path::new("/nonexistent"))? != rewrite::SpecUserNs::Absent {
+        return Ok(plan);
+    }
+    match (rewrite::userns_blocker(spec, owned_by_host)?, jail_userns) {
+        (Some(reason), _) => plan.no_net_admin = Some(reason),
+        (None, Some(u)) => plan.userns = Some(u),
+        (None, None) => plan.no_net_admin = Some(format!("the jail of {jail_id} it joins has no user namespace of boundary-runc's")),
+    }
+    Ok(plan)
 }
 
 /// The host side as the engine gave it, also when the bundle was already

@@ -5,6 +5,8 @@
 //! per jail, `inet boundary_<host address in hex>`:
 //!
 //! ```text
+//! chain raw_pre  { type filter hook prerouting priority raw - 10
+//!     iifname H meta nfproto != ipv4 drop;  iifname H ip saddr != JAIL drop }
 //! chain nat_pre  { type nat hook prerouting priority dstnat - 10
 //!     iifname H ip: udp dport 53 redirect to :dns_port      (all DNS, any resolver)
 //!     iifname H ip: tcp dport 53 redirect to :dns_port
@@ -58,6 +60,9 @@ pub struct FirewallPlan {
     pub table: String,
     pub host_if: String,
     pub host_addr: Ipv4Addr,
+    /// The jail's own address: the only source a packet from the jail may
+    /// carry.
+    pub jail_addr: Ipv4Addr,
     /// Turn TCP and DNS towards the sidecar (false: drop everything).
     pub redirect: bool,
     pub proxy_port: u16,
@@ -139,6 +144,13 @@ impl FirewallPlan {
             b.delete(self.table_obj());
         }
         b.add(self.table_obj());
+        // Before conntrack and NAT: from the jail only IPv4 from its own
+        // address. A spoofed source would have the host side's answers (the
+        // DNS filter's, the proxy's SYN-ACK, an ICMP error from forwarding)
+        // routed to that address, out of an engine's namespace.
+        b.add(self.chain("raw_pre", NfChainType::Filter, NfHook::Prerouting, -310));
+        b.add(self.rule("raw_pre", vec![iif(), Statement::Match(Match { left: meta(MetaKey::Nfproto), right: s("ipv4"), op: Operator::NEQ }), Statement::Drop(None)]));
+        b.add(self.rule("raw_pre", vec![iif(), Statement::Match(Match { left: field("ip", "saddr"), right: s(&self.jail_addr.to_string()), op: Operator::NEQ }), Statement::Drop(None)]));
         b.add(self.chain("nat_pre", NfChainType::NAT, NfHook::Prerouting, -110));
         b.add(self.chain("input", NfChainType::Filter, NfHook::Input, -10));
         b.add(self.chain("forward", NfChainType::Filter, NfHook::Forward, -10));
@@ -356,6 +368,7 @@ mod tests {
             table: "boundary_7".into(),
             host_if: "bndh7".into(),
             host_addr: Ipv4Addr::new(10, 213, 0, 29),
+            jail_addr: Ipv4Addr::new(10, 213, 0, 30),
             redirect: true,
             proxy_port: 15001,
             dns_port: 15053,
@@ -372,13 +385,14 @@ mod tests {
         assert!(json.contains(r#""right":"bndh7""#));
         assert!(json.contains(r#""right":"10.213.0.29""#));
         let drops = json.matches(r#""drop":null"#).count();
-        assert_eq!(drops, 3, "{json}");
+        assert_eq!(drops, 5, "{json}");
+        assert!(json.contains(r#""prio":-310"#) && json.contains(r#"{"payload":{"protocol":"ip","field":"saddr"}},"right":"10.213.0.30","op":"!="}"#), "only the jail's own address may be a source: {json}");
         let docker = FirewallPlan { publish_to: Some(Ipv4Addr::new(10, 213, 0, 30)), ..plan.clone() };
         let dj = serde_json::to_string(&docker.batch().to_nftables()).unwrap();
         assert!(dj.contains(r#""dnat":{"addr":"10.213.0.30","family":"ip"}"#), "{dj}");
         assert!(dj.contains(r#""fib":{"result":"type","flags":["daddr"]}"#), "{dj}");
         assert!(dj.contains(r#""right":"dnat""#) && dj.contains(r#""established""#), "{dj}");
-        assert_eq!(dj.matches(r#""drop":null"#).count(), 4, "{dj}");
+        assert_eq!(dj.matches(r#""drop":null"#).count(), 6, "{dj}");
         let resolver = serde_json::to_string(&resolver_batch("eth0", Ipv4Addr::new(10, 213, 0, 29)).to_nftables()).unwrap();
         assert!(resolver.contains(r#""right":"127.0.0.11""#) && resolver.contains(r#""dnat":{"addr":"10.213.0.29"}"#), "{resolver}");
         assert!(resolver.contains(r#""masquerade":null"#), "{resolver}");

@@ -5,8 +5,9 @@
 //! `<id>/jail.json` (what was built), `<id>/sidecar.json`, `<id>/sidecar.pids`,
 //! `<id>/sidecar.log`, `<id>/resolv.conf`, `<id>/hostns` (Docker's shape
 //! only: bind mount of the dedicated host-side namespace); `netns/<id>` (the
-//! jail namespace, a shared mount like /run/netns); `ipam/<index>` (address
-//! leases).
+//! jail namespace, a shared mount like /run/netns); `userns/<id>` (the user
+//! namespace that owns it, when boundary-runc made one); `ipam/<index>`
+//! (address leases).
 //! Teardown removes every piece and is idempotent: it can run from the
 //! hook, from `delete`, from `delete --force` of a half-created container,
 //! and from `doctor --clean`, in any order.
@@ -14,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use boundary_contract::{HostSide, JailState, SidecarConfig, JAIL_STATE_FILE, NARROW_DIR, SIDECAR_CONFIG_FILE};
+use boundary_contract::{HostSide, IdMap, JailState, SidecarConfig, JAIL_STATE_FILE, NARROW_DIR, SIDECAR_CONFIG_FILE};
 
 use crate::config::Config;
 use crate::{ca, firewall, ipam, link, netns, sidecar};
@@ -63,6 +64,15 @@ pub fn netns_path(root: &Path, id: &str) -> PathBuf {
     root.join("netns").join(id)
 }
 
+/// Directory of the user namespaces that own jails (a shared mount, as
+/// `netns/` is).
+pub const USERNS_DIR: &str = "userns";
+
+/// Bind mount of the user namespace boundary-runc made for `id`'s jail.
+pub fn userns_path(root: &Path, id: &str) -> PathBuf {
+    root.join(USERNS_DIR).join(id)
+}
+
 /// Bind mount of the dedicated host-side namespace (Docker's shape),
 /// inside the container's state directory: nothing new at the top of the
 /// state root, and whatever lists jails by state directory finds it.
@@ -104,6 +114,14 @@ pub struct Shape {
     /// the jail gets a narrowing directory that the sidecar reads. Other
     /// jails have none (no container can narrow them).
     pub pod_sandbox: bool,
+    /// The spec's own user namespace: the jail's network namespace is
+    /// made owned by it, or by a new one with its maps (see
+    /// [`netns::create_owned`]).
+    pub spec_userns: crate::rewrite::SpecUserNs,
+    /// The container cannot have a user namespace of its own (see
+    /// `rewrite::userns_blocker`): the jail is the host user namespace's,
+    /// and the container gets no CAP_NET_ADMIN.
+    pub host_userns: bool,
 }
 
 /// The namespace the host side lives in, as a path to enter (`None`: ours).
@@ -143,6 +161,11 @@ impl Begun {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The user namespace made to own the jail, if one was.
+    pub fn userns(&self) -> Option<&boundary_contract::OwnUserNs> {
+        self.state.userns.as_ref()
     }
 }
 
@@ -191,6 +214,7 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
         dedicated_host_netns: (shape.dedicated_host || shape.private_host).then(|| host_netns_path(root, id)),
         engine_handover: shape.engine_handover.then(|| boundary_contract::EngineHandover { jail_if: HANDOVER_JAIL_IF.into() }),
         private_host: shape.private_host && !shape.dedicated_host,
+        userns: if shape.host_userns { None } else { own_userns(root, id, &shape.spec_userns) },
     };
     let jail_if = state.engine_handover.as_ref().map_or(JAIL_IF, |e| e.jail_if.as_str()).to_string();
     // Written before anything is built, so a crash leaves enough behind for
@@ -199,7 +223,11 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
     // Only the jail's namespace is named by the spec; a host side of our
     // own (P, H) is made by `finish`, while the delegate starts.
     netns::prepare_dir(&root.join("netns"))?;
-    netns::create_all(&[state.netns_path.as_path()])?;
+    if shape.host_userns {
+        netns::create_all(&[state.netns_path.as_path()])?;
+    } else {
+        create_owned_jail(root, &state, &shape.spec_userns)?;
+    }
     let ca = ca::ensure(cfg)?;
     let resolv_conf = dir.join("resolv.conf");
     std::fs::write(&resolv_conf, format!("nameserver {}\n", state.host_addr)).map_err(io("write", &resolv_conf))?;
@@ -207,6 +235,34 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
         crate::pod::create_narrow_dir(&dir).map_err(io("create", &dir.join(NARROW_DIR)))?;
     }
     Ok(Begun { state, dir, rules, shape: shape.clone(), jail_if, ca, resolv_conf })
+}
+
+/// The jail's namespace, owned by the user namespace made for it or named
+/// by the spec.
+fn create_owned_jail(root: &Path, state: &JailState, spec_userns: &crate::rewrite::SpecUserNs) -> Result<(), JailError> {
+    let maps = state.userns.as_ref().map(|own| (IdMap::proc_lines(&own.uid_mappings), IdMap::proc_lines(&own.gid_mappings)));
+    let owner = match (&state.userns, &maps, &spec_userns) {
+        (Some(own), Some((uid_map, gid_map)), _) => {
+            netns::prepare_dir(&root.join(USERNS_DIR))?;
+            netns::Owner::New { path: &own.path, uid_map, gid_map }
+        }
+        (_, _, crate::rewrite::SpecUserNs::Path(p)) => netns::Owner::Join(p),
+        _ => unreachable!("own_userns makes one unless the spec names a path"),
+    };
+    netns::create_owned(&state.netns_path, owner)?;
+    Ok(())
+}
+
+/// The user namespace to make for the jail: every id mapped to itself, or
+/// the spec's maps; none when the spec names one by path.
+fn own_userns(root: &Path, id: &str, spec: &crate::rewrite::SpecUserNs) -> Option<boundary_contract::OwnUserNs> {
+    use crate::rewrite::SpecUserNs;
+    let (uid, gid) = match spec {
+        SpecUserNs::Path(_) => return None,
+        SpecUserNs::Absent => (vec![IdMap::IDENTITY], vec![IdMap::IDENTITY]),
+        SpecUserNs::New { uid, gid } => (uid.clone(), gid.clone()),
+    };
+    Some(boundary_contract::OwnUserNs { path: userns_path(root, id), uid_mappings: uid, gid_mappings: gid })
 }
 
 /// The second half: nft table, veth and sidecar, built at once. `creator`
@@ -231,6 +287,7 @@ pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<(), JailError>
         table: state.nft_table.clone(),
         host_if: state.host_if.clone(),
         host_addr: state.host_addr,
+        jail_addr: state.jail_addr,
         redirect: true,
         proxy_port: cfg.network.proxy_port,
         dns_port: cfg.network.dns_port,
@@ -401,7 +458,7 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
     // The namespaces' mounts go while the sidecar stops: a namespace lives
     // on while its sockets do, and the sidecar looks at the jail's mount
     // only when its creator exits, which for `run` is after this hook.
-    for ns in [netns_path(root, id), host_netns_path(root, id)] {
+    for ns in [netns_path(root, id), host_netns_path(root, id), userns_path(root, id)] {
         if let Err(e) = netns::remove(&ns) {
             errors.push(e.to_string());
         }

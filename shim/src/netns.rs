@@ -88,6 +88,105 @@ fn make_on_this_thread(path: &Path) -> Result<(), NetnsError> {
     res
 }
 
+/// The user namespace that owns a jail's network namespace.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    /// A new one with these maps (`/proc/<pid>/uid_map` lines), bound to
+    /// `path`.
+    New { path: &'a Path, uid_map: &'a str, gid_map: &'a str },
+    /// An existing one (the spec's own `user` entry with a path).
+    Join(&'a Path),
+}
+
+/// Creates the jail's network namespace *owned by a user namespace other
+/// than the host's*, and binds it (and a new user namespace) to files.
+///
+/// Why: the container's processes run in that user namespace, so their
+/// CAP_NET_ADMIN counts in it alone. With capabilities in the host's user
+/// namespace, CAP_NET_ADMIN in the jail would also be CAP_NET_ADMIN over
+/// the veth's host side: rtnetlink takes `IFLA_LINK_NETNSID` or
+/// `IFLA_TARGET_NETNSID` (the id the kernel gives the peer's namespace
+/// when the jail lists its links) and checks the capability against the
+/// *owner* of that namespace, so a macvlan on the host side's uplink, made
+/// from inside the jail, would leave by that uplink and never meet the
+/// nft table or the sidecar.
+///
+/// A forked child (single-threaded, as `unshare(CLONE_NEWUSER)` and
+/// `setns` into a user namespace require) makes or joins the user
+/// namespace and then unshares the network namespace, which the kernel
+/// gives to that user namespace; the parent writes the maps and binds the
+/// child's namespace files. The child only makes raw system calls.
+pub fn create_owned(netns: &Path, owner: Owner<'_>) -> Result<(), NetnsError> {
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{fork, pipe, read, write, ForkResult};
+    let join = match owner {
+        Owner::Join(p) => Some(File::open(p).map_err(|source| NetnsError::Io { op: "open", path: p.to_path_buf(), source })?),
+        Owner::New { .. } => None,
+    };
+    let (ready_r, ready_w) = pipe().map_err(sys("create a pipe for", netns))?;
+    let (go_r, go_w) = pipe().map_err(sys("create a pipe for", netns))?;
+    // SAFETY: the child makes only async-signal-safe system calls (setns,
+    // unshare, write, read) and leaves by _exit, touching no lock or heap
+    // state another thread of this process may have held at the fork.
+    match unsafe { fork() }.map_err(sys("fork to create", netns))? {
+        ForkResult::Child => {
+            drop(ready_r);
+            drop(go_w);
+            let made = match &join {
+                Some(user) => setns(user, CloneFlags::CLONE_NEWUSER).and_then(|()| unshare(CloneFlags::CLONE_NEWNET)),
+                None => unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET),
+            };
+            let code = [match made {
+                Ok(()) => 0u8,
+                Err(e) => (e as i32).clamp(1, 255) as u8,
+            }];
+            let _ = write(&ready_w, &code);
+            let mut buf = [0u8; 1];
+            let _ = read(&go_r, &mut buf);
+            // SAFETY: leaves without running exit handlers or destructors.
+            unsafe { nix::libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_w);
+            drop(go_r);
+            let mut code = [0u8; 1];
+            let said = read(&ready_r, &mut code);
+            let res = match said {
+                Ok(1) if code[0] == 0 => bind_owned(child.as_raw(), netns, owner),
+                Ok(1) => Err(sys("make the jail's namespaces for", netns)(nix::Error::from_raw(i32::from(code[0])))),
+                Ok(_) => Err(sys("make the jail's namespaces for", netns)(nix::Error::ECHILD)),
+                Err(e) => Err(sys("make the jail's namespaces for", netns)(e)),
+            };
+            drop(go_w);
+            let _ = waitpid(child, None);
+            res
+        }
+    }
+}
+
+/// The parent's half of [`create_owned`]: the maps, then the bind mounts.
+/// A file whose bind failed is removed again; the caller's teardown
+/// removes the others.
+fn bind_owned(pid: i32, netns: &Path, owner: Owner<'_>) -> Result<(), NetnsError> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let mut binds = vec![(proc.join("ns/net"), netns)];
+    if let Owner::New { path, uid_map, gid_map } = owner {
+        for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
+            let at = proc.join(file);
+            std::fs::write(&at, map).map_err(|source| NetnsError::Io { op: "write", path: at.clone(), source })?;
+        }
+        binds.push((proc.join("ns/user"), path));
+    }
+    for (from, to) in binds {
+        File::create(to).map_err(|source| NetnsError::Io { op: "create", path: to.to_path_buf(), source })?;
+        if let Err(e) = mount(Some(from.as_path()), to, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
+            let _ = std::fs::remove_file(to);
+            return Err(sys("bind-mount a namespace to", to)(e));
+        }
+    }
+    Ok(())
+}
+
 /// Unmounts and removes a namespace file; missing is fine.
 pub fn remove(path: &Path) -> Result<(), NetnsError> {
     match umount2(path, MntFlags::MNT_DETACH) {
@@ -122,6 +221,30 @@ where
     })
     .join()
     .map_err(|_| NetnsError::Panicked)?
+}
+
+/// Whether the namespace at `path` is owned by this process's user
+/// namespace (the host's, for the shim) (`NS_GET_USERNS`).
+pub fn owned_by_our_userns(path: &Path) -> Result<bool, NetnsError> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::MetadataExt;
+    const NS_GET_USERNS: nix::libc::c_ulong = 0xb701;
+    let ns = File::open(path).map_err(|source| NetnsError::Io { op: "open", path: path.to_path_buf(), source })?;
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor,
+    // owned below.
+    let fd = unsafe { nix::libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS as _) };
+    if fd < 0 {
+        return Err(NetnsError::Io { op: "find the owner of", path: path.to_path_buf(), source: std::io::Error::last_os_error() });
+    }
+    // SAFETY: fd is a fresh descriptor nothing else owns.
+    let owner = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let ours = Path::new("/proc/self/ns/user");
+    let (a, b) = (owner.metadata(), std::fs::metadata(ours));
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok(a.ino() == b.ino() && a.dev() == b.dev()),
+        (Err(source), _) => Err(NetnsError::Io { op: "stat the owner of", path: path.to_path_buf(), source }),
+        (_, Err(source)) => Err(NetnsError::Io { op: "stat", path: ours.to_path_buf(), source }),
+    }
 }
 
 /// The inode of a namespace file, to tell namespaces apart.

@@ -19,6 +19,9 @@
 //! 5. `mounts` and `process.env`: the boundary CA, when the plan has one.
 //! 6. `mounts`: a `/etc/resolv.conf` bind, when the plan has one and the
 //!    spec has no mount there.
+//! 7. `linux.namespaces`, `linux.uidMappings`, `linux.gidMappings`: the
+//!    `user` entry becomes the user namespace that owns the jail (when the
+//!    plan has one), so `CAP_NET_ADMIN` counts in the jail alone.
 
 pub(crate) mod access;
 mod config_file;
@@ -26,6 +29,7 @@ mod config_file;
 use std::path::{Component, Path, PathBuf};
 
 use boundary_contract::HostSide;
+pub use boundary_contract::{IdMap, OwnUserNs};
 use serde_json::{json, Map, Value};
 
 use self::access::{
@@ -65,7 +69,7 @@ const CAP_SETS_ALL: [&str; 5] = [
 ];
 
 /// What the shim prepared for one container; every path must be absolute.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JailPlan {
     /// Bind mount of the jail network namespace.
     pub netns_path: PathBuf,
@@ -79,6 +83,29 @@ pub struct JailPlan {
     /// Host file bind-mounted read-only at `/etc/resolv.conf`, only when the
     /// spec has no mount with that destination.
     pub resolv_conf: Option<PathBuf>,
+    /// The user namespace that owns the jail, when boundary-runc made it:
+    /// the container's own entry points at it ([`rewrite`]); a container
+    /// joining the jail gets it unless it names a user namespace itself
+    /// ([`rewrite_joined`]).
+    pub userns: Option<OwnUserNs>,
+    /// `Some(reason)`: the container runs in the host's user namespace
+    /// (see [`userns_blocker`]), so it gets no CAP_NET_ADMIN, and loses one
+    /// the spec gave it.
+    pub no_net_admin: Option<String>,
+}
+
+/// The spec's own user namespace, before the rewrite.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SpecUserNs {
+    /// No `user` entry: the jail gets a user namespace mapping every id to
+    /// itself.
+    #[default]
+    Absent,
+    /// A `user` entry without a path: the jail's user namespace gets the
+    /// spec's maps.
+    New { uid: Vec<IdMap>, gid: Vec<IdMap> },
+    /// A `user` entry with a path: that namespace owns the jail.
+    Path(PathBuf),
 }
 
 /// The result of [`rewrite`].
@@ -120,6 +147,10 @@ pub enum RewriteError {
     HostSideAnnotationGarbled(#[source] serde_json::Error),
     #[error("config.json: cannot record the host side in annotation {HOST_SIDE_ANNOTATION}")]
     RecordHostSide(#[source] serde_json::Error),
+    #[error("config.json: linux.namespaces has a user entry but linux.{0} is missing or empty")]
+    UserNsWithoutMappings(&'static str),
+    #[error("config.json: linux.namespaces has two user entries ([{first}] and [{second}])")]
+    DuplicateUserEntry { first: usize, second: usize },
     #[error("jail plan: {field} {} must be an absolute UTF-8 path", path.display())]
     PlanPath { field: &'static str, path: PathBuf },
 }
@@ -144,7 +175,12 @@ pub fn host_side(spec: &Value) -> Result<HostSide, RewriteError> {
 
 /// Index and non-empty `path` of the network entry in `linux.namespaces`.
 fn network_entry(spec: &Value) -> Result<Option<(usize, Option<&str>)>, RewriteError> {
-    let top = obj(spec, &root())?;
+    namespace_entry(obj(spec, &root())?, "network", |first, second| RewriteError::DuplicateNetworkEntry { first, second })
+}
+
+/// Index and non-empty `path` of the one entry of type `wanted` in
+/// `linux.namespaces`; `twice` names the error for a second one.
+fn namespace_entry<'a>(top: &'a Map<String, Value>, wanted: &str, twice: fn(usize, usize) -> RewriteError) -> Result<Option<(usize, Option<&'a str>)>, RewriteError> {
     let linux = root().key("linux");
     let Some(linux_map) = opt_obj(top, "linux", &root())? else {
         return Ok(None);
@@ -157,18 +193,14 @@ fn network_entry(spec: &Value) -> Result<Option<(usize, Option<&str>)>, RewriteE
     for (i, entry) in entries.iter().enumerate() {
         let here = list.idx(i);
         let entry = obj(entry, &here)?;
-        let kind = string(
-            field(entry, "type").ok_or_else(|| here.key("type").missing())?,
-            &here.key("type"),
-        )?;
-        if kind != "network" {
+        let kind = string(field(entry, "type").ok_or_else(|| here.key("type").missing())?, &here.key("type"))?;
+        if kind != wanted {
             continue;
         }
         if let Some((first, _)) = found {
-            return Err(RewriteError::DuplicateNetworkEntry { first, second: i });
+            return Err(twice(first, i));
         }
-        let path = opt_str(entry, "path", &here)?.filter(|p| !p.is_empty());
-        found = Some((i, path));
+        found = Some((i, opt_str(entry, "path", &here)?.filter(|p| !p.is_empty())));
     }
     Ok(found)
 }
@@ -230,9 +262,22 @@ fn rewrite_network(mut spec: Value, plan: &JailPlan, jail: bool) -> Result<Rewri
     if let Some(w) = missing_pid_namespace(top)? {
         warnings.push(w);
     }
-    warnings.extend(add_net_admin(top)?);
+    match plan.no_net_admin {
+        None => warnings.extend(add_net_admin(top)?),
+        Some(reason) => {
+            let removed = remove_net_admin(top)?;
+            warnings.push(format!(
+                "the container gets no CAP_NET_ADMIN{}: {reason}; with it, CAP_NET_ADMIN would count \
+                 in the host's user namespace and reach the jail's host side",
+                if removed { " (the spec's is removed)" } else { "" }
+            ));
+        }
+    }
     let seccomp = patch_spec_seccomp(top)?;
     add_poststop_hook(top, &plan)?;
+    if let Some(own) = plan.userns {
+        set_user_namespace(top, own, jail)?;
+    }
     if let Some(ca) = plan.ca_bundle {
         mount_ca_bundle(top, ca)?;
     }
@@ -254,6 +299,8 @@ struct PlanStrings<'a> {
     state_root: &'a str,
     ca_bundle: Option<&'a str>,
     resolv_conf: Option<&'a str>,
+    userns: Option<&'a OwnUserNs>,
+    no_net_admin: Option<&'a str>,
 }
 
 impl<'a> PlanStrings<'a> {
@@ -281,6 +328,14 @@ impl<'a> PlanStrings<'a> {
                 .as_deref()
                 .map(|p| check("resolv_conf", p))
                 .transpose()?,
+            no_net_admin: plan.no_net_admin.as_deref(),
+            userns: match &plan.userns {
+                Some(u) => {
+                    check("userns", &u.path)?;
+                    Some(u)
+                }
+                None => None,
+            },
         })
     }
 }
@@ -332,6 +387,115 @@ fn recorded_host_side(spec: &Value, netns: &str) -> Result<HostSide, RewriteErro
         }
     })?;
     serde_json::from_str(record).map_err(RewriteError::HostSideAnnotationGarbled)
+}
+
+/// Index and `path` (non-empty) of the `user` entry in `linux.namespaces`.
+fn user_entry(top: &Map<String, Value>) -> Result<Option<(usize, Option<&str>)>, RewriteError> {
+    namespace_entry(top, "user", |first, second| RewriteError::DuplicateUserEntry { first, second })
+}
+
+/// What the spec asks for its user namespace. A path inside `ours` (the
+/// directory of the user namespaces boundary-runc makes) is an earlier
+/// rewrite's: the spec's maps are then what it asked for.
+pub fn user_namespace(spec: &Value, ours: &Path) -> Result<SpecUserNs, RewriteError> {
+    let top = obj(spec, &root())?;
+    match user_entry(top)? {
+        None => Ok(SpecUserNs::Absent),
+        Some((_, Some(p))) if !Path::new(p).starts_with(ours) => Ok(SpecUserNs::Path(PathBuf::from(p))),
+        Some(_) => Ok(SpecUserNs::New { uid: id_maps(top, "uidMappings")?, gid: id_maps(top, "gidMappings")? }),
+    }
+}
+
+fn id_maps(top: &Map<String, Value>, key: &'static str) -> Result<Vec<IdMap>, RewriteError> {
+    let linux = root().key("linux");
+    let list = opt_obj(top, "linux", &root())?.map(|l| opt_arr(l, key, &linux)).transpose()?.flatten();
+    let maps: Vec<IdMap> = match list {
+        Some(items) => serde_json::from_value(Value::Array(items.clone())).map_err(|_| linux.key(key).wrong("a list of {containerID, hostID, size}"))?,
+        None => Vec::new(),
+    };
+    if maps.is_empty() {
+        return Err(RewriteError::UserNsWithoutMappings(key));
+    }
+    Ok(maps)
+}
+
+/// Step 7: the container runs in the user namespace that owns the jail.
+/// Its own spec (`replace`) points its `user` entry there; a container
+/// joining the jail gets it only when it names no user namespace (one
+/// that does cannot enter the jail but by the owner's leave, which the
+/// kernel checks, so nothing is opened by leaving it alone).
+fn set_user_namespace(top: &mut Map<String, Value>, own: &OwnUserNs, replace: bool) -> Result<(), RewriteError> {
+    let existing = user_entry(top)?.map(|(i, _)| i);
+    if existing.is_some() && !replace {
+        return Ok(());
+    }
+    let path = own.path.to_str().ok_or_else(|| RewriteError::PlanPath { field: "userns", path: own.path.clone() })?;
+    let linux = obj_entry(top, "linux", &root())?;
+    let entry = json!({"type": "user", "path": path});
+    let namespaces = arr_entry(linux, "namespaces", &root().key("linux"))?;
+    match existing {
+        Some(i) => namespaces[i] = entry,
+        None => namespaces.push(entry),
+    }
+    for (key, maps) in [("uidMappings", &own.uid_mappings), ("gidMappings", &own.gid_mappings)] {
+        linux.insert(key.to_owned(), serde_json::to_value(maps).expect("id maps serialise"));
+    }
+    Ok(())
+}
+
+/// Why the container cannot run in a user namespace of its own, if it
+/// cannot: procfs needs a pid namespace owned by it (a spec without a
+/// `pid` entry shares the host's), and a namespace joined by path must be
+/// owned by it too (runc enters the user namespace first). `owned_by_host`
+/// tells whether a namespace file belongs to the host's user namespace.
+pub fn userns_blocker(spec: &Value, owned_by_host: impl Fn(&Path) -> bool) -> Result<Option<String>, RewriteError> {
+    let top = obj(spec, &root())?;
+    let linux = root().key("linux");
+    let entries = match opt_obj(top, "linux", &root())? {
+        Some(l) => opt_arr(l, "namespaces", &linux)?.map(Vec::as_slice).unwrap_or_default(),
+        None => &[],
+    };
+    let mut pid = false;
+    for (i, entry) in entries.iter().enumerate() {
+        let here = linux.key("namespaces").idx(i);
+        let entry = obj(entry, &here)?;
+        let kind = string(field(entry, "type").ok_or_else(|| here.key("type").missing())?, &here.key("type"))?;
+        pid |= kind == "pid";
+        if matches!(kind, "network" | "user") {
+            continue;
+        }
+        if let Some(path) = opt_str(entry, "path", &here)?.filter(|p| !p.is_empty()) {
+            if owned_by_host(Path::new(path)) {
+                return Ok(Some(format!("it joins the {kind} namespace {path}, which belongs to the host's user namespace")));
+            }
+        }
+    }
+    Ok((!pid).then(|| "it shares the host's pid namespace (no pid entry), where procfs cannot be mounted from a user namespace".to_owned()))
+}
+
+/// Without a user namespace of its own, CAP_NET_ADMIN in the jail would
+/// count in the host's user namespace and reach the veth's host side
+/// (see `netns::create_owned`): it is taken out of every set.
+fn remove_net_admin(top: &mut Map<String, Value>) -> Result<bool, RewriteError> {
+    let process_loc = root().key("process");
+    let Some(process) = top.get_mut("process").filter(|p| !p.is_null()) else {
+        return Err(process_loc.missing());
+    };
+    let process = obj_mut(process, &process_loc)?;
+    let caps_loc = process_loc.key("capabilities");
+    let Some(caps) = process.get_mut("capabilities").filter(|c| !c.is_null()) else {
+        return Ok(false);
+    };
+    let caps = obj_mut(caps, &caps_loc)?;
+    let mut removed = false;
+    for set in CAP_SETS_ALL {
+        if let Some(list) = caps.get_mut(set).and_then(Value::as_array_mut) {
+            let before = list.len();
+            list.retain(|c| c != NET_ADMIN);
+            removed |= list.len() != before;
+        }
+    }
+    Ok(removed)
 }
 
 /// Warning when the container shares the runtime's pid namespace.
@@ -514,6 +678,8 @@ mod tests {
             state_root: "/run/boundary-runc".into(),
             ca_bundle: Some("/run/boundary-runc/ca.pem".into()),
             resolv_conf: Some("/run/boundary-runc/c1/resolv.conf".into()),
+            userns: None,
+            no_net_admin: None,
         }
     }
 
@@ -689,6 +855,63 @@ mod tests {
                 "permitted"
             ]
         );
+    }
+
+    fn own_userns() -> OwnUserNs {
+        OwnUserNs { path: "/run/boundary-runc/userns/c1".into(), uid_mappings: vec![IdMap::IDENTITY], gid_mappings: vec![IdMap::IDENTITY] }
+    }
+
+    #[test]
+    fn the_spec_user_namespace_is_read_and_ours_is_not_taken_for_the_specs() {
+        let ours = Path::new("/run/boundary-runc/userns");
+        assert_eq!(user_namespace(&spec_with(json!([{"type": "pid"}])), ours).unwrap(), SpecUserNs::Absent);
+        let joined = spec_with(json!([{"type": "user", "path": "/proc/7/ns/user"}]));
+        assert_eq!(user_namespace(&joined, ours).unwrap(), SpecUserNs::Path("/proc/7/ns/user".into()));
+        let mut new = spec_with(json!([{"type": "user"}]));
+        assert!(matches!(user_namespace(&new, ours), Err(RewriteError::UserNsWithoutMappings("uidMappings"))));
+        let maps = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        new["linux"]["uidMappings"] = maps.clone();
+        new["linux"]["gidMappings"] = maps;
+        let want = SpecUserNs::New { uid: vec![IdMap { container_id: 0, host_id: 100000, size: 65536 }], gid: vec![IdMap { container_id: 0, host_id: 100000, size: 65536 }] };
+        assert_eq!(user_namespace(&new, ours).unwrap(), want);
+        // Rewritten before (a bundle used again): the maps are the spec's.
+        let mut again = new.clone();
+        again["linux"]["namespaces"] = json!([{"type": "user", "path": "/run/boundary-runc/userns/old"}]);
+        assert_eq!(user_namespace(&again, ours).unwrap(), want);
+        let two = spec_with(json!([{"type": "user"}, {"type": "user"}]));
+        assert!(matches!(user_namespace(&two, ours), Err(RewriteError::DuplicateUserEntry { first: 0, second: 1 })));
+    }
+
+    #[test]
+    fn the_container_runs_in_the_jails_user_namespace() {
+        let plan = JailPlan { userns: Some(own_userns()), ..plan() };
+        let out = rewrite(spec_with(json!([{"type": "pid"}, {"type": "user", "path": "/old"}])), &plan).unwrap().spec;
+        assert_eq!(out["linux"]["namespaces"][1], json!({"type": "user", "path": "/run/boundary-runc/userns/c1"}));
+        assert_eq!(out["linux"]["gidMappings"], json!([{"containerID": 0, "hostID": 0, "size": 4294967295u32}]));
+        assert_eq!(rewrite(out.clone(), &plan).unwrap().spec, out, "idempotent");
+        // A container joining the jail keeps a user entry of its own.
+        let mine = spec_with(json!([{"type": "pid"}, {"type": "user", "path": "/proc/9/ns/user"}]));
+        let out = rewrite_joined(mine.clone(), &plan).unwrap().spec;
+        assert_eq!(out["linux"]["namespaces"], mine["linux"]["namespaces"]);
+        assert!(out["linux"].get("uidMappings").is_none());
+        let out = rewrite_joined(spec_with(json!([{"type": "pid"}])), &plan).unwrap().spec;
+        assert_eq!(out["linux"]["namespaces"][1], json!({"type": "user", "path": "/run/boundary-runc/userns/c1"}));
+    }
+
+    #[test]
+    fn without_a_user_namespace_the_container_gets_no_net_admin() {
+        let host = |p: &Path| p == Path::new("/proc/1/ns/ipc");
+        let none = |_: &Path| false;
+        assert!(userns_blocker(&spec_with(json!([{"type": "ipc"}])), none).unwrap().unwrap().contains("pid namespace"));
+        assert_eq!(userns_blocker(&spec_with(json!([{"type": "pid"}, {"type": "ipc", "path": "/proc/2/ns/ipc"}])), host).unwrap(), None);
+        let why = userns_blocker(&spec_with(json!([{"type": "pid"}, {"type": "ipc", "path": "/proc/1/ns/ipc"}])), host).unwrap().unwrap();
+        assert!(why.contains("ipc namespace /proc/1/ns/ipc"), "{why}");
+        let mut spec = spec_with(json!([{"type": "ipc"}]));
+        spec["process"]["capabilities"] = json!({"bounding": ["CAP_KILL", "CAP_NET_ADMIN"], "ambient": ["CAP_NET_ADMIN"]});
+        let plan = JailPlan { no_net_admin: Some("no pid namespace".into()), ..plan() };
+        let out = rewrite(spec, &plan).unwrap();
+        assert_eq!(out.spec["process"]["capabilities"], json!({"bounding": ["CAP_KILL"], "ambient": []}));
+        assert!(out.warnings.iter().any(|w| w.contains("no CAP_NET_ADMIN (the spec's is removed): no pid namespace")), "{:?}", out.warnings);
     }
 
     #[test]

@@ -42,6 +42,12 @@ fn full_plan() -> JailPlan {
         state_root: "/run/boundary-runc".into(),
         ca_bundle: Some("/run/boundary-runc/golden/ca-bundle.pem".into()),
         resolv_conf: Some("/run/boundary-runc/golden/resolv.conf".into()),
+        userns: Some(boundary_contract::OwnUserNs {
+            path: "/run/boundary-runc/userns/golden".into(),
+            uid_mappings: vec![boundary_contract::IdMap::IDENTITY],
+            gid_mappings: vec![boundary_contract::IdMap::IDENTITY],
+        }),
+        no_net_admin: None,
     }
 }
 
@@ -199,19 +205,23 @@ fn mode(path: &str) -> Mode {
         | "process.capabilities.bounding"
         | "process.capabilities.effective"
         | "process.capabilities.permitted" => Mode::AppendOnly,
-        "linux.namespaces" | "linux.seccomp.syscalls" => Mode::Elsewhere,
+        // uidMappings / gidMappings: the jail's user namespace's maps
+        // (the spec's own when it had a user entry, see rewrite's tests).
+        "linux.namespaces" | "linux.seccomp.syscalls" | "linux.uidMappings" | "linux.gidMappings" => Mode::Elsewhere,
         _ => Mode::Exact,
     }
 }
 
 /// Keys the rewrite may create.
-const CREATED: [&str; 12] = [
+const CREATED: [&str; 14] = [
     "annotations",
     "annotations.run.boundary-runc.host-side",
     "hooks",
     "hooks.poststop",
     "linux",
     "linux.namespaces",
+    "linux.uidMappings",
+    "linux.gidMappings",
     "mounts",
     "process.env",
     "process.capabilities",
@@ -272,17 +282,23 @@ fn rewrite_keeps_everything_it_does_not_own() {
         let inp = input(case.name);
         let out = rewrite(inp.clone(), &case.plan).unwrap().spec;
         assert_lossless("", &inp, &out);
-        // Namespaces: every entry but the network one unchanged, in order.
+        // Namespaces: every entry but the network and user ones unchanged,
+        // in order; the user entry is the plan's.
         let others = |v: &Value| -> Vec<Value> {
             v["linux"]["namespaces"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|n| n["type"] != "network")
+                .filter(|n| n["type"] != "network" && n["type"] != "user")
                 .cloned()
                 .collect()
         };
         assert_eq!(others(&inp), others(&out), "{}", case.name);
+        if let Some(own) = &case.plan.userns {
+            let users: Vec<_> = out["linux"]["namespaces"].as_array().unwrap().iter().filter(|n| n["type"] == "user").collect();
+            assert_eq!(users, [&json!({"type": "user", "path": own.path})], "{}", case.name);
+            assert_eq!(out["linux"]["uidMappings"], json!([{"containerID": 0, "hostID": 0, "size": 4294967295u32}]), "{}", case.name);
+        }
         let nets: Vec<_> = out["linux"]["namespaces"]
             .as_array()
             .unwrap()

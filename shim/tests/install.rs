@@ -315,6 +315,7 @@ fn doctor_finds_and_cleans_leftovers_of_its_own_pool_only() {
         dedicated_host_netns: None,
         engine_handover: None,
         private_host: false,
+        userns: None,
     };
     std::fs::write(jail_dir.join("jail.json"), serde_json::to_vec(&js).unwrap()).unwrap();
     let old = std::time::SystemTime::now() - Duration::from_secs(120);

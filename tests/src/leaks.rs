@@ -5,8 +5,9 @@
 //! from one of the two (veth `bnd<hex host addr>` and `bnj<hex>`, nft table
 //! `boundary_<hex>`, sidecar config `<state_root>/<id>/sidecar.json`,
 //! namespace mount `<state_root>/netns/<id>`), so nothing escapes the scope.
-//! The state root's own `netns` (a shared bind mount made on first use) and
-//! `ipam` directories are infrastructure, not leaks; what is in them is.
+//! The state root's own `netns` and `userns` (shared bind mounts made on
+//! first use) and `ipam` directories are infrastructure, not leaks; what is
+//! in them is.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -109,15 +110,16 @@ impl fmt::Display for LeakSnapshot {
     }
 }
 
-/// Mount points below `root`, except `root/netns` itself.
+/// Mount points below `root`, except `root/netns` and `root/userns`
+/// themselves.
 fn mounts_under(root: &Path) -> BTreeSet<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let prefix = format!("{}/", root.display());
-    let infra = root.join("netns").display().to_string();
+    let infra = [root.join("netns").display().to_string(), root.join("userns").display().to_string()];
     text.lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(unescape_mountinfo)
-        .filter(|m| m.starts_with(&prefix) && *m != infra)
+        .filter(|m| m.starts_with(&prefix) && !infra.contains(m))
         .collect()
 }
 
@@ -191,8 +193,8 @@ fn sidecars(root: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// Relative paths of everything under `root`, except the `netns` and
-/// `ipam` directories themselves.
+/// Relative paths of everything under `root`, except the `netns`,
+/// `userns` and `ipam` directories themselves.
 fn files_under(root: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut stack = vec![root.to_path_buf()];
@@ -203,7 +205,7 @@ fn files_under(root: &Path) -> BTreeSet<String> {
             let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(path);
-                if rel == "netns" || rel == "ipam" {
+                if rel == "netns" || rel == "userns" || rel == "ipam" {
                     continue;
                 }
             }

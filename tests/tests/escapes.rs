@@ -2,7 +2,7 @@
 //! CAP_NET_ADMIN, CAP_NET_RAW, CAP_KILL and the patched seccomp filter.
 //! Each one must fail to get a byte to a listener on the test origin or
 //! the host, checked by counters there and, where the protocol reaches the
-//! sidecar, in the audit log. Slots 200..=209, 232 and 233.
+//! sidecar, in the audit log. Slots 200..=209 and 232..=235.
 
 mod escape_world;
 
@@ -502,4 +502,84 @@ fn the_hosts_own_address_behind_a_name_no_rule_allows_is_unreachable() {
     c.exec("curl -sS --max-time 3 -o /dev/null http://hostself.test:20233/; true");
     let (tcp, _) = reached.counts_after_barrier();
     assert!(tcp >= 1, "with a rule allowing the name, the sidecar must connect to the host's listener (else this test could not see a leak)");
+}
+
+/// Links in the network namespace at `ns` (`ip -o link`), by name.
+fn links_in(ns: &std::path::Path) -> Vec<String> {
+    let out = Command::new(require_tool("nsenter")).arg(format!("--net={}", ns.display())).args([require_tool("ip").to_str().unwrap(), "-o", "link"]).output().expect("run ip");
+    assert!(out.status.success(), "ip -o link in {}: {}", ns.display(), String::from_utf8_lossy(&out.stderr));
+    boundary_tests::probe::link_names(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// CAP_NET_ADMIN in the jail reaches no other namespace. The kernel gives
+/// the veth's host side an id in the jail when the jail lists its links,
+/// and rtnetlink takes that id (`IFLA_LINK_NETNSID`, `IFLA_TARGET_NETNSID`)
+/// and checks the capability against the owner of the namespace it names:
+/// from a jail owned by the host's user namespace, a macvlan on the host
+/// side's link (in Docker's and Kubernetes' shapes, its uplink) and a veth
+/// pair into the host side (a second way out, outside `iifname` of the
+/// nft table) are both made. The container runs in the user namespace
+/// that owns its jail, so both are refused there, and neither link exists
+/// afterwards. The control: the same probe, from a namespace pair of the
+/// host's user namespace, makes both (so the probe itself works).
+#[test]
+fn net_admin_in_the_jail_reaches_no_other_namespace() {
+    let w = World::start(234, "esc-peerlink");
+    let jail = w.rt.jail(w.id);
+    let status = w.exec("cat /proc/self/status").ok();
+    assert!(boundary_tests::probe::cap_eff(&status.stdout) & (1 << boundary_tests::probe::CAP_NET_ADMIN) != 0, "the container must hold CAP_NET_ADMIN:\n{status}");
+    let map = w.exec("cat /proc/self/uid_map").ok();
+    assert_eq!(map.stdout.split_whitespace().collect::<Vec<_>>(), ["0", "0", "4294967295"], "the container's user namespace maps every id to itself:\n{map}");
+    let own = w.exec("ip link add bown0 type veth peer name bown1 && ip addr add 192.0.2.1/24 dev bown0 && echo own-ok").ok();
+    assert!(own.stdout.contains("own-ok"), "CAP_NET_ADMIN still works in the jail itself:\n{own}");
+    for args in ["peer-macvlan eth0", "peer-veth eth0 bnx"] {
+        let line = w.probe(args);
+        assert!(line.starts_with("error:") && line.contains("Operation not permitted"), "probe {args} from inside the jail: {line}");
+    }
+    let inside = links_in(&jail.netns_path);
+    assert!(!inside.iter().any(|l| l == "bprobe0" || l == "bnx-p"), "a link into the host side appeared in the jail: {inside:?}");
+    let host_ns = hostside::netns(&jail).expect("a runc bundle's jail has a private host side");
+    let host = links_in(&host_ns);
+    assert!(!host.iter().any(|l| l == "bnx"), "a link appeared in the host side: {host:?}");
+
+    // Control: a jail-like pair in the host's user namespace.
+    let probe = boundary_tests::binaries().runtime.parent().expect("target dir").join("probe");
+    let (hn, jn) = ("bnd-e2e-ctl-h", "bnd-e2e-ctl-j");
+    let ip = |args: &str| Command::new(require_tool("ip")).args(args.split_whitespace()).output().expect("run ip").status.success();
+    ip(&format!("netns del {hn}"));
+    ip(&format!("netns del {jn}"));
+    assert!(ip(&format!("netns add {hn}")) && ip(&format!("netns add {jn}")), "cannot make the control namespaces");
+    assert!(ip(&format!("-n {hn} link add ch type veth peer name cj netns {jn}")), "cannot make the control veth");
+    let run = |args: &[&str]| {
+        let out = Command::new(require_tool("ip")).args(["netns", "exec", jn]).arg(&probe).args(args).output().expect("run probe");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (mac, veth) = (run(&["peer-macvlan", "cj"]), run(&["peer-veth", "cj", "bnx"]));
+    let (ctl_jail, ctl_host) = (links_in(&std::path::PathBuf::from(format!("/run/netns/{jn}"))), links_in(&std::path::PathBuf::from(format!("/run/netns/{hn}"))));
+    ip(&format!("netns del {hn}"));
+    ip(&format!("netns del {jn}"));
+    assert!(mac.starts_with("created") && veth.starts_with("created"), "the control probes failed: {mac}; {veth}");
+    assert!(ctl_jail.iter().any(|l| l == "bprobe0") && ctl_host.iter().any(|l| l == "bnx"), "control: {ctl_jail:?} {ctl_host:?}");
+}
+
+/// A packet from the jail must carry the jail's own address: one with a
+/// spoofed source is dropped before anything on the host side answers it
+/// (in an engine's namespace, which has routes out, the DNS filter's
+/// answer, the proxy's SYN-ACK or an ICMP error would go to that address:
+/// a channel out that no rule judges). DNS queries built by hand, from the
+/// jail's address (the control: answered and audited) and from another
+/// (nothing audited).
+#[test]
+fn packets_with_a_spoofed_source_reach_nothing_on_the_host_side() {
+    let w = World::start(235, "esc-spoof");
+    let (jail, host) = (w.jail_addr(), w.sidecar());
+    let spoofed = Ipv4Addr::new(198, 51, 100, 7);
+    assert!(w.probe(&format!("raw-dns {jail} {host} origin.test")).starts_with("sent"));
+    assert!(w.probe(&format!("raw-dns {spoofed} {host} denied.test")).starts_with("sent"));
+    assert!(w.probe(&format!("raw-dns {spoofed} 192.0.2.53 denied.test")).starts_with("sent"));
+    let dns = || w.rt.audit_records(w.id).into_iter().filter(|r| r.kind == "dns").collect::<Vec<_>>();
+    poll_until(Duration::from_secs(5), "the control query to be audited", || dns().iter().any(|r| r.host.as_deref() == Some("origin.test")).then_some(()));
+    std::thread::sleep(Duration::from_millis(300));
+    let records = dns();
+    assert!(!records.iter().any(|r| r.host.as_deref() == Some("denied.test")), "a query from a spoofed source reached the DNS filter: {records:#?}");
 }

@@ -4,7 +4,7 @@
 //! knows its container (`<runtime> [--root R] state <id>` fails) or it has
 //! no readable `jail.json`. Everything else is a leftover when nothing
 //! owns it: a lease whose holder has no state directory, a namespace file
-//! under `<state_root>/netns/` without one, a `bnd*`/`bnj*` link or a
+//! under `<state_root>/netns/` or `<state_root>/userns/` without one, a `bnd*`/`bnj*` link or a
 //! `boundary_*` nft table in the host namespace that no `jail.json` names,
 //! a `boundary-sidecar` whose config file under the state root is gone.
 //!
@@ -31,7 +31,7 @@ use crate::{args, firewall, ipam, jail, link, netns};
 pub const IN_PROGRESS_GRACE: Duration = Duration::from_secs(30);
 
 /// Directories under the state root that are not containers.
-const SHARED_DIRS: [&str; 2] = ["netns", "ipam"];
+const SHARED_DIRS: [&str; 3] = ["netns", "userns", "ipam"];
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Leftovers {
@@ -110,7 +110,9 @@ pub fn find(cfg: &Config, runtime: Option<&Path>, grace: Duration) -> Leftovers 
     let has_dir = |id: &str| args::validate_id(id).is_ok() && jail::state_dir(root, id).is_dir();
     out.leases = ipam::leases(root).into_iter().filter(|(_, holder)| !has_dir(holder)).collect();
     out.leases.sort();
-    out.netns = file_names(&root.join("netns")).into_iter().filter(|n| !has_dir(n)).map(|n| root.join("netns").join(n)).collect();
+    for dir in ["netns", jail::USERNS_DIR] {
+        out.netns.extend(file_names(&root.join(dir)).into_iter().filter(|n| !has_dir(n)).map(|n| root.join(dir).join(n)));
+    }
     if let Ok(pool) = cfg.pool() {
         out.links = host_links().into_iter().filter(|l| in_pool(l, &["bnd", "bnj"], pool) && !owned.contains(l)).collect();
         match nft_tables() {
@@ -326,9 +328,11 @@ mod tests {
         std::fs::create_dir(d.path().join("young")).unwrap();
         std::fs::create_dir(d.path().join("netns")).unwrap();
         std::fs::write(d.path().join("netns/gone"), "").unwrap();
+        std::fs::create_dir(d.path().join("userns")).unwrap();
+        std::fs::write(d.path().join("userns/gone"), "").unwrap();
         let found = find(&cfg, Some(Path::new("/bin/false")), IN_PROGRESS_GRACE);
         assert_eq!(found.leases, [(0, "gone".to_string())]);
-        assert_eq!(found.netns, [d.path().join("netns/gone")]);
+        assert_eq!(found.netns, [d.path().join("netns/gone"), d.path().join("userns/gone")]);
         assert!(found.jails.is_empty(), "a young state directory may be a create in progress");
         let found = find(&cfg, Some(Path::new("/bin/false")), Duration::ZERO);
         assert_eq!(found.jails.len(), 1, "{found:?}");

@@ -12,6 +12,11 @@
 //! probe udp ADDR PORT HEX                         one datagram (v4, v6 or ::ffff: mapped)
 //! probe tcp ADDR PORT TEXT                        connect, send TEXT (\r \n \0 \xNN escapes), print the reply
 //! probe ptrace PID                                PTRACE_ATTACH and process_vm_readv on PID
+//! probe raw-dns SRC_IP DST_IP NAME                a DNS query for NAME (A) to DST_IP:53 from SRC_IP, by hand
+//! probe peer-macvlan IFACE                        a macvlan on IFACE's veth peer, made from here through
+//!                                                 IFLA_LINK_NETNSID (lands here, frames leave by the peer)
+//! probe peer-veth IFACE NAME                      a veth pair NAME/NAME-p made in IFACE's peer namespace
+//!                                                 through IFLA_TARGET_NETNSID
 //! ```
 #![allow(clippy::print_stdout)]
 
@@ -36,6 +41,9 @@ fn main() {
         ["udp", addr, port, hex] => udp(parse(addr), parse(port), &unhex(hex)),
         ["tcp", addr, port, text] => tcp(parse(addr), parse(port), &unescape(text)),
         ["ptrace", pid] => ptrace(parse(pid)),
+        ["raw-dns", src, dst, name] => raw_dns(parse(src), parse(dst), name),
+        ["peer-macvlan", iface] => peer_link(iface, None),
+        ["peer-veth", iface, name] => peer_link(iface, Some(name)),
         _ => Err(format!("usage: see the module documentation; got {a:?}")),
     };
     match result {
@@ -223,6 +231,27 @@ fn raw_udp(src: Ipv4Addr, dst: Ipv4Addr, port: u16) -> Result<String, String> {
     Ok("sent 3 datagrams".into())
 }
 
+fn raw_dns(src: Ipv4Addr, dst: Ipv4Addr, name: &str) -> Result<String, String> {
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&40001u16.to_be_bytes());
+    udp.extend_from_slice(&53u16.to_be_bytes());
+    udp.extend_from_slice(&((8 + query.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&query);
+    let fd = raw_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
+    let packet = ipv4(src, dst, 17, &udp);
+    for _ in 0..3 {
+        send_to_in(&fd, &packet, dst)?;
+    }
+    Ok("sent 3 queries".into())
+}
+
 fn raw_proto(dst: Ipv4Addr, proto: i32) -> Result<String, String> {
     let fd = raw_socket(libc::AF_INET, libc::SOCK_RAW, proto)?;
     let payload = if proto == libc::IPPROTO_SCTP { sctp_init() } else { PAYLOAD.to_vec() };
@@ -285,5 +314,113 @@ fn ptrace(pid: i32) -> Result<String, String> {
     match (attach, read) {
         (Err(a), Err(r)) => Err(format!("attach: {a}; process_vm_readv: {r}")),
         (a, r) => Ok(format!("attach: {a:?}; process_vm_readv: {r:?}")),
+    }
+}
+
+/// rtnetlink attribute: length, type, payload, padding to 4 bytes.
+fn nl_attr(kind: u16, data: &[u8]) -> Vec<u8> {
+    let len = 4 + data.len();
+    let mut out = Vec::with_capacity(len + 3);
+    out.extend_from_slice(&(len as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(data);
+    out.resize(len.div_ceil(4) * 4, 0);
+    out
+}
+
+/// One rtnetlink request and its first answer.
+fn nl_request(kind: u16, flags: u16, body: &[u8]) -> Result<Vec<u8>, String> {
+    let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkRoute).map_err(|e| format!("netlink socket: {e}"))?;
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+    msg.extend_from_slice(&kind.to_ne_bytes());
+    msg.extend_from_slice(&(flags | libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(body);
+    // SAFETY: plain send/recv on an owned socket with buffers of the given lengths.
+    let sent = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+    if sent < 0 {
+        return Err(format!("netlink send: {}", std::io::Error::last_os_error()));
+    }
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: as above.
+    let got = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if got < 0 {
+        return Err(format!("netlink recv: {}", std::io::Error::last_os_error()));
+    }
+    buf.truncate(got as usize);
+    Ok(buf)
+}
+
+fn ifinfomsg(index: i32) -> Vec<u8> {
+    let mut b = vec![0u8; 16];
+    b[4..8].copy_from_slice(&index.to_ne_bytes());
+    b
+}
+
+/// IFACE's peer: (its ifindex there, the id of its namespace here).
+fn peer_of(iface: &str) -> Result<(u32, i32), String> {
+    let index = nix::net::if_::if_nametoindex(iface).map_err(|e| format!("{iface}: {e}"))? as i32;
+    let answer = nl_request(libc::RTM_GETLINK, 0, &ifinfomsg(index))?;
+    if answer.len() < 32 {
+        return Err("short RTM_GETLINK answer".into());
+    }
+    let (mut link, mut nsid) = (None, None);
+    let mut at = 32; // nlmsghdr + ifinfomsg
+    while at + 4 <= answer.len() {
+        let len = u16::from_ne_bytes([answer[at], answer[at + 1]]) as usize;
+        let kind = u16::from_ne_bytes([answer[at + 2], answer[at + 3]]) & 0x3fff;
+        if len < 4 || at + len > answer.len() {
+            break;
+        }
+        let data = &answer[at + 4..at + len];
+        match kind {
+            5 if data.len() >= 4 => link = Some(u32::from_ne_bytes(data[..4].try_into().unwrap())), // IFLA_LINK
+            37 if data.len() >= 4 => nsid = Some(i32::from_ne_bytes(data[..4].try_into().unwrap())), // IFLA_LINK_NETNSID
+            _ => {}
+        }
+        at += len.div_ceil(4) * 4;
+    }
+    match (link, nsid) {
+        (Some(l), Some(n)) => Ok((l, n)),
+        _ => Err(format!("{iface} shows no peer in another namespace (link {link:?}, netnsid {nsid:?})")),
+    }
+}
+
+/// The two ways CAP_NET_ADMIN here could reach the peer's namespace.
+fn peer_link(iface: &str, veth: Option<&str>) -> Result<String, String> {
+    const IFLA_IFNAME: u16 = 3;
+    const IFLA_LINK: u16 = 5;
+    const IFLA_LINKINFO: u16 = 18;
+    const IFLA_INFO_KIND: u16 = 1;
+    const IFLA_INFO_DATA: u16 = 2;
+    const IFLA_LINK_NETNSID: u16 = 37;
+    const IFLA_TARGET_NETNSID: u16 = 46;
+    const VETH_INFO_PEER: u16 = 1;
+    let (peer_index, nsid) = peer_of(iface)?;
+    let mut body = ifinfomsg(0);
+    match veth {
+        None => {
+            body.extend(nl_attr(IFLA_IFNAME, b"bprobe0\0"));
+            body.extend(nl_attr(IFLA_LINK, &peer_index.to_ne_bytes()));
+            body.extend(nl_attr(IFLA_LINK_NETNSID, &nsid.to_ne_bytes()));
+            let mode = nl_attr(1, &4u32.to_ne_bytes()); // IFLA_MACVLAN_MODE bridge
+            body.extend(nl_attr(IFLA_LINKINFO, &[nl_attr(IFLA_INFO_KIND, b"macvlan\0"), nl_attr(IFLA_INFO_DATA, &mode)].concat()));
+        }
+        Some(name) => {
+            body.extend(nl_attr(IFLA_IFNAME, format!("{name}\0").as_bytes()));
+            body.extend(nl_attr(IFLA_TARGET_NETNSID, &nsid.to_ne_bytes()));
+            let peer = [ifinfomsg(0), nl_attr(IFLA_IFNAME, format!("{name}-p\0").as_bytes())].concat();
+            let data = nl_attr(VETH_INFO_PEER, &peer);
+            body.extend(nl_attr(IFLA_LINKINFO, &[nl_attr(IFLA_INFO_KIND, b"veth\0"), nl_attr(IFLA_INFO_DATA, &data)].concat()));
+        }
+    }
+    let flags = (libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+    let answer = nl_request(libc::RTM_NEWLINK, flags, &body)?;
+    let code = answer.get(16..20).map(|b| i32::from_ne_bytes(b.try_into().unwrap())).ok_or("short answer")?;
+    match code {
+        0 => Ok(format!("created (peer ifindex {peer_index}, netnsid {nsid})")),
+        e => Err(format!("RTM_NEWLINK: {}", std::io::Error::from_raw_os_error(-e))),
     }
 }
