@@ -73,6 +73,30 @@ pub fn ping_counts(out: &str) -> Option<(u32, u32)> {
     Some((nums.next()??, nums.next()??))
 }
 
+/// A directory holding the `probe` binary (`src/bin/probe.rs`) and
+/// `libgcc_s.so.1` (the shared rootfs has only what curl needs), to bind
+/// into a container at `/tmp` (run it as [`PROBE`]).
+pub fn probe_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("boundary-e2e-probe.").tempdir().expect("probe dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod probe dir");
+    let bin = crate::binaries().runtime.parent().expect("target dir").join("probe");
+    assert!(bin.is_file(), "{} missing: run `cargo build --workspace --bins` first", bin.display());
+    std::fs::copy(&bin, dir.path().join("probe")).expect("copy probe");
+    let ldd = std::process::Command::new(crate::require_tool("ldd")).arg(&bin).output().expect("ldd probe");
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        if let Some(path) = line.split("=>").nth(1).and_then(|r| r.split_whitespace().next()) {
+            if path.contains("libgcc_s") {
+                std::fs::copy(path, dir.path().join("libgcc_s.so.1")).expect("copy libgcc_s");
+            }
+        }
+    }
+    dir
+}
+
+/// Where [`probe_dir`]'s probe is inside a container that binds it at `/tmp`.
+pub const PROBE: &str = "LD_LIBRARY_PATH=/tmp /tmp/probe";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,8 @@
 //! every network mode keeps the boundary (allowed requests reach the
 //! origin, denied ones get the 403, UDP / non-HTTP / ICMP go nowhere),
 //! Docker's own interface and resolver stay out of the jail, published
-//! ports work, and stop / start / rm leave nothing behind. Slots 150..=159.
+//! ports work, stop / start / rm leave nothing behind, and CAP_NET_ADMIN
+//! inside reaches none of the host side's links. Slots 150..=159.
 //!
 //! Needs root and Debian's docker.io; dockerd is started when it is not
 //! running (log: /tmp/boundary-e2e-dockerd.log) and left running.
@@ -270,6 +271,46 @@ fn an_invalid_rule_fails_docker_run_with_the_rules_error() {
     let out = w.docker.run(&name, &["-e", "BOUNDARY_ALLOW=domain=github.*"], &[]).failed();
     let all = out.all();
     assert!(all.contains("invalid BOUNDARY_ALLOW") && all.contains("github.*"), "Docker's message must carry the rule's error:\n{out}");
+    docker(&["rm", "-f", &name]).ok();
+    w.assert_no_leaks();
+}
+
+/// Docker's host side H holds dockerd's `eth0` on docker0: a macvlan on it,
+/// made from inside through the id the kernel gives H in the jail
+/// (`IFLA_LINK_NETNSID`), would put the container straight on Docker's
+/// bridge, past the nft table and the sidecar; a veth pair made in H
+/// (`IFLA_TARGET_NETNSID`) would be a second link outside the table's
+/// `iifname`. The container runs in the user namespace that owns its jail,
+/// so its CAP_NET_ADMIN counts there alone: both are refused, no such link
+/// exists on either side, and the boundary holds.
+#[test]
+fn net_admin_inside_reaches_no_link_of_dockers_host_side() {
+    let w = World::start(157);
+    let name = w.name("peerlink");
+    let probe = boundary_tests::probe::probe_dir();
+    let bind = format!("{}:/tmp:ro", probe.path().display());
+    let id = w.run(&name, &["-v", &bind], "");
+    let host = w.host_side(&id);
+    let ip_in_h = |args: &[&str]| {
+        let out = Command::new(require_tool("nsenter")).arg(format!("--net={}", host.display())).arg(require_tool("ip")).args(args).output().expect("nsenter ip");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let uplink = ip_in_h(&["-o", "link", "show", "eth0"]);
+    let index = uplink.split(':').next().unwrap_or_default().trim().to_string();
+    assert!(index.parse::<u32>().is_ok(), "dockerd's eth0 in the host side: {uplink:?}");
+    let map = exec(&name, "cat /proc/self/uid_map").ok();
+    assert_eq!(map.stdout.split_whitespace().collect::<Vec<_>>(), ["0", "0", "4294967295"], "{map}");
+    let probe_cmd = boundary_tests::probe::PROBE;
+    for args in [format!("peer-macvlan eth0 {index}"), "peer-veth eth0 bnx".to_string()] {
+        let out = exec(&name, &format!("{probe_cmd} {args}"));
+        let line = out.stdout.trim();
+        assert!(line.starts_with("error:") && line.contains("Operation not permitted"), "probe {args} in Docker's jail: {out}");
+    }
+    let inside = boundary_tests::probe::link_names(&exec(&name, "ip -o link").ok().stdout);
+    assert_eq!(inside, ["lo", "eth0"], "links in the jail");
+    let outside = boundary_tests::probe::link_names(&ip_in_h(&["-o", "link"]));
+    assert!(!outside.iter().any(|l| l == "bnx"), "a link appeared in Docker's host side: {outside:?}");
+    w.assert_boundary(&name);
     docker(&["rm", "-f", &name]).ok();
     w.assert_no_leaks();
 }

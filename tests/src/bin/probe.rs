@@ -13,8 +13,9 @@
 //! probe tcp ADDR PORT TEXT                        connect, send TEXT (\r \n \0 \xNN escapes), print the reply
 //! probe ptrace PID                                PTRACE_ATTACH and process_vm_readv on PID
 //! probe raw-dns SRC_IP DST_IP NAME                a DNS query for NAME (A) to DST_IP:53 from SRC_IP, by hand
-//! probe peer-macvlan IFACE                        a macvlan on IFACE's veth peer, made from here through
-//!                                                 IFLA_LINK_NETNSID (lands here, frames leave by the peer)
+//! probe peer-macvlan IFACE [IFINDEX]              a macvlan on IFACE's veth peer (or on link IFINDEX of the
+//!                                                 peer's namespace), made from here through IFLA_LINK_NETNSID
+//!                                                 (it lands here; its frames leave by that link)
 //! probe peer-veth IFACE NAME                      a veth pair NAME/NAME-p made in IFACE's peer namespace
 //!                                                 through IFLA_TARGET_NETNSID
 //! ```
@@ -42,8 +43,9 @@ fn main() {
         ["tcp", addr, port, text] => tcp(parse(addr), parse(port), &unescape(text)),
         ["ptrace", pid] => ptrace(parse(pid)),
         ["raw-dns", src, dst, name] => raw_dns(parse(src), parse(dst), name),
-        ["peer-macvlan", iface] => peer_link(iface, None),
-        ["peer-veth", iface, name] => peer_link(iface, Some(name)),
+        ["peer-macvlan", iface] => peer_link(iface, None, None),
+        ["peer-macvlan", iface, lower] => peer_link(iface, Some(parse(lower)), None),
+        ["peer-veth", iface, name] => peer_link(iface, None, Some(name)),
         _ => Err(format!("usage: see the module documentation; got {a:?}")),
     };
     match result {
@@ -389,7 +391,7 @@ fn peer_of(iface: &str) -> Result<(u32, i32), String> {
 }
 
 /// The two ways CAP_NET_ADMIN here could reach the peer's namespace.
-fn peer_link(iface: &str, veth: Option<&str>) -> Result<String, String> {
+fn peer_link(iface: &str, lower: Option<u32>, veth: Option<&str>) -> Result<String, String> {
     const IFLA_IFNAME: u16 = 3;
     const IFLA_LINK: u16 = 5;
     const IFLA_LINKINFO: u16 = 18;
@@ -399,6 +401,7 @@ fn peer_link(iface: &str, veth: Option<&str>) -> Result<String, String> {
     const IFLA_TARGET_NETNSID: u16 = 46;
     const VETH_INFO_PEER: u16 = 1;
     let (peer_index, nsid) = peer_of(iface)?;
+    let peer_index = lower.unwrap_or(peer_index);
     let mut body = ifinfomsg(0);
     match veth {
         None => {

@@ -20,8 +20,7 @@ use nix::sys::socket::{socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, 
 /// Rules of the escapes world: one name, two paths' worth, ports 80 and 443 only.
 pub const RULES: &str = "domain=origin.test path=/allowed/* port=80,443";
 
-/// Where the probe is inside the container.
-pub const PROBE: &str = "LD_LIBRARY_PATH=/tmp /tmp/probe";
+pub use boundary_tests::probe::PROBE;
 
 pub struct World {
     pub rt: Runtime,
@@ -29,26 +28,6 @@ pub struct World {
     pub origin: Origin,
     pub id: &'static str,
     _probe_dir: tempfile::TempDir,
-}
-
-/// A directory holding `probe` and `libgcc_s.so.1` (the shared rootfs has
-/// only what curl needs).
-fn probe_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("boundary-e2e-probe.").tempdir().expect("probe dir");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod probe dir");
-    let bin = binaries().runtime.parent().expect("target dir").join("probe");
-    assert!(bin.is_file(), "{} missing: run `cargo build --workspace --bins` first", bin.display());
-    std::fs::copy(&bin, dir.path().join("probe")).expect("copy probe");
-    let ldd = Command::new(require_tool("ldd")).arg(&bin).output().expect("ldd probe");
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        if let Some(path) = line.split("=>").nth(1).and_then(|r| r.split_whitespace().next()) {
-            if path.contains("libgcc_s") {
-                std::fs::copy(path, dir.path().join("libgcc_s.so.1")).expect("copy libgcc_s");
-            }
-        }
-    }
-    dir
 }
 
 impl World {
@@ -65,7 +44,7 @@ impl World {
             .nameserver(origin.addr())
             .upstream_ca(&origin.ca_file());
         let rt = Runtime::new(settings(s));
-        let probe = probe_dir();
+        let probe = boundary_tests::probe::probe_dir();
         let source = probe.path().display().to_string();
         let b = Bundle::sleeper().docker_capabilities().env("BOUNDARY_ALLOW", RULES).edit(|s| {
             let mount = serde_json::json!({"destination": "/tmp", "type": "bind", "source": source, "options": ["rbind", "ro"]});
