@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use boundary_tests::{binaries, poll_until, require_root, require_tool, Bundle, Origin, Outcome, Runtime, Settings};
+use boundary_tests::{poll_until, require_root, require_tool, Bundle, Origin, Outcome, Runtime, Settings};
 use nix::sys::socket::{socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
 
 /// Rules of the escapes world: one name, two paths' worth, ports 80 and 443 only.
