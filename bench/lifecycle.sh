@@ -24,7 +24,7 @@ work=$(mktemp -d /tmp/boundary-bench.XXXXXX)
 cleanup() {
     runc delete -f bench-state >/dev/null 2>&1 || true
     for i in $(seq 1 "$idle"); do "$bin/boundary-runc" delete -f "idle$i" >/dev/null 2>&1 || true; done
-    umount "$work/state/netns" 2>/dev/null || true
+    umount "$work/state/netns" "$work/state/userns" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -34,7 +34,7 @@ brc() { BOUNDARY_RUNC_CONFIG=$W/config.toml "$BIN/boundary-runc" --root "$W/runc
 cleanup() {
     set +e
     for i in $(seq 1 "$N"); do brc delete --force "mem$i" >/dev/null 2>&1; done
-    umount "$W/state/netns" 2>/dev/null
+    umount "$W/state/netns" "$W/state/userns" 2>/dev/null
     rm -rf "$W"
 }
 trap cleanup EXIT

@@ -33,7 +33,7 @@ for b in boundary-runc boundary-sidecar boundary-hook; do
 done
 install_packages runc nftables iproute2 busybox-static python3 linux-perf
 work=$(mktemp -d /tmp/boundary-timeline.XXXXXX)
-trap 'umount "$work/state/netns" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'umount "$work/state/netns" "$work/state/userns" 2>/dev/null || true; rm -rf "$work"' EXIT
 true_bundle "$work"
 bench_config "$work/config.toml" "$work/state" 10.217.0.0/16 "$work"
 cat > "$work/loop.py" <<'PY'

@@ -124,7 +124,7 @@ true_image() {
 # builds_cleanup WORK IMAGE: the clean-up of the harnesses that run builds
 # side by side (ab.sh, docker-phases.sh), from their EXIT trap. Removes the
 # Docker runtimes named in the caller's `registered` array (and IMAGE,
-# built once any was registered), unmounts the netns directory of each
+# built once any was registered), unmounts the netns and userns directories of each
 # build's state root (WORK/stateN, one per entry of the caller's `dirs`),
 # and removes WORK.
 builds_cleanup() {
@@ -132,7 +132,7 @@ builds_cleanup() {
         docker_runtime remove "${registered[@]}" || true
         docker rmi -f "$2" > /dev/null 2>&1 || true
     fi
-    for i in "${!dirs[@]}"; do umount "$1/state$i/netns" 2>/dev/null || true; done
+    for i in "${!dirs[@]}"; do umount "$1/state$i/netns" "$1/state$i/userns" 2>/dev/null || true; done
     rm -rf "$1"
 }
 

@@ -105,5 +105,5 @@ sidecar_mem() {
 teardown_brc() {
     local id
     for id in "${BRC_CONTAINERS[@]}"; do brc delete --force "$id" > /dev/null 2>&1 || true; done
-    umount "$W/brc/state/netns" 2> /dev/null || true
+    umount "$W/brc/state/netns" "$W/brc/state/userns" 2> /dev/null || true
 }

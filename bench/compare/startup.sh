@@ -40,7 +40,7 @@ run_s9_run() {
         runc "runc --root $d/runc-root run -b $d/bundle rs{n}" \
         boundary-runc "BOUNDARY_RUNC_CONFIG=$d/config.toml $BIN/boundary-runc --root $d/runc-root run -b $d/bundle bs{n}" \
         > "$d/spaced.tsv" 2>> "$W/logs/9-run.txt" || { cat "$W/logs/9-run.txt" >&2; return 1; }
-    umount "$d/state/netns" 2> /dev/null || true
+    umount "$d/state/netns" "$d/state/userns" 2> /dev/null || true
     while IFS=$'\t' read -r who ms cpu; do
         record 9 "$who" 1 run_ms "$ms"
         record 9 "$who" 1 run_cpu_ms "$cpu"
@@ -77,5 +77,5 @@ run_s9_docker() {
 teardown_startup() {
     if [ "$DOCKER_REGISTERED" = 1 ]; then docker_runtime remove "$DOCKER_RUNTIME" || true; fi
     if [ "$DOCKER_IMAGE_BUILT" = 1 ]; then docker rmi -f "$DOCKER_IMAGE" > /dev/null 2>&1 || true; fi
-    umount "$W/life/state/netns" 2> /dev/null || true
+    umount "$W/life/state/netns" "$W/life/state/userns" 2> /dev/null || true
 }

@@ -31,7 +31,8 @@ const DEFER_POLL: Duration = Duration::from_millis(1);
 /// process has other threads (fork would copy only this one, with whatever
 /// locks the others hold), it is finished here instead and a failure is
 /// returned as usual (the jail is then torn down already).
-pub fn finish_detached(cfg: &Config, globals: &Globals, begun: Begun) -> anyhow::Result<()> {
+pub fn finish_detached(cfg: &Config, globals: &Globals, mut begun: Begun) -> anyhow::Result<()> {
+    begun.bind_namespaces()?;
     let gate = gate::close(begun.dir())?;
     let creator = std::process::id() as i32;
     if !single_threaded() {

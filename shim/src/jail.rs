@@ -152,6 +152,8 @@ pub struct Begun {
     jail_if: String,
     pub ca: ca::CaFiles,
     pub resolv_conf: PathBuf,
+    /// The child holding the jail's namespaces until they are bound.
+    pending: Option<netns::Pending>,
 }
 
 impl Begun {
@@ -161,6 +163,15 @@ impl Begun {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Binds the jail's namespaces to their files (see [`netns::start_owned`]);
+    /// before anything uses them.
+    pub fn bind_namespaces(&mut self) -> Result<(), JailError> {
+        let (Some(pending), Some(own)) = (self.pending.take(), self.state.userns.as_ref()) else { return Ok(()) };
+        let (uid_map, gid_map) = (IdMap::proc_lines(&own.uid_mappings), IdMap::proc_lines(&own.gid_mappings));
+        pending.finish(&self.state.netns_path, netns::Owner::New { path: &own.path, uid_map: &uid_map, gid_map: &gid_map })?;
+        Ok(())
     }
 
     /// The user namespace made to own the jail, if one was.
@@ -223,10 +234,17 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
     // Only the jail's namespace is named by the spec; a host side of our
     // own (P, H) is made by `finish`, while the delegate starts.
     netns::prepare_dir(&root.join("netns"))?;
+    // A user namespace of our own is made by a child started here and
+    // bound in `bind_namespaces`, once the spec is rewritten: the kernel's
+    // work on the namespaces overlaps with that.
+    let mut pending = None;
     if shape.host_userns {
         netns::create_all(&[state.netns_path.as_path()])?;
-    } else {
-        create_owned_jail(root, &state, &shape.spec_userns)?;
+    } else if state.userns.is_some() {
+        netns::prepare_dir(&root.join(USERNS_DIR))?;
+        pending = Some(netns::start_owned(&state.netns_path)?);
+    } else if let crate::rewrite::SpecUserNs::Path(p) = &shape.spec_userns {
+        netns::create_owned(&state.netns_path, netns::Owner::Join(p))?;
     }
     let ca = ca::ensure(cfg)?;
     let resolv_conf = dir.join("resolv.conf");
@@ -234,23 +252,7 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
     if shape.pod_sandbox {
         crate::pod::create_narrow_dir(&dir).map_err(io("create", &dir.join(NARROW_DIR)))?;
     }
-    Ok(Begun { state, dir, rules, shape: shape.clone(), jail_if, ca, resolv_conf })
-}
-
-/// The jail's namespace, owned by the user namespace made for it or named
-/// by the spec.
-fn create_owned_jail(root: &Path, state: &JailState, spec_userns: &crate::rewrite::SpecUserNs) -> Result<(), JailError> {
-    let maps = state.userns.as_ref().map(|own| (IdMap::proc_lines(&own.uid_mappings), IdMap::proc_lines(&own.gid_mappings)));
-    let owner = match (&state.userns, &maps, &spec_userns) {
-        (Some(own), Some((uid_map, gid_map)), _) => {
-            netns::prepare_dir(&root.join(USERNS_DIR))?;
-            netns::Owner::New { path: &own.path, uid_map, gid_map }
-        }
-        (_, _, crate::rewrite::SpecUserNs::Path(p)) => netns::Owner::Join(p),
-        _ => unreachable!("own_userns makes one unless the spec names a path"),
-    };
-    netns::create_owned(&state.netns_path, owner)?;
-    Ok(())
+    Ok(Begun { state, dir, rules, shape: shape.clone(), jail_if, ca, resolv_conf, pending })
 }
 
 /// The user namespace to make for the jail: every id mapped to itself, or

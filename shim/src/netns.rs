@@ -111,17 +111,16 @@ pub enum Owner<'a> {
 /// from inside the jail, would leave by that uplink and never meet the
 /// nft table or the sidecar.
 ///
-/// A forked child (single-threaded, as `unshare(CLONE_NEWUSER)` and
-/// `setns` into a user namespace require) makes or joins the user
-/// namespace and then unshares the network namespace, which the kernel
-/// gives to that user namespace; the parent writes the maps and binds the
-/// child's namespace files. The child only makes raw system calls.
+/// A new user namespace: [`start_owned`] then [`Pending::finish`]. An
+/// existing one (`Join`): a forked child (single-threaded, as `setns` into
+/// a user namespace requires) joins it and unshares the network namespace,
+/// which the kernel gives to that user namespace. The child only makes raw
+/// system calls.
 pub fn create_owned(netns: &Path, owner: Owner<'_>) -> Result<(), NetnsError> {
-    use nix::sys::wait::waitpid;
     use nix::unistd::{fork, pipe, read, write, ForkResult};
-    let join = match owner {
-        Owner::Join(p) => Some(File::open(p).map_err(|source| NetnsError::Io { op: "open", path: p.to_path_buf(), source })?),
-        Owner::New { .. } => None,
+    let user = match owner {
+        Owner::Join(p) => File::open(p).map_err(|source| NetnsError::Io { op: "open", path: p.to_path_buf(), source })?,
+        Owner::New { .. } => return start_owned(netns)?.finish(netns, owner),
     };
     let (ready_r, ready_w) = pipe().map_err(sys("create a pipe for", netns))?;
     let (go_r, go_w) = pipe().map_err(sys("create a pipe for", netns))?;
@@ -132,10 +131,7 @@ pub fn create_owned(netns: &Path, owner: Owner<'_>) -> Result<(), NetnsError> {
         ForkResult::Child => {
             drop(ready_r);
             drop(go_w);
-            let made = match &join {
-                Some(user) => setns(user, CloneFlags::CLONE_NEWUSER).and_then(|()| unshare(CloneFlags::CLONE_NEWNET)),
-                None => unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET),
-            };
+            let made = setns(&user, CloneFlags::CLONE_NEWUSER).and_then(|()| unshare(CloneFlags::CLONE_NEWNET));
             let code = [match made {
                 Ok(()) => 0u8,
                 Err(e) => (e as i32).clamp(1, 255) as u8,
@@ -149,18 +145,114 @@ pub fn create_owned(netns: &Path, owner: Owner<'_>) -> Result<(), NetnsError> {
         ForkResult::Parent { child } => {
             drop(ready_w);
             drop(go_r);
-            let mut code = [0u8; 1];
-            let said = read(&ready_r, &mut code);
-            let res = match said {
-                Ok(1) if code[0] == 0 => bind_owned(child.as_raw(), netns, owner),
-                Ok(1) => Err(sys("make the jail's namespaces for", netns)(nix::Error::from_raw(i32::from(code[0])))),
-                Ok(_) => Err(sys("make the jail's namespaces for", netns)(nix::Error::ECHILD)),
-                Err(e) => Err(sys("make the jail's namespaces for", netns)(e)),
-            };
-            drop(go_w);
-            let _ = waitpid(child, None);
-            res
+            Pending { child, ready: ready_r, go: Some(go_w), _stack: Vec::new(), _fds: None, reaped: false }.finish(netns, owner)
         }
+    }
+}
+
+/// What the child of [`start_owned`] holds: its ends of the two pipes,
+/// and the parent's ends, which its copy of the descriptor table also has
+/// and closes first (else the parent's close of `go` would not end its
+/// wait).
+struct HoldFds {
+    ready_w: std::os::fd::RawFd,
+    go_r: std::os::fd::RawFd,
+    parents: [std::os::fd::RawFd; 2],
+}
+
+/// The child of [`start_owned`]: says it exists (its namespaces were made
+/// by `clone`), then holds them until the parent has bound them. Runs on
+/// its own stack in the parent's memory: raw system calls only.
+extern "C" fn hold(data: *mut nix::libc::c_void) -> nix::libc::c_int {
+    // SAFETY: `data` is the HoldFds the parent keeps alive (boxed in the
+    // Pending) until this child has been reaped.
+    let fds = unsafe { &*(data as *const HoldFds) };
+    let (ready, mut go) = ([0u8; 1], [0u8; 1]);
+    // SAFETY: plain close/write/read on descriptors of this child's table.
+    unsafe {
+        for fd in fds.parents {
+            nix::libc::close(fd);
+        }
+        nix::libc::write(fds.ready_w, ready.as_ptr().cast(), 1);
+        nix::libc::read(fds.go_r, go.as_mut_ptr().cast(), 1);
+    }
+    0
+}
+
+/// A child in a new user namespace and a new network namespace owned by
+/// it, waiting for [`Pending::finish`] to write the maps and bind both. It
+/// is made with `clone(CLONE_VM | CLONE_NEWUSER | CLONE_NEWNET)`: no copy
+/// of the shim's page tables, and the kernel's work on the namespaces (the
+/// slow part, ~0.5 ms) overlaps with whatever the shim does until `finish`
+/// (the spec rewrite).
+pub fn start_owned(netns: &Path) -> Result<Pending, NetnsError> {
+    use std::os::fd::AsRawFd;
+    let (ready_r, ready_w) = nix::unistd::pipe().map_err(sys("create a pipe for", netns))?;
+    let (go_r, go_w) = nix::unistd::pipe().map_err(sys("create a pipe for", netns))?;
+    let fds = Box::new(HoldFds { ready_w: ready_w.as_raw_fd(), go_r: go_r.as_raw_fd(), parents: [ready_r.as_raw_fd(), go_w.as_raw_fd()] });
+    let mut stack = vec![0u8; 64 * 1024];
+    let flags = nix::libc::CLONE_VM | nix::libc::CLONE_NEWUSER | nix::libc::CLONE_NEWNET | nix::libc::SIGCHLD;
+    // SAFETY: the child runs `hold` on `stack` (16-byte aligned top) with a
+    // pointer to `fds`; both live in the Pending until the child is
+    // reaped. Without CLONE_FILES the child has its own descriptor table.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(stack.len());
+        let top = top.sub(top as usize % 16);
+        nix::libc::clone(hold, top.cast(), flags, &*fds as *const HoldFds as *mut nix::libc::c_void)
+    };
+    if pid < 0 {
+        return Err(sys("make a user and a network namespace for", netns)(nix::Error::last()));
+    }
+    drop(ready_w);
+    drop(go_r);
+    Ok(Pending { child: nix::unistd::Pid::from_raw(pid), ready: ready_r, go: Some(go_w), _stack: stack, _fds: Some(fds), reaped: false })
+}
+
+/// A child holding a jail's namespaces until they are bound to files.
+/// Dropped unfinished, the child is let go and reaped (its namespaces go).
+pub struct Pending {
+    child: nix::unistd::Pid,
+    ready: std::os::fd::OwnedFd,
+    go: Option<std::os::fd::OwnedFd>,
+    _stack: Vec<u8>,
+    _fds: Option<Box<HoldFds>>,
+    reaped: bool,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("child", &self.child).finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    /// Waits for the child, writes the maps of a new user namespace, binds
+    /// the network namespace to `netns` (and the user namespace to its
+    /// path), then lets the child go and reaps it.
+    pub fn finish(mut self, netns: &Path, owner: Owner<'_>) -> Result<(), NetnsError> {
+        let mut code = [0u8; 1];
+        let res = match nix::unistd::read(&self.ready, &mut code) {
+            Ok(1) if code[0] == 0 => bind_owned(self.child.as_raw(), netns, owner),
+            Ok(1) => Err(sys("make the jail's namespaces for", netns)(nix::Error::from_raw(i32::from(code[0])))),
+            Ok(_) => Err(sys("make the jail's namespaces for", netns)(nix::Error::ECHILD)),
+            Err(e) => Err(sys("make the jail's namespaces for", netns)(e)),
+        };
+        self.release();
+        res
+    }
+
+    fn release(&mut self) {
+        drop(self.go.take());
+        if !self.reaped {
+            let _ = nix::sys::wait::waitpid(self.child, None);
+            self.reaped = true;
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

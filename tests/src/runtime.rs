@@ -321,7 +321,9 @@ impl Drop for Runtime {
             eprintln!("boundary-tests: removing jail pieces left behind under {}:\n{snap}", self.dirs.state_root.display());
             snap.remove_all();
         }
-        let _ = nix::mount::umount2(&self.dirs.state_root.join("netns"), nix::mount::MntFlags::MNT_DETACH);
+        for dir in ["netns", "userns"] {
+            let _ = nix::mount::umount2(&self.dirs.state_root.join(dir), nix::mount::MntFlags::MNT_DETACH);
+        }
     }
 }
 
