@@ -85,6 +85,7 @@ pub fn run(cfg: &Config, clean: bool) -> i32 {
 pub fn host_checks(cfg: &Config, paths: &Paths) -> Vec<Check> {
     let mut v = vec![delegate_check(cfg)];
     v.extend(nft_checks());
+    v.push(userns_check(std::fs::read_to_string("/proc/sys/user/max_user_namespaces").ok().as_deref()));
     v.extend(ca_checks(cfg));
     for (what, p) in [("boundary-hook", cfg.hook_binary()), ("boundary-sidecar", cfg.sidecar_binary())] {
         v.push(binary_check(what, &p));
@@ -93,6 +94,16 @@ pub fn host_checks(cfg: &Config, paths: &Paths) -> Vec<Check> {
     v.push(containerd_check(&paths.containerd_config, &paths.containerd_dir));
     v.push(crio_check(&paths.crio_dir));
     v
+}
+
+/// Every jail needs a user namespace of its own (its container's
+/// capabilities count there alone): the kernel must allow some.
+fn userns_check(max: Option<&str>) -> Check {
+    match max.map(str::trim).map(str::parse::<u64>) {
+        Some(Ok(0)) => Check::new(Status::Fail, "user namespaces", "user.max_user_namespaces is 0: jails cannot be made (sysctl -w user.max_user_namespaces=15000)".to_string()),
+        Some(Ok(n)) => Check::new(Status::Ok, "user namespaces", format!("up to {n} (one per jail)")),
+        _ => Check::new(Status::Fail, "user namespaces", "/proc/sys/user/max_user_namespaces is missing: the kernel has no user namespaces, which every jail needs".to_string()),
+    }
 }
 
 /// First line of `<bin> <args>`'s stdout, or why there is none.
@@ -272,6 +283,15 @@ fn crio_check(dir: &Path) -> Check {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn user_namespaces_must_be_allowed() {
+        assert_eq!(userns_check(Some("63000\n")).status, Status::Ok);
+        let off = userns_check(Some("0\n"));
+        assert!(off.status == Status::Fail && off.to_string().contains("max_user_namespaces is 0"), "{off}");
+        assert_eq!(userns_check(None).status, Status::Fail);
+    }
+
     use super::*;
 
     #[test]

@@ -362,6 +362,7 @@ fn doctor_finds_and_cleans_leftovers_of_its_own_pool_only() {
         &format!("FAIL leftover sidecar: pid {sidecar_pid}"),
         "OK   delegate runtime",
         "OK   nftables",
+        "OK   user namespaces: up to ",
         "WARN host CA: not generated yet",
         "WARN docker",
     ] {
