@@ -246,7 +246,7 @@ fn owned_by_host(path: &Path) -> bool {
 /// CAP_NET_ADMIN (it would count in the host's user namespace).
 pub fn joined_userns(spec: &serde_json::Value, jail_userns: Option<boundary_contract::OwnUserNs>, jail_id: &str) -> anyhow::Result<rewrite::JailPlan> {
     let mut plan = rewrite::JailPlan::default();
-    if rewrite::user_namespace(spec, Path::new("/nonexistent"))? != rewrite::SpecUserNs::Absent {
+    if rewrite::has_user_entry(spec)? {
         return Ok(plan);
     }
     match (rewrite::userns_blocker(spec, owned_by_host)?, jail_userns) {

@@ -394,6 +394,11 @@ fn user_entry(top: &Map<String, Value>) -> Result<Option<(usize, Option<&str>)>,
     namespace_entry(top, "user", |first, second| RewriteError::DuplicateUserEntry { first, second })
 }
 
+/// Whether the spec has a `user` entry at all.
+pub fn has_user_entry(spec: &Value) -> Result<bool, RewriteError> {
+    Ok(user_entry(obj(spec, &root())?)?.is_some())
+}
+
 /// What the spec asks for its user namespace. A path inside `ours` (the
 /// directory of the user namespaces boundary-runc makes) is an earlier
 /// rewrite's: the spec's maps are then what it asked for.
