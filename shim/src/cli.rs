@@ -150,11 +150,16 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
         false => jail::Shape { private_host: matches!(host_side, HostSide::Fresh | HostSide::Absent), pod_sandbox, ..jail::Shape::default() },
     };
     let spec_userns = rewrite::user_namespace(&spec, &cfg.state_root.join(jail::USERNS_DIR))?;
-    let no_net_admin = match spec_userns {
-        rewrite::SpecUserNs::Absent => rewrite::userns_blocker(&spec, owned_by_host)?,
-        _ => None,
+    let (no_net_admin, host_userns) = match &spec_userns {
+        rewrite::SpecUserNs::Absent => {
+            let blocked = rewrite::userns_blocker(&spec, owned_by_host)?;
+            let host = blocked.is_some();
+            (blocked, host)
+        }
+        rewrite::SpecUserNs::Path(user) => (own_userns_reaching(user, host_netns_of(&host_side)), false),
+        rewrite::SpecUserNs::New { .. } => (None, false),
     };
-    let shape = jail::Shape { spec_userns, host_userns: no_net_admin.is_some(), ..shape };
+    let shape = jail::Shape { spec_userns, host_userns, ..shape };
     let rules = rules::collect(cfg, &spec)?;
     if pod_sandbox {
         pod::record_sandbox(&cfg.state_root, &a.id, &spec)?;
@@ -221,7 +226,7 @@ fn prepare_joined(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value
         state_root: root.clone(),
         ca_bundle: Some(ca.bundle.clone()),
         resolv_conf: Some(jail::state_dir(root, jail_id).join("resolv.conf")),
-        ..joined_userns(&spec, jail::read_state(root, jail_id)?.and_then(|s| s.userns), jail_id)?
+        ..joined_userns(&spec, jail::read_state(root, jail_id)?.as_ref(), jail_id)?
     };
     let written = rewrite::rewrite_joined(spec, &plan).map_err(anyhow::Error::from).and_then(|out| {
         rewrite::write_config_atomically(config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;
@@ -244,17 +249,37 @@ fn owned_by_host(path: &Path) -> bool {
 /// `no_net_admin`: the jail's own user namespace when it has one and the
 /// container names none; else, unless the container names its own, no
 /// CAP_NET_ADMIN (it would count in the host's user namespace).
-pub fn joined_userns(spec: &serde_json::Value, jail_userns: Option<boundary_contract::OwnUserNs>, jail_id: &str) -> anyhow::Result<rewrite::JailPlan> {
+pub fn joined_userns(spec: &serde_json::Value, jail: Option<&boundary_contract::JailState>, jail_id: &str) -> anyhow::Result<rewrite::JailPlan> {
     let mut plan = rewrite::JailPlan::default();
-    if rewrite::has_user_entry(spec)? {
+    if let Some(entry) = rewrite::user_entry_path(spec)? {
+        if let Some(user) = entry {
+            plan.no_net_admin = own_userns_reaching(&user, jail.and_then(jail::state_host_netns));
+        }
         return Ok(plan);
     }
-    match (rewrite::userns_blocker(spec, owned_by_host)?, jail_userns) {
+    match (rewrite::userns_blocker(spec, owned_by_host)?, jail.and_then(|j| j.userns.clone())) {
         (Some(reason), _) => plan.no_net_admin = Some(reason),
         (None, Some(u)) => plan.userns = Some(u),
         (None, None) => plan.no_net_admin = Some(format!("the jail of {jail_id} it joins has no user namespace of boundary-runc's")),
     }
     Ok(plan)
+}
+
+/// The engine's namespace a host side lives in (`None`: boundary-runc
+/// makes it, in the host's user namespace).
+fn host_netns_of(side: &HostSide) -> Option<&Path> {
+    jail::host_netns(side)
+}
+
+/// A spec's own user namespace (by path) that holds capabilities over the
+/// jail's host side (`host`: `None` is one the runtime owns) may not have
+/// CAP_NET_ADMIN: with it the container could reach that namespace as
+/// from the host's user namespace.
+fn own_userns_reaching(user: &Path, host: Option<&Path>) -> Option<String> {
+    let host = host?;
+    crate::netns::userns_reaches(user, host).then(|| {
+        format!("its user namespace {} also holds the jail's host side {}", user.display(), host.display())
+    })
 }
 
 /// The host side as the engine gave it, also when the bundle was already

@@ -496,5 +496,5 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
 
 /// Whether `id` has any jail state at all (the fast path of `delete`).
 pub fn exists(root: &Path, id: &str) -> bool {
-    state_dir(root, id).exists() || netns_path(root, id).exists()
+    state_dir(root, id).exists() || netns_path(root, id).exists() || userns_path(root, id).exists()
 }

@@ -117,13 +117,13 @@ pub enum Owner<'a> {
 /// which the kernel gives to that user namespace. The child only makes raw
 /// system calls.
 pub fn create_owned(netns: &Path, owner: Owner<'_>) -> Result<(), NetnsError> {
-    use nix::unistd::{fork, pipe, read, write, ForkResult};
+    use nix::unistd::{fork, read, write, ForkResult};
     let user = match owner {
         Owner::Join(p) => File::open(p).map_err(|source| NetnsError::Io { op: "open", path: p.to_path_buf(), source })?,
         Owner::New { .. } => return start_owned(netns)?.finish(netns, owner),
     };
-    let (ready_r, ready_w) = pipe().map_err(sys("create a pipe for", netns))?;
-    let (go_r, go_w) = pipe().map_err(sys("create a pipe for", netns))?;
+    let (ready_r, ready_w) = cloexec_pipe(netns)?;
+    let (go_r, go_w) = cloexec_pipe(netns)?;
     // SAFETY: the child makes only async-signal-safe system calls (setns,
     // unshare, write, read) and leaves by _exit, touching no lock or heap
     // state another thread of this process may have held at the fork.
@@ -150,6 +150,12 @@ pub fn create_owned(netns: &Path, owner: Owner<'_>) -> Result<(), NetnsError> {
     }
 }
 
+/// A pipe whose ends no exec'd process inherits (one that kept `go` open
+/// would keep the holding child, and so `create`, waiting).
+fn cloexec_pipe(netns: &Path) -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), NetnsError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create a pipe for", netns))
+}
+
 /// What the child of [`start_owned`] holds: its ends of the two pipes,
 /// and the parent's ends, which its copy of the descriptor table also has
 /// and closes first (else the parent's close of `go` would not end its
@@ -162,7 +168,9 @@ struct HoldFds {
 
 /// The child of [`start_owned`]: says it exists (its namespaces were made
 /// by `clone`), then holds them until the parent has bound them. Runs on
-/// its own stack in the parent's memory: raw system calls only.
+/// its own stack in the parent's memory: raw system calls only. It shares
+/// the calling thread's TLS (no CLONE_SETTLS), so a failing call would set
+/// that thread's errno; these calls do not fail but by the parent's death.
 extern "C" fn hold(data: *mut nix::libc::c_void) -> nix::libc::c_int {
     // SAFETY: `data` is the HoldFds the parent keeps alive (boxed in the
     // Pending) until this child has been reaped.
@@ -187,8 +195,8 @@ extern "C" fn hold(data: *mut nix::libc::c_void) -> nix::libc::c_int {
 /// (the spec rewrite).
 pub fn start_owned(netns: &Path) -> Result<Pending, NetnsError> {
     use std::os::fd::AsRawFd;
-    let (ready_r, ready_w) = nix::unistd::pipe().map_err(sys("create a pipe for", netns))?;
-    let (go_r, go_w) = nix::unistd::pipe().map_err(sys("create a pipe for", netns))?;
+    let (ready_r, ready_w) = cloexec_pipe(netns)?;
+    let (go_r, go_w) = cloexec_pipe(netns)?;
     let fds = Box::new(HoldFds { ready_w: ready_w.as_raw_fd(), go_r: go_r.as_raw_fd(), parents: [ready_r.as_raw_fd(), go_w.as_raw_fd()] });
     let mut stack = vec![0u8; 64 * 1024];
     let flags = nix::libc::CLONE_VM | nix::libc::CLONE_NEWUSER | nix::libc::CLONE_NEWNET | nix::libc::SIGCHLD;
@@ -241,11 +249,15 @@ impl Pending {
         res
     }
 
+    /// Lets the child go and reaps it; only then may its stack be freed
+    /// (a CLONE_VM child runs on it), so an interrupted wait is retried.
     fn release(&mut self) {
         drop(self.go.take());
-        if !self.reaped {
-            let _ = nix::sys::wait::waitpid(self.child, None);
-            self.reaped = true;
+        while !self.reaped {
+            match nix::sys::wait::waitpid(self.child, None) {
+                Err(nix::Error::EINTR) => continue,
+                _ => self.reaped = true,
+            }
         }
     }
 }
@@ -337,6 +349,38 @@ pub fn owned_by_our_userns(path: &Path) -> Result<bool, NetnsError> {
         (Err(source), _) => Err(NetnsError::Io { op: "stat the owner of", path: path.to_path_buf(), source }),
         (_, Err(source)) => Err(NetnsError::Io { op: "stat", path: ours.to_path_buf(), source }),
     }
+}
+
+/// Whether a process in the user namespace at `user` holds capabilities
+/// over the network namespace at `net`: its owner is `user` or a user
+/// namespace below it (`NS_GET_USERNS`, then `NS_GET_PARENT` up to the
+/// top this process can see). What cannot be read counts as reached.
+pub fn userns_reaches(user: &Path, net: &Path) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::MetadataExt;
+    const NS_GET_USERNS: nix::libc::c_ulong = 0xb701;
+    const NS_GET_PARENT: nix::libc::c_ulong = 0xb702;
+    let (Ok(user), Ok(net)) = (std::fs::metadata(user), File::open(net)) else { return true };
+    let id = (user.dev(), user.ino());
+    // SAFETY: the ioctls take no argument and return a new descriptor,
+    // owned at once.
+    let next = |fd: &File, op: nix::libc::c_ulong| -> Option<File> {
+        let raw = unsafe { nix::libc::ioctl(fd.as_raw_fd(), op as _) };
+        (raw >= 0).then(|| File::from(unsafe { OwnedFd::from_raw_fd(raw) }))
+    };
+    let Some(mut owner) = next(&net, NS_GET_USERNS) else { return true };
+    for _ in 0..64 {
+        match owner.metadata() {
+            Ok(m) if (m.dev(), m.ino()) == id => return true,
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+        match next(&owner, NS_GET_PARENT) {
+            Some(parent) => owner = parent,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The inode of a namespace file, to tell namespaces apart.

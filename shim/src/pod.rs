@@ -333,7 +333,7 @@ pub fn prepare_container(
             state_root: root.clone(),
             ca_bundle: Some(ca.bundle.clone()),
             resolv_conf: Some(jail::state_dir(root, sandbox_id).join("resolv.conf")),
-            ..crate::cli::joined_userns(&spec, sandbox.userns.clone(), sandbox_id)?
+            ..crate::cli::joined_userns(&spec, Some(&sandbox), sandbox_id)?
         };
         let out = rewrite::rewrite_joined(spec, &plan)?;
         rewrite::write_config_atomically(config_path, &out.spec)

@@ -394,9 +394,9 @@ fn user_entry(top: &Map<String, Value>) -> Result<Option<(usize, Option<&str>)>,
     namespace_entry(top, "user", |first, second| RewriteError::DuplicateUserEntry { first, second })
 }
 
-/// Whether the spec has a `user` entry at all.
-pub fn has_user_entry(spec: &Value) -> Result<bool, RewriteError> {
-    Ok(user_entry(obj(spec, &root())?)?.is_some())
+/// The spec's `user` entry, if any, with its path, if any.
+pub fn user_entry_path(spec: &Value) -> Result<Option<Option<PathBuf>>, RewriteError> {
+    Ok(user_entry(obj(spec, &root())?)?.map(|(_, p)| p.map(PathBuf::from)))
 }
 
 /// What the spec asks for its user namespace. A path inside `ours` (the
