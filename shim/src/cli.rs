@@ -156,7 +156,7 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
             let host = blocked.is_some();
             (blocked, host)
         }
-        rewrite::SpecUserNs::Path(user) => (own_userns_reaching(user, host_netns_of(&host_side)), false),
+        rewrite::SpecUserNs::Path(user) => (own_userns_reaching(user, jail::host_netns(&host_side)), false),
         rewrite::SpecUserNs::New { .. } => (None, false),
     };
     let shape = jail::Shape { spec_userns, host_userns, ..shape };
@@ -263,12 +263,6 @@ pub fn joined_userns(spec: &serde_json::Value, jail: Option<&boundary_contract::
         (None, None) => plan.no_net_admin = Some(format!("the jail of {jail_id} it joins has no user namespace of boundary-runc's")),
     }
     Ok(plan)
-}
-
-/// The engine's namespace a host side lives in (`None`: boundary-runc
-/// makes it, in the host's user namespace).
-fn host_netns_of(side: &HostSide) -> Option<&Path> {
-    jail::host_netns(side)
 }
 
 /// A spec's own user namespace (by path) that holds capabilities over the

@@ -327,28 +327,41 @@ where
     .map_err(|_| NetnsError::Panicked)?
 }
 
-/// Whether the namespace at `path` is owned by this process's user
-/// namespace (the host's, for the shim) (`NS_GET_USERNS`).
-pub fn owned_by_our_userns(path: &Path) -> Result<bool, NetnsError> {
+const NS_GET_USERNS: nix::libc::c_ulong = 0xb701;
+const NS_GET_PARENT: nix::libc::c_ulong = 0xb702;
+
+/// One of the namespace ioctls that return a namespace (`NS_GET_USERNS`:
+/// the owner; `NS_GET_PARENT`: a user namespace's parent, an error above
+/// the top this process can see).
+fn ns_ioctl(ns: &File, op: nix::libc::c_ulong) -> std::io::Result<File> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: the ioctl takes no argument and returns a new descriptor.
+    let raw = unsafe { nix::libc::ioctl(ns.as_raw_fd(), op as _) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(raw) }))
+}
+
+/// (device, inode): what tells two namespaces apart.
+fn ns_key(m: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
-    const NS_GET_USERNS: nix::libc::c_ulong = 0xb701;
-    let ns = File::open(path).map_err(|source| NetnsError::Io { op: "open", path: path.to_path_buf(), source })?;
-    // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor,
-    // owned below.
-    let fd = unsafe { nix::libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS as _) };
-    if fd < 0 {
-        return Err(NetnsError::Io { op: "find the owner of", path: path.to_path_buf(), source: std::io::Error::last_os_error() });
-    }
-    // SAFETY: fd is a fresh descriptor nothing else owns.
-    let owner = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    (m.dev(), m.ino())
+}
+
+/// Whether the namespace at `path` is owned by this process's user
+/// namespace (the host's, for the shim).
+pub fn owned_by_our_userns(path: &Path) -> Result<bool, NetnsError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| NetnsError::Io { op, path, source }
+    };
+    let ns = File::open(path).map_err(io("open", path))?;
+    let owner = ns_ioctl(&ns, NS_GET_USERNS).and_then(|o| o.metadata()).map_err(io("find the owner of", path))?;
     let ours = Path::new("/proc/self/ns/user");
-    let (a, b) = (owner.metadata(), std::fs::metadata(ours));
-    match (a, b) {
-        (Ok(a), Ok(b)) => Ok(a.ino() == b.ino() && a.dev() == b.dev()),
-        (Err(source), _) => Err(NetnsError::Io { op: "stat the owner of", path: path.to_path_buf(), source }),
-        (_, Err(source)) => Err(NetnsError::Io { op: "stat", path: ours.to_path_buf(), source }),
-    }
+    let ours = std::fs::metadata(ours).map_err(io("stat", ours))?;
+    Ok(ns_key(&owner) == ns_key(&ours))
 }
 
 /// Whether a process in the user namespace at `user` holds capabilities
@@ -356,28 +369,17 @@ pub fn owned_by_our_userns(path: &Path) -> Result<bool, NetnsError> {
 /// namespace below it (`NS_GET_USERNS`, then `NS_GET_PARENT` up to the
 /// top this process can see). What cannot be read counts as reached.
 pub fn userns_reaches(user: &Path, net: &Path) -> bool {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::fs::MetadataExt;
-    const NS_GET_USERNS: nix::libc::c_ulong = 0xb701;
-    const NS_GET_PARENT: nix::libc::c_ulong = 0xb702;
     let (Ok(user), Ok(net)) = (std::fs::metadata(user), File::open(net)) else { return true };
-    let id = (user.dev(), user.ino());
-    // SAFETY: the ioctls take no argument and return a new descriptor,
-    // owned at once.
-    let next = |fd: &File, op: nix::libc::c_ulong| -> Option<File> {
-        let raw = unsafe { nix::libc::ioctl(fd.as_raw_fd(), op as _) };
-        (raw >= 0).then(|| File::from(unsafe { OwnedFd::from_raw_fd(raw) }))
-    };
-    let Some(mut owner) = next(&net, NS_GET_USERNS) else { return true };
+    let Ok(mut owner) = ns_ioctl(&net, NS_GET_USERNS) else { return true };
     for _ in 0..64 {
         match owner.metadata() {
-            Ok(m) if (m.dev(), m.ino()) == id => return true,
+            Ok(m) if ns_key(&m) == ns_key(&user) => return true,
             Ok(_) => {}
             Err(_) => return true,
         }
-        match next(&owner, NS_GET_PARENT) {
-            Some(parent) => owner = parent,
-            None => return false,
+        match ns_ioctl(&owner, NS_GET_PARENT) {
+            Ok(parent) => owner = parent,
+            Err(_) => return false,
         }
     }
     true
