@@ -180,7 +180,8 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
     // fork: the builder closes it last, so freeing its blocks (a
     // synchronous discard on some file systems) is not on the way to runc.
     let mut replaced = None;
-    let written = rewrite::rewrite(spec, &plan).map_err(anyhow::Error::from).and_then(|mut out| {
+    let written = jail::record_no_net_admin(&cfg.state_root, &a.id, plan.no_net_admin.as_deref());
+    let written = written.and_then(|()| rewrite::rewrite(spec, &plan).map_err(anyhow::Error::from)).and_then(|mut out| {
         if docker {
             docker::wrap_setkey_hooks(&mut out.spec, &cfg.hook_binary(), &cfg.state_root);
         }
@@ -219,7 +220,6 @@ fn prepare_joined(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value
         warnings.push(format!("{id} shares the network of {jail_id}: {jail_id}'s allow rules apply, not its own"));
     }
     let ca = crate::ca::ensure(cfg)?;
-    docker::record_joined(root, id, jail_id).with_context(|| format!("cannot record {id} under {}", root.display()))?;
     let plan = rewrite::JailPlan {
         netns_path: jail::netns_path(root, jail_id),
         hook_path: cfg.hook_binary(),
@@ -228,7 +228,9 @@ fn prepare_joined(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value
         resolv_conf: Some(jail::state_dir(root, jail_id).join("resolv.conf")),
         ..joined_userns(&spec, jail::read_state(root, jail_id)?.as_ref(), jail_id)?
     };
-    let written = rewrite::rewrite_joined(spec, &plan).map_err(anyhow::Error::from).and_then(|out| {
+    docker::record_joined(root, id, jail_id).with_context(|| format!("cannot record {id} under {}", root.display()))?;
+    let written = jail::record_no_net_admin(root, id, plan.no_net_admin.as_deref());
+    let written = written.and_then(|()| rewrite::rewrite_joined(spec, &plan).map_err(anyhow::Error::from)).and_then(|out| {
         rewrite::write_config_atomically(config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;
         Ok(out.warnings)
     });
@@ -298,9 +300,16 @@ fn exec_into(inv: &Invocation) -> ! {
     if !jail::state_dir(&cfg.state_root, &a.id).is_dir() {
         exec(&inv.globals, &runtime, &inv.args);
     }
-    match exec_env::prepare(inv, &a) {
-        Ok(args) => exec(&inv.globals, &runtime, &args),
-        Err(e) => runtime_log::fatal(&inv.globals, &anyhow::Error::from(e).context(format!("exec into {}", a.id))),
+    let no_net_admin = jail::no_net_admin(&cfg.state_root, &a.id);
+    let prepared = no_net_admin.map_err(anyhow::Error::from).and_then(|n| Ok(exec_env::prepare(inv, &a, n.as_deref())?));
+    match prepared {
+        Ok(p) => {
+            for w in &p.warnings {
+                runtime_log::write(&inv.globals, Level::Warning, &format!("boundary-runc: {w}"));
+            }
+            exec(&inv.globals, &runtime, &p.args)
+        }
+        Err(e) => runtime_log::fatal(&inv.globals, &e.context(format!("exec into {}", a.id))),
     }
 }
 

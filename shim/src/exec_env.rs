@@ -1,4 +1,5 @@
-//! `exec` into a jailed container: the new process trusts the host CA too.
+//! `exec` into a jailed container: the new process trusts the host CA too,
+//! and, in a container given no CAP_NET_ADMIN, gets none either.
 //!
 //! `create` puts the CA variables (`SSL_CERT_FILE`, ...) into the spec's
 //! `process.env`, but `docker exec`, `kubectl exec` and `ctr task exec`
@@ -16,6 +17,14 @@
 //! gave the variables, and is passed on untouched: adding `--env` there
 //! would even be harmful, since crun (before 2026) replaces the spec's env,
 //! `PATH` included, by the `--env` list.
+//!
+//! A container that could not have a user namespace of its own was given
+//! no CAP_NET_ADMIN (in the host's user namespace it would reach the
+//! jail's host side), and its state directory says why
+//! ([`crate::jail::NO_NET_ADMIN_FILE`]). An `exec` process there would
+//! otherwise get what its process file or `--cap` flags ask for (`docker
+//! exec --privileged` asks for every capability): CAP_NET_ADMIN is taken
+//! out of both, and the runtime log says so.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -23,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::args::{validate_id, ArgsError, Invocation};
-use crate::rewrite::{write_config_atomically, CA_BUNDLE_DEST, CA_ENV_VARS};
+use crate::rewrite::{self, is_net_admin, write_config_atomically, CA_BUNDLE_DEST, CA_ENV_VARS};
 
 /// `runc exec` flags that take a value (runc-exec(8)).
 const EXEC_VALUE_FLAGS: &[&str] = &[
@@ -41,15 +50,21 @@ pub enum ExecEnvError {
     Parse { path: PathBuf, message: String },
     #[error("the exec process description {path} has a non-array `env`")]
     EnvType { path: PathBuf },
+    #[error("the exec process description {path} is malformed")]
+    Shape { path: PathBuf, #[source] source: rewrite::RewriteError },
     #[error("cannot write the exec process description {path}")]
     Write { path: PathBuf, #[source] source: std::io::Error },
 }
 
-/// What `exec` was asked: the container id and the `--process` file.
+/// What `exec` was asked: the container id, the `--process` file, and
+/// where `--cap` asks for CAP_NET_ADMIN.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ExecArgs {
     pub id: String,
     pub process: Option<PathBuf>,
+    /// Ranges, in [`Invocation::command_args`], of each `--cap` flag (with
+    /// its value) that names CAP_NET_ADMIN.
+    pub net_admin_caps: Vec<std::ops::Range<usize>>,
 }
 
 /// Reads `exec`'s flags with Go `flag` rules: flags up to the first
@@ -57,8 +72,10 @@ pub struct ExecArgs {
 pub fn exec_args(inv: &Invocation) -> Result<ExecArgs, ArgsError> {
     let args = inv.command_args();
     let mut process = None;
+    let mut net_admin_caps = Vec::new();
     let mut i = 0;
     while i < args.len() {
+        let start = i;
         let s = args[i].to_string_lossy();
         if s == "--" {
             i += 1;
@@ -75,15 +92,17 @@ pub fn exec_args(inv: &Invocation) -> Result<ExecArgs, ArgsError> {
             let v = args.get(i).ok_or_else(|| ArgsError::MissingValue { command: "exec".into(), flag: name.to_string() })?;
             value = Some(v.to_string_lossy().into_owned());
         }
-        if matches!(name, "process" | "p") {
-            process = value.map(PathBuf::from);
+        match name {
+            "process" | "p" => process = value.map(PathBuf::from),
+            "cap" | "c" if value.as_deref().is_some_and(is_net_admin) => net_admin_caps.push(start..i + 1),
+            _ => {}
         }
         i += 1;
     }
     let id = args.get(i).ok_or_else(|| ArgsError::MissingId { command: "exec".into() })?;
     let id = id.to_str().ok_or_else(|| ArgsError::NotUtf8 { arg: id.to_string_lossy().into_owned() })?;
     validate_id(id)?;
-    Ok(ExecArgs { id: id.to_string(), process })
+    Ok(ExecArgs { id: id.to_string(), process, net_admin_caps })
 }
 
 /// The `VAR=VALUE` entries `env` lacks (the last entry of a name wins, as
@@ -115,21 +134,52 @@ pub fn amend_process(process: &mut Value, path: &Path) -> Result<bool, ExecEnvEr
     Ok(changed)
 }
 
+/// What to hand the delegate for `exec` into a jailed container.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Prepared {
+    pub args: Vec<OsString>,
+    /// What was taken away, for the runtime log.
+    pub warnings: Vec<String>,
+}
+
 /// The argument list to hand the delegate for `exec` into a jailed
-/// container, after amending a `--process` file in place.
-pub fn prepare(inv: &Invocation, a: &ExecArgs) -> Result<Vec<OsString>, ExecEnvError> {
-    match &a.process {
-        Some(path) => {
-            let bytes = std::fs::read(path).map_err(|source| ExecEnvError::Read { path: path.clone(), source })?;
-            let mut process: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| ExecEnvError::Parse { path: path.clone(), message: e.to_string() })?;
-            if amend_process(&mut process, path)? {
-                write_config_atomically(path, &process).map_err(|source| ExecEnvError::Write { path: path.clone(), source })?;
-            }
-            Ok(inv.args.clone())
+/// container, after amending a `--process` file in place. `no_net_admin`
+/// (the reason the container was given no CAP_NET_ADMIN, see
+/// [`crate::jail::no_net_admin`]): the new process gets none either,
+/// whether its process file or a `--cap` flag asks for it (`docker exec
+/// --privileged`, `runc exec --cap CAP_NET_ADMIN`).
+pub fn prepare(inv: &Invocation, a: &ExecArgs, no_net_admin: Option<&str>) -> Result<Prepared, ExecEnvError> {
+    let mut warnings = Vec::new();
+    let mut dropped = false;
+    if let Some(path) = &a.process {
+        let bytes = std::fs::read(path).map_err(|source| ExecEnvError::Read { path: path.clone(), source })?;
+        let mut process: Value =
+            serde_json::from_slice(&bytes).map_err(|e| ExecEnvError::Parse { path: path.clone(), message: e.to_string() })?;
+        let mut changed = amend_process(&mut process, path)?;
+        if no_net_admin.is_some() {
+            let removed = rewrite::exec_process_without_net_admin(&mut process)
+                .map_err(|source| ExecEnvError::Shape { path: path.clone(), source })?;
+            changed |= removed;
+            dropped |= removed;
         }
-        None => Ok(inv.args.clone()),
+        if changed {
+            write_config_atomically(path, &process).map_err(|source| ExecEnvError::Write { path: path.clone(), source })?;
+        }
     }
+    let mut args = inv.args.clone();
+    if let (Some(_), Some(at)) = (no_net_admin, inv.command_index) {
+        for range in a.net_admin_caps.iter().rev() {
+            args.drain(at + 1 + range.start..at + 1 + range.end);
+            dropped = true;
+        }
+    }
+    if let (true, Some(reason)) = (dropped, no_net_admin) {
+        warnings.push(format!(
+            "exec into {}: the new process gets no CAP_NET_ADMIN, as the container got none: {reason}",
+            a.id
+        ));
+    }
+    Ok(Prepared { args, warnings })
 }
 
 #[cfg(test)]
@@ -157,7 +207,7 @@ mod tests {
     fn command_form_is_passed_on_untouched() {
         let i = inv(&["--log", "/l", "exec", "-t", "-e", "A=1", "c2", "curl", "https://x"]);
         let a = exec_args(&i).unwrap();
-        assert_eq!(prepare(&i, &a).unwrap(), i.args);
+        assert_eq!(prepare(&i, &a, None).unwrap().args, i.args);
     }
 
     #[test]
@@ -168,15 +218,56 @@ mod tests {
         std::fs::write(&path, json!({"args":["sh"],"env":["PATH=/bin", own],"cwd":"/"}).to_string()).unwrap();
         let i = inv(&["exec", "--process", path.to_str().unwrap(), "c"]);
         let a = exec_args(&i).unwrap();
-        assert_eq!(prepare(&i, &a).unwrap(), i.args);
+        assert_eq!(prepare(&i, &a, None).unwrap().args, i.args);
         let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let env: Vec<&str> = v["env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
         assert_eq!(env[..2], ["PATH=/bin", own.as_str()]);
         assert_eq!(env.len(), 1 + CA_ENV_VARS.len());
         assert_eq!(v["args"], json!(["sh"]));
         let before = std::fs::read(&path).unwrap();
-        prepare(&i, &a).unwrap();
+        prepare(&i, &a, None).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), before, "second pass changes nothing");
+    }
+
+    #[test]
+    fn without_net_admin_the_cap_flags_that_ask_for_it_are_dropped() {
+        let argv = [
+            "--log", "/l", "exec", "--cap", "CAP_NET_ADMIN", "-c", "CAP_NET_RAW", "--cap=net_admin", "-c", "cap_net_admin",
+            "-t", "c1", "ip", "--cap", "CAP_NET_ADMIN",
+        ];
+        let i = inv(&argv);
+        let a = exec_args(&i).unwrap();
+        assert_eq!(a.net_admin_caps, [0..2, 4..5, 5..7]);
+        let want: Vec<OsString> =
+            ["--log", "/l", "exec", "-c", "CAP_NET_RAW", "-t", "c1", "ip", "--cap", "CAP_NET_ADMIN"].iter().map(OsString::from).collect();
+        let p = prepare(&i, &a, Some("it shares the host's pid namespace")).unwrap();
+        assert_eq!(p.args, want, "the command's own arguments are the command's");
+        assert!(p.warnings[0].contains("no CAP_NET_ADMIN") && p.warnings[0].contains("host's pid namespace"), "{:?}", p.warnings);
+        let p = prepare(&i, &a, None).unwrap();
+        assert_eq!((p.args, p.warnings), (i.args.clone(), vec![]), "a container with its own user namespace keeps them");
+    }
+
+    #[test]
+    fn without_net_admin_the_process_file_loses_it_from_every_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("process.json");
+        let all = json!(["CAP_CHOWN", "CAP_NET_ADMIN", "CAP_SYS_ADMIN", "net_admin"]);
+        let caps = json!({"bounding": all, "effective": all, "permitted": all, "inheritable": all, "ambient": all});
+        std::fs::write(&path, json!({"args":["sh"],"env":[],"capabilities": caps}).to_string()).unwrap();
+        let i = inv(&["exec", "--process", path.to_str().unwrap(), "--detach", "c"]);
+        let a = exec_args(&i).unwrap();
+        let p = prepare(&i, &a, Some("reason")).unwrap();
+        assert_eq!(p.args, i.args);
+        assert_eq!(p.warnings.len(), 1);
+        let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for set in ["bounding", "effective", "permitted", "inheritable", "ambient"] {
+            assert_eq!(v["capabilities"][set], json!(["CAP_CHOWN", "CAP_SYS_ADMIN"]), "{set}");
+        }
+        let p = prepare(&i, &a, Some("reason")).unwrap();
+        assert!(p.warnings.is_empty(), "nothing left to take: {:?}", p.warnings);
+        std::fs::write(&path, json!({"args":["sh"],"capabilities": {"bounding": "x"}}).to_string()).unwrap();
+        let e = prepare(&i, &a, Some("reason")).unwrap_err();
+        assert!(format!("{:#}", anyhow::Error::from(e)).contains("capabilities.bounding"));
     }
 
     #[test]
@@ -186,10 +277,10 @@ mod tests {
         for (text, want) in [("{", "not valid JSON"), (r#"{"env":"x"}"#, "non-array `env`"), ("[1]", "not valid JSON")] {
             std::fs::write(&path, text).unwrap();
             let i = inv(&["exec", "-p", path.to_str().unwrap(), "c"]);
-            let e = prepare(&i, &exec_args(&i).unwrap()).unwrap_err().to_string();
+            let e = prepare(&i, &exec_args(&i).unwrap(), None).unwrap_err().to_string();
             assert!(e.contains(want) && e.contains("p.json"), "{e}");
         }
         let i = inv(&["exec", "-p", "/nonexistent/p.json", "c"]);
-        assert!(prepare(&i, &exec_args(&i).unwrap()).unwrap_err().to_string().contains("cannot read"));
+        assert!(prepare(&i, &exec_args(&i).unwrap(), None).unwrap_err().to_string().contains("cannot read"));
     }
 }

@@ -4,7 +4,8 @@
 //! Layout under `state_root` (default `/run/boundary-runc`):
 //! `<id>/jail.json` (what was built), `<id>/sidecar.json`, `<id>/sidecar.pids`,
 //! `<id>/sidecar.log`, `<id>/resolv.conf`, `<id>/hostns` (Docker's shape
-//! only: bind mount of the dedicated host-side namespace); `netns/<id>` (the
+//! only: bind mount of the dedicated host-side namespace), `<id>/no-net-admin`
+//! (a container given no CAP_NET_ADMIN, and why); `netns/<id>` (the
 //! jail namespace, a shared mount like /run/netns); `userns/<id>` (the user
 //! namespace that owns it, when boundary-runc made one); `ipam/<index>`
 //! (address leases).
@@ -62,6 +63,31 @@ pub fn state_dir(root: &Path, id: &str) -> PathBuf {
 
 pub fn netns_path(root: &Path, id: &str) -> PathBuf {
     root.join("netns").join(id)
+}
+
+/// File in a container's state directory that holds why the container was
+/// given no CAP_NET_ADMIN (see `rewrite::userns_blocker`): `exec` into it
+/// gives the new process none either. Absent: the container's
+/// capabilities count in a user namespace that owns nothing outside the
+/// jail, and an `exec` may have any.
+pub const NO_NET_ADMIN_FILE: &str = "no-net-admin";
+
+/// Records [`NO_NET_ADMIN_FILE`] when there is a reason (`None`: nothing).
+pub fn record_no_net_admin(root: &Path, id: &str, reason: Option<&str>) -> anyhow::Result<()> {
+    let Some(reason) = reason else { return Ok(()) };
+    let path = state_dir(root, id).join(NO_NET_ADMIN_FILE);
+    std::fs::write(&path, reason).map_err(io("write", &path))?;
+    Ok(())
+}
+
+/// The reason [`record_no_net_admin`] recorded for `id`, if any.
+pub fn no_net_admin(root: &Path, id: &str) -> Result<Option<String>, JailError> {
+    let path = state_dir(root, id).join(NO_NET_ADMIN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(reason) => Ok(Some(reason)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("read", &path)(e)),
+    }
 }
 
 /// Directory of the user namespaces that own jails (a shared mount, as

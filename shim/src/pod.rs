@@ -335,6 +335,7 @@ pub fn prepare_container(
             resolv_conf: Some(jail::state_dir(root, sandbox_id).join("resolv.conf")),
             ..crate::cli::joined_userns(&spec, Some(&sandbox), sandbox_id)?
         };
+        jail::record_no_net_admin(root, id, plan.no_net_admin.as_deref())?;
         let out = rewrite::rewrite_joined(spec, &plan)?;
         rewrite::write_config_atomically(config_path, &out.spec)
             .with_context(|| format!("cannot write {}", config_path.display()))?;

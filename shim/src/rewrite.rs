@@ -486,7 +486,14 @@ fn remove_net_admin(top: &mut Map<String, Value>) -> Result<bool, RewriteError> 
     let Some(process) = top.get_mut("process").filter(|p| !p.is_null()) else {
         return Err(process_loc.missing());
     };
-    let process = obj_mut(process, &process_loc)?;
+    process_without_net_admin(obj_mut(process, &process_loc)?, &process_loc)
+}
+
+/// Takes CAP_NET_ADMIN out of every capability set of a process object
+/// (the spec's `process`, or the process file `exec --process` reads).
+/// Names are matched as runtimes might read them: any case, with or
+/// without the `CAP_` prefix. Returns whether any was there.
+fn process_without_net_admin(process: &mut Map<String, Value>, process_loc: &Loc) -> Result<bool, RewriteError> {
     let caps_loc = process_loc.key("capabilities");
     let Some(caps) = process.get_mut("capabilities").filter(|c| !c.is_null()) else {
         return Ok(false);
@@ -494,13 +501,29 @@ fn remove_net_admin(top: &mut Map<String, Value>) -> Result<bool, RewriteError> 
     let caps = obj_mut(caps, &caps_loc)?;
     let mut removed = false;
     for set in CAP_SETS_ALL {
-        if let Some(list) = caps.get_mut(set).and_then(Value::as_array_mut) {
-            let before = list.len();
-            list.retain(|c| c != NET_ADMIN);
-            removed |= list.len() != before;
+        if access::opt_str_list(caps, set, &caps_loc)?.into_iter().any(is_net_admin) {
+            if let Some(list) = caps.get_mut(set).and_then(Value::as_array_mut) {
+                list.retain(|c| !c.as_str().is_some_and(is_net_admin));
+                removed = true;
+            }
         }
     }
     Ok(removed)
+}
+
+/// [`process_without_net_admin`] for the process file of `exec --process`
+/// (a process object at the top level).
+pub fn exec_process_without_net_admin(process: &mut Value) -> Result<bool, RewriteError> {
+    let top = Loc::root("the exec process file");
+    process_without_net_admin(obj_mut(process, &top)?, &top)
+}
+
+/// Whether a capability name is CAP_NET_ADMIN's, in any spelling a
+/// runtime might accept (`CAP_NET_ADMIN`, `net_admin`, ...).
+pub fn is_net_admin(name: &str) -> bool {
+    let name = name.trim();
+    let bare = if name.len() > 4 && name[..4].eq_ignore_ascii_case("CAP_") { &name[4..] } else { name };
+    bare.eq_ignore_ascii_case("NET_ADMIN")
 }
 
 /// Warning when the container shares the runtime's pid namespace.
@@ -901,6 +924,16 @@ mod tests {
         assert!(out["linux"].get("uidMappings").is_none());
         let out = rewrite_joined(spec_with(json!([{"type": "pid"}])), &plan).unwrap().spec;
         assert_eq!(out["linux"]["namespaces"][1], json!({"type": "user", "path": "/run/boundary-runc/userns/c1"}));
+    }
+
+    #[test]
+    fn net_admin_is_recognised_in_every_spelling_a_runtime_accepts() {
+        for name in ["CAP_NET_ADMIN", "net_admin", "Cap_Net_Admin", " CAP_NET_ADMIN", "NET_ADMIN"] {
+            assert!(is_net_admin(name), "{name}");
+        }
+        for name in ["CAP_NET_ADMINX", "CAP_NET_RAW", "CAP_", "", "CAPNET_ADMIN", "CAP_CAP_NET_ADMIN"] {
+            assert!(!is_net_admin(name), "{name}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! CAP_NET_ADMIN, CAP_NET_RAW, CAP_KILL and the patched seccomp filter.
 //! Each one must fail to get a byte to a listener on the test origin or
 //! the host, checked by counters there and, where the protocol reaches the
-//! sidecar, in the audit log. Slots 200..=209 and 232..=235.
+//! sidecar, in the audit log. Slots 200..=209 and 232..=236.
 
 mod escape_world;
 
@@ -582,4 +582,85 @@ fn packets_with_a_spoofed_source_reach_nothing_on_the_host_side() {
     std::thread::sleep(Duration::from_millis(300));
     let records = dns();
     assert!(!records.iter().any(|r| r.host.as_deref() == Some("denied.test")), "a query from a spoofed source reached the DNS filter: {records:#?}");
+}
+
+/// A container that cannot have a user namespace of its own (here: it
+/// shares the host's pid namespace) gets no CAP_NET_ADMIN, since in the
+/// host's user namespace it would reach the jail's host side. Neither
+/// does a process `exec` starts in it: not by `--cap` (`runc exec --cap`,
+/// `ctr task exec`), nor by a process file that asks for every capability
+/// (what `docker exec --privileged` sends), which keeps the rest. The
+/// control: the delegate runc, asked directly, does grant it.
+#[test]
+fn exec_into_a_jail_of_the_hosts_user_namespace_gets_no_net_admin() {
+    use boundary_tests::probe::{cap_eff, CAP_NET_ADMIN, CAP_SYS_ADMIN};
+    let w = World::start_with(
+        236,
+        "esc-execcap",
+        |s| s,
+        |b| {
+            b.edit(|s| {
+                let ns = s["linux"]["namespaces"].as_array_mut().expect("namespaces");
+                ns.retain(|n| n["type"] != "pid");
+            })
+        },
+    );
+    let has = |status: &str, cap: u32| cap_eff(status) & (1 << cap) != 0;
+    let status = w.exec("cat /proc/self/status").ok();
+    assert!(!has(&status.stdout, CAP_NET_ADMIN), "the container itself must lack CAP_NET_ADMIN:\n{status}");
+
+    // The command-line form, with the flag spelled as runtimes accept it.
+    for flag in [["--cap", "CAP_NET_ADMIN"], ["-c", "CAP_NET_ADMIN"]] {
+        let out = w.rt.cmd(&["exec", flag[0], flag[1], w.id, "cat", "/proc/self/status"]).ok();
+        assert!(!has(&out.stdout, CAP_NET_ADMIN), "exec {flag:?} gave CAP_NET_ADMIN:\n{out}");
+        let warned = out.log.iter().any(|e| e["level"] == "warning" && e["msg"].as_str().is_some_and(|m| m.contains("no CAP_NET_ADMIN")));
+        assert!(warned, "the runtime log must say what was taken:\n{out}");
+    }
+    let out = w.rt.cmd(&["exec", "--cap", "CAP_NET_ADMIN", w.id, "sh", "-c", &format!("{PROBE} peer-macvlan eth0")]);
+    assert!(out.stdout.trim().starts_with("error:") && out.stdout.contains("Operation not permitted"), "{out}");
+
+    // The process-file form, as `docker exec --privileged` sends it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("process.json");
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(w.bundle.config_path()).expect("read config.json")).expect("config.json");
+    let mut process = config["process"].clone();
+    // Docker's privileged exec: every capability (here: every one this
+    // test holds, as runc can grant no more) in the bounding, effective and
+    // permitted sets, and no ambient ones.
+    let held = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let bounding = held.lines().find_map(|l| l.strip_prefix("CapBnd:")).map(|h| u64::from_str_radix(h.trim(), 16).expect("CapBnd")).expect("CapBnd");
+    let all: Vec<&str> = (0..64).filter(|n| bounding & (1 << n) != 0).filter_map(cap_name).collect();
+    assert!(all.contains(&"CAP_NET_ADMIN") && all.contains(&"CAP_SYS_ADMIN"), "the test itself lacks capabilities: {all:?}");
+    for set in ["bounding", "effective", "permitted"] {
+        process["capabilities"][set] = serde_json::json!(all);
+    }
+    process["capabilities"]["ambient"] = serde_json::json!([]);
+    process["args"] = serde_json::json!(["cat", "/proc/self/status"]);
+    process["terminal"] = serde_json::json!(false);
+    std::fs::write(&file, process.to_string()).expect("write process.json");
+    let out = w.rt.cmd(&["exec", "--process", file.to_str().expect("utf-8"), w.id]).ok();
+    assert!(!has(&out.stdout, CAP_NET_ADMIN), "a privileged process file gave CAP_NET_ADMIN:\n{out}");
+    assert!(has(&out.stdout, CAP_SYS_ADMIN), "only CAP_NET_ADMIN is taken from the process file:\n{out}");
+
+    // Control: runc itself, bypassing boundary-runc, grants the flag.
+    let runc = Command::new(require_tool("runc"))
+        .args(["--root", w.rt.runc_root.to_str().expect("utf-8"), "exec", "--cap", "CAP_NET_ADMIN", w.id, "cat", "/proc/self/status"])
+        .output()
+        .expect("run runc");
+    let text = String::from_utf8_lossy(&runc.stdout);
+    assert!(runc.status.success() && has(&text, CAP_NET_ADMIN), "control: runc exec --cap did not grant CAP_NET_ADMIN:\n{text}{}", String::from_utf8_lossy(&runc.stderr));
+}
+
+/// The kernel's name of capability `n` (as runc reads them), for the ones
+/// this machine's kernel has.
+fn cap_name(n: u32) -> Option<&'static str> {
+    const NAMES: [&str; 41] = [
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
+        "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN",
+        "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+        "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    ];
+    NAMES.get(n as usize).copied()
 }

@@ -1,7 +1,7 @@
 //! Load: many jails created and deleted concurrently leave nothing behind
 //! and reuse a small address pool; one jail under 500 concurrent
 //! connections decides every request right, audits each exactly once and
-//! keeps its memory flat. Slots 230..=239.
+//! keeps its memory flat. Slots 230..=231.
 //!
 //! `BOUNDARY_LOAD_SECONDS` sets the duration of the connection test
 //! (default 60).
