@@ -20,6 +20,7 @@ pub fn cap_eff(status: &str) -> u64 {
 }
 
 pub const CAP_NET_ADMIN: u32 = 12;
+pub const CAP_NET_RAW: u32 = 13;
 pub const CAP_SYS_ADMIN: u32 = 21;
 
 /// The addresses busybox `nslookup` printed as answers (the `Address:`

@@ -3,7 +3,8 @@
 //! origin, denied ones get the 403, UDP / non-HTTP / ICMP go nowhere),
 //! Docker's own interface and resolver stay out of the jail, published
 //! ports work, stop / start / rm leave nothing behind, and CAP_NET_ADMIN
-//! inside reaches none of the host side's links. Slots 150..=159.
+//! inside reaches none of the host side's links (nor, from a `--pid=host`
+//! container, that of a `docker exec` process). Slots 150..=159.
 //!
 //! Needs root and Debian's docker.io; dockerd is started when it is not
 //! running (log: /tmp/boundary-e2e-dockerd.log) and left running.
@@ -310,6 +311,41 @@ fn net_admin_inside_reaches_no_link_of_dockers_host_side() {
     assert_eq!(inside, ["lo", "eth0"], "links in the jail");
     let outside = boundary_tests::probe::link_names(&ip_in_h(&["-o", "link"]));
     assert!(!outside.iter().any(|l| l == "bnx"), "a link appeared in Docker's host side: {outside:?}");
+    w.assert_boundary(&name);
+    docker(&["rm", "-f", &name]).ok();
+    w.assert_no_leaks();
+}
+
+/// `--pid=host --cap-add NET_ADMIN`: the container cannot have a user
+/// namespace of its own (procfs), so boundary-runc takes CAP_NET_ADMIN
+/// from it, since in the host's user namespace it would reach Docker's
+/// host side. dockerd builds a `docker exec` process from its own record
+/// of the container, `--cap-add` included, and sends it as a process
+/// file: the process gets no CAP_NET_ADMIN either, and the probe for a
+/// link on Docker's uplink is refused.
+#[test]
+fn docker_exec_into_a_host_pid_container_gets_no_net_admin() {
+    use boundary_tests::probe::{cap_eff, CAP_NET_ADMIN, CAP_NET_RAW};
+    let w = World::start(158);
+    let name = w.name("execcap");
+    let probe = boundary_tests::probe::probe_dir();
+    let bind = format!("{}:/tmp:ro", probe.path().display());
+    let id = w.run(&name, &["--pid=host", "--cap-add", "NET_ADMIN", "-v", &bind], "");
+    let has = |status: &str, cap: u32| cap_eff(status) & (1 << cap) != 0;
+    let inner = inspect(&name, "{{.State.Pid}}");
+    let status = std::fs::read_to_string(format!("/proc/{inner}/status")).expect("the container's main process");
+    assert!(!has(&status, CAP_NET_ADMIN), "the container's main process holds CAP_NET_ADMIN:\n{status}");
+    let exec_status = exec(&name, "cat /proc/self/status").ok();
+    assert!(!has(&exec_status.stdout, CAP_NET_ADMIN), "docker exec gave CAP_NET_ADMIN:\n{exec_status}");
+    assert!(has(&exec_status.stdout, CAP_NET_RAW), "docker exec keeps the other capabilities:\n{exec_status}");
+    let host = w.host_side(&id);
+    let out = Command::new(require_tool("nsenter")).arg(format!("--net={}", host.display())).arg(require_tool("ip")).args(["-o", "link", "show", "eth0"]).output().expect("nsenter ip");
+    let index = String::from_utf8_lossy(&out.stdout).split(':').next().unwrap_or_default().trim().to_string();
+    assert!(index.parse::<u32>().is_ok(), "dockerd's eth0 in the host side: {out:?}");
+    let probe_cmd = boundary_tests::probe::PROBE;
+    let out = exec(&name, &format!("{probe_cmd} peer-macvlan eth0 {index}"));
+    let line = out.stdout.trim();
+    assert!(line.starts_with("error:") && line.contains("Operation not permitted"), "probe from docker exec: {out}");
     w.assert_boundary(&name);
     docker(&["rm", "-f", &name]).ok();
     w.assert_no_leaks();
