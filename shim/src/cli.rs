@@ -31,6 +31,7 @@ pub fn main() -> ! {
             std::process::exit(code)
         }
         Some("features") => features(&inv),
+        Some(c @ ("checkpoint" | "restore")) => refuse_checkpoint(&inv, c),
         None if inv.globals.version => version(&inv),
         _ => pass_through(&inv),
     }
@@ -71,6 +72,21 @@ fn version(inv: &Invocation) -> ! {
         }
         Err(e) => runtime_log::fatal(&inv.globals, &anyhow::anyhow!(e).context(format!("cannot run {} --version", runtime.display()))),
     }
+}
+
+/// `checkpoint` and `restore` are refused, before the delegate runs. A
+/// restore builds the container from its bundle's config.json, which the
+/// engine writes afresh from the original spec (containerd does for
+/// `docker start --checkpoint`), so the restored container would run
+/// outside any jail. Refusing the checkpoint too keeps the container
+/// running (runc stops it once the checkpoint is written) instead of
+/// leaving an image that can only be restored unjailed.
+fn refuse_checkpoint(inv: &Invocation, command: &str) -> ! {
+    let id = inv.command_args().last().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+    let e = anyhow::anyhow!(
+        "boundary-runc does not {command} containers ({command} {id}): a container restored from a checkpoint          would run outside its network jail; start a new container instead"
+    );
+    runtime_log::fatal(&inv.globals, &e)
 }
 
 /// Minimal features document for a delegate that has no `features`

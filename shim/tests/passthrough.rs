@@ -121,14 +121,28 @@ fn each_runc_subcommand_passes_through() {
         &["update", "--resources=-", "c"],
         &["events", "--stats", "c"],
         &["list", "--format", "json"],
-        &["restore", "-no-subreaper", "c"],
-        &["checkpoint", "c"],
         &["spec"],
     ] {
         let out = f.cmd(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(f.recorded("argv").lines().collect::<Vec<_>>(), args, "{args:?}");
         assert_eq!(out.stdout, b"fake-stdout\n", "{args:?}");
+    }
+}
+
+#[test]
+fn checkpoint_and_restore_are_refused_before_the_runtime_runs() {
+    let f = Fixture::new("");
+    let log = f.path("log.json");
+    for args in [&["restore", "--bundle", "/b", "--image-path", "/img", "-no-subreaper", "c1"][..], &["checkpoint", "--image-path", "/img", "c1"]] {
+        let mut all = vec!["--log", log.to_str().unwrap(), "--log-format", "json"];
+        all.extend_from_slice(args);
+        let out = f.cmd(&all).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(!f.path("rec.argv").exists(), "{args:?} reached the runtime");
+        let errors = log_errors(&log);
+        let e = errors.last().unwrap();
+        assert!(e.contains(&format!("does not {} containers ({} c1)", args[0], args[0])) && e.contains("outside its network jail"), "{errors:?}");
     }
 }
 

@@ -1,5 +1,6 @@
 //! The runc lifecycle of a jailed container, with runc and with crun, and
-//! what it leaves behind (nothing). Slots 100..=109.
+//! what it leaves behind (nothing); checkpoint and restore refused.
+//! Slots 100..=109.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -240,5 +241,29 @@ fn the_proxy_stops_once_the_jail_is_empty_and_not_before() {
     rt.delete("gone").ok();
     let errors: Vec<_> = rt.log_entries().into_iter().filter(|e| e["level"] == "error").collect();
     assert!(errors.is_empty(), "errors in the runtime log: {errors:?}");
+    rt.leaks().assert_same_as(&before);
+}
+
+/// `checkpoint` and `restore` are refused with the reason in the `--log`
+/// file, before runc runs: the running container is left running in its
+/// jail (a checkpoint stops it), and no restored container exists.
+#[test]
+fn checkpoint_and_restore_are_refused_and_the_container_keeps_running() {
+    require_root();
+    let rt = Runtime::new(Settings::new(107));
+    let before = rt.leaks();
+    let bundle = Bundle::sleeper();
+    rt.create_and_start(&bundle, "ckpt");
+    let images = tempfile::tempdir().expect("tempdir");
+    let image = images.path().to_str().expect("utf-8");
+    let out = rt.cmd(&["checkpoint", "--image-path", image, "ckpt"]).failed();
+    assert!(out.log_errors().iter().any(|e| e.contains("does not checkpoint containers") && e.contains("outside its network jail")), "{out}");
+    assert_eq!(rt.state_json("ckpt")["status"], "running", "a refused checkpoint leaves the container running");
+    let bundle_dir = bundle.path().to_str().expect("utf-8");
+    let out = rt.cmd(&["restore", "--bundle", bundle_dir, "--image-path", image, "--detach", "ckpt-restored"]).failed();
+    assert!(out.log_errors().iter().any(|e| e.contains("does not restore containers")), "{out}");
+    rt.state("ckpt-restored").failed();
+    assert_eq!(std::fs::read_dir(images.path()).expect("read image dir").count(), 0, "runc wrote a checkpoint image");
+    rt.cmd(&["delete", "--force", "ckpt"]).ok();
     rt.leaks().assert_same_as(&before);
 }
