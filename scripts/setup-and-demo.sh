@@ -2,8 +2,9 @@
 # Sets up boundary-runc on a fresh Debian machine and runs the main job: a
 # container under a policy, showing an allowed and a denied request.
 #
-# Installs runc, nftables, iproute2, busybox-static and curl (apt-get),
-# builds the three binaries in release mode (scripts/build-release.sh), installs boundary-runc,
+# Installs runc, nftables, iproute2, busybox-static, curl and musl-tools
+# (apt-get) and, with rustup, the x86_64-unknown-linux-musl target (for the
+# hook), builds the three binaries in release mode (scripts/build-release.sh), installs boundary-runc,
 # boundary-hook and boundary-sidecar to /usr/local/bin, then:
 #   - starts a test origin (busybox httpd) in its own network namespace,
 #     named demo.internal through a pinned name in a demo config;
@@ -17,7 +18,12 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
 need_cargo
-install_packages runc nftables iproute2 busybox-static curl ca-certificates openssl binutils
+install_packages runc nftables iproute2 busybox-static curl ca-certificates openssl binutils musl-tools
+# The hook is linked against musl when the toolchain has the target (see
+# scripts/build-release.sh); without it (offline, no rustup) it is glibc.
+if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+    timeout 300 rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || echo "note: rustup target add x86_64-unknown-linux-musl failed; boundary-hook will be static glibc"
+fi
 
 echo "==> scripts/build-release.sh (cargo build --release, statically linked)"
 scripts/build-release.sh
