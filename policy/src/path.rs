@@ -169,21 +169,28 @@ impl Resolved {
 
 /// Characters that best-fit mappings (IIS, Windows' code-page
 /// conversions) turn into `/` or `\`: full-width solidus and reverse
-/// solidus, division slash, fraction slash, set minus. Percent-encoded in
-/// a segment they would split it on such a server after it was judged.
-const SLASH_LOOKALIKES: [char; 5] = ['\u{FF0F}', '\u{FF3C}', '\u{2215}', '\u{2044}', '\u{2216}'];
+/// solidus, division slash, fraction slash, set minus, and the yen and won
+/// signs (`\` in code pages 932 and 949, "WorstFit"). Percent-encoded in a
+/// segment they would split it on such a server after it was judged.
+const SLASH_LOOKALIKES: [char; 7] = ['\u{FF0F}', '\u{FF3C}', '\u{2215}', '\u{2044}', '\u{2216}', '\u{00A5}', '\u{20A9}'];
+
+/// Characters that Unicode compatibility normalisation (NFKC, as some
+/// servers and frameworks apply to paths) or best-fit mapping turns into
+/// one or more full stops: full-width full stop, one and two dot leaders,
+/// the ellipsis, the vertical two dot leader, the small full stop.
+const DOT_LOOKALIKES: [char; 6] = ['\u{FF0E}', '\u{2024}', '\u{2025}', '\u{2026}', '\u{FE30}', '\u{FE52}'];
 
 /// A segment that is dots and something a server may drop before it
 /// resolves dot-segments (raw or decoded): `..;x` and `.;x` (path
 /// parameters, stripped by Tomcat and Spring), `...`, `.. ` and `. .`
 /// (trailing dots and spaces, stripped by Windows file APIs and IIS), and
-/// the same with the full-width full stop `．` (U+FF0E), which IIS's
-/// best-fit mapping reads as `.`. `.` and `..` themselves are resolved,
-/// not refused.
+/// the same with a character that normalises to dots ([`DOT_LOOKALIKES`]:
+/// `．`, which IIS's best-fit mapping reads as `.`, `‥`, which NFKC turns
+/// into `..`, ...). `.` and `..` themselves are resolved, not refused.
 fn check_dot_lookalike(seg: &str) -> Result<(), PathProblem> {
-    const WIDE_DOT: char = '\u{FF0E}';
+    let dot = |c: char| c == '.' || DOT_LOOKALIKES.contains(&c);
     let base = seg.split_once(';').map_or(seg, |(base, _)| base);
-    let dots_only = base.starts_with(['.', WIDE_DOT]) && base.chars().all(|c| matches!(c, '.' | ' ' | WIDE_DOT));
+    let dots_only = base.starts_with(dot) && base.chars().all(|c| c == ' ' || dot(c));
     if dots_only && seg != "." && seg != ".." {
         return Err(PathProblem::DotLookalike);
     }
@@ -530,6 +537,13 @@ mod tests {
             ("/public/x%E2%88%95admin", PathProblem::SlashLookalike),
             ("/public/x%E2%81%84admin", PathProblem::SlashLookalike),
             ("/public/x%E2%88%96admin", PathProblem::SlashLookalike),
+            ("/public/x%C2%A5admin", PathProblem::SlashLookalike),
+            ("/public/x%E2%82%A9admin", PathProblem::SlashLookalike),
+            ("/public/%E2%80%A5/admin", PathProblem::DotLookalike),
+            ("/public/%EF%B8%B0/admin", PathProblem::DotLookalike),
+            ("/public/%E2%80%A6/admin", PathProblem::DotLookalike),
+            ("/public/.%EF%B9%92/admin", PathProblem::DotLookalike),
+            ("/public/%E2%80%A4%E2%80%A4/admin", PathProblem::DotLookalike),
             ("a/b", PathProblem::NotAbsolute),
             ("*", PathProblem::NotAbsolute),
             ("http://h/x", PathProblem::NotAbsolute),

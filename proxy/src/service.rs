@@ -230,6 +230,14 @@ pub fn target(req: &Request<Incoming>, scope: &Scope) -> Result<Target, &'static
     if authority.as_str().contains('@') {
         return Err("user information in the authority");
     }
+    // Brackets hold an IPv6 literal and nothing else (RFC 3986): `[name]`
+    // would otherwise be judged and sent as `name`, a spelling no client
+    // means.
+    if let Some(inner) = authority.host().strip_prefix('[') {
+        if !inner.strip_suffix(']').is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()) {
+            return Err("brackets around a host that is not an IPv6 address");
+        }
+    }
     let scheme = if scope.tls { "https" } else { absolute_scheme.unwrap_or("http") };
     let host = normal_host(authority.host());
     if host.is_empty() {

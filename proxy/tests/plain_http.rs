@@ -153,6 +153,12 @@ async fn absolute_form_uses_the_uri_and_host_must_agree() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bracketed_host_name_is_refused() {
+    expect_400("GET /allowed/x HTTP/1.1\r\nHost: [origin.test]:PORT\r\n\r\n", "brackets around a host that is not an IPv6 address").await;
+    expect_400("GET http://[origin.test]:PORT/allowed/x HTTP/1.1\r\n\r\n", "brackets around a host").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_bodies_name_the_rule_in_text_and_json() {
     let h = start(RULES).await;
     let mut s = BufReader::new(h.connect().await);
