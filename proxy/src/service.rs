@@ -234,7 +234,7 @@ pub fn target(req: &Request<Incoming>, scope: &Scope) -> Result<Target, &'static
     // would otherwise be judged and sent as `name`, a spelling no client
     // means.
     if let Some(inner) = authority.host().strip_prefix('[') {
-        if !inner.strip_suffix(']').is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()) {
+        if inner.strip_suffix(']').is_none_or(|a| a.parse::<std::net::Ipv6Addr>().is_err()) {
             return Err("brackets around a host that is not an IPv6 address");
         }
     }
