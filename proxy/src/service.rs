@@ -170,18 +170,93 @@ async fn decide_and_forward(ctx: Arc<ProxyContext>, scope: &Scope, req: Request<
     let sets = ctx.narrowing.current();
     let (decision, narrowed_by) = sets.evaluate(&ctx.policy, &preq);
     match decision {
-        Decision::Allow { rule } => forward::forward(ctx, scope, req, t, rule).await,
-        Decision::Deny(denial) => {
-            let mut reason = match denial.reason {
-                DenyReason::NoRuleMatched => "no rule matched".to_owned(),
-                other => other.to_string(),
-            };
-            if let Some(owner) = narrowed_by {
-                reason = format!("{reason} in the rules of {owner}, which narrow the pod's policy");
+        Decision::Allow { rule } => {
+            if let Some(refused) = judge_overrides(&ctx, scope, &req, &t, &sets) {
+                return refused;
             }
+            forward::forward(ctx, scope, req, t, rule).await
+        }
+        Decision::Deny(denial) => {
+            let reason = deny_reason(denial.reason, narrowed_by);
             deny(&ctx, scope, &req, &t, &reason, denial.suggestion.as_deref())
         }
     }
+}
+
+fn deny_reason(reason: DenyReason, narrowed_by: Option<&str>) -> String {
+    let reason = match reason {
+        DenyReason::NoRuleMatched => "no rule matched".to_owned(),
+        other => other.to_string(),
+    };
+    match narrowed_by {
+        Some(owner) => format!("{reason} in the rules of {owner}, which narrow the pod's policy"),
+        None => reason,
+    }
+}
+
+/// Headers by which origins let a request stand for another method
+/// (method-override middleware: Express, ASP.NET, Google's APIs)...
+const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+/// ... or another path (IIS URL Rewrite, frameworks behind it).
+const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
+/// An allowed request that names another method or path in an override
+/// header is judged again as each combination it may stand for, at the
+/// same host: an origin that honours the header serves that one, so every
+/// one must be allowed too. Returns the refusal, if any.
+fn judge_overrides(
+    ctx: &ProxyContext,
+    scope: &Scope,
+    req: &Request<Incoming>,
+    t: &Target,
+    sets: &crate::narrowing::NarrowSets,
+) -> Option<Response<ProxyBody>> {
+    let headers = req.headers();
+    let mut methods: Vec<(Option<&str>, String)> = Vec::new();
+    let mut paths: Vec<(Option<&str>, String)> = Vec::new();
+    for (names, out) in [(&METHOD_OVERRIDES[..], &mut methods), (&PATH_OVERRIDES[..], &mut paths)] {
+        for name in names {
+            for value in headers.get_all(*name) {
+                let Ok(v) = value.to_str() else {
+                    return Some(deny(ctx, scope, req, t, &format!("the {name} header is not ASCII"), None));
+                };
+                out.push((Some(*name), v.trim().to_owned()));
+            }
+        }
+    }
+    if methods.is_empty() && paths.is_empty() {
+        return None;
+    }
+    for (_, m) in &mut methods {
+        m.make_ascii_uppercase();
+    }
+    if let Some((name, p)) = paths.iter().find(|(_, p)| !p.starts_with('/')) {
+        let reason = format!("the {} header {p:?} is not a path", name.unwrap_or_default());
+        return Some(deny(ctx, scope, req, t, &reason, None));
+    }
+    methods.insert(0, (None, req.method().as_str().to_owned()));
+    paths.insert(0, (None, t.path.clone()));
+    for (mh, m) in &methods {
+        for (ph, p) in &paths {
+            if mh.is_none() && ph.is_none() {
+                continue;
+            }
+            let preq = boundary_policy::Request { method: m, host: &t.host, path: p, port: Some(t.port) };
+            if let (Decision::Deny(denial), narrowed_by) = sets.evaluate(&ctx.policy, &preq) {
+                let via: Vec<&str> = [*mh, *ph].into_iter().flatten().collect();
+                let reason = format!(
+                    "the {} header{} make{} it {m} {p} to an origin that honours {}: {}",
+                    via.join(" and "),
+                    if via.len() > 1 { "s" } else { "" },
+                    if via.len() > 1 { "" } else { "s" },
+                    if via.len() > 1 { "them" } else { "it" },
+                    deny_reason(denial.reason, narrowed_by)
+                );
+                return Some(deny(ctx, scope, req, t, &reason, denial.suggestion.as_deref()));
+            }
+        }
+    }
+    None
 }
 
 fn deny(ctx: &ProxyContext, scope: &Scope, req: &Request<Incoming>, t: &Target, reason: &str, rule: Option<&str>) -> Response<ProxyBody> {

@@ -69,6 +69,37 @@ async fn the_method_and_host_judged_are_the_ones_sent() {
     assert_eq!(recs[3].decision, "deny");
 }
 
+/// A request allowed as it is, that names another method or path in an
+/// override header (which an origin may honour instead), is allowed only
+/// when the rules allow that too; the 403 names the header. The origin
+/// sees only the allowed ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_and_path_override_headers_are_judged_too() {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    for (extra, want, reason) in [
+        ("X-HTTP-Method-Override: DELETE", 403, "x-http-method-override header makes it DELETE /allowed/a"),
+        ("x-method-override: delete", 403, "x-method-override header makes it DELETE"),
+        ("X-HTTP-Method: PUT", 403, "x-http-method header makes it PUT"),
+        ("X-Original-URL: /private/x", 403, "x-original-url header makes it GET /private/x"),
+        ("X-Rewrite-URL: /allowed/../admin", 403, "x-rewrite-url header makes it GET /allowed/../admin"),
+        ("X-Original-URL: http://api.test/allowed/x", 403, "is not a path"),
+        ("X-HTTP-Method-Override: POST\r\nX-Original-URL: /private", 403, "x-original-url header makes it GET /private"),
+        ("X-HTTP-Method-Override: DELETE\r\nX-Original-URL: /allowed/c", 403, "x-http-method-override header makes it DELETE /allowed/a"),
+        ("X-HTTP-Method-Override: post\r\nX-Original-URL: /allowed/b", 200, ""),
+    ] {
+        let req = format!("GET /allowed/a HTTP/1.1\r\nHost: api.test:{port}\r\n{extra}\r\n\r\n");
+        s.get_mut().write_all(req.as_bytes()).await.unwrap();
+        let r = read_response(&mut s).await.expect("response");
+        assert_eq!(r.status, want, "{extra}: {r:?}");
+        assert!(r.body.contains(reason), "{extra}: {}", r.body);
+    }
+    let recs = h.audit();
+    assert_eq!(recs.iter().filter(|r| r.decision == "allow").count(), 1, "{recs:?}");
+    assert_eq!(recs.iter().filter(|r| r.decision == "deny").count(), 8, "{recs:?}");
+}
+
 /// Requests in flight at once need as many upstream connections; once they
 /// are answered the sidecar keeps them all for the next burst instead of
 /// closing those above a small idle cap and opening them again (each close
