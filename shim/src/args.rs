@@ -13,11 +13,28 @@ use std::path::PathBuf;
 
 /// runc global flags that take a value (runc(8) "GLOBAL OPTIONS"; crun(1)
 /// adds `--cgroup-manager`). Every other global flag is boolean.
-const GLOBAL_VALUE_FLAGS: &[&str] = &["root", "log", "log-format", "criu", "rootless", "cgroup-manager"];
+const GLOBAL_VALUE_FLAGS: &[&str] = &["root", "log", "log-format", "log-level", "criu", "rootless", "cgroup-manager"];
 
 /// `runc create` / `runc run` flags that take a value (runc-create(8),
-/// runc-run(8)).
-const CREATE_VALUE_FLAGS: &[&str] = &["bundle", "b", "console-socket", "pid-file", "preserve-fds"];
+/// runc-run(8); `pidfd-socket` since runc 1.2).
+const CREATE_VALUE_FLAGS: &[&str] = &["bundle", "b", "console-socket", "pid-file", "preserve-fds", "pidfd-socket"];
+
+/// Every other `create` / `run` flag runc and crun know (all boolean).
+/// `create` must understand its whole command line: a flag it does not
+/// know might name the bundle another way (crun takes unique prefixes,
+/// `--bun=B`), and then the delegate would run a config.json that was
+/// never rewritten. So any other flag is refused.
+const CREATE_BOOL_FLAGS: &[&str] = &["detach", "d", "keep", "no-pivot", "no-new-keyring", "no-subreaper", "systemd-cgroup", "help", "h"];
+
+/// The subcommands engines call, and the rest of runc's and crun's. One
+/// not in this list is refused rather than handed on: with a global flag
+/// read the wrong way (crun takes unique prefixes of long options, so
+/// `--ro /r` is `--root /r`) its "name" could be that flag's value, and
+/// the real subcommand, `create` say, would reach the delegate unseen.
+pub const KNOWN_COMMANDS: &[&str] = &[
+    "create", "run", "start", "delete", "exec", "state", "kill", "list", "ps", "pause", "resume", "update", "events",
+    "spec", "features", "checkpoint", "restore", "help", "h", "init", "mounts",
+];
 
 /// The global flags boundary-runc reads.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -65,6 +82,12 @@ pub enum ArgsError {
     InvalidId { id: String },
     #[error("argument {arg:?} is not valid UTF-8")]
     NotUtf8 { arg: String },
+    #[error("container id {id:?} is reserved: boundary-runc keeps a directory of that name beside its jails")]
+    ReservedId { id: String },
+    #[error("{command}: unknown flag {flag:?} (boundary-runc must understand every {command} flag: one it cannot read might name another bundle)")]
+    UnknownFlag { command: String, flag: String },
+    #[error("{command}: --{flag} is not supported: boundary-runc rewrites the bundle's config.json and no other file")]
+    ConfigFlag { command: String, flag: String },
 }
 
 /// Splits `-x`, `--x`, `--x=v` into (`x`, Some(`v`)). `None` for positionals
@@ -88,9 +111,10 @@ impl Invocation {
         let mut command_index = None;
         while i < args.len() {
             let Some((name, inline)) = flag_name(&args[i]) else {
-                if args[i] != "--" {
-                    command_index = Some(i);
-                }
+                // `--` ends the global flags (Go's flag package and argp
+                // alike): the subcommand follows it.
+                let at = if args[i] == "--" { i + 1 } else { i };
+                command_index = (at < args.len()).then_some(at);
                 break;
             };
             let mut value = inline.map(OsString::from);
@@ -126,8 +150,18 @@ impl Invocation {
     pub fn create_args(&self) -> Result<CreateArgs, ArgsError> {
         let command = self.command().unwrap_or("create").to_string();
         let (flags, id) = split_flags(self.command_args(), CREATE_VALUE_FLAGS, &command)?;
+        for (name, _) in &flags {
+            if matches!(*name, "config" | "f") {
+                return Err(ArgsError::ConfigFlag { command, flag: (*name).to_string() });
+            }
+            if !CREATE_VALUE_FLAGS.contains(name) && !CREATE_BOOL_FLAGS.contains(name) {
+                return Err(ArgsError::UnknownFlag { command, flag: (*name).to_string() });
+            }
+        }
+        // The last of several wins, in Go's flag package and in argp.
         let bundle = flags
             .iter()
+            .rev()
             .find(|(n, _)| *n == "bundle" || *n == "b")
             .and_then(|(_, v)| v.as_ref())
             .map(PathBuf::from);
@@ -184,9 +218,17 @@ fn split_flags<'a>(
     Ok((flags, None))
 }
 
+/// Names of the state root's shared directories (`jail::state_dir` is
+/// `<state root>/<id>`): no container may have one as its id, or its
+/// teardown would remove the directory every jail shares.
+pub const RESERVED_IDS: &[&str] = &["netns", "userns", "ipam"];
+
 /// runc accepts ids matching `^[\w+-\.]+$`; we check the same before the id
-/// is used in any path.
+/// is used in any path, and refuse [`RESERVED_IDS`].
 pub fn validate_id(id: &str) -> Result<(), ArgsError> {
+    if RESERVED_IDS.contains(&id) {
+        return Err(ArgsError::ReservedId { id: id.to_string() });
+    }
     let ok = !id.is_empty()
         && id != "."
         && id != ".."
@@ -269,5 +311,31 @@ mod tests {
             assert!(matches!(inv(&["delete", bad]).delete_args(), Err(ArgsError::InvalidId { .. } | ArgsError::MissingId { .. })), "{bad}");
         }
         assert!(validate_id("moby-1.2_3+x").is_ok());
+    }
+
+    #[test]
+    fn create_is_read_the_way_the_delegate_reads_it_or_refused() {
+        let i = inv(&["--root", "/r", "--", "create", "--bundle", "/b", "c1"]);
+        assert_eq!(i.command(), Some("create"), "`--` ends the global flags");
+        assert_eq!(i.create_args().unwrap().bundle.as_deref(), Some(std::path::Path::new("/b")));
+        let i = inv(&["--log-level", "debug", "create", "c2"]);
+        assert_eq!(i.command(), Some("create"), "crun's --log-level takes a value");
+        let i = inv(&["create", "--bundle", "/decoy", "-b", "/real", "c3"]);
+        assert_eq!(i.create_args().unwrap().bundle.as_deref(), Some(std::path::Path::new("/real")), "the last --bundle wins");
+        for args in [&["create", "--bun=/real", "c4"][..], &["run", "-b/real", "c4"], &["create", "--no-such-flag", "c4"]] {
+            assert!(matches!(inv(args).create_args(), Err(ArgsError::UnknownFlag { .. })), "{args:?}");
+        }
+        for args in [&["create", "--config", "other.json", "c5"][..], &["create", "-f=other.json", "c5"]] {
+            assert!(matches!(inv(args).create_args(), Err(ArgsError::ConfigFlag { .. })), "{args:?}");
+        }
+        let i = inv(&["run", "-d", "--keep", "--pidfd-socket", "/s", "--pid-file=/p", "c6"]);
+        assert_eq!(i.create_args().unwrap().id, "c6");
+        // crun reads `--ro` as `--root`; we cannot, and the "subcommand" we
+        // see is no subcommand at all.
+        let i = inv(&["--ro", "/r", "create", "c7"]);
+        assert!(!KNOWN_COMMANDS.contains(&i.command().unwrap()));
+        for id in RESERVED_IDS {
+            assert!(matches!(inv(&["create", id]).create_args(), Err(ArgsError::ReservedId { .. })), "{id}");
+        }
     }
 }

@@ -33,7 +33,16 @@ pub fn main() -> ! {
         Some("features") => features(&inv),
         Some(c @ ("checkpoint" | "restore")) => refuse_checkpoint(&inv, c),
         None if inv.globals.version => version(&inv),
-        _ => pass_through(&inv),
+        Some(c) if crate::args::KNOWN_COMMANDS.contains(&c) => pass_through(&inv),
+        None if inv.command_index.is_none() => pass_through(&inv),
+        _ => {
+            let name = inv.command_index.map(|i| inv.args[i].to_string_lossy().into_owned()).unwrap_or_default();
+            let e = anyhow::anyhow!(
+                "unknown subcommand {name:?} (or a global flag boundary-runc cannot read before it): refused, \
+                 so that no create reaches the runtime unseen"
+            );
+            runtime_log::fatal(&inv.globals, &e)
+        }
     }
 }
 

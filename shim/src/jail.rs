@@ -448,6 +448,11 @@ pub fn read_state(root: &Path, id: &str) -> Result<Option<JailState>, JailError>
 /// Removes every piece of `id`'s jail that exists. Best effort: each step
 /// runs even when an earlier one failed; failures are returned as text.
 pub fn teardown(root: &Path, id: &str) -> Vec<String> {
+    // A container named like a shared directory has no jail (create
+    // refuses the id): nothing of it to remove, and the directory stays.
+    if crate::args::RESERVED_IDS.contains(&id) {
+        return Vec::new();
+    }
     let mut errors = crate::pod::leave(root, id);
     let dir = state_dir(root, id);
     let state = match read_state(root, id) {
@@ -522,5 +527,22 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
 
 /// Whether `id` has any jail state at all (the fast path of `delete`).
 pub fn exists(root: &Path, id: &str) -> bool {
+    if crate::args::RESERVED_IDS.contains(&id) {
+        return false;
+    }
     state_dir(root, id).exists() || netns_path(root, id).exists() || userns_path(root, id).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_reserved_id_has_no_jail_and_its_teardown_removes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        for dir in crate::args::RESERVED_IDS {
+            std::fs::create_dir_all(root.path().join(dir).join("lease")).unwrap();
+            assert!(!super::exists(root.path(), dir));
+            assert!(super::teardown(root.path(), dir).is_empty());
+            assert!(root.path().join(dir).join("lease").exists(), "{dir} was removed");
+        }
+    }
 }

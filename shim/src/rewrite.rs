@@ -153,6 +153,8 @@ pub enum RewriteError {
     DuplicateUserEntry { first: usize, second: usize },
     #[error("jail plan: {field} {} must be an absolute UTF-8 path", path.display())]
     PlanPath { field: &'static str, path: PathBuf },
+    #[error("config.json: linux.netDevices moves host network devices ({0}) into the container, where their traffic would bypass the boundary: refused")]
+    NetDevices(String),
 }
 
 fn root() -> Loc {
@@ -257,6 +259,7 @@ pub fn rewrite_joined(spec: Value, plan: &JailPlan) -> Result<Rewritten, Rewrite
 fn rewrite_network(mut spec: Value, plan: &JailPlan, jail: bool) -> Result<Rewritten, RewriteError> {
     let plan = PlanStrings::new(plan)?;
     let mut warnings = Vec::new();
+    refuse_net_devices(&spec)?;
     let host_side = if jail { jail_network(&mut spec, &plan)? } else { host_side(&spec)? };
     let top = obj_mut(&mut spec, &root())?;
     if let Some(w) = missing_pid_namespace(top)? {
@@ -476,6 +479,20 @@ pub fn userns_blocker(spec: &Value, owned_by_host: impl Fn(&Path) -> bool) -> Re
         }
     }
     Ok((!pid).then(|| "it shares the host's pid namespace (no pid entry), where procfs cannot be mounted from a user namespace".to_owned()))
+}
+
+/// `linux.netDevices` (runc 1.3 onward; CDI and NRI network plugins write
+/// it) moves a device of the runtime's namespace into the container's,
+/// the jail: an uplink whose traffic never meets the host side's table.
+fn refuse_net_devices(spec: &Value) -> Result<(), RewriteError> {
+    let linux = root().key("linux");
+    let Some(l) = opt_obj(obj(spec, &root())?, "linux", &root())? else { return Ok(()) };
+    match field(l, "netDevices") {
+        None => Ok(()),
+        Some(Value::Object(m)) if m.is_empty() => Ok(()),
+        Some(Value::Object(m)) => Err(RewriteError::NetDevices(m.keys().cloned().collect::<Vec<_>>().join(", "))),
+        Some(_) => Err(linux.key("netDevices").wrong("an object")),
+    }
 }
 
 /// Without a user namespace of its own, CAP_NET_ADMIN in the jail would
@@ -924,6 +941,19 @@ mod tests {
         assert!(out["linux"].get("uidMappings").is_none());
         let out = rewrite_joined(spec_with(json!([{"type": "pid"}])), &plan).unwrap().spec;
         assert_eq!(out["linux"]["namespaces"][1], json!({"type": "user", "path": "/run/boundary-runc/userns/c1"}));
+    }
+
+    #[test]
+    fn net_devices_are_refused() {
+        let mut spec = spec_with(json!([{"type": "pid"}, {"type": "network"}]));
+        spec["linux"]["netDevices"] = json!({"eth1": {"name": "eth1"}});
+        let e = rewrite(spec.clone(), &plan()).unwrap_err().to_string();
+        assert!(e.contains("linux.netDevices") && e.contains("eth1"), "{e}");
+        assert!(rewrite_joined(spec.clone(), &plan()).is_err());
+        spec["linux"]["netDevices"] = json!({});
+        rewrite(spec.clone(), &plan()).unwrap();
+        spec["linux"]["netDevices"] = json!(null);
+        rewrite(spec, &plan()).unwrap();
     }
 
     #[test]

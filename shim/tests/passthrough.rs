@@ -147,6 +147,20 @@ fn checkpoint_and_restore_are_refused_before_the_runtime_runs() {
 }
 
 #[test]
+fn an_unknown_subcommand_or_a_create_after_a_misread_flag_is_refused() {
+    let f = Fixture::new("");
+    let log = f.path("log.json");
+    for args in [&["--ro", "/r", "create", "c1"][..], &["frobnicate", "c1"]] {
+        let mut all = vec!["--log", log.to_str().unwrap(), "--log-format", "json"];
+        all.extend_from_slice(args);
+        let out = f.cmd(&all).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(!f.path("rec.argv").exists(), "{args:?} reached the runtime");
+        assert!(log_errors(&log).last().unwrap().contains("unknown subcommand"), "{args:?}");
+    }
+}
+
+#[test]
 fn delete_of_a_container_without_a_jail_is_a_plain_execve() {
     let f = Fixture::new("");
     let out = f.cmd(&["delete", "--force", "nojail"]).env("FAKE_EXIT", "3").output().unwrap();
