@@ -118,16 +118,16 @@ impl Role {
         Ok(None)
     }
 
-    /// The sandbox to join: an app container's sandbox when it is jailed.
+    /// The sandbox to join: an app container's sandbox when it is a jailed
+    /// pod sandbox (its jail and its pod record, which only a `create` with
+    /// the sandbox role writes). The annotations are the engine's word
+    /// under CRI, but `docker run --annotation` and podman's can write them
+    /// too: naming any other jailed container must not lead into its jail.
     pub fn jailed_sandbox(&self, state_root: &Path) -> Option<&str> {
         match self {
-            Role::Container { sandbox_id }
-                if state_root
-                    .join(sandbox_id)
-                    .join(boundary_contract::JAIL_STATE_FILE)
-                    .is_file() =>
-            {
-                Some(sandbox_id)
+            Role::Container { sandbox_id } => {
+                let dir = state_root.join(sandbox_id);
+                (dir.join(boundary_contract::JAIL_STATE_FILE).is_file() && dir.join(POD_FILE).is_file()).then_some(sandbox_id)
             }
             _ => None,
         }
@@ -217,8 +217,22 @@ fn ns_id(path: &Path) -> Option<(u64, u64)> {
 /// without a path, is joined explicitly as well (the sandbox was jailed the
 /// same way).
 pub fn check_namespace(spec: &Value, id: &str, sandbox: &JailState) -> Result<(), PodError> {
-    let HostSide::Path { path } = rewrite::host_side(spec)? else {
-        return Ok(());
+    let path = match rewrite::host_side(spec)? {
+        HostSide::Path { path } => path,
+        // A host-network pod: the sandbox had no network entry either.
+        HostSide::Absent if sandbox.host_side == HostSide::Absent => return Ok(()),
+        // CRI gives an app container its sandbox's namespace by path, or
+        // (host network) none; anything else is not the pod's.
+        other => {
+            return Err(PodError::ForeignNamespace {
+                id: id.to_string(),
+                sandbox: sandbox.container_id.clone(),
+                path: PathBuf::from(match other {
+                    HostSide::Fresh => "(a new namespace)",
+                    _ => "(the host's namespace)",
+                }),
+            })
+        }
     };
     let given = ns_id(&path);
     let pod_side = match &sandbox.host_side {
@@ -420,6 +434,8 @@ mod tests {
             "{}",
         )
         .unwrap();
+        assert_eq!(role.jailed_sandbox(root.path()), None, "a jail that is no pod sandbox (any other container's)");
+        std::fs::write(root.path().join("sb").join(POD_FILE), "{}").unwrap();
         assert_eq!(role.jailed_sandbox(root.path()), Some("sb"));
         assert_eq!(Role::Sandbox.jailed_sandbox(root.path()), None);
     }
@@ -465,12 +481,15 @@ mod tests {
             Err(PodError::ForeignNamespace { .. })
         ));
         assert!(check_namespace(&with(&dir.path().join("gone")), "c", &state).is_err());
-        check_namespace(
-            &json!({"linux": {"namespaces": [{"type": "network"}]}}),
-            "c",
-            &state,
-        )
-        .unwrap();
+        // A new namespace, or none (the host's), is not the pod's...
+        let fresh = json!({"linux": {"namespaces": [{"type": "network"}]}});
+        let absent = json!({"linux": {"namespaces": [{"type": "pid"}]}});
+        assert!(matches!(check_namespace(&fresh, "c", &state), Err(PodError::ForeignNamespace { .. })));
+        assert!(matches!(check_namespace(&absent, "c", &state), Err(PodError::ForeignNamespace { .. })));
+        // ... but for a host-network pod, whose sandbox had none either.
+        let host_pod = JailState { host_side: HostSide::Absent, ..state };
+        check_namespace(&absent, "c", &host_pod).unwrap();
+        assert!(check_namespace(&fresh, "c", &host_pod).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Kubernetes pods as containerd's CRI and CRI-O shape them: a sandbox
 //! (pause) whose network entry is the pod namespace CNI made, app
 //! containers that join it, the pod annotation as the pod's policy, and
-//! app containers' own rules only narrowing it. Slots 160..=164.
+//! app containers' own rules only narrowing it; spoofed pod annotations
+//! lead into no other jail. Slots 160..=164.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -497,4 +498,27 @@ fn a_crio_pod_joins_by_sandbox_id_from_the_pod_namespace_path() {
     );
     pod.rt.delete_force("crio-sb").ok();
     pod.rt.leaks().assert_same_as(&before);
+}
+
+/// The CRI annotations are the engine's word under CRI, but `docker run
+/// --annotation` and podman's can write them too. A container whose
+/// annotations name a jailed container that is no pod sandbox gets a jail
+/// of its own, not that one; one that names a real sandbox but not its
+/// namespace (a new one, as `--network none` gives) is refused.
+#[test]
+fn spoofed_pod_annotations_lead_into_no_other_jail() {
+    let mut pod = Pod::world(162, "spoof-sb", false);
+    pod.start_sandbox();
+    let victim = Bundle::sleeper();
+    pod.rt.create_and_start(&victim, "spoof-victim");
+    pod.bundles.push(victim);
+    let spoof = Bundle::sleeper().annotation(CRI_TYPE, "container").annotation(CRI_SANDBOX, "spoof-victim");
+    pod.start_app("spoof-a", spoof);
+    assert_ne!(pod.netns_of("spoof-a"), pod.netns_of("spoof-victim"), "the spoofing container shares the victim's jail");
+    assert_ne!(ns_id(&pod.rt.jail("spoof-a").netns_path), ns_id(&pod.rt.jail("spoof-victim").netns_path));
+
+    let fresh = Bundle::sleeper().annotation(CRI_TYPE, "container").annotation(CRI_SANDBOX, "spoof-sb");
+    let out = pod.rt.create(&fresh, "spoof-b").failed();
+    assert!(out.log_errors().iter().any(|e| e.contains("neither the pod's jail nor its host side")), "{out}");
+    pod.bundles.push(fresh);
 }
