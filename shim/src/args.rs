@@ -84,7 +84,7 @@ pub enum ArgsError {
     NotUtf8 { arg: String },
     #[error("container id {id:?} is reserved: boundary-runc keeps a directory of that name beside its jails")]
     ReservedId { id: String },
-    #[error("{command}: unknown flag {flag:?} (boundary-runc must understand every {command} flag: one it cannot read might name another bundle)")]
+    #[error("{command}: unknown flag {flag:?} (boundary-runc must understand every {command} flag: one it cannot read might change what it checks, the bundle or the capabilities)")]
     UnknownFlag { command: String, flag: String },
     #[error("{command}: --{flag} is not supported: boundary-runc rewrites the bundle's config.json and no other file")]
     ConfigFlag { command: String, flag: String },

@@ -321,7 +321,24 @@ fn original_host_side(spec: &serde_json::Value, netns_dir: &Path) -> anyhow::Res
 /// one `execve` of the delegate.
 fn exec_into(inv: &Invocation) -> ! {
     let (cfg, runtime) = load(&inv.globals);
-    let Ok(a) = exec_env::exec_args(inv) else { exec(&inv.globals, &runtime, &inv.args) };
+    let a = match exec_env::exec_args(inv) {
+        Ok(a) => a,
+        Err(e) => {
+            // Unreadable (a flag we do not know): fine for a container
+            // whose exec may have any capability, refused for one given
+            // no CAP_NET_ADMIN, as we could not take it away.
+            let guarded = inv.command_args().iter().filter_map(|a| a.to_str()).find(|id| {
+                crate::args::validate_id(id).is_ok() && matches!(jail::no_net_admin(&cfg.state_root, id), Ok(Some(_)) | Err(_))
+            });
+            match guarded {
+                None => exec(&inv.globals, &runtime, &inv.args),
+                Some(id) => runtime_log::fatal(
+                    &inv.globals,
+                    &anyhow::Error::from(e).context(format!("exec into {id}, a container given no CAP_NET_ADMIN: refused")),
+                ),
+            }
+        }
+    };
     if !jail::state_dir(&cfg.state_root, &a.id).is_dir() {
         exec(&inv.globals, &runtime, &inv.args);
     }

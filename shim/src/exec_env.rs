@@ -34,11 +34,17 @@ use serde_json::Value;
 use crate::args::{validate_id, ArgsError, Invocation};
 use crate::rewrite::{self, is_net_admin, write_config_atomically, CA_BUNDLE_DEST, CA_ENV_VARS};
 
-/// `runc exec` flags that take a value (runc-exec(8)).
+/// `runc exec` flags that take a value (runc-exec(8), crun(1);
+/// `pidfd-socket` since runc 1.2).
 const EXEC_VALUE_FLAGS: &[&str] = &[
     "console-socket", "cwd", "env", "e", "pid-file", "process", "p", "process-label", "apparmor", "cap", "c",
-    "preserve-fds", "user", "u", "additional-gids", "g", "cgroup",
+    "preserve-fds", "user", "u", "additional-gids", "g", "cgroup", "pidfd-socket",
 ];
+
+/// The boolean `exec` flags. Any other flag is an error: one we cannot
+/// read (crun's unique prefix `--ca`, an attached short value `-cVALUE`)
+/// might ask for a capability we would not see.
+const EXEC_BOOL_FLAGS: &[&str] = &["tty", "t", "detach", "d", "no-new-privs", "ignore-paused", "help", "h"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecEnvError {
@@ -65,6 +71,8 @@ pub struct ExecArgs {
     /// Ranges, in [`Invocation::command_args`], of each `--cap` flag (with
     /// its value) that names CAP_NET_ADMIN.
     pub net_admin_caps: Vec<std::ops::Range<usize>>,
+    /// The value of every `--cap` flag.
+    pub caps: Vec<String>,
 }
 
 /// Reads `exec`'s flags with Go `flag` rules: flags up to the first
@@ -73,6 +81,7 @@ pub fn exec_args(inv: &Invocation) -> Result<ExecArgs, ArgsError> {
     let args = inv.command_args();
     let mut process = None;
     let mut net_admin_caps = Vec::new();
+    let mut caps = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let start = i;
@@ -86,6 +95,9 @@ pub fn exec_args(inv: &Invocation) -> Result<ExecArgs, ArgsError> {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (body, None),
         };
+        if !EXEC_VALUE_FLAGS.contains(&name) && !EXEC_BOOL_FLAGS.contains(&name) {
+            return Err(ArgsError::UnknownFlag { command: "exec".into(), flag: name.to_string() });
+        }
         let mut value = inline;
         if value.is_none() && EXEC_VALUE_FLAGS.contains(&name) {
             i += 1;
@@ -94,7 +106,12 @@ pub fn exec_args(inv: &Invocation) -> Result<ExecArgs, ArgsError> {
         }
         match name {
             "process" | "p" => process = value.map(PathBuf::from),
-            "cap" | "c" if value.as_deref().is_some_and(is_net_admin) => net_admin_caps.push(start..i + 1),
+            "cap" | "c" => {
+                if value.as_deref().is_some_and(is_net_admin) {
+                    net_admin_caps.push(start..i + 1);
+                }
+                caps.extend(value);
+            }
             _ => {}
         }
         i += 1;
@@ -102,7 +119,7 @@ pub fn exec_args(inv: &Invocation) -> Result<ExecArgs, ArgsError> {
     let id = args.get(i).ok_or_else(|| ArgsError::MissingId { command: "exec".into() })?;
     let id = id.to_str().ok_or_else(|| ArgsError::NotUtf8 { arg: id.to_string_lossy().into_owned() })?;
     validate_id(id)?;
-    Ok(ExecArgs { id: id.to_string(), process, net_admin_caps })
+    Ok(ExecArgs { id: id.to_string(), process, net_admin_caps, caps })
 }
 
 /// The `VAR=VALUE` entries `env` lacks (the last entry of a name wins, as
@@ -179,7 +196,34 @@ pub fn prepare(inv: &Invocation, a: &ExecArgs, no_net_admin: Option<&str>) -> Re
             a.id
         ));
     }
+    if no_net_admin.is_some() && asks_for_sys_admin(a)? {
+        warnings.push(format!(
+            "exec into {}: the new process holds CAP_SYS_ADMIN in the host's user namespace (the container has no \
+             user namespace of its own): it can mount, unshare and setns with it and may leave the network jail",
+            a.id
+        ));
+    }
     Ok(Prepared { args, warnings })
+}
+
+/// Whether the exec process asks for CAP_SYS_ADMIN, by `--cap` or in the
+/// effective or permitted set of its process file.
+fn asks_for_sys_admin(a: &ExecArgs) -> Result<bool, ExecEnvError> {
+    let sys_admin = |c: &str| {
+        let c = c.trim();
+        let bare = if c.len() > 4 && c[..4].eq_ignore_ascii_case("CAP_") { &c[4..] } else { c };
+        bare.eq_ignore_ascii_case("SYS_ADMIN")
+    };
+    let mut flagged = a.caps.iter().any(|c| sys_admin(c));
+    if let Some(path) = &a.process {
+        let bytes = std::fs::read(path).map_err(|source| ExecEnvError::Read { path: path.clone(), source })?;
+        let process: Value =
+            serde_json::from_slice(&bytes).map_err(|e| ExecEnvError::Parse { path: path.clone(), message: e.to_string() })?;
+        flagged |= ["effective", "permitted"].iter().any(|set| {
+            process["capabilities"][set].as_array().is_some_and(|l| l.iter().filter_map(Value::as_str).any(sys_admin))
+        });
+    }
+    Ok(flagged)
 }
 
 #[cfg(test)]
@@ -248,6 +292,19 @@ mod tests {
     }
 
     #[test]
+    fn flags_exec_cannot_read_are_errors_and_new_ones_are_read() {
+        for args in [&["exec", "--ca", "CAP_NET_ADMIN", "c", "sh"][..], &["exec", "-cCAP_NET_ADMIN", "c", "sh"], &["exec", "-pfile.json", "c"]] {
+            assert!(matches!(exec_args(&inv(args)), Err(ArgsError::UnknownFlag { .. })), "{args:?}");
+        }
+        let a = exec_args(&inv(&["exec", "--pidfd-socket", "/s", "--cap", "CAP_NET_ADMIN", "-c", "CAP_SYS_ADMIN", "c", "sh"])).unwrap();
+        assert_eq!((a.id.as_str(), a.net_admin_caps.len(), a.caps.len()), ("c", 1, 2));
+        let i = inv(&["exec", "--cap=cap_sys_admin", "c", "sh"]);
+        let p = prepare(&i, &exec_args(&i).unwrap(), Some("reason")).unwrap();
+        assert!(p.warnings.iter().any(|w| w.contains("holds CAP_SYS_ADMIN")), "{:?}", p.warnings);
+        assert!(prepare(&i, &exec_args(&i).unwrap(), None).unwrap().warnings.is_empty());
+    }
+
+    #[test]
     fn without_net_admin_the_process_file_loses_it_from_every_set() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("process.json");
@@ -258,13 +315,14 @@ mod tests {
         let a = exec_args(&i).unwrap();
         let p = prepare(&i, &a, Some("reason")).unwrap();
         assert_eq!(p.args, i.args);
-        assert_eq!(p.warnings.len(), 1);
+        assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+        assert!(p.warnings[1].contains("holds CAP_SYS_ADMIN"), "{:?}", p.warnings);
         let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         for set in ["bounding", "effective", "permitted", "inheritable", "ambient"] {
             assert_eq!(v["capabilities"][set], json!(["CAP_CHOWN", "CAP_SYS_ADMIN"]), "{set}");
         }
         let p = prepare(&i, &a, Some("reason")).unwrap();
-        assert!(p.warnings.is_empty(), "nothing left to take: {:?}", p.warnings);
+        assert!(!p.warnings.iter().any(|w| w.contains("no CAP_NET_ADMIN")), "nothing left to take: {:?}", p.warnings);
         std::fs::write(&path, json!({"args":["sh"],"capabilities": {"bounding": "x"}}).to_string()).unwrap();
         let e = prepare(&i, &a, Some("reason")).unwrap_err();
         assert!(format!("{:#}", anyhow::Error::from(e)).contains("capabilities.bounding"));
