@@ -382,6 +382,14 @@ fn delete(inv: &Invocation) -> ! {
     if !jail::exists(&cfg.state_root, &id) {
         exec(&inv.globals, &runtime, &inv.args);
     }
+    // Jails are keyed by id alone; a container of that id under another
+    // runtime root (two containerd namespaces, say) is not this jail's:
+    // its delete must not tear the jail down.
+    if let Ok(Some(state)) = jail::read_state(&cfg.state_root, &id) {
+        if state.runtime_root != inv.globals.root {
+            exec(&inv.globals, &runtime, &inv.args);
+        }
+    }
     let status = Command::new(&runtime).args(&inv.args).status();
     let code = match status {
         Ok(s) => s.code().unwrap_or(1),

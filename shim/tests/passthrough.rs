@@ -161,6 +161,23 @@ fn an_unknown_subcommand_or_a_create_after_a_misread_flag_is_refused() {
 }
 
 #[test]
+fn delete_under_another_runtime_root_leaves_the_jail_alone() {
+    let f = Fixture::new("");
+    let dir = f.path("state").join("c1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = serde_json::json!({
+        "container_id": "c1", "index": 0, "host_side": {"kind": "fresh"}, "netns_path": f.path("state/netns/c1"),
+        "host_if": "bnd0", "host_addr": "10.0.0.1", "jail_addr": "10.0.0.2", "prefix_len": 30, "nft_table": "t",
+        "sidecar_pid": null, "runtime_root": "/run/root-a"
+    });
+    std::fs::write(dir.join("jail.json"), state.to_string()).unwrap();
+    let out = f.cmd(&["--root", "/run/root-b", "delete", "c1"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(f.recorded("argv").lines().collect::<Vec<_>>(), ["--root", "/run/root-b", "delete", "c1"]);
+    assert!(dir.join("jail.json").exists(), "the jail of root A's c1 was torn down by root B's delete");
+}
+
+#[test]
 fn delete_of_a_container_without_a_jail_is_a_plain_execve() {
     let f = Fixture::new("");
     let out = f.cmd(&["delete", "--force", "nojail"]).env("FAKE_EXIT", "3").output().unwrap();
