@@ -153,6 +153,8 @@ pub enum RewriteError {
     DuplicateUserEntry { first: usize, second: usize },
     #[error("jail plan: {field} {} must be an absolute UTF-8 path", path.display())]
     PlanPath { field: &'static str, path: PathBuf },
+    #[error("{at}: a key spelled unlike the OCI field {field:?}, which runc (matching keys without regard to case) would read it as: refused")]
+    Misspelled { at: String, field: String },
     #[error("config.json: linux.netDevices moves host network devices ({0}) into the container, where their traffic would bypass the boundary: refused")]
     NetDevices(String),
 }

@@ -64,6 +64,11 @@ impl Loc {
         }
     }
 
+    /// `doc: path`, for messages.
+    pub(crate) fn describe(&self) -> String {
+        format!("{}: {}", self.doc, self.shown())
+    }
+
     pub(crate) fn missing(&self) -> RewriteError {
         RewriteError::Missing {
             doc: self.doc,

@@ -41,7 +41,92 @@ pub fn read_config(bytes: &[u8]) -> Result<Value, RewriteError> {
     if let Some(linux) = opt_obj(top, "linux", &top_loc)? {
         opt_arr(linux, "namespaces", &top_loc.key("linux"))?;
     }
+    check_spellings(&spec)?;
     Ok(spec)
+}
+
+/// The OCI fields (runtime-spec `config.go`) of the objects whose contents
+/// decide the jail: the top level, `process`, its capabilities, `root`,
+/// `hooks` and each hook, `linux`, each namespace entry and each mount.
+const SPEC_FIELDS: &[&str] = &["ociVersion", "process", "root", "hostname", "domainname", "mounts", "hooks", "annotations", "linux", "solaris", "windows", "vm", "zos"];
+const PROCESS_FIELDS: &[&str] = &[
+    "terminal", "consoleSize", "user", "args", "commandLine", "env", "cwd", "capabilities", "rlimits", "noNewPrivileges",
+    "apparmorProfile", "oomScoreAdj", "scheduler", "selinuxLabel", "ioPriority", "execCPUAffinity",
+];
+const CAPABILITY_FIELDS: &[&str] = &["bounding", "effective", "inheritable", "permitted", "ambient"];
+const ROOT_FIELDS: &[&str] = &["path", "readonly"];
+const HOOKS_FIELDS: &[&str] = &["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"];
+const HOOK_FIELDS: &[&str] = &["path", "args", "env", "timeout"];
+const LINUX_FIELDS: &[&str] = &[
+    "uidMappings", "gidMappings", "sysctl", "resources", "cgroupsPath", "namespaces", "devices", "seccomp", "rootfsPropagation",
+    "maskedPaths", "readonlyPaths", "mountLabel", "intelRdt", "personality", "timeOffsets", "netDevices", "memoryPolicy",
+];
+const NAMESPACE_FIELDS: &[&str] = &["type", "path"];
+const MOUNT_FIELDS: &[&str] = &["destination", "type", "source", "options", "uidMappings", "gidMappings"];
+
+/// Go's `encoding/json`, which runc uses, matches a key to a field without
+/// regard to case (the Kelvin sign and the long s count as `k` and `s`),
+/// and decodes every matching key into the one field in turn: next to
+/// `linux`, a `LINUX` member would be read as `linux` too, and what it
+/// holds would reach runc around the rewrite. A key that folds to an OCI
+/// field of its object but is spelled otherwise is refused.
+fn check_spellings(spec: &Value) -> Result<(), RewriteError> {
+    let top = Loc::root(DOC);
+    check_object(spec, &top, SPEC_FIELDS)?;
+    if let Some(process) = member(spec, "process") {
+        let loc = top.key("process");
+        check_object(process, &loc, PROCESS_FIELDS)?;
+        if let Some(caps) = member(process, "capabilities") {
+            check_object(caps, &loc.key("capabilities"), CAPABILITY_FIELDS)?;
+        }
+    }
+    if let Some(root) = member(spec, "root") {
+        check_object(root, &top.key("root"), ROOT_FIELDS)?;
+    }
+    if let Some(hooks) = member(spec, "hooks") {
+        let loc = top.key("hooks");
+        check_object(hooks, &loc, HOOKS_FIELDS)?;
+        for (name, list) in hooks.as_object().into_iter().flatten() {
+            for (i, hook) in list.as_array().into_iter().flatten().enumerate() {
+                check_object(hook, &loc.key(name).idx(i), HOOK_FIELDS)?;
+            }
+        }
+    }
+    if let Some(linux) = member(spec, "linux") {
+        let loc = top.key("linux");
+        check_object(linux, &loc, LINUX_FIELDS)?;
+        for (i, ns) in linux.get("namespaces").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            check_object(ns, &loc.key("namespaces").idx(i), NAMESPACE_FIELDS)?;
+        }
+    }
+    for (i, mount) in spec.get("mounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        check_object(mount, &top.key("mounts").idx(i), MOUNT_FIELDS)?;
+    }
+    Ok(())
+}
+
+fn member<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.get(key).filter(|v| v.is_object())
+}
+
+fn check_object(v: &Value, loc: &Loc, fields: &[&str]) -> Result<(), RewriteError> {
+    let Some(map) = v.as_object() else { return Ok(()) };
+    for key in map.keys() {
+        if let Some(field) = fields.iter().find(|f| **f != key.as_str() && go_fold_eq(key, f)) {
+            return Err(RewriteError::Misspelled { at: loc.key(key).describe(), field: (*field).to_string() });
+        }
+    }
+    Ok(())
+}
+
+/// Whether Go's case-insensitive match takes `a` and `b` for one name.
+fn go_fold_eq(a: &str, b: &str) -> bool {
+    let fold = |c: char| match c {
+        '\u{212A}' => 'k',
+        '\u{017F}' => 's',
+        c => c.to_ascii_lowercase(),
+    };
+    a.chars().map(fold).eq(b.chars().map(fold))
 }
 
 /// Replace `path` with `spec` (compact JSON) so a reader sees the old or the
@@ -131,6 +216,33 @@ fn write_temp(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn keys_runc_would_fold_onto_an_oci_field_are_refused() {
+        let base = json!({"ociVersion": "1.0.2", "process": {"args": ["sh"], "capabilities": {"bounding": []}},
+            "root": {"path": "rootfs"}, "hooks": {"poststop": [{"path": "/h"}]},
+            "linux": {"namespaces": [{"type": "pid"}]}, "mounts": [{"destination": "/x", "type": "bind"}], "x-other": 1});
+        read_config(base.to_string().as_bytes()).unwrap();
+        let cases: [(&str, Value, &str); 9] = [
+            ("/LINUX", json!({"namespaces": []}), "config.json: LINUX"),
+            ("/Hooks", json!({}), "config.json: Hooks"),
+            ("/process/Capabilities", json!({}), "config.json: process.Capabilities"),
+            ("/process/capabilities/Bounding", json!(["CAP_NET_ADMIN"]), "process.capabilities.Bounding"),
+            ("/linux/NAMESPACES", json!([]), "linux.NAMESPACES"),
+            ("/linux/namespaces/0/Path", json!("/proc/1/ns/net"), "linux.namespaces[0].Path"),
+            ("/linux/netdevices", json!({}), "linux.netdevices"),
+            ("/hooks/poststop/0/PATH", json!("/x"), "hooks.poststop[0].PATH"),
+            ("/hoo\u{212A}\u{017F}", json!({}), "hoo\u{212A}\u{017F}"),
+        ];
+        for (at, value, want) in cases {
+            let mut spec = base.clone();
+            let (parent, key) = at.rsplit_once('/').unwrap();
+            let key = key.to_string();
+            spec.pointer_mut(if parent.is_empty() { "" } else { parent }).unwrap().as_object_mut().unwrap().insert(key, value);
+            let e = read_config(spec.to_string().as_bytes()).unwrap_err().to_string();
+            assert!(e.contains("OCI field") && e.contains(want.trim_start_matches('/')), "{at}: {e}");
+        }
+    }
 
     #[test]
     fn read_config_checks_the_shapes_it_promises() {
