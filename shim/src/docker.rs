@@ -131,6 +131,26 @@ fn resolv_conf_source(spec: &Value) -> Option<PathBuf> {
         .find_map(|m| m.get("source").and_then(Value::as_str).map(PathBuf::from))
 }
 
+/// The directory dockerd keeps the container's files in (hostconfig.json
+/// beside resolv.conf, hostname and hosts, which it bind-mounts into the
+/// container): the parent of the first of those mounts' sources that holds
+/// a hostconfig.json. Each of the three can be replaced by a volume of the
+/// user's (`-v ./r:/etc/resolv.conf`); all three rarely are, and a missed
+/// directory would hide the shape in which dockerd configures the jail
+/// itself between `create` and `start`.
+fn container_dir(spec: &Value) -> Option<PathBuf> {
+    let mounts = spec.get("mounts")?.as_array()?;
+    ["/etc/resolv.conf", "/etc/hostname", "/etc/hosts"].iter().find_map(|dest| {
+        mounts
+            .iter()
+            .filter(|m| m.get("destination").and_then(Value::as_str).is_some_and(|d| Path::new(d) == Path::new(dest)))
+            .filter_map(|m| m.get("source").and_then(Value::as_str).map(Path::new))
+            .filter_map(Path::parent)
+            .find(|dir| dir.join("hostconfig.json").is_file())
+            .map(Path::to_path_buf)
+    })
+}
+
 /// `nameserver` addresses of a resolv.conf text.
 pub fn nameservers(text: &str) -> Vec<IpAddr> {
     text.lines()
@@ -145,7 +165,7 @@ pub fn nameservers(text: &str) -> Vec<IpAddr> {
 /// (`default`, `bridge`, `host`, `none`, `container:<id>` or a network
 /// name).
 pub fn network_mode(spec: &Value) -> Option<String> {
-    let dir = resolv_conf_source(spec)?.parent()?.to_path_buf();
+    let dir = container_dir(spec)?;
     let text = std::fs::read(dir.join("hostconfig.json")).ok()?;
     let cfg: Value = serde_json::from_slice(&text).ok()?;
     cfg.get("NetworkMode").and_then(Value::as_str).map(str::to_string)
@@ -188,9 +208,7 @@ pub fn configures_before_start(spec: &Value) -> bool {
 /// container whose network it shares, from that container's own directory
 /// beside its hostconfig.json.
 pub fn shares_files_of(spec: &Value, jail_id: &str) -> bool {
-    resolv_conf_source(spec)
-        .and_then(|src| src.parent().map(Path::to_path_buf))
-        .is_some_and(|dir| dir.file_name().is_some_and(|n| n == jail_id) && dir.join("hostconfig.json").is_file())
+    container_dir(spec).is_some_and(|dir| dir.file_name().is_some_and(|n| n == jail_id))
 }
 
 fn ns_id(path: &Path) -> Option<(u64, u64)> {
@@ -362,6 +380,17 @@ mod tests {
             assert_eq!(configures_before_start(&spec), late, "{mode}");
         }
         std::fs::write(dir.path().join("hostconfig.json"), r#"{"NetworkMode":"bridge"}"#).unwrap();
+        // A volume of the user's over /etc/resolv.conf: hostname and hosts
+        // still come from dockerd's directory.
+        let own = tempfile::tempdir().unwrap();
+        let user_resolv = own.path().join("resolv.conf");
+        std::fs::write(&user_resolv, "nameserver 10.0.0.53\n").unwrap();
+        let hostname = dir.path().join("hostname");
+        let volume = json!({"mounts": [
+            {"destination": "/etc/resolv.conf", "source": user_resolv.display().to_string()},
+            {"destination": "/etc/hostname", "source": hostname.display().to_string()},
+        ]});
+        assert!(configures_before_start(&volume), "dockerd's directory found through /etc/hostname");
         spec["hooks"] = docker_spec()["hooks"].clone();
         assert!(!configures_before_start(&spec), "the hook is Docker <= 27");
     }
