@@ -86,6 +86,7 @@ pub fn host_checks(cfg: &Config, paths: &Paths) -> Vec<Check> {
     let mut v = vec![delegate_check(cfg)];
     v.extend(nft_checks());
     v.push(userns_check(std::fs::read_to_string("/proc/sys/user/max_user_namespaces").ok().as_deref()));
+    v.push(state_root_check(&cfg.state_root, state_root_fs(&cfg.state_root)));
     v.extend(ca_checks(cfg));
     for (what, p) in [("boundary-hook", cfg.hook_binary()), ("boundary-sidecar", cfg.sidecar_binary())] {
         v.push(binary_check(what, &p));
@@ -103,6 +104,37 @@ fn userns_check(max: Option<&str>) -> Check {
         Some(Ok(0)) => Check::new(Status::Fail, "user namespaces", "user.max_user_namespaces is 0: jails cannot be made (sysctl -w user.max_user_namespaces=15000)".to_string()),
         Some(Ok(n)) => Check::new(Status::Ok, "user namespaces", format!("up to {n} (one per jail)")),
         _ => Check::new(Status::Fail, "user namespaces", "/proc/sys/user/max_user_namespaces is missing: the kernel has no user namespaces, which every jail needs".to_string()),
+    }
+}
+
+/// The file system type (statfs's `f_type`) of `root`, or of its nearest
+/// existing ancestor before the first `create` makes it.
+#[allow(clippy::unnecessary_cast)] // f_type is a c_ulong on musl, an i64 on glibc
+fn state_root_fs(root: &Path) -> Option<i64> {
+    root.ancestors().find_map(|p| nix::sys::statfs::statfs(p).ok()).map(|s| s.filesystem_type().0 as i64)
+}
+
+/// The state root is runtime state (the namespaces bound there do not
+/// outlive a reboot) and each container start writes about a dozen small
+/// files there: on a tmpfs, as /run is on a standard host, they cost
+/// nothing; on a disk, each costs an inode (on ext4 without a journal, a
+/// scan past the recently freed ones: `run` measured 1.47x runc there
+/// against 1.08x on a tmpfs, docs/benchmarks.md).
+fn state_root_check(root: &Path, fs_type: Option<i64>) -> Check {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    match fs_type {
+        Some(TMPFS_MAGIC | RAMFS_MAGIC) => Check::new(Status::Ok, "state root", format!("{} is on a tmpfs", root.display())),
+        Some(t) => Check::new(
+            Status::Warn,
+            "state root",
+            format!(
+                "{} is on a disk file system (type {t:#x}), not a tmpfs as /run normally is: every container start \
+                 writes its state files there (mount a tmpfs on it, or set state_root)",
+                root.display()
+            ),
+        ),
+        None => Check::new(Status::Warn, "state root", format!("cannot stat {} or any parent", root.display())),
     }
 }
 
@@ -289,6 +321,11 @@ mod tests {
         assert_eq!(userns_check(Some("63000\n")).status, Status::Ok);
         let off = userns_check(Some("0\n"));
         assert!(off.status == Status::Fail && off.to_string().contains("max_user_namespaces is 0"), "{off}");
+        let tmpfs = state_root_check(Path::new("/run/boundary-runc"), Some(0x0102_1994));
+        assert_eq!(tmpfs.status, Status::Ok, "{tmpfs}");
+        let ext4 = state_root_check(Path::new("/run/boundary-runc"), Some(0xEF53));
+        assert!(ext4.status == Status::Warn && ext4.to_string().contains("type 0xef53"), "{ext4}");
+        assert_eq!(state_root_check(Path::new("/x"), None).status, Status::Warn);
         assert_eq!(userns_check(None).status, Status::Fail);
     }
 
