@@ -18,11 +18,13 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
 need_cargo
-install_packages runc nftables iproute2 busybox-static curl ca-certificates openssl binutils musl-tools
-# The hook is linked against musl when the toolchain has the target (see
-# scripts/build-release.sh); without it (offline, no rustup) it is glibc.
+install_packages runc nftables iproute2 busybox-static curl ca-certificates openssl binutils
+# The hook is linked against musl when the toolchain can (musl-gcc and the
+# Rust target; see scripts/build-release.sh); without them it is static
+# glibc, so both are best effort.
+install_packages musl-tools || echo "note: musl-tools not installed; boundary-hook will be static glibc"
 if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-    timeout 300 rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || echo "note: rustup target add x86_64-unknown-linux-musl failed; boundary-hook will be static glibc"
+    timeout 120 rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || echo "note: rustup target add x86_64-unknown-linux-musl failed; boundary-hook will be static glibc"
 fi
 
 echo "==> scripts/build-release.sh (cargo build --release, statically linked)"
