@@ -209,11 +209,7 @@ pub fn prepare(inv: &Invocation, a: &ExecArgs, no_net_admin: Option<&str>) -> Re
 /// Whether the exec process asks for CAP_SYS_ADMIN, by `--cap` or in the
 /// effective or permitted set of its process file.
 fn asks_for_sys_admin(a: &ExecArgs) -> Result<bool, ExecEnvError> {
-    let sys_admin = |c: &str| {
-        let c = c.trim();
-        let bare = if c.len() > 4 && c[..4].eq_ignore_ascii_case("CAP_") { &c[4..] } else { c };
-        bare.eq_ignore_ascii_case("SYS_ADMIN")
-    };
+    let sys_admin = |c: &str| rewrite::is_capability(c, "SYS_ADMIN");
     let mut flagged = a.caps.iter().any(|c| sys_admin(c));
     if let Some(path) = &a.process {
         let bytes = std::fs::read(path).map_err(|source| ExecEnvError::Read { path: path.clone(), source })?;

@@ -540,9 +540,15 @@ pub fn exec_process_without_net_admin(process: &mut Value) -> Result<bool, Rewri
 /// Whether a capability name is CAP_NET_ADMIN's, in any spelling a
 /// runtime might accept (`CAP_NET_ADMIN`, `net_admin`, ...).
 pub fn is_net_admin(name: &str) -> bool {
+    is_capability(name, "NET_ADMIN")
+}
+
+/// Whether `name` names the capability `bare` (`NET_ADMIN`): any case,
+/// with or without the `CAP_` prefix.
+pub fn is_capability(name: &str, bare: &str) -> bool {
     let name = name.trim();
-    let bare = if name.len() > 4 && name[..4].eq_ignore_ascii_case("CAP_") { &name[4..] } else { name };
-    bare.eq_ignore_ascii_case("NET_ADMIN")
+    let rest = if name.len() > 4 && name[..4].eq_ignore_ascii_case("CAP_") { &name[4..] } else { name };
+    rest.eq_ignore_ascii_case(bare)
 }
 
 /// Warning when the container shares the runtime's pid namespace.

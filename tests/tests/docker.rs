@@ -101,6 +101,20 @@ impl Drop for World {
     }
 }
 
+/// `ip ARGS` in the namespace at `ns`, its stdout.
+fn ip_in(ns: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(require_tool("nsenter")).arg(format!("--net={}", ns.display())).arg(require_tool("ip")).args(args).output().expect("nsenter ip");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The index of dockerd's `eth0` (the jail's uplink) in the host side.
+fn uplink_index(host: &std::path::Path) -> String {
+    let uplink = ip_in(host, &["-o", "link", "show", "eth0"]);
+    let index = uplink.split(':').next().unwrap_or_default().trim().to_string();
+    assert!(index.parse::<u32>().is_ok(), "dockerd's eth0 in the host side: {uplink:?}");
+    index
+}
+
 fn links_in(ns: &std::path::Path) -> Vec<String> {
     let out = Command::new(require_tool("nsenter")).arg(format!("--net={}", ns.display())).args([require_tool("ip").to_str().unwrap(), "-o", "-4", "addr"]).output().expect("nsenter");
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
@@ -292,13 +306,7 @@ fn net_admin_inside_reaches_no_link_of_dockers_host_side() {
     let bind = format!("{}:/tmp:ro", probe.path().display());
     let id = w.run(&name, &["-v", &bind], "");
     let host = w.host_side(&id);
-    let ip_in_h = |args: &[&str]| {
-        let out = Command::new(require_tool("nsenter")).arg(format!("--net={}", host.display())).arg(require_tool("ip")).args(args).output().expect("nsenter ip");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let uplink = ip_in_h(&["-o", "link", "show", "eth0"]);
-    let index = uplink.split(':').next().unwrap_or_default().trim().to_string();
-    assert!(index.parse::<u32>().is_ok(), "dockerd's eth0 in the host side: {uplink:?}");
+    let index = uplink_index(&host);
     let map = exec(&name, "cat /proc/self/uid_map").ok();
     assert_eq!(map.stdout.split_whitespace().collect::<Vec<_>>(), ["0", "0", "4294967295"], "{map}");
     let probe_cmd = boundary_tests::probe::PROBE;
@@ -309,7 +317,7 @@ fn net_admin_inside_reaches_no_link_of_dockers_host_side() {
     }
     let inside = boundary_tests::probe::link_names(&exec(&name, "ip -o link").ok().stdout);
     assert_eq!(inside, ["lo", "eth0"], "links in the jail");
-    let outside = boundary_tests::probe::link_names(&ip_in_h(&["-o", "link"]));
+    let outside = boundary_tests::probe::link_names(&ip_in(&host, &["-o", "link"]));
     assert!(!outside.iter().any(|l| l == "bnx"), "a link appeared in Docker's host side: {outside:?}");
     w.assert_boundary(&name);
     docker(&["rm", "-f", &name]).ok();
@@ -338,10 +346,7 @@ fn docker_exec_into_a_host_pid_container_gets_no_net_admin() {
     let exec_status = exec(&name, "cat /proc/self/status").ok();
     assert!(!has(&exec_status.stdout, CAP_NET_ADMIN), "docker exec gave CAP_NET_ADMIN:\n{exec_status}");
     assert!(has(&exec_status.stdout, CAP_NET_RAW), "docker exec keeps the other capabilities:\n{exec_status}");
-    let host = w.host_side(&id);
-    let out = Command::new(require_tool("nsenter")).arg(format!("--net={}", host.display())).arg(require_tool("ip")).args(["-o", "link", "show", "eth0"]).output().expect("nsenter ip");
-    let index = String::from_utf8_lossy(&out.stdout).split(':').next().unwrap_or_default().trim().to_string();
-    assert!(index.parse::<u32>().is_ok(), "dockerd's eth0 in the host side: {out:?}");
+    let index = uplink_index(&w.host_side(&id));
     let probe_cmd = boundary_tests::probe::PROBE;
     let out = exec(&name, &format!("{probe_cmd} peer-macvlan eth0 {index}"));
     let line = out.stdout.trim();

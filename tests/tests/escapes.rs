@@ -344,12 +344,7 @@ fn with_the_host_pid_namespace_killing_the_sidecar_only_fails_closed() {
         207,
         "esc-hostpid",
         |s| s,
-        |b| {
-            b.edit(|s| {
-                let ns = s["linux"]["namespaces"].as_array_mut().expect("namespaces");
-                ns.retain(|n| n["type"] != "pid");
-            })
-        },
+        without_pid_namespace,
     );
     let mut sink = HostSink::bind(20207);
     assert_eq!(http(&w, "http://origin.test/allowed/before").status, 200);
@@ -598,12 +593,7 @@ fn exec_into_a_jail_of_the_hosts_user_namespace_gets_no_net_admin() {
         236,
         "esc-execcap",
         |s| s,
-        |b| {
-            b.edit(|s| {
-                let ns = s["linux"]["namespaces"].as_array_mut().expect("namespaces");
-                ns.retain(|n| n["type"] != "pid");
-            })
-        },
+        without_pid_namespace,
     );
     let has = |status: &str, cap: u32| cap_eff(status) & (1 << cap) != 0;
     let status = w.exec("cat /proc/self/status").ok();
@@ -660,6 +650,14 @@ fn exec_into_a_jail_of_the_hosts_user_namespace_gets_no_net_admin() {
         .expect("run runc");
     let text = String::from_utf8_lossy(&runc.stdout);
     assert!(runc.status.success() && has(&text, CAP_NET_ADMIN), "control: runc exec --cap did not grant CAP_NET_ADMIN:\n{text}{}", String::from_utf8_lossy(&runc.stderr));
+}
+
+/// The bundle with the host's pid namespace (no `pid` entry).
+fn without_pid_namespace(b: boundary_tests::Bundle) -> boundary_tests::Bundle {
+    b.edit(|s| {
+        let ns = s["linux"]["namespaces"].as_array_mut().expect("namespaces");
+        ns.retain(|n| n["type"] != "pid");
+    })
 }
 
 /// The kernel's name of capability `n` (as runc reads them), for the ones
