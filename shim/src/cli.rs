@@ -93,7 +93,7 @@ fn version(inv: &Invocation) -> ! {
 fn refuse_checkpoint(inv: &Invocation, command: &str) -> ! {
     let id = inv.command_args().last().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
     let e = anyhow::anyhow!(
-        "boundary-runc does not {command} containers ({command} {id}): a container restored from a checkpoint          would run outside its network jail; start a new container instead"
+        "boundary-runc does not {command} containers ({command} {id}): a container restored from a checkpoint would run outside its network jail; start a new container instead"
     );
     runtime_log::fatal(&inv.globals, &e)
 }
