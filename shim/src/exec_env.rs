@@ -168,10 +168,12 @@ pub struct Prepared {
 pub fn prepare(inv: &Invocation, a: &ExecArgs, no_net_admin: Option<&str>) -> Result<Prepared, ExecEnvError> {
     let mut warnings = Vec::new();
     let mut dropped = false;
+    let mut sys_admin = a.caps.iter().any(|c| is_sys_admin(c));
     if let Some(path) = &a.process {
         let bytes = std::fs::read(path).map_err(|source| ExecEnvError::Read { path: path.clone(), source })?;
         let mut process: Value =
             serde_json::from_slice(&bytes).map_err(|e| ExecEnvError::Parse { path: path.clone(), message: e.to_string() })?;
+        sys_admin |= file_asks_for_sys_admin(&process);
         let mut changed = amend_process(&mut process, path)?;
         if no_net_admin.is_some() {
             let removed = rewrite::exec_process_without_net_admin(&mut process)
@@ -196,7 +198,7 @@ pub fn prepare(inv: &Invocation, a: &ExecArgs, no_net_admin: Option<&str>) -> Re
             a.id
         ));
     }
-    if no_net_admin.is_some() && asks_for_sys_admin(a)? {
+    if no_net_admin.is_some() && sys_admin {
         warnings.push(format!(
             "exec into {}: the new process holds CAP_SYS_ADMIN in the host's user namespace (the container has no \
              user namespace of its own): it can mount, unshare and setns with it and may leave the network jail",
@@ -206,20 +208,17 @@ pub fn prepare(inv: &Invocation, a: &ExecArgs, no_net_admin: Option<&str>) -> Re
     Ok(Prepared { args, warnings })
 }
 
-/// Whether the exec process asks for CAP_SYS_ADMIN, by `--cap` or in the
-/// effective or permitted set of its process file.
-fn asks_for_sys_admin(a: &ExecArgs) -> Result<bool, ExecEnvError> {
-    let sys_admin = |c: &str| rewrite::is_capability(c, "SYS_ADMIN");
-    let mut flagged = a.caps.iter().any(|c| sys_admin(c));
-    if let Some(path) = &a.process {
-        let bytes = std::fs::read(path).map_err(|source| ExecEnvError::Read { path: path.clone(), source })?;
-        let process: Value =
-            serde_json::from_slice(&bytes).map_err(|e| ExecEnvError::Parse { path: path.clone(), message: e.to_string() })?;
-        flagged |= ["effective", "permitted"].iter().any(|set| {
-            process["capabilities"][set].as_array().is_some_and(|l| l.iter().filter_map(Value::as_str).any(sys_admin))
-        });
-    }
-    Ok(flagged)
+/// Whether `name` is CAP_SYS_ADMIN's.
+fn is_sys_admin(name: &str) -> bool {
+    rewrite::is_capability(name, "SYS_ADMIN")
+}
+
+/// Whether a process file asks for CAP_SYS_ADMIN in its effective or
+/// permitted set.
+fn file_asks_for_sys_admin(process: &Value) -> bool {
+    ["effective", "permitted"]
+        .iter()
+        .any(|set| process["capabilities"][set].as_array().is_some_and(|l| l.iter().filter_map(Value::as_str).any(is_sys_admin)))
 }
 
 #[cfg(test)]
