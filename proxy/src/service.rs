@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use boundary_policy::{Decision, DenyReason};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, HOST};
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST};
 use hyper::http::uri::Authority;
 use hyper::{Method, Request, Response};
 
@@ -196,9 +196,13 @@ fn deny_reason(reason: DenyReason, narrowed_by: Option<&str>) -> String {
 
 /// Headers by which origins let a request stand for another method
 /// (method-override middleware: Express, ASP.NET, Google's APIs)...
-const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+static METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
 /// ... or another path (IIS URL Rewrite, frameworks behind it).
-const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+static PATH_OVERRIDES: [HeaderName; 2] = [HeaderName::from_static("x-original-url"), HeaderName::from_static("x-rewrite-url")];
 
 /// An allowed request that names another method or path in an override
 /// header is judged again as each combination it may stand for, at the
@@ -216,11 +220,11 @@ fn judge_overrides(
     let mut paths: Vec<(Option<&str>, String)> = Vec::new();
     for (names, out) in [(&METHOD_OVERRIDES[..], &mut methods), (&PATH_OVERRIDES[..], &mut paths)] {
         for name in names {
-            for value in headers.get_all(*name) {
+            for value in headers.get_all(name) {
                 let Ok(v) = value.to_str() else {
                     return Some(deny(ctx, scope, req, t, &format!("the {name} header is not ASCII"), None));
                 };
-                out.push((Some(*name), v.trim().to_owned()));
+                out.push((Some(name.as_str()), v.trim().to_owned()));
             }
         }
     }

@@ -17,7 +17,7 @@ const GLOBAL_VALUE_FLAGS: &[&str] = &["root", "log", "log-format", "log-level", 
 
 /// `runc create` / `runc run` flags that take a value (runc-create(8),
 /// runc-run(8); `pidfd-socket` since runc 1.2).
-const CREATE_VALUE_FLAGS: &[&str] = &["bundle", "b", "console-socket", "pid-file", "preserve-fds", "pidfd-socket"];
+const CREATE_VALUE_FLAGS: &[&str] = &["bundle", "b", "console-socket", "pid-file", "preserve-fds", "pidfd-socket", "config", "f"];
 
 /// Every other `create` / `run` flag runc and crun know (all boolean).
 /// `create` must understand its whole command line: a flag it does not
@@ -82,6 +82,8 @@ pub enum ArgsError {
     InvalidId { id: String },
     #[error("argument {arg:?} is not valid UTF-8")]
     NotUtf8 { arg: String },
+    #[error("{command}: {arg:?} after the container id: refused (runc would read flags there, such as another --bundle)")]
+    AfterId { command: String, arg: String },
     #[error("container id {id:?} is reserved: boundary-runc keeps a directory of that name beside its jails")]
     ReservedId { id: String },
     #[error("{command}: unknown flag {flag:?} (boundary-runc must understand every {command} flag: one it cannot read might change what it checks, the bundle or the capabilities)")]
@@ -149,7 +151,16 @@ impl Invocation {
 
     pub fn create_args(&self) -> Result<CreateArgs, ArgsError> {
         let command = self.command().unwrap_or("create").to_string();
-        let (flags, id) = split_flags(self.command_args(), CREATE_VALUE_FLAGS, &command)?;
+        let args = self.command_args();
+        let (flags, id) = split_flags(args, CREATE_VALUE_FLAGS, &command)?;
+        // runc's create and run take exactly one argument, the id, and read
+        // flags after it too (urfave/cli moves them in front): anything
+        // after the id could be a --bundle we would not see.
+        if let Some(at) = id.and_then(|id| args.iter().position(|a| std::ptr::eq(a, id))) {
+            if at + 1 < args.len() {
+                return Err(ArgsError::AfterId { command, arg: args[at + 1].to_string_lossy().into_owned() });
+            }
+        }
         for (name, _) in &flags {
             if matches!(*name, "config" | "f") {
                 return Err(ArgsError::ConfigFlag { command, flag: (*name).to_string() });
@@ -327,6 +338,9 @@ mod tests {
         }
         for args in [&["create", "--config", "other.json", "c5"][..], &["create", "-f=other.json", "c5"]] {
             assert!(matches!(inv(args).create_args(), Err(ArgsError::ConfigFlag { .. })), "{args:?}");
+        }
+        for args in [&["create", "c8", "--bundle", "/real"][..], &["create", "--bundle", "/decoy", "c8", "-b", "/real"], &["run", "c8", "--", "x"]] {
+            assert!(matches!(inv(args).create_args(), Err(ArgsError::AfterId { .. })), "{args:?}");
         }
         let i = inv(&["run", "-d", "--keep", "--pidfd-socket", "/s", "--pid-file=/p", "c6"]);
         assert_eq!(i.create_args().unwrap().id, "c6");

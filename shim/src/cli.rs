@@ -385,9 +385,13 @@ fn delete(inv: &Invocation) -> ! {
     // Jails are keyed by id alone; a container of that id under another
     // runtime root (two containerd namespaces, say) is not this jail's:
     // its delete must not tear the jail down.
+    // (Only two roots both given can be told apart: one left out is the
+    // delegate's default, which may be the other spelled out.)
     if let Ok(Some(state)) = jail::read_state(&cfg.state_root, &id) {
-        if state.runtime_root != inv.globals.root {
-            exec(&inv.globals, &runtime, &inv.args);
+        if let (Some(mine), Some(given)) = (&state.runtime_root, &inv.globals.root) {
+            if mine != given {
+                exec(&inv.globals, &runtime, &inv.args);
+            }
         }
     }
     let status = Command::new(&runtime).args(&inv.args).status();

@@ -176,6 +176,9 @@ pub fn prepare(inv: &Invocation, a: &ExecArgs, no_net_admin: Option<&str>) -> Re
         sys_admin |= file_asks_for_sys_admin(&process);
         let mut changed = amend_process(&mut process, path)?;
         if no_net_admin.is_some() {
+            // runc would read `Capabilities` as `capabilities`: only the
+            // exact spelling may carry them, or the strip would miss them.
+            rewrite::check_process_spellings(&process).map_err(|source| ExecEnvError::Shape { path: path.clone(), source })?;
             let removed = rewrite::exec_process_without_net_admin(&mut process)
                 .map_err(|source| ExecEnvError::Shape { path: path.clone(), source })?;
             changed |= removed;
@@ -318,6 +321,11 @@ mod tests {
         }
         let p = prepare(&i, &a, Some("reason")).unwrap();
         assert!(!p.warnings.iter().any(|w| w.contains("no CAP_NET_ADMIN")), "nothing left to take: {:?}", p.warnings);
+        for folded in [json!({"args":["sh"],"Capabilities": {"bounding": ["CAP_NET_ADMIN"]}}), json!({"args":["sh"],"capabilities": {"Effective": ["CAP_NET_ADMIN"]}})] {
+            std::fs::write(&path, folded.to_string()).unwrap();
+            let e = format!("{:#}", anyhow::Error::from(prepare(&i, &a, Some("reason")).unwrap_err()));
+            assert!(e.contains("OCI field"), "{e}");
+        }
         std::fs::write(&path, json!({"args":["sh"],"capabilities": {"bounding": "x"}}).to_string()).unwrap();
         let e = prepare(&i, &a, Some("reason")).unwrap_err();
         assert!(format!("{:#}", anyhow::Error::from(e)).contains("capabilities.bounding"));

@@ -35,7 +35,7 @@ use serde_json::{json, Map, Value};
 use self::access::{
     arr_entry, field, obj, obj_entry, obj_mut, opt_arr, opt_obj, opt_str, string, Loc,
 };
-pub use self::config_file::{read_config, replace_config, write_config_atomically};
+pub use self::config_file::{check_process_spellings, read_config, replace_config, write_config_atomically};
 use crate::seccomp::{patch_seccomp_at, SeccompChange};
 
 /// Annotation holding the JSON of the container's original [`HostSide`].
@@ -547,7 +547,10 @@ pub fn is_net_admin(name: &str) -> bool {
 /// with or without the `CAP_` prefix.
 pub fn is_capability(name: &str, bare: &str) -> bool {
     let name = name.trim();
-    let rest = if name.len() > 4 && name[..4].eq_ignore_ascii_case("CAP_") { &name[4..] } else { name };
+    let rest = match name.get(..4) {
+        Some(prefix) if name.len() > 4 && prefix.eq_ignore_ascii_case("CAP_") => &name[4..],
+        _ => name,
+    };
     rest.eq_ignore_ascii_case(bare)
 }
 
@@ -969,7 +972,7 @@ mod tests {
         for name in ["CAP_NET_ADMIN", "net_admin", "Cap_Net_Admin", " CAP_NET_ADMIN", "NET_ADMIN"] {
             assert!(is_net_admin(name), "{name}");
         }
-        for name in ["CAP_NET_ADMINX", "CAP_NET_RAW", "CAP_", "", "CAPNET_ADMIN", "CAP_CAP_NET_ADMIN"] {
+        for name in ["CAP_NET_ADMINX", "CAP_NET_RAW", "CAP_", "", "CAPNET_ADMIN", "CAP_CAP_NET_ADMIN", "CAPé", "é", "CA\u{e9}NET"] {
             assert!(!is_net_admin(name), "{name}");
         }
     }

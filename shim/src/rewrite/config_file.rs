@@ -105,6 +105,17 @@ fn check_spellings(spec: &Value) -> Result<(), RewriteError> {
     Ok(())
 }
 
+/// [`check_spellings`] for the process file of `exec --process` (a
+/// process object at the top level), which runc decodes the same way.
+pub fn check_process_spellings(process: &Value) -> Result<(), RewriteError> {
+    let top = Loc::root("the exec process file");
+    check_object(process, &top, PROCESS_FIELDS)?;
+    match member(process, "capabilities") {
+        Some(caps) => check_object(caps, &top.key("capabilities"), CAPABILITY_FIELDS),
+        None => Ok(()),
+    }
+}
+
 fn member<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     v.get(key).filter(|v| v.is_object())
 }
