@@ -71,8 +71,12 @@ pub enum ParseErrorKind {
     EmptyValue(&'static str),
     #[error("empty item in the {0} list (stray comma)")]
     EmptyListItem(&'static str),
-    #[error("{0:?} is not an HTTP method token ('*' must stand alone)")]
+    #[error("{0:?} is not an HTTP method token")]
     MethodToken(String),
+    #[error("'*' must stand alone in the {0} list: it already stands for every {0}")]
+    WildcardInList(&'static str),
+    #[error("{:?} (U+{:04X}) is not a separator: separate key=value fields with spaces or tabs", .0, u32::from(*.0))]
+    StraySpace(char),
     #[error("domain pattern may not end in '*'")]
     DomainEndsInWildcard,
     #[error("domain pattern may not carry a port: use the port= key")]

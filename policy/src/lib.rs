@@ -29,8 +29,16 @@
 //! - **`port=443,8443`** (our extension, not in Coder's language): the
 //!   destination port must be one of these. Absent or `port=*`: any port.
 //!   A request with an unknown port matches no rule that lists ports.
-//! - **Empty rule text is an error**, not a rule that allows everything;
-//!   write `domain=*` for that.
+//! - **A rule with no key is an error**, not a rule that allows
+//!   everything; write `domain=*` for that. Text with no rules at all
+//!   (empty, or only separators) is no rules: everything is denied.
+//! - **`*` stands alone** in a list: `method=GET,*` is an error.
+//! - **Only spaces and tabs separate fields**: other whitespace (a no-break
+//!   space) is an error, and a path pattern is ASCII (percent-encode the
+//!   rest as it is sent).
+//! - **Methods** compare case-insensitively (Coder compares them exactly):
+//!   `method=GET` allows a request sent as `get`, which is forwarded as
+//!   `GET`.
 //! - **Hosts** compare lowercase with one trailing dot removed. A request
 //!   host must be a hostname (labels `a-z0-9-`, no leading or trailing
 //!   hyphen, 1-63 characters, 253 in all) or a canonical dotted-quad IPv4

@@ -45,12 +45,16 @@ pub enum PathProblem {
     EscapesRoot,
     DotLookalike,
     SlashLookalike,
+    NonAscii,
 }
 
 impl fmt::Display for PathProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             PathProblem::NotAbsolute => "must start with '/' (or be '*' alone for any path)",
+            PathProblem::NonAscii => {
+                "holds a character that is not ASCII: write it percent-encoded as UTF-8, as it is sent (é is %C3%A9)"
+            }
             PathProblem::QueryInPattern => {
                 "may not hold '?' or '#': the query string is ignored when matching"
             }
@@ -348,6 +352,9 @@ impl PathPattern {
             return Err(PathProblem::QueryInPattern);
         }
         let rest = item.strip_prefix('/').ok_or(PathProblem::NotAbsolute)?;
+        if !item.is_ascii() {
+            return Err(PathProblem::NonAscii);
+        }
         let mut segs = Vec::new();
         let mut raws = rest.split('/').peekable();
         while let Some(raw) = raws.next() {
@@ -416,12 +423,16 @@ pub(crate) enum PathPatterns {
 impl PathPatterns {
     /// Build from the parsed list items (`None` is a lone `*`).
     pub(crate) fn from_items(items: Vec<Option<PathPattern>>) -> PathPatterns {
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
         let mut list: Vec<PathPattern> = Vec::with_capacity(items.len());
         for item in items {
             match item {
                 None => return PathPatterns::Any,
-                Some(p) if !list.contains(&p) => list.push(p),
-                Some(_) => {}
+                Some(p) => {
+                    if seen.insert(p.clone()) {
+                        list.push(p);
+                    }
+                }
             }
         }
         PathPatterns::List(list)

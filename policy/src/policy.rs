@@ -170,7 +170,7 @@ impl Policy {
             return Decision::Deny(Denial::new(DenyReason::UnsafePath, None));
         }
         let suggestion = self.suggest_normalised(req, &host, kind);
-        Decision::Deny(Denial::new(DenyReason::NoRuleMatched, Some(suggestion)))
+        Decision::Deny(Denial::new(DenyReason::NoRuleMatched, suggestion))
     }
 
     /// Could any request to this host be allowed (ignoring method, path and
@@ -189,15 +189,16 @@ impl Policy {
     /// The rule that would allow this request, given what the policy already
     /// allows: `domain=h` for a host no rule names, otherwise the narrow
     /// form `method=M domain=h path=/p` (with `port=N` when a rule for the
-    /// host restricts ports). `None` when the host does not normalise.
+    /// host restricts ports). `None` when the host does not normalise, or
+    /// when a rule names the host and the path does not normalise.
     pub fn suggest_rule(&self, req: &Request<'_>) -> Option<String> {
         let (host, kind) = normalize_host_cow(req.host).ok()?;
-        Some(self.suggest_normalised(req, &host, kind))
+        self.suggest_normalised(req, &host, kind)
     }
 
-    fn suggest_normalised(&self, req: &Request<'_>, host: &str, kind: HostKind) -> String {
+    fn suggest_normalised(&self, req: &Request<'_>, host: &str, kind: HostKind) -> Option<String> {
         match self.inner.host_known(host, kind) {
-            (false, _) => format!("domain={host}"),
+            (false, _) => Some(format!("domain={host}")),
             (true, ports) => narrow_rule(req, host, ports),
         }
     }

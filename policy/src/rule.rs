@@ -68,6 +68,8 @@ fn fields(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 /// The comma-separated items of a value with their byte offsets.
+/// A lone `*` allows every value; beside other items it is refused, since
+/// the list would read as narrower than it is.
 fn items(key: Key, value: &str, start: usize) -> Result<Vec<(usize, &str)>, Failure> {
     let mut pos = start;
     let mut out = Vec::new();
@@ -78,7 +80,22 @@ fn items(key: Key, value: &str, start: usize) -> Result<Vec<(usize, &str)>, Fail
         out.push((pos, item));
         pos += item.len() + 1;
     }
+    if out.len() > 1 {
+        if let Some((at, _)) = out.iter().find(|(_, item)| *item == "*") {
+            return Err((*at, ParseErrorKind::WildcardInList(key.name())));
+        }
+    }
     Ok(out)
+}
+
+/// The first whitespace character other than the separators (space, tab,
+/// CR; LF and `;` end a rule), with its byte offset: a no-break space
+/// (U+00A0) or an ideographic space pasted into a rule would otherwise be
+/// read as part of a value, and `path=/a\u{a0}domain=x` would be one path
+/// and no domain.
+fn stray_space(text: &str) -> Option<(usize, char)> {
+    text.char_indices()
+        .find(|&(_, c)| c.is_whitespace() && !matches!(c, ' ' | '\t' | '\r' | '\n'))
 }
 
 fn parse_rule(text: &str) -> Result<Rule, Failure> {
@@ -91,6 +108,9 @@ fn parse_rule(text: &str) -> Result<Rule, Failure> {
         path: None,
         port: None,
     };
+    if let Some((at, c)) = stray_space(text) {
+        return Err((at, ParseErrorKind::StraySpace(c)));
+    }
     let mut named_any = false;
     for (start, field) in fields(text) {
         named_any = true;

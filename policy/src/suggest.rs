@@ -26,7 +26,7 @@ pub fn suggest_rule(req: &Request<'_>) -> String {
 /// method, host and path, and the port when `with_port`. A method that is not
 /// an HTTP token, a path that does not normalise or port 0 (no `port=` rule
 /// can name it) is left out (that key then matches anything).
-pub(crate) fn narrow_rule(req: &Request<'_>, host: &str, with_port: bool) -> String {
+pub(crate) fn narrow_rule(req: &Request<'_>, host: &str, with_port: bool) -> Option<String> {
     let mut rule = String::new();
     if is_method_token(req.method) {
         rule.push_str("method=");
@@ -35,14 +35,15 @@ pub(crate) fn narrow_rule(req: &Request<'_>, host: &str, with_port: bool) -> Str
     }
     rule.push_str("domain=");
     rule.push_str(host);
-    if let Ok(path) = normalize_path_cow(req.path) {
-        rule.push_str(" path=");
-        rule.push_str(&exact_pattern_text(&path));
-    }
+    // A path that does not normalise gets no suggestion: without `path=`
+    // the rule would allow the method on every path of the host.
+    let path = normalize_path_cow(req.path).ok()?;
+    rule.push_str(" path=");
+    rule.push_str(&exact_pattern_text(&path));
     if let (true, Some(port @ 1..)) = (with_port, req.port) {
         rule.push_str(&format!(" port={port}"));
     }
-    rule
+    Some(rule)
 }
 
 #[cfg(test)]

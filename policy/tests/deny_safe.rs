@@ -325,6 +325,14 @@ fn suggestions() {
     assert_eq!(suggest_rule(&bad), "domain=invalid");
     assert!(suggest_rule(&bad).parse::<Rule>().is_ok());
     assert_eq!(Policy::deny_all().suggest_rule(&bad), None);
+
+    // A named host whose request path does not normalise: no narrow rule
+    // exists, and dropping `path=` would allow the method everywhere on h.
+    let p = policy("method=GET domain=h path=/a");
+    let unsafe_path = req("POST", "https://h/x%2Fy");
+    let d = p.evaluate(&unsafe_path);
+    assert_eq!(d.denial().unwrap().suggestion, None);
+    assert_eq!(p.suggest_rule(&unsafe_path), None);
 }
 
 #[test]

@@ -22,13 +22,42 @@ fn every_key_and_canonical_display() {
     assert_eq!(rule("method=*").to_string(), "method=*");
     assert_eq!(rule("domain=*").to_string(), "domain=*");
     assert_eq!(rule("path=*").to_string(), "path=*");
-    assert_eq!(rule("path=/a,*").to_string(), "path=*");
     assert_eq!(rule("port=*").to_string(), "port=*");
-    assert_eq!(rule("method=GET,*").to_string(), "method=*");
     assert_eq!(
         rule("domain=169.254.169.254").to_string(),
         "domain=169.254.169.254"
     );
+}
+
+/// `*` beside other items would read as a narrower list than it is.
+#[test]
+fn a_star_in_a_list_must_stand_alone() {
+    assert_eq!(err("path=/a,*"), (8, K::WildcardInList("path")));
+    assert_eq!(err("method=GET,*"), (11, K::WildcardInList("method")));
+    assert_eq!(err("domain=h port=*,443"), (14, K::WildcardInList("port")));
+}
+
+/// A no-break space pasted into a rule (from a web page or a chat) is not
+/// a separator: read as part of the path, it would leave the rule with no
+/// `domain=` at all, allowing that odd path on every host.
+#[test]
+fn whitespace_other_than_space_and_tab_is_refused_where_it_stands() {
+    assert_eq!(
+        err("path=/public\u{a0}domain=github.com"),
+        (12, K::StraySpace('\u{a0}'))
+    );
+    assert_eq!(err("domain=a.example\u{3000}path=/x"), (16, K::StraySpace('\u{3000}')));
+    assert_eq!(err("method=GET\u{85}domain=a"), (10, K::StraySpace('\u{85}')));
+    let e = "path=/public\u{a0}domain=github.com".parse::<Rule>().unwrap_err();
+    assert!(e.to_string().contains("U+00A0"), "{e}");
+    // Non-ASCII that is not whitespace (a zero-width space) cannot glue
+    // fields either: a path pattern must be ASCII, percent-encoded as sent.
+    assert_eq!(
+        err("path=/public\u{200b}domain=github.com"),
+        (5, K::Path(PathProblem::NonAscii))
+    );
+    assert_eq!(err("path=/caf\u{e9}"), (5, K::Path(PathProblem::NonAscii)));
+    assert_eq!(rule("path=/caf%C3%A9").to_string(), "path=/caf%C3%A9");
 }
 
 #[test]

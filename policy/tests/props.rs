@@ -101,15 +101,20 @@ fn segment_text() -> impl Strategy<Value = String> {
 }
 
 fn path_item() -> impl Strategy<Value = String> {
+    (prop::collection::vec(segment_text(), 0..4), any::<bool>()).prop_map(|(segs, slash)| {
+        let mut p: String = segs.iter().map(|s| format!("/{s}")).collect();
+        if slash || p.is_empty() {
+            p.push('/');
+        }
+        p
+    })
+}
+
+/// A `path=` value: `*` alone, or a list of patterns.
+fn path_value() -> impl Strategy<Value = String> {
     prop_oneof![
         1 => Just("*".to_owned()),
-        8 => (prop::collection::vec(segment_text(), 0..4), any::<bool>()).prop_map(|(segs, slash)| {
-            let mut p: String = segs.iter().map(|s| format!("/{s}")).collect();
-            if slash || p.is_empty() {
-                p.push('/');
-            }
-            p
-        }),
+        8 => prop::collection::vec(path_item(), 1..3).prop_map(|v| v.join(",")),
     ]
 }
 
@@ -128,7 +133,7 @@ fn rule_text() -> impl Strategy<Value = String> {
     (
         prop::option::of(method_value()),
         prop::option::of(domain_value()),
-        prop::option::of(prop::collection::vec(path_item(), 1..3).prop_map(|v| v.join(","))),
+        prop::option::of(path_value()),
         prop::option::of(port_value()),
         prop::sample::select(vec![" ", "\t", "  \t "]),
     )

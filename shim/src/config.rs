@@ -62,6 +62,20 @@ pub struct PolicyConfig {
     /// Whether containers may add rules of their own (`BOUNDARY_ALLOW`,
     /// annotation `io.boundary.allow`).
     pub allow_container_rules: bool,
+    /// Which of the container's sources may add rules, when
+    /// `allow_container_rules` is on. `process.env` also holds the image's
+    /// `ENV`, so a host that does not trust image authors leaves `env` out.
+    pub container_rule_sources: Vec<RuleSource>,
+}
+
+/// A place in a container's spec that can hold allow rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleSource {
+    /// `BOUNDARY_ALLOW` in `process.env` (`docker run -e`, and an image's `ENV`).
+    Env,
+    /// The annotation `io.boundary.allow`.
+    Annotation,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -147,7 +161,11 @@ impl Default for NetworkConfig {
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        PolicyConfig { default_rules: Vec::new(), allow_container_rules: true }
+        PolicyConfig {
+            default_rules: Vec::new(),
+            allow_container_rules: true,
+            container_rule_sources: vec![RuleSource::Env, RuleSource::Annotation],
+        }
     }
 }
 
@@ -302,6 +320,7 @@ pool = "10.99.0.0/24"
 [policy]
 default_rules = ["domain=github.com", "method=GET domain=*.npmjs.org"]
 allow_container_rules = false
+container_rule_sources = ["annotation"]
 [dns]
 pinned = { "origin.test" = "10.1.2.3" }
 [sidecar]
@@ -313,6 +332,7 @@ refuse_private_destinations = true
         let c = Config::parse(text, Path::new("c.toml")).unwrap();
         assert_eq!(c.runtime.as_deref(), Some("crun"));
         assert!(!c.policy.allow_container_rules);
+        assert_eq!(c.policy.container_rule_sources, vec![RuleSource::Annotation]);
         assert_eq!(c.dns.pinned["origin.test"], "10.1.2.3".parse::<IpAddr>().unwrap());
         assert_eq!(c.pool().unwrap().blocks(), 64);
         assert_eq!(c.sidecar.upstream_connect_timeout_ms, 2500);

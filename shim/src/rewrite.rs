@@ -135,6 +135,8 @@ pub enum RewriteError {
     },
     #[error("{doc}: {path} is missing")]
     Missing { doc: &'static str, path: String },
+    #[error("config.json: process.env sets {key} twice with different values (process.env[{first}] and [{second}]); runc keeps the last, other runtimes the first: give it once")]
+    DuplicateEnv { key: String, first: usize, second: usize },
     #[error("config.json: linux.namespaces has two network entries ([{first}] and [{second}])")]
     DuplicateNetworkEntry { first: usize, second: usize },
     #[error(
@@ -224,16 +226,24 @@ fn env_lookup<'a>(top: &'a Map<String, Value>, key: &str) -> Result<Option<&'a s
     let Some(env) = opt_arr(process, "env", &loc)? else {
         return Ok(None);
     };
-    let mut value = None;
+    let mut value: Option<(usize, &str)> = None;
     for (i, item) in env.iter().enumerate() {
         let entry = string(item, &loc.key("env").idx(i))?;
         if let Some((k, v)) = entry.split_once('=') {
             if k == key {
-                value = Some(v);
+                // runc keeps the last entry, crun passes both (getenv
+                // finds the first): which one was meant is unclear.
+                if let Some((first, seen)) = value {
+                    if seen != v {
+                        return Err(RewriteError::DuplicateEnv { key: key.to_owned(), first, second: i });
+                    }
+                } else {
+                    value = Some((i, v));
+                }
             }
         }
     }
-    Ok(value)
+    Ok(value.map(|(_, v)| v))
 }
 
 /// The value of annotation `key`.
@@ -869,9 +879,11 @@ mod tests {
     }
 
     #[test]
-    fn env_lookup_takes_the_last_entry_like_runc() {
-        let spec = json!({"process": {"env": ["A=1", "NOEQUALS", "B=x=y", "A=2", "A"]}});
-        assert_eq!(env_value(&spec, "A").unwrap(), Some("2"));
+    fn env_lookup_refuses_a_key_given_twice_with_different_values() {
+        let spec = json!({"process": {"env": ["A=1", "NOEQUALS", "B=x=y", "A=2", "A", "C=3", "C=3"]}});
+        let e = env_value(&spec, "A").unwrap_err().to_string();
+        assert!(e.contains("sets A twice with different values (process.env[0] and [3])"), "{e}");
+        assert_eq!(env_value(&spec, "C").unwrap(), Some("3"));
         assert_eq!(env_value(&spec, "B").unwrap(), Some("x=y"));
         assert_eq!(env_value(&spec, "NOEQUALS").unwrap(), None);
         assert_eq!(env_value(&json!({}), "A").unwrap(), None);

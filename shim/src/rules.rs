@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{Config, RuleSource};
 use crate::rewrite;
 
 pub const ALLOW_ENV: &str = "BOUNDARY_ALLOW";
@@ -20,6 +20,8 @@ pub enum RulesError {
     Invalid { source_name: String, error: boundary_policy::ParseError },
     #[error("{source_name} is set, but this host forbids container rules (policy.allow_container_rules = false in {config})")]
     Forbidden { source_name: String, config: String },
+    #[error("{source_name} is set, but this host takes container rules only from {allowed} (policy.container_rule_sources in {config}); an image's ENV lands in process.env too")]
+    SourceForbidden { source_name: String, allowed: String, config: String },
     #[error(transparent)]
     Spec(#[from] rewrite::RewriteError),
 }
@@ -32,10 +34,16 @@ pub fn collect(cfg: &Config, spec: &Value) -> Result<Vec<String>, RulesError> {
     }
     let env = rewrite::env_value(spec, ALLOW_ENV)?;
     let ann = rewrite::annotation(spec, ALLOW_ANNOTATION)?;
-    for (name, text) in [(format!("{ALLOW_ENV} (process.env)"), env), (format!("annotation {ALLOW_ANNOTATION}"), ann)] {
+    let sources = [(RuleSource::Env, format!("{ALLOW_ENV} (process.env)"), env), (RuleSource::Annotation, format!("annotation {ALLOW_ANNOTATION}"), ann)];
+    for (source, name, text) in sources {
         let Some(text) = text else { continue };
-        if !cfg.policy.allow_container_rules && !text.trim().is_empty() {
-            return Err(RulesError::Forbidden { source_name: name, config: Config::path().display().to_string() });
+        if !text.trim().is_empty() {
+            if !cfg.policy.allow_container_rules {
+                return Err(RulesError::Forbidden { source_name: name, config: Config::path().display().to_string() });
+            }
+            if !cfg.policy.container_rule_sources.contains(&source) {
+                return Err(RulesError::SourceForbidden { source_name: name, allowed: sources_text(&cfg.policy.container_rule_sources), config: Config::path().display().to_string() });
+            }
         }
         push(&mut out, text, &name)?;
     }
@@ -60,6 +68,18 @@ pub fn annotation_rules(spec: &Value) -> Result<Option<Vec<String>>, RulesError>
     let mut out = Vec::new();
     push(&mut out, text, &format!("annotation {ALLOW_ANNOTATION}"))?;
     Ok(Some(out))
+}
+
+/// `the annotation io.boundary.allow`, `BOUNDARY_ALLOW and ...`, `no source`.
+fn sources_text(sources: &[RuleSource]) -> String {
+    let names: Vec<String> = sources
+        .iter()
+        .map(|s| match s {
+            RuleSource::Env => ALLOW_ENV.to_string(),
+            RuleSource::Annotation => format!("the annotation {ALLOW_ANNOTATION}"),
+        })
+        .collect();
+    if names.is_empty() { "no source".to_string() } else { names.join(" and ") }
 }
 
 fn push(out: &mut Vec<String>, text: &str, source_name: &str) -> Result<(), RulesError> {
@@ -123,5 +143,19 @@ mod tests {
         cfg.policy.allow_container_rules = false;
         let e = collect(&cfg, &spec(&[], Some("domain=x.test"))).unwrap_err().to_string();
         assert!(e.contains("forbids container rules"), "{e}");
+    }
+
+    /// `process.env` holds the image's `ENV` as well as `docker run -e`: a
+    /// host can take rules from annotations alone.
+    #[test]
+    fn a_host_can_take_rules_from_annotations_only() {
+        let mut cfg = Config::default();
+        cfg.policy.container_rule_sources = vec![RuleSource::Annotation];
+        let e = collect(&cfg, &spec(&["BOUNDARY_ALLOW=domain=*"], None)).unwrap_err().to_string();
+        assert!(e.starts_with("BOUNDARY_ALLOW (process.env) is set, but this host takes container rules only from the annotation io.boundary.allow"), "{e}");
+        assert_eq!(collect(&cfg, &spec(&["BOUNDARY_ALLOW= "], Some("domain=a.test"))).unwrap(), vec!["domain=a.test".to_string()]);
+        cfg.policy.container_rule_sources = vec![];
+        let e = collect(&cfg, &spec(&[], Some("domain=a.test"))).unwrap_err().to_string();
+        assert!(e.contains("only from no source"), "{e}");
     }
 }
