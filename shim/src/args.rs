@@ -45,8 +45,17 @@ pub struct Globals {
     pub log_json: bool,
     /// `--root DIR`: the delegate's state root.
     pub root: Option<PathBuf>,
-    /// `--version` / `-v` given before any subcommand.
+    /// `--version` / `-v` given before any subcommand (as true).
     pub version: bool,
+    /// `--help` / `-h` given before any subcommand (as true).
+    pub help: bool,
+}
+
+/// A Go boolean flag's value: absent is true; `strconv.ParseBool`'s true
+/// spellings are true; anything else (its false spellings, or a value Go
+/// refuses) is not.
+fn go_true(value: Option<&OsString>) -> bool {
+    value.is_none_or(|v| matches!(v.to_str(), Some("1" | "t" | "T" | "TRUE" | "true" | "True")))
 }
 
 /// A parsed invocation. `args` is everything after argv[0], untouched.
@@ -128,7 +137,8 @@ impl Invocation {
                 ("log", Some(v)) => globals.log = Some(PathBuf::from(v)),
                 ("log-format", Some(v)) => globals.log_json = v == "json",
                 ("root", Some(v)) => globals.root = Some(PathBuf::from(v)),
-                ("version" | "v", _) => globals.version = true,
+                ("version" | "v", v) => globals.version = go_true(v.as_ref()),
+                ("help" | "h", v) => globals.help = go_true(v.as_ref()),
                 _ => {}
             }
             i += 1;
@@ -306,6 +316,14 @@ mod tests {
         assert!(i.globals.version);
         assert_eq!(i.command(), None);
         assert_eq!(inv(&[]).command(), None);
+        // runc prints its version or help and runs no subcommand when the
+        // flag is true; `=false` is not.
+        let i = inv(&["-v", "create", "c"]);
+        assert!(i.globals.version && i.command() == Some("create"));
+        assert!(!inv(&["--version=false", "create", "c"]).globals.version);
+        assert!(inv(&["--version=T", "create", "c"]).globals.version);
+        assert!(inv(&["-h", "run", "c"]).globals.help);
+        assert!(!inv(&["--help=0", "run", "c"]).globals.help);
     }
 
     #[test]

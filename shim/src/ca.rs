@@ -18,7 +18,7 @@ use crate::config::Config;
 pub enum CaError {
     #[error("cannot {op} {path}")]
     Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
-    #[error("cannot generate the host CA: {0}")]
+    #[error("cannot generate the host CA")]
     Generate(#[from] rcgen::Error),
 }
 

@@ -21,6 +21,11 @@ use crate::{builder, commands, delegate, docker, exec_env, gate, handover, jail,
 /// Entry point; never returns.
 pub fn main() -> ! {
     let inv = Invocation::parse(std::env::args_os().skip(1).collect());
+    // `--version` or `--help` before a subcommand: runc (urfave/cli) and
+    // crun (argp) print it and run no subcommand, so neither do we.
+    if (inv.globals.version || inv.globals.help) && inv.command().is_some() {
+        pass_through(&inv);
+    }
     match inv.command() {
         Some("create" | "run") => create(&inv),
         Some("delete") => delete(&inv),
@@ -63,7 +68,9 @@ fn pass_through(inv: &Invocation) -> ! {
 }
 
 /// `--version`: the delegate's lines first (go-runc reads the first line,
-/// which must start with `runc version`), then ours.
+/// which must start with `runc version`), then ours, without the word
+/// "version": dockerd takes the runtime's name and version from the last
+/// line holding it, and reports runc's commit beside them.
 fn version(inv: &Invocation) -> ! {
     let (_, runtime) = load(&inv.globals);
     let out = Command::new(&runtime).args(&inv.args).output();
@@ -75,7 +82,7 @@ fn version(inv: &Invocation) -> ! {
             if !o.stdout.is_empty() && !o.stdout.ends_with(b"\n") {
                 let _ = stdout.write_all(b"\n");
             }
-            let _ = writeln!(stdout, "boundary-runc version {}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(stdout, "boundary-runc {}", env!("CARGO_PKG_VERSION"));
             let _ = std::io::stderr().write_all(&o.stderr);
             std::process::exit(o.status.code().unwrap_or(1))
         }
@@ -186,8 +193,11 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
     };
     let shape = jail::Shape { spec_userns, host_userns, ..shape };
     let rules = rules::collect(cfg, &spec)?;
+    jail::claim(&cfg.state_root, &a.id)?;
     if pod_sandbox {
-        pod::record_sandbox(&cfg.state_root, &a.id, &spec)?;
+        if let Err(e) = pod::record_sandbox(&cfg.state_root, &a.id, &spec) {
+            return Err(jail::undo(&cfg.state_root, &a.id, e));
+        }
     }
     // The jail's first half, then the spec, then the second half behind
     // the gate while the delegate starts (see `gate`).
@@ -218,10 +228,7 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
     });
     let finished = written.and_then(|warnings| builder::finish_detached(cfg, &inv.globals, begun).map(|()| warnings));
     drop(replaced);
-    if finished.is_err() {
-        jail::teardown(&cfg.state_root, &a.id);
-    }
-    finished
+    finished.map_err(|e| jail::undo(&cfg.state_root, &a.id, e))
 }
 
 /// How long the gate hook waits for the builder: the sidecar's own limit,
@@ -234,10 +241,12 @@ fn gate_timeout(cfg: &Config) -> std::time::Duration {
 /// jail as it is, under X's sidecar and policy; it gets the same
 /// capabilities, seccomp and CA changes as any jailed container.
 fn prepare_joined(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, config_path: &Path) -> anyhow::Result<Vec<String>> {
+    jail::claim(&cfg.state_root, id)?;
+    joined_in(cfg, id, jail_id, spec, config_path).map_err(|e| jail::undo(&cfg.state_root, id, e))
+}
+
+fn joined_in(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, config_path: &Path) -> anyhow::Result<Vec<String>> {
     let root = &cfg.state_root;
-    if jail::exists(root, id) {
-        return Err(jail::JailError::Exists(id.to_string()).into());
-    }
     rules::collect(cfg, &spec)?;
     let mut warnings = Vec::new();
     let own = rewrite::env_value(&spec, rules::ALLOW_ENV)?.is_some() || rewrite::annotation(&spec, rules::ALLOW_ANNOTATION)?.is_some();
@@ -259,9 +268,6 @@ fn prepare_joined(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value
         rewrite::write_config_atomically(config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;
         Ok(out.warnings)
     });
-    if written.is_err() {
-        jail::teardown(root, id);
-    }
     written.map(|w| warnings.into_iter().chain(w).collect())
 }
 
@@ -362,7 +368,13 @@ fn exec_into(inv: &Invocation) -> ! {
 fn start(inv: &Invocation) -> ! {
     let (cfg, runtime) = load(&inv.globals);
     if let Ok(id) = inv.plain_id() {
-        let handed = handover::pending(&cfg.state_root, &id).and_then(|s| s.map_or(Ok(()), |s| handover::run(&cfg.state_root, &s)));
+        let handed = handover::pending(&cfg.state_root, &id).and_then(|s| match s {
+            // Another runtime root's container of the same id is not this
+            // jail's: its start hands nothing over.
+            Some(_) if other_root(&cfg, &inv.globals, &id) => Ok(()),
+            Some(s) => handover::run(&cfg.state_root, &s),
+            None => Ok(()),
+        });
         if let Err(e) = handed {
             runtime_log::fatal(&inv.globals, &anyhow::Error::from(e).context(format!("cannot start {id}")));
         }
@@ -387,11 +399,10 @@ fn delete(inv: &Invocation) -> ! {
     // its delete must not tear the jail down.
     // (Only two roots both given can be told apart: one left out is the
     // delegate's default, which may be the other spelled out.)
-    if let Ok(Some(state)) = jail::read_state(&cfg.state_root, &id) {
-        if let (Some(mine), Some(given)) = (&state.runtime_root, &inv.globals.root) {
-            if mine != given {
-                exec(&inv.globals, &runtime, &inv.args);
-            }
+    let recorded = jail::read_state(&cfg.state_root, &id).ok().flatten().map(|s| s.runtime_root);
+    if let Some((Some(mine), Some(given))) = recorded.as_ref().map(|r| (r, &inv.globals.root)) {
+        if mine != given {
+            exec(&inv.globals, &runtime, &inv.args);
         }
     }
     let status = Command::new(&runtime).args(&inv.args).status();
@@ -401,8 +412,17 @@ fn delete(inv: &Invocation) -> ! {
     };
     // The poststop hook has normally torn the jail down already (its state
     // directory is removed last); what it left, or a jail whose hook never
-    // ran, is torn down here.
-    if (code == 0 || !container_exists(&runtime, &inv.globals, &id)) && jail::exists(&cfg.state_root, &id) {
+    // ran, is torn down here: once the container is gone under the root
+    // this delete named and under the one its create named (a delete with
+    // the root left out, or spelled otherwise, may have been another
+    // container's of the same id).
+    let given = inv.globals.root.as_deref();
+    let gone_here = code == 0 || !container_exists(&runtime, given, &id);
+    let gone_there = match &recorded {
+        Some(mine) if mine.as_deref() != given => !container_exists(&runtime, mine.as_deref(), &id),
+        _ => true,
+    };
+    if gone_here && gone_there && jail::exists(&cfg.state_root, &id) {
         for e in jail::teardown(&cfg.state_root, &id) {
             runtime_log::write(&inv.globals, Level::Warning, &format!("boundary-runc: teardown of {id}: {e}"));
         }
@@ -410,9 +430,16 @@ fn delete(inv: &Invocation) -> ! {
     std::process::exit(code)
 }
 
-fn container_exists(runtime: &Path, globals: &Globals, id: &str) -> bool {
+/// Whether both `id`'s create and this call named a runtime root, and
+/// not the same one.
+fn other_root(cfg: &Config, globals: &Globals, id: &str) -> bool {
+    let recorded = jail::read_state(&cfg.state_root, id).ok().flatten().and_then(|s| s.runtime_root);
+    matches!((recorded, &globals.root), (Some(mine), Some(given)) if &mine != given)
+}
+
+fn container_exists(runtime: &Path, root: Option<&Path>, id: &str) -> bool {
     let mut cmd = Command::new(runtime);
-    if let Some(root) = &globals.root {
+    if let Some(root) = root {
         cmd.arg("--root").arg(root);
     }
     cmd.arg("state").arg(id).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());

@@ -52,6 +52,11 @@ pub struct NetworkConfig {
     pub pool: String,
     pub proxy_port: u16,
     pub dns_port: u16,
+    /// The most flows (TCP connections, DNS exchanges) a jail may have
+    /// tracked by the kernel at once on its host side; new ones beyond it
+    /// are dropped. It keeps one container from filling a host side's
+    /// connection table (the host's own, for a jail on the host's network).
+    pub max_flows: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -155,7 +160,7 @@ impl Default for Config {
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        NetworkConfig { pool: "10.213.0.0/16".into(), proxy_port: 15001, dns_port: 15053 }
+        NetworkConfig { pool: "10.213.0.0/16".into(), proxy_port: 15001, dns_port: 15053, max_flows: 16384 }
     }
 }
 
@@ -246,6 +251,9 @@ impl Config {
         self.pool().map_err(invalid)?;
         if self.tls.ca_cert.is_some() != self.tls.ca_key.is_some() {
             return Err(invalid("tls.ca_cert and tls.ca_key must be given together".into()));
+        }
+        if self.network.max_flows == 0 {
+            return Err(invalid("network.max_flows must be at least 1".into()));
         }
         if self.network.proxy_port == 0 || self.network.dns_port == 0 || self.network.proxy_port == self.network.dns_port {
             return Err(invalid("network.proxy_port and network.dns_port must be distinct and non-zero".into()));

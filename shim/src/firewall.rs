@@ -7,6 +7,8 @@
 //! ```text
 //! chain raw_pre  { type filter hook prerouting priority raw - 10
 //!     iifname H meta nfproto != ipv4 drop;  iifname H ip saddr != JAIL drop }
+//! chain flows    { type filter hook prerouting priority mangle
+//!     iifname H ct state new ct count over max_flows drop    }
 //! chain nat_pre  { type nat hook prerouting priority dstnat - 10
 //!     iifname H ip: udp dport 53 redirect to :dns_port      (all DNS, any resolver)
 //!     iifname H ip: tcp dport 53 redirect to :dns_port
@@ -20,10 +22,12 @@
 //! ```
 //! In Docker's shape (`publish_to`, a dedicated host side) the table also
 //! has, in `nat_pre`, `iifname != H, != lo, ip daddr != HOST, fib daddr type
-//! local: dnat to JAIL` (published ports and other containers reach the
-//! container's server), in `input` a drop of packets for HOST from any other
-//! interface, and in `forward`, before the drops, `ct state
-//! established,related accept` and `oifname H ct status dnat accept`.
+//! local` and the start of a flow (a TCP SYN, UDP not from port 53, another
+//! protocol): `dnat to JAIL` (published ports and other containers reach
+//! the container's server), in `input` a drop of packets for HOST from any
+//! other interface, and in `forward`, before the drops, `iifname H ct
+//! status dnat ct direction reply accept` and `oifname H ct status dnat ct
+//! direction original accept`.
 //!
 //! A `drop` in any base chain is final whatever other tables accept, so the
 //! host's own rules cannot open a path around the sidecar. IPv6, UDP other
@@ -37,9 +41,9 @@ use std::path::{Path, PathBuf};
 use nftables::batch::Batch;
 use std::collections::HashSet;
 
-use nftables::expr::{Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, CT};
+use nftables::expr::{BinaryOperation, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, CT};
 use nftables::schema::{Chain, NfListObject, Rule, Table};
-use nftables::stmt::{Match, NATFamily, Operator, Statement, NAT};
+use nftables::stmt::{CTCount, Match, NATFamily, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use crate::netns;
@@ -67,6 +71,8 @@ pub struct FirewallPlan {
     pub redirect: bool,
     pub proxy_port: u16,
     pub dns_port: u16,
+    /// The most flows from the jail tracked at once (`ct count`).
+    pub max_flows: u32,
     /// Docker's shape (a dedicated host side that dockerd configures):
     /// connections dockerd sends to the container's address (published
     /// ports, other containers) are passed on to this jail address.
@@ -94,6 +100,10 @@ fn field(protocol: &'static str, f: &'static str) -> Expression<'static> {
         protocol: Cow::Borrowed(protocol),
         field: Cow::Borrowed(f),
     })))
+}
+
+fn ct(key: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(CT { key: Cow::Borrowed(key), family: None, dir: None }))
 }
 
 fn redirect(port: u16) -> Statement<'static> {
@@ -151,6 +161,18 @@ impl FirewallPlan {
         b.add(self.chain("raw_pre", NfChainType::Filter, NfHook::Prerouting, -310));
         b.add(self.rule("raw_pre", vec![iif(), Statement::Match(Match { left: meta(MetaKey::Nfproto), right: s("ipv4"), op: Operator::NEQ }), Statement::Drop(None)]));
         b.add(self.rule("raw_pre", vec![iif(), Statement::Match(Match { left: field("ip", "saddr"), right: s(&self.jail_addr.to_string()), op: Operator::NEQ }), Statement::Drop(None)]));
+        // After conntrack, before NAT: a cap on the jail's tracked flows.
+        // Without it a jail could fill the host side's connection table
+        // (half-open connections to the proxy port, DNS from fresh source
+        // ports): everything else there, the sidecar's own flows included,
+        // would then be refused or evicted. Closed connections do not count.
+        b.add(self.chain("flows", NfChainType::Filter, NfHook::Prerouting, -150));
+        b.add(self.rule("flows", vec![
+            iif(),
+            Statement::Match(Match { left: ct("state"), right: s("new"), op: Operator::IN }),
+            Statement::CTCount(CTCount { val: Expression::Number(self.max_flows), inv: Some(true) }),
+            Statement::Drop(None),
+        ]));
         b.add(self.chain("nat_pre", NfChainType::NAT, NfHook::Prerouting, -110));
         b.add(self.chain("input", NfChainType::Filter, NfHook::Input, -10));
         b.add(self.chain("forward", NfChainType::Filter, NfHook::Forward, -10));
@@ -178,23 +200,46 @@ impl FirewallPlan {
     /// Docker's shape: new connections that arrive on any other interface
     /// for one of the host side's own addresses (dockerd's `eth0`: published
     /// ports, other containers) are sent on to the jail, same port; the
-    /// forward chain lets them and their replies through before its drops.
-    /// The container's own connections never take the forward path (its TCP
-    /// and DNS are redirected to the sidecar in `nat_pre`, the rest is new
-    /// and dropped), so accepting established flows opens nothing for it.
+    /// forward chain lets those flows through, and nothing else, before its
+    /// drops. The container's own connections never take the forward path
+    /// (its TCP and DNS are redirected to the sidecar in `nat_pre`, the rest
+    /// is new and dropped).
+    ///
+    /// Only the start of a flow is sent on: a TCP SYN, UDP not from port 53,
+    /// other protocols. The sidecar and dockerd's resolver run in this
+    /// namespace too, and a reply to one of their own flows whose tracking
+    /// entry was lost (evicted from a full table, timed out) arrives as new:
+    /// sent to the jail, the container could answer it and, as the reply
+    /// direction of that flow, talk to the upstream resolver. And the
+    /// forward accepts hold only for flows that were sent to the jail, in
+    /// their own direction: an ICMP error from the jail that names one of
+    /// the sidecar's connections is related to that connection, not to a
+    /// published one, and is dropped.
     fn publish(&self, b: &mut Batch<'static>, jail: Ipv4Addr) {
         let not = |left, right| Statement::Match(Match { left, right, op: Operator::NEQ });
-        let local = Expression::Named(NamedExpression::Fib(Fib { result: FibResult::Type, flags: HashSet::from([FibFlag::Daddr]) }));
-        b.add(self.rule("nat_pre", vec![
+        let local = || Expression::Named(NamedExpression::Fib(Fib { result: FibResult::Type, flags: HashSet::from([FibFlag::Daddr]) }));
+        let dnat = || Statement::DNAT(Some(NAT { addr: Some(s(&jail.to_string())), family: Some(NATFamily::IP), port: None, flags: None }));
+        let arriving = || vec![
             not(meta(MetaKey::Iifname), s(&self.host_if)),
             not(meta(MetaKey::Iifname), s("lo")),
             eq(meta(MetaKey::Nfproto), s("ipv4")),
             not(field("ip", "daddr"), s(&self.host_addr.to_string())),
-            eq(local, s("local")),
-            Statement::DNAT(Some(NAT { addr: Some(s(&jail.to_string())), family: Some(NATFamily::IP), port: None, flags: None })),
-        ]));
-        let ct = |key: &'static str| Expression::Named(NamedExpression::CT(CT { key: Cow::Borrowed(key), family: None, dir: None }));
-        let within = |left, right| Statement::Match(Match { left, right, op: Operator::IN });
+            eq(local(), s("local")),
+        ];
+        let syn = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            field("tcp", "flags"),
+            Expression::List(vec![s("syn"), s("ack")]),
+        )));
+        for starts in [
+            vec![eq(syn, s("syn"))],
+            vec![not(field("udp", "sport"), Expression::Number(53))],
+            vec![not(meta(MetaKey::L4proto), s("tcp")), not(meta(MetaKey::L4proto), s("udp"))],
+        ] {
+            let mut rule = arriving();
+            rule.extend(starts);
+            rule.push(dnat());
+            b.add(self.rule("nat_pre", rule));
+        }
         // The sidecar's address is for the jail only (another container on
         // Docker's network could route to it through this host side).
         b.add(self.rule("input", vec![
@@ -203,10 +248,17 @@ impl FirewallPlan {
             eq(field("ip", "daddr"), s(&self.host_addr.to_string())),
             Statement::Drop(None),
         ]));
-        b.add(self.rule("forward", vec![within(ct("state"), Expression::List(vec![s("established"), s("related")])), Statement::Accept(None)]));
+        let dnat_status = || Statement::Match(Match { left: ct("status"), right: s("dnat"), op: Operator::IN });
+        b.add(self.rule("forward", vec![
+            eq(meta(MetaKey::Iifname), s(&self.host_if)),
+            dnat_status(),
+            eq(ct("direction"), s("reply")),
+            Statement::Accept(None),
+        ]));
         b.add(self.rule("forward", vec![
             eq(meta(MetaKey::Oifname), s(&self.host_if)),
-            within(ct("status"), s("dnat")),
+            dnat_status(),
+            eq(ct("direction"), s("original")),
             Statement::Accept(None),
         ]));
     }
@@ -372,6 +424,7 @@ mod tests {
             redirect: true,
             proxy_port: 15001,
             dns_port: 15053,
+            max_flows: 16384,
             publish_to: None,
             replace_stale: false,
         };
@@ -385,14 +438,27 @@ mod tests {
         assert!(json.contains(r#""right":"bndh7""#));
         assert!(json.contains(r#""right":"10.213.0.29""#));
         let drops = json.matches(r#""drop":null"#).count();
-        assert_eq!(drops, 5, "{json}");
+        assert_eq!(drops, 6, "{json}");
+        assert!(json.contains(r#"{"ct count":{"val":16384,"inv":true}},{"drop":null}"#) && json.contains(r#""prio":-150"#), "the jail's flows are capped after conntrack: {json}");
         assert!(json.contains(r#""prio":-310"#) && json.contains(r#"{"payload":{"protocol":"ip","field":"saddr"}},"right":"10.213.0.30","op":"!="}"#), "only the jail's own address may be a source: {json}");
         let docker = FirewallPlan { publish_to: Some(Ipv4Addr::new(10, 213, 0, 30)), ..plan.clone() };
         let dj = serde_json::to_string(&docker.batch().to_nftables()).unwrap();
-        assert!(dj.contains(r#""dnat":{"addr":"10.213.0.30","family":"ip"}"#), "{dj}");
+        assert_eq!(dj.matches(r#""dnat":{"addr":"10.213.0.30","family":"ip"}"#).count(), 3, "{dj}");
         assert!(dj.contains(r#""fib":{"result":"type","flags":["daddr"]}"#), "{dj}");
-        assert!(dj.contains(r#""right":"dnat""#) && dj.contains(r#""established""#), "{dj}");
-        assert_eq!(dj.matches(r#""drop":null"#).count(), 6, "{dj}");
+        // Only the start of a flow is sent to the jail: a SYN, UDP not from
+        // a DNS server, other protocols.
+        assert!(dj.contains(r#"{"match":{"left":{"&":[{"payload":{"protocol":"tcp","field":"flags"}},["syn","ack"]]},"right":"syn","op":"=="}}"#), "{dj}");
+        assert!(dj.contains(r#"{"match":{"left":{"payload":{"protocol":"udp","field":"sport"}},"right":53,"op":"!="}}"#), "{dj}");
+        // Forwarded: flows sent to the jail, each in its own direction;
+        // nothing merely established or related.
+        assert!(!dj.contains(r#""established""#) && !dj.contains(r#""related""#), "{dj}");
+        assert_eq!(dj.matches(r#""right":"dnat""#).count(), 2, "{dj}");
+        assert!(dj.contains(r#"{"match":{"left":{"ct":{"key":"direction"}},"right":"reply","op":"=="}}"#), "{dj}");
+        assert!(dj.contains(r#"{"match":{"left":{"ct":{"key":"direction"}},"right":"original","op":"=="}}"#), "{dj}");
+        assert_eq!(dj.matches(r#""drop":null"#).count(), 7, "{dj}");
+        if let Ok(out) = std::env::var("BOUNDARY_DUMP_NFT") {
+            std::fs::write(out, &dj).unwrap();
+        }
         let resolver = serde_json::to_string(&resolver_batch("eth0", Ipv4Addr::new(10, 213, 0, 29)).to_nftables()).unwrap();
         assert!(resolver.contains(r#""right":"127.0.0.11""#) && resolver.contains(r#""dnat":{"addr":"10.213.0.29"}"#), "{resolver}");
         assert!(resolver.contains(r#""masquerade":null"#), "{resolver}");

@@ -206,30 +206,47 @@ impl Begun {
     }
 }
 
-/// The first half of a jail: lease, state, namespaces, CA, resolv.conf.
-/// On failure everything built so far is removed again.
-pub fn begin(cfg: &Config, id: &str, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>, shape: &Shape) -> Result<Begun, JailError> {
-    let root = &cfg.state_root;
-    let dir = state_dir(root, id);
-    if dir.join(JAIL_STATE_FILE).exists() {
+/// Claims `id` for this `create`: refused when anything of a jail by that
+/// id exists ([`exists`]: a jail, a container joined to one, a pod record,
+/// leftovers), and its state directory made exclusively, so that of two
+/// creates of one id only one goes on and the other touches nothing. The
+/// claimer tears down on failure.
+pub fn claim(root: &Path, id: &str) -> Result<(), JailError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if exists(root, id) {
         return Err(JailError::Exists(id.to_string()));
     }
     std::fs::create_dir_all(root).map_err(io("create", root))?;
-    create_private_dir(&dir)?;
+    let dir = state_dir(root, id);
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(JailError::Exists(id.to_string())),
+        Err(e) => Err(io("create", &dir)(e)),
+    }
+}
+
+/// Tears down what a failed `create` of `id` built, and returns its error,
+/// with whatever could not be undone said after it.
+pub fn undo(root: &Path, id: &str, err: anyhow::Error) -> anyhow::Error {
+    let left = teardown(root, id);
+    if left.is_empty() {
+        err
+    } else {
+        anyhow::anyhow!("{err:#} (and undoing the create left: {})", left.join("; "))
+    }
+}
+
+/// The first half of a jail: lease, state, namespaces, CA, resolv.conf,
+/// for an id this `create` has [`claim`]ed. On failure everything built so
+/// far is removed again.
+pub fn begin(cfg: &Config, id: &str, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>, shape: &Shape) -> Result<Begun, JailError> {
+    let root = &cfg.state_root;
+    let dir = state_dir(root, id);
     let res = begin_in(cfg, id, dir, host_side, rules, runtime_root, shape);
     if res.is_err() {
         teardown(root, id);
     }
     res
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), JailError> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io("create", dir)(e)),
-    }
 }
 
 fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Vec<String>, runtime_root: Option<PathBuf>, shape: &Shape) -> Result<Begun, JailError> {
@@ -319,6 +336,7 @@ pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<(), JailError>
         redirect: true,
         proxy_port: cfg.network.proxy_port,
         dns_port: cfg.network.dns_port,
+        max_flows: cfg.network.max_flows,
         publish_to: shape.dedicated_host.then_some(state.jail_addr),
         // P and H were made just now by `create_all`.
         replace_stale: state.dedicated_host_netns.is_none(),
@@ -458,7 +476,7 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
     let state = match read_state(root, id) {
         Ok(s) => s,
         Err(e) => {
-            errors.push(e.to_string());
+            errors.push(format!("{:#}", anyhow::Error::from(e)));
             None
         }
     };
@@ -475,17 +493,18 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
     // sidecar's sockets, for H also dockerd's sandbox, which dockerd
     // releases when the container stops. Deleting them one by one would
     // wait for RCU grace periods (~30 ms) on every stop.
+    // In a host side the engine owns (the host's namespace, a pod's), the
+    // link goes first and the table only after it: a container that
+    // joined this jail may still run, and its veth must never be there
+    // without the table's drops.
     if let Some(s) = state.as_ref().filter(|s| s.dedicated_host_netns.is_none()) {
-        let host_ns = state_host_netns(s).map(Path::to_path_buf);
-        let table = s.nft_table.clone();
-        let unfirewall = std::thread::spawn(move || firewall::remove(host_ns.as_deref(), &table));
-        if let Err(e) = link::remove(state_host_netns(s), &s.host_if) {
-            errors.push(format!("{e}"));
-        }
-        match unfirewall.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => errors.push(format!("{e:#}")),
-            Err(_) => errors.push(format!("removing the nft table of {id} panicked")),
+        match link::remove(state_host_netns(s), &s.host_if) {
+            Ok(()) => {
+                if let Err(e) = firewall::remove(state_host_netns(s), &s.nft_table) {
+                    errors.push(format!("{:#}", anyhow::Error::from(e)));
+                }
+            }
+            Err(e) => errors.push(format!("{:#} (the nft table {} stays until the link is gone)", anyhow::Error::from(e), s.nft_table)),
         }
     }
     // The namespaces' mounts go while the sidecar stops: a namespace lives
@@ -493,18 +512,18 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
     // only when its creator exits, which for `run` is after this hook.
     for ns in [netns_path(root, id), host_netns_path(root, id), userns_path(root, id)] {
         if let Err(e) = netns::remove(&ns) {
-            errors.push(e.to_string());
+            errors.push(format!("{:#}", anyhow::Error::from(e)));
         }
     }
     for (index, holder) in ipam::leases(root) {
         if holder == id {
             if let Err(e) = ipam::release(root, index, id) {
-                errors.push(e.to_string());
+                errors.push(format!("{:#}", anyhow::Error::from(e)));
             }
         }
     }
     if let Err(e) = ipam::remove_claim(root, id) {
-        errors.push(e.to_string());
+        errors.push(format!("{:#}", anyhow::Error::from(e)));
     }
     // The state directory goes while the sidecar stops (on ext4 with
     // `discard` each freed directory block is a synchronous discard). A

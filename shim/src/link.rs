@@ -12,7 +12,7 @@ use crate::netns;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("netlink: cannot {op} {object}: {source}")]
+    #[error("netlink: cannot {op} {object}")]
     Netlink { op: &'static str, object: String, source: rtnetlink::Error },
     #[error("netlink: cannot open a connection")]
     Connect(#[source] std::io::Error),

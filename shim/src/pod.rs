@@ -143,12 +143,10 @@ pub struct PodRecord {
     pub annotation_rules: Option<Vec<String>>,
 }
 
-/// Records the pod annotation of a sandbox about to be jailed as `id`.
+/// Records the pod annotation of a sandbox about to be jailed as `id`
+/// (already [`jail::claim`]ed).
 pub fn record_sandbox(state_root: &Path, id: &str, spec: &Value) -> anyhow::Result<()> {
     let dir = jail::state_dir(state_root, id);
-    if dir.join(boundary_contract::JAIL_STATE_FILE).exists() {
-        return Err(jail::JailError::Exists(id.to_string()).into());
-    }
     let record = PodRecord {
         annotation_rules: rules::annotation_rules(spec)?,
     };
@@ -314,13 +312,21 @@ pub fn prepare_container(
     cfg: &Config,
     id: &str,
     sandbox_id: &str,
+    spec: Value,
+    config_path: &Path,
+) -> anyhow::Result<Vec<String>> {
+    jail::claim(&cfg.state_root, id)?;
+    container_in(cfg, id, sandbox_id, spec, config_path).map_err(|e| jail::undo(&cfg.state_root, id, e))
+}
+
+fn container_in(
+    cfg: &Config,
+    id: &str,
+    sandbox_id: &str,
     mut spec: Value,
     config_path: &Path,
 ) -> anyhow::Result<Vec<String>> {
     let root = &cfg.state_root;
-    if jail::exists(root, id) {
-        return Err(jail::JailError::Exists(id.to_string()).into());
-    }
     let sandbox = jail::read_state(root, sandbox_id)
         .map_err(|source| PodError::Jail {
             sandbox: sandbox_id.to_string(),
@@ -355,9 +361,6 @@ pub fn prepare_container(
             .with_context(|| format!("cannot write {}", config_path.display()))?;
         Ok(out.warnings)
     })();
-    if written.is_err() {
-        jail::teardown(root, id);
-    }
     written.map(|w| warnings.into_iter().chain(w).collect())
 }
 

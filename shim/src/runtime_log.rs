@@ -39,10 +39,16 @@ pub fn format_line(json: bool, level: Level, msg: &str, time: &str) -> String {
     }
 }
 
-/// Appends one entry to the `--log` file (if given). Failures to log are
+/// Appends one entry to the `--log` file. Without one, errors and warnings
+/// go to stderr, as runc's logger writes there then. Failures to log are
 /// reported on stderr: there is nowhere else to say them.
 pub fn write(globals: &Globals, level: Level, msg: &str) {
-    let Some(path) = &globals.log else { return };
+    let Some(path) = &globals.log else {
+        if level != Level::Info {
+            eprintln!("{msg}");
+        }
+        return;
+    };
     let line = format_line(globals.log_json, level, msg, &rfc3339_now());
     let res = OpenOptions::new()
         .append(true)
@@ -58,7 +64,9 @@ pub fn write(globals: &Globals, level: Level, msg: &str) {
 /// exits non-zero.
 pub fn fatal(globals: &Globals, err: &anyhow::Error) -> ! {
     let msg = format!("boundary-runc: {err:#}");
-    write(globals, Level::Error, &msg);
+    if globals.log.is_some() {
+        write(globals, Level::Error, &msg);
+    }
     eprintln!("{msg}");
     std::process::exit(1)
 }

@@ -27,7 +27,7 @@ pub enum SidecarError {
     Failed(String),
     #[error("sidecar did not become ready within {0:?} (see {1})")]
     Timeout(Duration, PathBuf),
-    #[error("sidecar pipe: {0}")]
+    #[error("sidecar pipe")]
     Pipe(#[source] nix::Error),
 }
 

@@ -193,7 +193,8 @@ fn version_keeps_runcs_first_line_and_adds_ours() {
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "runc version 9.9.9");
-    assert!(lines.iter().any(|l| l.starts_with("boundary-runc version ")), "{text}");
+    assert!(lines.iter().any(|l| l.starts_with("boundary-runc ")), "{text}");
+    assert_eq!(lines.iter().filter(|l| l.contains("version")).count(), 1, "dockerd names the runtime after the last line holding \"version\": {text}");
 }
 
 fn log_errors(path: &Path) -> Vec<String> {

@@ -86,9 +86,11 @@ impl Bundle {
         std::fs::write(self.config_path(), text).expect("write config.json");
     }
 
-    /// Adds `KEY=value` to `process.env`.
+    /// Sets `KEY=value` in `process.env` (replacing an entry for KEY).
     pub fn env(mut self, key: &str, value: &str) -> Bundle {
         let env = self.spec["process"]["env"].as_array_mut().expect("runc spec has process.env");
+        let prefix = format!("{key}=");
+        env.retain(|e| !e.as_str().is_some_and(|e| e.starts_with(&prefix)));
         env.push(json!(format!("{key}={value}")));
         self.write();
         self

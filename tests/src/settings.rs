@@ -28,6 +28,8 @@ pub struct Settings {
     pub sidecar: Option<PathBuf>,
     /// `[sidecar] refuse_private_destinations`.
     pub refuse_private: bool,
+    /// `[network] max_flows` (`None`: the default).
+    pub max_flows: Option<u32>,
 }
 
 /// Where the runtime's state lives; owned by [`crate::Runtime`].
@@ -54,12 +56,19 @@ impl Settings {
             nameservers: None,
             sidecar: None,
             refuse_private: false,
+            max_flows: None,
         }
     }
 
     /// Refuse private destinations (`refuse_private_destinations`).
     pub fn refuse_private(mut self, refuse: bool) -> Settings {
         self.refuse_private = refuse;
+        self
+    }
+
+    /// Cap the jail's tracked flows (`max_flows`).
+    pub fn max_flows(mut self, n: u32) -> Settings {
+        self.max_flows = Some(n);
         self
     }
 
@@ -131,6 +140,9 @@ impl Settings {
             writeln!(t, "sidecar_path = {}", p(b)).ok();
         }
         writeln!(t, "\n[network]\npool = {}", q(&self.pool)).ok();
+        if let Some(n) = self.max_flows {
+            writeln!(t, "max_flows = {n}").ok();
+        }
         writeln!(t, "\n[policy]\ndefault_rules = {}", list(self.default_rules.iter().map(|r| q(r)).collect())).ok();
         writeln!(t, "allow_container_rules = {}", self.allow_container_rules).ok();
         writeln!(t, "\n[tls]\nca_dir = {}", p(&dirs.ca_dir)).ok();

@@ -355,3 +355,43 @@ fn docker_exec_into_a_host_pid_container_gets_no_net_admin() {
     docker(&["rm", "-f", &name]).ok();
     w.assert_no_leaks();
 }
+
+/// Docker's host side holds the sidecar's and dockerd's resolver's own
+/// flows. A reply to one of them that arrives with no tracking entry (one
+/// evicted from a full table) looks new; sent on to the jail, the container
+/// could answer it as that flow's reply and talk to the upstream resolver.
+/// So only the start of a flow is sent on: UDP from port 53 (a DNS answer)
+/// stays on the host side, while other UDP to the container's address
+/// still reaches the jail, as published ports and other containers need.
+#[test]
+fn a_dns_answer_that_looks_new_is_not_sent_on_to_the_jail() {
+    let w = World::start(159);
+    let name = w.name("udp");
+    w.run(&name, &[], "");
+    let addr = inspect(&name, "{{.NetworkSettings.IPAddress}}");
+    let gateway = inspect(&name, "{{.NetworkSettings.Gateway}}");
+    // Datagrams the jail's kernel received for a port nothing listens on
+    // (busybox has no UDP listener): `Udp: ... NoPorts` in its namespace.
+    let no_ports = || {
+        let snmp = exec(&name, "cat /proc/net/snmp").ok().stdout;
+        let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let (keys, values) = (udp.next().expect("Udp header"), udp.next().expect("Udp values"));
+        let at = keys.split_whitespace().position(|k| k == "NoPorts").expect("NoPorts");
+        values.split_whitespace().nth(at).and_then(|v| v.parse::<u64>().ok()).expect("NoPorts value")
+    };
+    let send = |sport: u16| {
+        let s = std::net::UdpSocket::bind((gateway.as_str(), sport)).unwrap_or_else(|e| panic!("bind {gateway}:{sport}: {e}"));
+        for _ in 0..3 {
+            s.send_to(b"probe\n", (addr.as_str(), 7777)).expect("send");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    let before = no_ports();
+    send(53);
+    assert_eq!(no_ports(), before, "UDP from port 53 stayed on the host side");
+    send(5353);
+    assert_eq!(no_ports(), before + 3, "UDP from another port reaches the jail");
+    w.assert_boundary(&name);
+    docker(&["rm", "-f", &name]).ok();
+    w.assert_no_leaks();
+}

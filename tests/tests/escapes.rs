@@ -2,7 +2,7 @@
 //! CAP_NET_ADMIN, CAP_NET_RAW, CAP_KILL and the patched seccomp filter.
 //! Each one must fail to get a byte to a listener on the test origin or
 //! the host, checked by counters there and, where the protocol reaches the
-//! sidecar, in the audit log. Slots 200..=209 and 232..=236.
+//! sidecar, in the audit log. Slots 200..=209 and 232..=237.
 
 mod escape_world;
 
@@ -672,4 +672,20 @@ fn cap_name(n: u32) -> Option<&'static str> {
         "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
     ];
     NAMES.get(n as usize).copied()
+}
+
+/// A jail may have only so many flows tracked on its host side at once
+/// (`network.max_flows`): past that, new connections are dropped, so a
+/// container cannot fill the host side's connection table (and with it
+/// evict the sidecar's own flows, or, on the host's network, everyone's).
+/// Closed connections stop counting.
+#[test]
+fn a_jail_cannot_hold_more_flows_than_its_cap() {
+    let w = World::start_with(237, "esc-flows", |s| s.max_flows(6), |b| b);
+    let request = "GET /allowed/held HTTP/1.1\\r\\nHost: origin.test\\r\\n\\r\\n";
+    let line = w.probe(&format!("hold {} 80 9 '{request}'", w.origin.addr()));
+    assert_eq!(line, "held 6 of 9; after closing: made", "the first 6 connections are made, the rest dropped; once they close, new ones are made");
+    let reached = w.origin.requests();
+    assert_eq!(reached.len(), 7, "6 held and 1 after closing reached the origin: {reached:?}");
+    assert!(reached.iter().all(|r| r == "http GET /allowed/held host=origin.test"), "{reached:?}");
 }

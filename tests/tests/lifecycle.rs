@@ -267,3 +267,59 @@ fn checkpoint_and_restore_are_refused_and_the_container_keeps_running() {
     rt.cmd(&["delete", "--force", "ckpt"]).ok();
     rt.leaks().assert_same_as(&before);
 }
+
+/// A `delete` that leaves out the runtime root the container was created
+/// under (or names another) deletes another container of that id, if any:
+/// the delegate fails, and the live container's jail is left alone, since
+/// the container still exists under its own root.
+#[test]
+fn a_delete_under_another_root_leaves_the_live_jail_alone() {
+    require_root();
+    let rt = Runtime::new(Settings::new(108));
+    let before = rt.leaks();
+    let b = Bundle::sleeper();
+    rt.create_and_start(&b, "rooted");
+    let serving = sidecar_pids(&rt, "rooted");
+    assert!(!serving.is_empty(), "the jail has a sidecar");
+    let other = tempfile::tempdir().expect("temp dir");
+    let other_root = other.path().display().to_string();
+    for args in [vec!["delete", "rooted"], vec!["delete", "--force", "rooted"], vec!["--root", &other_root, "delete", "rooted"]] {
+        let out = rt.raw(&args);
+        // runc's `delete --force` of no container succeeds.
+        assert_eq!(out.success(), args.contains(&"--force"), "no container of that id under that root: {out}");
+        assert_eq!(sidecar_pids(&rt, "rooted"), serving, "{args:?} left the sidecar alone");
+        assert!(rt.dirs.state_root.join("rooted").join("jail.json").is_file(), "{args:?} left the jail's state alone");
+        rt.exec("rooted", "ip -o link show dev eth0").ok();
+    }
+    assert_eq!(rt.state_json("rooted")["status"], "running");
+    rt.delete_force("rooted").ok();
+    rt.leaks().assert_same_as(&before);
+}
+
+/// Two creates of one id at once: one claims the id and goes on, the other
+/// fails and touches nothing of the first one's jail.
+#[test]
+fn two_creates_of_one_id_at_once_leave_one_working_jail() {
+    require_root();
+    let rt = Runtime::new(Settings::new(109));
+    let before = rt.leaks();
+    for round in 0..4 {
+        let (ba, bb) = (Bundle::sleeper(), Bundle::sleeper());
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| rt.create(&ba, "twin"));
+            let b = s.spawn(|| rt.create(&bb, "twin"));
+            (a.join().expect("create thread"), b.join().expect("create thread"))
+        });
+        assert_eq!(a.success() as u8 + b.success() as u8, 1, "round {round}: exactly one create succeeds:\n{a}\n{b}");
+        let failed = if a.success() { &b } else { &a };
+        let said = failed.log_errors().join("\n");
+        assert!(said.contains("already has a jail") || said.contains("already exists"), "round {round}: {failed}");
+        rt.start("twin").ok();
+        assert!(!sidecar_pids(&rt, "twin").is_empty(), "round {round}: the jail has its sidecar");
+        let jail = rt.jail("twin");
+        hostside::ip(&jail, &["-o", "link", "show", &jail.host_if]);
+        rt.exec("twin", "ip -o link show dev eth0").ok();
+        rt.delete_force("twin").ok();
+        rt.leaks().assert_same_as(&before);
+    }
+}

@@ -16,7 +16,9 @@ fn version_starts_with_runcs_and_names_boundary_runc() {
     let out = rt.raw(&["--version"]).ok();
     let first = out.stdout.lines().next().unwrap_or_default();
     assert!(first.starts_with("runc version "), "go-runc reads the first line:\n{out}");
-    assert!(out.stdout.lines().any(|l| l.starts_with("boundary-runc version ")), "{out}");
+    assert!(out.stdout.lines().any(|l| l == format!("boundary-runc {}", env!("CARGO_PKG_VERSION"))), "{out}");
+    // dockerd names the runtime after the last line holding "version".
+    assert_eq!(out.stdout.lines().rfind(|l| l.contains("version")), Some(first), "{out}");
 }
 
 #[test]

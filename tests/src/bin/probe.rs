@@ -11,6 +11,9 @@
 //! probe sctp DST_IP PORT                          kernel SCTP connect
 //! probe udp ADDR PORT HEX                         one datagram (v4, v6 or ::ffff: mapped)
 //! probe tcp ADDR PORT TEXT                        connect, send TEXT (\r \n \0 \xNN escapes), print the reply
+//! probe hold ADDR PORT N TEXT                     N connections at once, TEXT sent on each (1 s to connect,
+//!                                                 the first reply bytes awaited), then all closed and one
+//!                                                 more made: `held K of N; after closing: ...`
 //! probe ptrace PID                                PTRACE_ATTACH and process_vm_readv on PID
 //! probe raw-dns SRC_IP DST_IP NAME                a DNS query for NAME (A) to DST_IP:53 from SRC_IP, by hand
 //! probe peer-macvlan IFACE [IFINDEX]              a macvlan on IFACE's veth peer (or on link IFINDEX of the
@@ -41,6 +44,7 @@ fn main() {
         ["sctp", dst, port] => sctp(parse(dst), parse(port)),
         ["udp", addr, port, hex] => udp(parse(addr), parse(port), &unhex(hex)),
         ["tcp", addr, port, text] => tcp(parse(addr), parse(port), &unescape(text)),
+        ["hold", addr, port, n, text] => hold(parse(addr), parse(port), parse(n), &unescape(text)),
         ["ptrace", pid] => ptrace(parse(pid)),
         ["raw-dns", src, dst, name] => raw_dns(parse(src), parse(dst), name),
         ["peer-macvlan", iface] => peer_link(iface, None, None),
@@ -301,6 +305,32 @@ fn tcp(addr: IpAddr, port: u16, bytes: &[u8]) -> Result<String, String> {
         }
     }
     Ok(format!("reply: {}", String::from_utf8_lossy(&reply).replace('\r', "\\r")))
+}
+
+/// One connection with `bytes` sent and the first bytes of the reply read.
+fn exchange(target: SocketAddr, bytes: &[u8]) -> Result<TcpStream, String> {
+    let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(1)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    s.write_all(bytes).map_err(|e| format!("write: {e}"))?;
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(n) if n > 0 => Ok(s),
+        Ok(_) => Err("closed without a reply".into()),
+        Err(e) => Err(format!("read: {e}")),
+    }
+}
+
+fn hold(addr: IpAddr, port: u16, n: usize, bytes: &[u8]) -> Result<String, String> {
+    let target = SocketAddr::new(addr, port);
+    let held: Vec<TcpStream> = (0..n).filter_map(|_| exchange(target, bytes).ok()).collect();
+    let k = held.len();
+    drop(held);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = match exchange(target, bytes) {
+        Ok(_) => "made".to_string(),
+        Err(e) => e,
+    };
+    Ok(format!("held {k} of {n}; after closing: {after}"))
 }
 
 fn ptrace(pid: i32) -> Result<String, String> {
