@@ -31,7 +31,13 @@ use std::time::Duration;
 fn main() {
     if let Err(e) = run() {
         eprintln!("boundary-hook: {e:#}");
-        std::process::exit(1);
+        let gate = e.chain().find_map(|c| {
+            c.downcast_ref::<gate::GateError>().or(match c.downcast_ref::<boundary_runc::docker::DockerError>() {
+                Some(boundary_runc::docker::DockerError::Gate(g)) => Some(g),
+                _ => None,
+            })
+        });
+        std::process::exit(gate.map_or(1, gate::GateError::exit_code));
     }
 }
 

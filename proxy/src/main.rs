@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! boundary-sidecar --config FILE [--ready-fd N]          keeper (run as root by the shim)
-//! boundary-sidecar --worker --config FILE [--ready-fd N]  worker (exec'd by the supervisor)
+//! boundary-sidecar --worker --config FILE [--parent PID] [--ready-fd N]  worker (exec'd by the supervisor)
 //! ```
 //!
 //! The supervisor has no mode of its own: the keeper forks it without
@@ -22,17 +22,19 @@ use boundary_proxy::supervisor::keeper::Keeper;
 use boundary_proxy::supervisor::{error_chain, report_start, Readiness};
 use boundary_proxy::worker;
 
-const USAGE: &str = "usage: boundary-sidecar [--worker] --config FILE [--ready-fd N]";
+const USAGE: &str = "usage: boundary-sidecar [--worker] --config FILE [--parent PID] [--ready-fd N]";
 
 #[derive(Debug)]
 struct Args {
     worker: bool,
     config: PathBuf,
     ready_fd: Option<i32>,
+    /// The worker's supervisor, as it said (`--parent`).
+    parent: Option<i32>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = std::ffi::OsString>) -> Result<Args, String> {
-    let (mut worker, mut config, mut ready_fd) = (false, None, None);
+    let (mut worker, mut config, mut ready_fd, mut parent) = (false, None, None, None);
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--worker") => worker = true,
@@ -42,11 +44,15 @@ fn parse_args(mut args: impl Iterator<Item = std::ffi::OsString>) -> Result<Args
                 let n = n.to_str().and_then(|s| s.parse().ok()).ok_or("--ready-fd needs a number")?;
                 ready_fd = Some(n);
             }
+            Some("--parent") => {
+                let n = args.next().ok_or("--parent needs a pid")?;
+                parent = Some(n.to_str().and_then(|s| s.parse().ok()).ok_or("--parent needs a pid")?);
+            }
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
     let config = config.ok_or("--config is required")?;
-    Ok(Args { worker, config, ready_fd })
+    Ok(Args { worker, config, ready_fd, parent })
 }
 
 fn main() -> ExitCode {
@@ -80,7 +86,7 @@ fn main() -> ExitCode {
 }
 
 fn run_worker(args: &Args, ready: Option<Readiness>) -> Result<(), String> {
-    worker::run(&args.config, ready).map_err(|e| error_chain(&e))
+    worker::run(&args.config, args.parent.map(nix::unistd::Pid::from_raw), ready).map_err(|e| error_chain(&e))
 }
 
 fn run_keeper(args: &Args, ready: Option<Readiness>) -> Result<(), String> {
@@ -146,6 +152,9 @@ mod tests {
         let a = parse(&["--config", "/c.json", "--ready-fd", "5"]).unwrap();
         assert!(!a.worker && a.ready_fd == Some(5) && a.config.as_os_str() == "/c.json");
         assert!(parse(&["--worker", "--config", "/c.json"]).unwrap().worker);
+        let w = parse(&["--worker", "--config", "/c.json", "--parent", "42", "--ready-fd", "7"]).unwrap();
+        assert_eq!((w.worker, w.parent, w.ready_fd), (true, Some(42), Some(7)));
+        assert!(parse(&["--worker", "--config", "/c.json", "--parent", "x"]).is_err());
         assert!(parse(&["--supervisor", "--config", "/c.json"]).is_err(), "the supervisor is forked, not exec'd");
         assert!(parse(&[]).is_err());
         assert!(parse(&["--config"]).is_err());

@@ -18,6 +18,7 @@ use boundary_contract::SidecarConfig;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
 
 use crate::audit::AuditLog;
@@ -85,8 +86,8 @@ struct Inherited {
 /// Runs the worker until SIGTERM/SIGINT. `ready`, when given, receives
 /// `ok` once privileges are dropped and the sockets are served, or the
 /// error that stopped the start.
-pub fn run(config_path: &Path, mut ready: Option<Readiness>) -> Result<(), WorkerError> {
-    let prepared = start(config_path).and_then(|(ctx, fds)| {
+pub fn run(config_path: &Path, parent: Option<Pid>, mut ready: Option<Readiness>) -> Result<(), WorkerError> {
+    let prepared = start(config_path, parent).and_then(|(ctx, fds)| {
         // One thread serves one container: a current-thread runtime costs
         // no worker threads (stacks, malloc arenas) and starts at once.
         // Its records wake the audit writer once per round of ready work,
@@ -121,13 +122,16 @@ fn report_failure(ready: &mut Option<Readiness>, e: &WorkerError) {
 }
 
 /// Everything done as root: restrict, read, open, build; then drop.
-fn start(config_path: &Path) -> Result<(Arc<ProxyContext>, Inherited), WorkerError> {
+/// `parent`: the supervisor's pid as it said when it started us; without
+/// it, our parent when we started (a supervisor that died before then
+/// would go unnoticed).
+fn start(config_path: &Path, parent: Option<Pid>) -> Result<(Arc<ProxyContext>, Inherited), WorkerError> {
     // Still one thread: whatever is created from here on is born with no
     // bounding set and no_new_privs.
     privdrop::restrict_before_threads().map_err(WorkerError::Restrict)?;
     limit_malloc_arenas();
     ignore_hangup_until_served()?;
-    let parent = nix::unistd::getppid();
+    let parent = parent.unwrap_or_else(nix::unistd::getppid);
     let cfg = SidecarConfig::read(config_path)?;
     let fds = Inherited {
         proxy: adopt(PROXY_FD, "proxy socket")?,

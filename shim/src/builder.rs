@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
 use crate::args::Globals;
@@ -47,26 +47,34 @@ pub fn finish_detached(cfg: &Config, globals: &Globals, mut begun: Begun) -> any
     // inherits no lock held by another thread and may run any code.
     match unsafe { fork() }? {
         ForkResult::Parent { child } => {
+            // The intermediate exits at once; the builder is reparented to
+            // the nearest subreaper or init, never left to the delegate
+            // (crun waits for all its children before the poststop hooks).
+            // It exits non-zero when it could not fork the builder: then
+            // nobody would finish the jail, nor watch for a delegate that
+            // refuses the spec before its hooks.
+            let status = waitpid(child, None);
+            if !matches!(status, Ok(WaitStatus::Exited(_, 0))) {
+                anyhow::bail!("cannot start the jail's builder (the process forking it ended with {status:?})");
+            }
             // The lock belongs to the builder now: dropping our handle
             // would unlock it (flock's LOCK_UN acts on the open file
             // description the builder shares), closing it does not. It is
             // closed by the delegate's execve (close-on-exec).
             std::mem::forget(gate);
-            // The intermediate exits at once; the builder is reparented to
-            // the nearest subreaper or init, never left to the delegate
-            // (crun waits for all its children before the poststop hooks).
-            let _ = waitpid(child, None);
             Ok(())
         }
         ForkResult::Child => {
             let intermediate = std::process::id() as i32;
             // SAFETY: as above; the child is still single-threaded.
-            if let Ok(ForkResult::Child) = unsafe { fork() } {
-                build(cfg, globals, begun, gate, creator, intermediate);
-            }
+            let code = match unsafe { fork() } {
+                Ok(ForkResult::Child) => build(cfg, globals, begun, gate, creator, intermediate),
+                Ok(ForkResult::Parent { .. }) => 0,
+                Err(_) => 1,
+            };
             // SAFETY: _exit ends the intermediate without running exit
             // handlers or flushing buffers that belong to the parent.
-            unsafe { nix::libc::_exit(0) }
+            unsafe { nix::libc::_exit(code) }
         }
     }
 }

@@ -48,8 +48,8 @@ pub enum DockerError {
     NoSidecar(String),
     #[error("usage: boundary-hook docker-setkey --state-root DIR [--gate-timeout-ms N] -- PATH ARGV0 [ARGS...]")]
     Usage,
-    #[error("{0}")]
-    Gate(String),
+    #[error(transparent)]
+    Gate(#[from] crate::gate::GateError),
     #[error("cannot {op} Docker's hook {path}")]
     Exec { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
 }
@@ -259,7 +259,7 @@ fn setkey_inner(args: &[OsString], input: &[u8]) -> Result<std::convert::Infalli
     let id = state.get("id").and_then(Value::as_str).ok_or_else(|| DockerError::State("no \"id\"".into()))?.to_string();
     crate::args::validate_id(&id).map_err(|e| DockerError::State(e.to_string()))?;
     if let Some(timeout) = gate {
-        crate::gate::pass_as_hook(&state_root, &id, state.get("pid").and_then(Value::as_i64), timeout).map_err(|e| DockerError::Gate(e.to_string()))?;
+        crate::gate::pass_as_hook(&state_root, &id, state.get("pid").and_then(Value::as_i64), timeout)?;
     }
     let js = jail::read_state(&state_root, &id).map_err(|source| DockerError::Jail { id: id.clone(), source: Box::new(source) })?;
     let js = js.ok_or_else(|| DockerError::NoJail(id.clone(), state_root.clone()))?;

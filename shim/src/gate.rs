@@ -47,6 +47,28 @@ pub enum GateError {
     Silent { id: String },
 }
 
+impl GateError {
+    /// The gate hook's exit status: crun's error for a failed hook names
+    /// only the status (runc's also carries the hook's stderr), so each
+    /// way the jail can fail to be ready has its own.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            GateError::Failed { .. } => EXIT_BUILD_FAILED,
+            GateError::Silent { .. } => EXIT_BUILDER_SILENT,
+            GateError::Timeout { .. } => EXIT_TIMEOUT,
+            GateError::Io { .. } | GateError::Lock { .. } => 1,
+        }
+    }
+}
+
+/// The jail could not be built: the reason is the runtime log's error
+/// line before the runtime's own.
+pub const EXIT_BUILD_FAILED: i32 = 10;
+/// The builder died without a word.
+pub const EXIT_BUILDER_SILENT: i32 = 11;
+/// The jail was not ready within the gate's timeout.
+pub const EXIT_TIMEOUT: i32 = 12;
+
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GateError {
     let path = path.to_path_buf();
     move |source| GateError::Io { op, path, source }

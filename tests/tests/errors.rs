@@ -218,3 +218,24 @@ fn a_sidecar_that_cannot_start_fails_the_create_behind_the_gate() {
     rt.leaks().assert_same_as(&before);
     rt.state("no-sidecar").failed();
 }
+
+/// crun's error for a failed hook carries only its exit status, not what
+/// the hook said: the gate hook's status says which way the jail failed
+/// (10: it could not be built), and the reason is the log's line before.
+#[test]
+fn with_crun_the_gate_hooks_status_says_the_jail_could_not_be_built() {
+    require_root();
+    if !boundary_tests::hybrid_cgroups::run_here_for_crun("with_crun_the_gate_hooks_status_says_the_jail_could_not_be_built") {
+        return;
+    }
+    let rt = Runtime::new(Settings::new(142).runtime("crun").sidecar(std::path::Path::new("/bin/false")));
+    let before = rt.leaks();
+    let out = rt.create(&Bundle::sleeper(), "no-sidecar-crun");
+    assert!(matches!(out.code, Some(c) if c != 0), "expected a failure:\n{out}");
+    let errors = out.log_errors();
+    let ours = errors.first().unwrap_or_else(|| panic!("no error entry in the --log file:\n{out}"));
+    assert!(ours.starts_with("boundary-runc: sidecar failed to start"), "{ours:?}\n{out}");
+    let last = errors.last().map(String::as_str).unwrap_or_default();
+    assert!(last.contains("exit code: 10"), "crun names the gate hook's status: {last:?}\n{out}");
+    rt.leaks().assert_same_as(&before);
+}

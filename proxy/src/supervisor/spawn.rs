@@ -204,14 +204,18 @@ fn thread_count(status: &str) -> Option<u32> {
 }
 
 impl ExecPlan {
-    /// `boundary-sidecar --worker --config FILE [--ready-fd 7]`.
+    /// `boundary-sidecar --worker --config FILE --parent PID [--ready-fd
+    /// 7]`, PID being the caller's (the supervisor's): the worker checks it
+    /// is still its parent once it follows the parent's death, so a
+    /// supervisor that died between the fork and that point is noticed.
     pub(super) fn worker(config_path: &Path) -> Result<Self, SupervisorError> {
         let mode = "--worker";
         let c = |what: &'static str, bytes: &[u8]| {
             CString::new(bytes).map_err(|_| SupervisorError::NulInArgument { what })
         };
         let config = c("the config path", config_path.as_os_str().as_bytes())?;
-        let base = vec![c("argv0", b"boundary-sidecar")?, c("flag", mode.as_bytes())?, c("flag", b"--config")?, config];
+        let parent = nix::unistd::getpid().to_string();
+        let base = vec![c("argv0", b"boundary-sidecar")?, c("flag", mode.as_bytes())?, c("flag", b"--config")?, config, c("flag", b"--parent")?, c("flag", parent.as_bytes())?];
         let mut with_ready = base.clone();
         with_ready.push(c("flag", b"--ready-fd")?);
         with_ready.push(c("flag", WORKER_READY_FD.to_string().as_bytes())?);

@@ -77,20 +77,26 @@ pub fn apply(
     let (tmp, file) = (dir.join(format!(".tmp.{id}")), dir.join(id));
     let start = applied_len(&dir);
     let text = rules.join("\n") + "\n";
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(io("create", &tmp))?;
-    out.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
-    drop(out);
-    // The mode is not left to the umask: the worker reads as its own uid.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
-        .map_err(io("chmod", &tmp))?;
-    std::fs::rename(&tmp, &file).map_err(io("rename", &file))?;
+    let written = (|| {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
+        out.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
+        drop(out);
+        // The mode is not left to the umask: the worker reads as its own uid.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+            .map_err(io("chmod", &tmp))?;
+        std::fs::rename(&tmp, &file).map_err(io("rename", &file))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     let waited = wait_until(state_root, sandbox, id, start, APPLY_TIMEOUT, |owners| {
         owners.iter().any(|o| o == id)
     });
