@@ -108,6 +108,11 @@ pub struct SidecarConfig {
     /// handshake), in ms. `None`: 10 s.
     #[serde(default)]
     pub upstream_connect_timeout_ms: Option<u64>,
+    /// Where a rule that would allow a denied request goes, as the 403
+    /// says it ("BOUNDARY_ALLOW", the pod annotation, the host's
+    /// config). `None`: `BOUNDARY_ALLOW`.
+    #[serde(default)]
+    pub rules_in: Option<String>,
     /// Resolver used for upstream names (host side's view). `None` means the
     /// system resolver configuration (`/etc/resolv.conf`).
     #[serde(default)]

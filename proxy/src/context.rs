@@ -91,6 +91,8 @@ pub struct ProxyContext {
     pub audit: AuditLog,
     /// `false`: every request is denied ("container has no upstream network").
     pub upstream_enabled: bool,
+    /// Where the 403 tells the user to add a rule.
+    pub rules_in: String,
     pub listen_addr: Ipv4Addr,
     /// Default: netfilter `SO_ORIGINAL_DST`.
     pub original_dst: OriginalDst,
@@ -150,6 +152,7 @@ impl ProxyContext {
             resolver,
             audit,
             upstream_enabled: cfg.upstream_enabled,
+            rules_in: cfg.rules_in.clone().unwrap_or_else(|| "BOUNDARY_ALLOW".to_string()),
             listen_addr: cfg.listen_addr,
             original_dst: Arc::new(netfilter_original_dst),
             limits: Limits::default(),

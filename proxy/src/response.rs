@@ -24,6 +24,8 @@ pub struct DenyInfo<'a> {
     pub reason: &'a str,
     /// A rule that would allow the request, when one can.
     pub allow_rule: Option<&'a str>,
+    /// Where such a rule is given (`BOUNDARY_ALLOW`, the pod annotation).
+    pub rules_in: &'a str,
 }
 
 /// Whether the client's Accept header asks for JSON.
@@ -45,6 +47,7 @@ pub fn deny(info: &DenyInfo<'_>, json: bool) -> Response<ProxyBody> {
             "host": info.host,
             "reason": info.reason,
             "allow_rule": info.allow_rule,
+            "rules_in": info.rules_in,
         })
         .to_string()
             + "\n"
@@ -62,11 +65,11 @@ fn deny_text(info: &DenyInfo<'_>) -> String {
     );
     match info.allow_rule {
         Some(rule) => {
-            text.push_str("To allow it, add this rule to BOUNDARY_ALLOW:\n  ");
+            text.push_str(&format!("To allow it, add this rule to {}:\n  ", info.rules_in));
             text.push_str(rule);
             text.push('\n');
         }
-        None => text.push_str("No allow rule can permit this request.\n"),
+        None => text.push_str("No rule can be suggested for this request (see the reason).\n"),
     }
     text
 }
@@ -121,6 +124,7 @@ mod tests {
             host: "api.example.com",
             reason: "no rule matched",
             allow_rule: Some("domain=api.example.com"),
+            rules_in: "BOUNDARY_ALLOW",
         }
     }
 

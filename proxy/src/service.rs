@@ -265,7 +265,7 @@ fn judge_overrides(
 
 fn deny(ctx: &ProxyContext, scope: &Scope, req: &Request<Incoming>, t: &Target, reason: &str, rule: Option<&str>) -> Response<ProxyBody> {
     let method = req.method().as_str();
-    let info = DenyInfo { method, url: &t.url, host: &t.host, reason, allow_rule: rule };
+    let info = DenyInfo { method, url: &t.url, host: &t.host, reason, allow_rule: rule, rules_in: &ctx.rules_in };
     let resp = response::deny(&info, response::wants_json(req.headers()));
     ctx.audit.record(Event {
         method: Some(method.to_owned()),

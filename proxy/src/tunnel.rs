@@ -40,10 +40,13 @@ pub fn handle_connect(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<In
         None
     };
     if let Some(reason) = refusal {
+        // A host the rules name on other ports: that host on this port (the
+        // host alone would open every port).
         let suggestion = (scope.outer && ctx.upstream_enabled).then(|| {
-            suggest_rule(&boundary_policy::Request { method: "GET", host: &host, path: "/", port: Some(port) })
+            let rule = suggest_rule(&boundary_policy::Request { method: "GET", host: &host, path: "/", port: Some(port) });
+            if reason == "no rule allows this port" { format!("{rule} port={port}") } else { rule }
         });
-        let info = DenyInfo { method: "CONNECT", url: &url, host: &host, reason, allow_rule: suggestion.as_deref() };
+        let info = DenyInfo { method: "CONNECT", url: &url, host: &host, reason, allow_rule: suggestion.as_deref(), rules_in: &ctx.rules_in };
         let mut resp = response::deny(&info, response::wants_json(req.headers()));
         resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         ev.reason = Some(reason.into());

@@ -293,6 +293,14 @@ async fn connect_to_a_port_no_rule_allows_is_refused() {
     }
     let r = w.wait_audit("the port refusal", |r| r.url.as_deref() == Some("origin.test:7000")).await;
     assert_eq!((r.decision.as_str(), r.reason.as_deref()), ("deny", Some("no rule allows this port")));
+    // The 403 suggests that host on that port, not the host alone (which
+    // would open every port).
+    let mut s = w.connect().await;
+    s.write_all(b"CONNECT origin.test:7000 HTTP/1.1\r\nHost: origin.test:7000\r\n\r\n").await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut reply)).await.expect("answered and closed").unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.contains("add this rule to BOUNDARY_ALLOW:\n  domain=origin.test port=7000\n"), "{reply}");
 }
 
 /// The framing guard stops following a connection at a CONNECT and at any

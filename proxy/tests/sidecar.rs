@@ -125,6 +125,7 @@ fn config(ns: &Netns, dir: &Path) -> SidecarConfig {
         allow_special_destinations: false,
         refuse_private_destinations: false,
         upstream_connect_timeout_ms: None,
+        rules_in: None,
         // Nothing listens there: no test name may need a real lookup.
         upstream_resolvers: Some(vec![LOOPBACK.into()]),
         audit_log: dir.join("audit/audit.jsonl"),

@@ -401,10 +401,28 @@ fn spawn_sidecar(cfg: &Config, state: &JailState, shape: &Shape, start: SidecarS
     }
     sc.upstream_enabled = !shape.no_upstream;
     sc.narrow_dir = shape.pod_sandbox.then(|| dir.join(NARROW_DIR));
+    sc.rules_in = Some(rules_in(cfg, shape.pod_sandbox));
     let sc_path = dir.join(SIDECAR_CONFIG_FILE);
     let json = serde_json::to_vec_pretty(&sc).map_err(|e| JailError::State { path: sc_path.clone(), message: e.to_string() })?;
     std::fs::write(&sc_path, json).map_err(io("write", &sc_path))?;
     Ok(sidecar::spawn(&cfg.sidecar_binary(), &sc_path, &dir.join(SIDECAR_LOG_FILE))?)
+}
+
+/// Where this container's rules are given, for the 403's advice.
+fn rules_in(cfg: &Config, pod_sandbox: bool) -> String {
+    use crate::config::RuleSource;
+    let policy = &cfg.policy;
+    if !policy.allow_container_rules {
+        format!("policy.default_rules in {}", Config::path().display())
+    } else if pod_sandbox {
+        format!("the pod's annotation {}", crate::rules::ALLOW_ANNOTATION)
+    } else if policy.container_rule_sources.contains(&RuleSource::Env) {
+        crate::rules::ALLOW_ENV.to_string()
+    } else if policy.container_rule_sources.contains(&RuleSource::Annotation) {
+        format!("the annotation {}", crate::rules::ALLOW_ANNOTATION)
+    } else {
+        format!("policy.default_rules in {}", Config::path().display())
+    }
 }
 
 fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<String>, dir: &Path, creator: i32) -> SidecarConfig {
@@ -428,6 +446,7 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
         allow_special_destinations: cfg.sidecar.allow_special_destinations,
         refuse_private_destinations: cfg.sidecar.refuse_private_destinations,
         upstream_connect_timeout_ms: Some(cfg.sidecar.upstream_connect_timeout_ms),
+        rules_in: None,
         upstream_resolvers: cfg.dns.nameservers.clone(),
         audit_log: cfg.audit.dir.join(format!("{}.jsonl", state.container_id)),
         uid: cfg.sidecar.uid,

@@ -121,6 +121,10 @@ fn allowed_http_and_https_reach_the_origin() {
 fn a_host_that_forbids_container_rules_refuses_them_and_applies_its_own() {
     let w = World::start_with(137, "host-rules", |s| s.default_rule("domain=origin.test").container_rules(false), |b| b);
     assert_eq!(w.get("https://origin.test/any/path").status, 200);
+    // A denial's advice names where rules go on this host: its config.
+    let r = w.get("https://denied.test/x");
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("To allow it, add this rule to policy.default_rules in ") && r.body.contains("config.toml:\n  domain=denied.test"), "{r:?}");
     let bundle = Bundle::sleeper().env("BOUNDARY_ALLOW", "domain=denied.test");
     let during = w.rt.leaks();
     let out = w.rt.create(&bundle, "sneaky").failed();

@@ -136,6 +136,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
         allow_special_destinations: false,
         refuse_private_destinations: opts.refuse_private,
         upstream_connect_timeout_ms: opts.connect_timeout_ms,
+        rules_in: None,
         upstream_resolvers: Some(vec!["127.0.0.1".parse().unwrap()]),
         audit_log: dir.path().join("audit.jsonl"),
         uid: 0,

@@ -97,6 +97,7 @@ pub async fn start(rules: &[&str], header_read_timeout: Duration) -> World {
         allow_special_destinations: false,
         refuse_private_destinations: false,
         upstream_connect_timeout_ms: None,
+        rules_in: None,
         upstream_resolvers: Some(vec!["127.0.0.1".parse().unwrap()]),
         audit_log: dir.path().join("audit.jsonl"),
         uid: 0,
