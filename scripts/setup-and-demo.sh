@@ -2,15 +2,19 @@
 # Sets up boundary-runc on a fresh Debian machine and runs the main job: a
 # container under a policy, showing an allowed and a denied request.
 #
-# Installs runc, nftables, iproute2, busybox-static, curl and musl-tools
-# (apt-get) and, with rustup, the x86_64-unknown-linux-musl target (for the
-# hook), builds the three binaries in release mode (scripts/build-release.sh), installs boundary-runc,
-# boundary-hook and boundary-sidecar to /usr/local/bin, then:
-#   - starts a test origin (busybox httpd) in its own network namespace,
-#     named demo.internal through a pinned name in a demo config;
+# Installs runc, nftables, iproute2, busybox-static, curl, ca-certificates,
+# openssl, binutils and musl-tools (apt-get) and, with rustup, the
+# x86_64-unknown-linux-musl target (for the hook), builds the three
+# binaries in release mode (scripts/build-release.sh), installs
+# boundary-runc, boundary-hook and boundary-sidecar to /usr/local/bin, then:
+#   - starts a test origin (busybox httpd, HTTP and HTTPS) in its own
+#     network namespace, named demo.internal through a pinned name in a
+#     demo config;
 #   - runs a busybox+curl container through `boundary-runc run` with
 #     BOUNDARY_ALLOW="method=GET domain=demo.internal path=/public/*";
-#   - inside, requests an allowed URL, a denied path and a denied host;
+#   - inside, requests an allowed URL over HTTP and over HTTPS (intercepted),
+#     a denied path and a denied host, a ping (dropped) and the origin's
+#     bare IP (still judged);
 #   - prints the audit log; removes the origin again.
 # No traffic leaves the machine.
 set -euo pipefail

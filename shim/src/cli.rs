@@ -179,7 +179,12 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
             pod_sandbox,
             ..jail::Shape::default()
         },
-        false => jail::Shape { private_host: matches!(host_side, HostSide::Fresh | HostSide::Absent), pod_sandbox, ..jail::Shape::default() },
+        false => jail::Shape {
+            private_host: matches!(host_side, HostSide::Fresh | HostSide::Absent),
+            pod_sandbox,
+            publish_inbound: pod_sandbox && matches!(&host_side, HostSide::Path { path } if !is_our_netns(path)),
+            ..jail::Shape::default()
+        },
     };
     let spec_userns = rewrite::user_namespace(&spec, &cfg.state_root.join(jail::USERNS_DIR))?;
     let (no_net_admin, host_userns) = match &spec_userns {
@@ -269,6 +274,16 @@ fn joined_in(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, con
         Ok(out.warnings)
     });
     written.map(|w| warnings.into_iter().chain(w).collect())
+}
+
+/// Whether `path` is the network namespace this process runs in (the
+/// host's): never one whose inbound flows go to a jail. Unreadable counts
+/// as ours, the safe reading.
+fn is_our_netns(path: &Path) -> bool {
+    match (crate::netns::inode(path), crate::netns::inode(Path::new("/proc/self/ns/net"))) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => true,
+    }
 }
 
 /// Whether a namespace file belongs to the host's user namespace (an

@@ -20,7 +20,8 @@
 //! chain forward  { type filter hook forward priority filter - 10
 //!     iifname H drop;  oifname H drop                         }
 //! ```
-//! In Docker's shape (`publish_to`, a dedicated host side) the table also
+//! In Docker's shape and a Kubernetes pod's (`publish_to`: a host side that
+//! holds the container's own address) the table also
 //! has, in `nat_pre`, `iifname != H, != lo, ip daddr != HOST, fib daddr type
 //! local` and the start of a flow (a TCP SYN, UDP not from port 53, another
 //! protocol): `dnat to JAIL` (published ports and other containers reach
@@ -73,9 +74,10 @@ pub struct FirewallPlan {
     pub dns_port: u16,
     /// The most flows from the jail tracked at once (`ct count`).
     pub max_flows: u32,
-    /// Docker's shape (a dedicated host side that dockerd configures):
-    /// connections dockerd sends to the container's address (published
-    /// ports, other containers) are passed on to this jail address.
+    /// Docker's shape (a dedicated host side that dockerd configures) and a
+    /// pod's (the pod namespace CNI made): connections to the container's
+    /// address (published ports, other containers, kubelet's probes,
+    /// Services) are passed on to this jail address.
     pub publish_to: Option<Ipv4Addr>,
     /// The namespace may hold a stale table of this name (a crashed
     /// container's): replace it. False for a namespace made by this

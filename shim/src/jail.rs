@@ -140,6 +140,11 @@ pub struct Shape {
     /// the jail gets a narrowing directory that the sidecar reads. Other
     /// jails have none (no container can narrow them).
     pub pod_sandbox: bool,
+    /// The host side is the pod's own namespace (CNI's, given by path, not
+    /// the host's): flows that start outside for its addresses (kubelet's
+    /// probes, Services, port-forward) are sent on to the jail, as
+    /// Docker's published ports are.
+    pub publish_inbound: bool,
     /// The spec's own user namespace: the jail's network namespace is
     /// made owned by it, or by a new one with its maps (see
     /// [`netns::create_owned`]).
@@ -322,6 +327,11 @@ pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<(), JailError>
             link::prepare_host_side(h)?;
         }
     }
+    if shape.publish_inbound {
+        if let Some(pod) = host_netns(&state.host_side) {
+            link::enable_forwarding(pod)?;
+        }
+    }
     let host_ns = state_host_netns(&state).map(Path::to_path_buf);
     // The slow steps overlap: nft runs on its own thread (its table names
     // the veth by name, so it need not exist yet) while the veth is built
@@ -337,7 +347,7 @@ pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<(), JailError>
         proxy_port: cfg.network.proxy_port,
         dns_port: cfg.network.dns_port,
         max_flows: cfg.network.max_flows,
-        publish_to: shape.dedicated_host.then_some(state.jail_addr),
+        publish_to: (shape.dedicated_host || shape.publish_inbound).then_some(state.jail_addr),
         // P and H were made just now by `create_all`.
         replace_stale: state.dedicated_host_netns.is_none(),
     };

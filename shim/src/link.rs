@@ -144,6 +144,12 @@ pub fn prepare_host_side(ns: &Path) -> Result<(), LinkError> {
         h.link().set(LinkUnspec::new_with_index(lo).up().build()).execute().await.map_err(nl("bring up", "lo"))?;
         Ok(())
     })?;
+    enable_forwarding(ns)
+}
+
+/// IPv4 forwarding on in a host side whose inbound flows go on to the jail
+/// (the firewall decides what passes).
+pub fn enable_forwarding(ns: &Path) -> Result<(), LinkError> {
     let path = ns.to_path_buf();
     netns::run_in(Some(ns), move || {
         let sysctl = "/proc/sys/net/ipv4/ip_forward";

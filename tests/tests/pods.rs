@@ -2,7 +2,8 @@
 //! (pause) whose network entry is the pod namespace CNI made, app
 //! containers that join it, the pod annotation as the pod's policy, and
 //! app containers' own rules only narrowing it; spoofed pod annotations
-//! lead into no other jail. Slots 160..=164.
+//! lead into no other jail; connections to the pod IP reach its servers.
+//! Slots 160..=164.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -521,4 +522,34 @@ fn spoofed_pod_annotations_lead_into_no_other_jail() {
     let out = pod.rt.create(&fresh, "spoof-b").failed();
     assert!(out.log_errors().iter().any(|e| e.contains("neither the pod's jail nor its host side")), "{out}");
     pod.bundles.push(fresh);
+}
+
+/// kubelet's probes, Services and `kubectl port-forward` connect to the
+/// pod's IP, in the pod namespace CNI made, which is the jail's host side:
+/// flows that start there go on to the jail, where the pod's servers
+/// listen, as Docker's published ports do. The pod's own connections still
+/// leave only through the sidecar.
+#[test]
+fn connections_to_the_pod_ip_reach_a_server_in_the_jail() {
+    let mut pod = Pod::world(163, "pod-inbound", false);
+    pod.start_sandbox();
+    pod.rt
+        .exec(&pod.sandbox, "mkdir -p /dev/shm/www && echo served from the pod > /dev/shm/www/index.html && httpd -p 8080 -h /dev/shm/www")
+        .ok();
+    let curl = |url: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", pod.origin.netns()])
+            .arg(require_tool("curl"))
+            .args(["-sS", "--max-time", "5", url])
+            .output()
+            .expect("run curl")
+    };
+    let out = poll_until(Duration::from_secs(10), "the pod's server at the pod IP", || {
+        let out = curl("http://10.232.163.1:8080/index.html");
+        out.status.success().then_some(out)
+    });
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "served from the pod\n");
+    // The boundary holds for what the pod starts.
+    assert_eq!(pod.status(&pod.sandbox, "http://origin.test/a/x"), 200);
+    assert_eq!(pod.status(&pod.sandbox, "http://origin.test/private"), 403);
 }
