@@ -109,20 +109,29 @@ fn refuse_checkpoint(inv: &Invocation, command: &str) -> ! {
 /// subcommand (crun before 1.9): the OCI versions runc 1.1 speaks.
 const FALLBACK_FEATURES: &str = r#"{"ociVersionMin":"1.0.0","ociVersionMax":"1.0.2"}"#;
 
-/// `features`: the delegate's JSON verbatim when it has one, else a minimal
-/// valid document, so dockerd and containerd can always parse the answer.
+/// `features`: the delegate's JSON verbatim when it has one; a minimal
+/// valid document when it has no such subcommand (crun before 1.9 says
+/// "unknown command features") or answers with something else than JSON;
+/// any other failure is passed on as it is (output and status), so an
+/// engine is not told a delegate's features are the minimal ones.
 fn features(inv: &Invocation) -> ! {
     use std::io::Write;
     let (_, runtime) = load(&inv.globals);
-    let out = Command::new(&runtime).args(&inv.args).stderr(std::process::Stdio::null()).output();
+    let out = match Command::new(&runtime).args(&inv.args).output() {
+        Ok(o) => o,
+        Err(e) => runtime_log::fatal(&inv.globals, &anyhow::anyhow!(e).context(format!("cannot run {} features", runtime.display()))),
+    };
     let mut stdout = std::io::stdout().lock();
-    match out {
-        Ok(o) if o.status.success() && serde_json::from_slice::<serde_json::Value>(&o.stdout).is_ok() => {
-            let _ = stdout.write_all(&o.stdout);
-        }
-        _ => {
-            let _ = writeln!(stdout, "{FALLBACK_FEATURES}");
-        }
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).to_ascii_lowercase();
+    let lacks = ["unknown command", "no help topic", "command not found", "unknown subcommand"].iter().any(|m| said.contains(m));
+    if out.status.success() && serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok() {
+        let _ = stdout.write_all(&out.stdout);
+    } else if out.status.success() || lacks {
+        let _ = writeln!(stdout, "{FALLBACK_FEATURES}");
+    } else {
+        let _ = stdout.write_all(&out.stdout);
+        let _ = std::io::stderr().write_all(&out.stderr);
+        std::process::exit(out.status.code().unwrap_or(1))
     }
     std::process::exit(0)
 }

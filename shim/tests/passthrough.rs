@@ -285,7 +285,7 @@ fn an_invalid_rule_fails_create_naming_the_rule() {
 }
 
 #[test]
-fn features_is_always_valid_json() {
+fn features_is_valid_json_or_the_delegates_own_failure() {
     let f = Fixture::new("");
     // The fake prints non-JSON: the shim answers with a minimal document.
     let out = f.cmd(&["features"]).output().unwrap();
@@ -299,4 +299,16 @@ fn features_is_always_valid_json() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ociVersionMax"], "1.1.0");
     assert_eq!(v["hooks"][0], "prestart");
+    // A delegate without the subcommand (crun before 1.9): the minimal one.
+    std::fs::write(&fake, "#!/bin/sh\necho 'unknown command features' >&2\nexit 1\n").unwrap();
+    let out = f.cmd(&["features"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ociVersionMin"], "1.0.0");
+    // Any other failure is the delegate's, passed on.
+    std::fs::write(&fake, "#!/bin/sh\necho 'features: cannot read /proc/self/status' >&2\nexit 3\n").unwrap();
+    let out = f.cmd(&["features"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "features: cannot read /proc/self/status\n");
 }
