@@ -44,7 +44,7 @@ pub fn handle_connect(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<In
         // host alone would open every port).
         let suggestion = (scope.outer && ctx.upstream_enabled).then(|| {
             let rule = suggest_rule(&boundary_policy::Request { method: "GET", host: &host, path: "/", port: Some(port) });
-            if reason == "no rule allows this port" { format!("{rule} port={port}") } else { rule }
+            if reason == "no rule allows this port" && port != 0 { format!("{rule} port={port}") } else { rule }
         });
         let info = DenyInfo { method: "CONNECT", url: &url, host: &host, reason, allow_rule: suggestion.as_deref(), rules_in: &ctx.rules_in };
         let mut resp = response::deny(&info, response::wants_json(req.headers()));

@@ -53,8 +53,10 @@ pub fn finish_detached(cfg: &Config, globals: &Globals, mut begun: Begun) -> any
             // It exits non-zero when it could not fork the builder: then
             // nobody would finish the jail, nor watch for a delegate that
             // refuses the spec before its hooks.
+            // (ECHILD: SIGCHLD is ignored, so the kernel reaped it and its
+            // status is gone; it counts as done.)
             let status = waitpid(child, None);
-            if !matches!(status, Ok(WaitStatus::Exited(_, 0))) {
+            if !matches!(status, Ok(WaitStatus::Exited(_, 0)) | Err(nix::errno::Errno::ECHILD)) {
                 anyhow::bail!("cannot start the jail's builder (the process forking it ended with {status:?})");
             }
             // The lock belongs to the builder now: dropping our handle

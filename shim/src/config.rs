@@ -56,6 +56,8 @@ pub struct NetworkConfig {
     /// tracked by the kernel at once on its host side; new ones beyond it
     /// are dropped. It keeps one container from filling a host side's
     /// connection table (the host's own, for a jail on the host's network).
+    /// Kept modest: the kernel walks a rule's list of counted flows when a
+    /// new one starts (older kernels the whole list each time).
     pub max_flows: u32,
 }
 
@@ -160,7 +162,7 @@ impl Default for Config {
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        NetworkConfig { pool: "10.213.0.0/16".into(), proxy_port: 15001, dns_port: 15053, max_flows: 16384 }
+        NetworkConfig { pool: "10.213.0.0/16".into(), proxy_port: 15001, dns_port: 15053, max_flows: 4096 }
     }
 }
 

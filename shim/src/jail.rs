@@ -142,7 +142,7 @@ pub struct Shape {
     pub pod_sandbox: bool,
     /// The host side is the pod's own namespace (CNI's, given by path, not
     /// the host's): flows that start outside for its addresses (kubelet's
-    /// probes, Services, port-forward) are sent on to the jail, as
+    /// probes, Services) are sent on to the jail, as
     /// Docker's published ports are.
     pub publish_inbound: bool,
     /// The spec's own user namespace: the jail's network namespace is
@@ -424,8 +424,10 @@ fn rules_in(cfg: &Config, pod_sandbox: bool) -> String {
     let policy = &cfg.policy;
     if !policy.allow_container_rules {
         format!("policy.default_rules in {}", Config::path().display())
-    } else if pod_sandbox {
+    } else if pod_sandbox && policy.container_rule_sources.contains(&RuleSource::Annotation) {
         format!("the pod's annotation {}", crate::rules::ALLOW_ANNOTATION)
+    } else if pod_sandbox {
+        format!("policy.default_rules in {}", Config::path().display())
     } else if policy.container_rule_sources.contains(&RuleSource::Env) {
         crate::rules::ALLOW_ENV.to_string()
     } else if policy.container_rule_sources.contains(&RuleSource::Annotation) {

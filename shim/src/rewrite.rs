@@ -211,14 +211,17 @@ fn namespace_entry<'a>(top: &'a Map<String, Value>, wanted: &str, twice: fn(usiz
     Ok(found)
 }
 
-/// The value of `key` in `process.env`. When the key is set more than once
-/// the last entry wins, as in runc (it applies the list with `setenv` in
-/// order).
+/// The value of `key` in `process.env` (for `BOUNDARY_ALLOW`). A key set
+/// more than once with different values is an error: runc keeps the last
+/// entry, crun passes both (getenv finds the first), so which was meant is
+/// unclear.
 pub fn env_value<'a>(spec: &'a Value, key: &str) -> Result<Option<&'a str>, RewriteError> {
-    env_lookup(obj(spec, &root())?, key)
+    env_lookup(obj(spec, &root())?, key, true)
 }
 
-fn env_lookup<'a>(top: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, RewriteError> {
+/// The first value of `key` in `process.env`; with `unique`, a second
+/// entry with another value is an error.
+fn env_lookup<'a>(top: &'a Map<String, Value>, key: &str, unique: bool) -> Result<Option<&'a str>, RewriteError> {
     let Some(process) = opt_obj(top, "process", &root())? else {
         return Ok(None);
     };
@@ -231,10 +234,8 @@ fn env_lookup<'a>(top: &'a Map<String, Value>, key: &str) -> Result<Option<&'a s
         let entry = string(item, &loc.key("env").idx(i))?;
         if let Some((k, v)) = entry.split_once('=') {
             if k == key {
-                // runc keeps the last entry, crun passes both (getenv
-                // finds the first): which one was meant is unclear.
                 if let Some((first, seen)) = value {
-                    if seen != v {
+                    if unique && seen != v {
                         return Err(RewriteError::DuplicateEnv { key: key.to_owned(), first, second: i });
                     }
                 } else {
@@ -698,7 +699,7 @@ fn set_ca_env(top: &mut Map<String, Value>) -> Result<(), RewriteError> {
     let process_loc = root().key("process");
     let mut missing = Vec::new();
     for var in CA_ENV_VARS {
-        if env_lookup(top, var)?.is_none() {
+        if env_lookup(top, var, false)?.is_none() {
             missing.push(Value::String(format!("{var}={CA_BUNDLE_DEST}")));
         }
     }
@@ -883,6 +884,8 @@ mod tests {
         let spec = json!({"process": {"env": ["A=1", "NOEQUALS", "B=x=y", "A=2", "A", "C=3", "C=3"]}});
         let e = env_value(&spec, "A").unwrap_err().to_string();
         assert!(e.contains("sets A twice with different values (process.env[0] and [3])"), "{e}");
+        // Whether a CA variable is set at all is no such question.
+        assert_eq!(env_lookup(obj(&spec, &root()).unwrap(), "A", false).unwrap(), Some("1"));
         assert_eq!(env_value(&spec, "C").unwrap(), Some("3"));
         assert_eq!(env_value(&spec, "B").unwrap(), Some("x=y"));
         assert_eq!(env_value(&spec, "NOEQUALS").unwrap(), None);

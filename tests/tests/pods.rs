@@ -524,8 +524,8 @@ fn spoofed_pod_annotations_lead_into_no_other_jail() {
     pod.bundles.push(fresh);
 }
 
-/// kubelet's probes, Services and `kubectl port-forward` connect to the
-/// pod's IP, in the pod namespace CNI made, which is the jail's host side:
+/// kubelet's probes and Services connect to the pod's IP, in the pod
+/// namespace CNI made, which is the jail's host side:
 /// flows that start there go on to the jail, where the pod's servers
 /// listen, as Docker's published ports do. The pod's own connections still
 /// leave only through the sidecar.

@@ -139,13 +139,13 @@ pub fn clean(cfg: &Config, found: &Leftovers) -> Vec<String> {
         report(format!("jail {id}"), jail::teardown(root, id));
     }
     for (index, holder) in &found.leases {
-        report(format!("lease {index}"), ipam::release(root, *index, holder).err().map(|e| e.to_string()).into_iter().collect());
+        report(format!("lease {index}"), ipam::release(root, *index, holder).err().map(|e| format!("{:#}", anyhow::Error::from(e))).into_iter().collect());
     }
     for p in &found.netns {
-        report(format!("namespace {}", p.display()), netns::remove(p).err().map(|e| e.to_string()).into_iter().collect());
+        report(format!("namespace {}", p.display()), netns::remove(p).err().map(|e| format!("{:#}", anyhow::Error::from(e))).into_iter().collect());
     }
     for l in &found.links {
-        report(format!("link {l}"), link::remove(None, l).err().map(|e| e.to_string()).into_iter().collect());
+        report(format!("link {l}"), link::remove(None, l).err().map(|e| format!("{:#}", anyhow::Error::from(e))).into_iter().collect());
     }
     for t in &found.tables {
         report(format!("nft table inet {t}"), firewall::remove(None, t).err().map(|e| format!("{e:#}")).into_iter().collect());
