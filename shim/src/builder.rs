@@ -38,6 +38,8 @@ pub fn finish_detached(cfg: &Config, globals: &Globals, mut begun: Begun) -> any
     if !single_threaded() {
         let id = begun.id().to_string();
         if let Err(e) = jail::finish(cfg, begun, creator) {
+            // The teardown waits for whoever holds the gate: not us.
+            drop(gate);
             jail::teardown(&cfg.state_root, &id);
             return Err(e.into());
         }

@@ -174,6 +174,16 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
             return prepare_joined(cfg, &a.id, &jail_id, spec, &config_path);
         }
     }
+    // A path to the runtime's own namespace (Docker 20.10's `--network
+    // host`, `--network container:X` of a host-network X) is taken as no
+    // entry at all: a private host side, as newer Docker gets. Nothing of
+    // the jail is then in the host's namespace, where the host's own
+    // firewall tooling (`nft flush ruleset`) would remove its table, and
+    // nothing there can bind the sidecar's address if the sidecar dies.
+    let host_side = match host_side {
+        HostSide::Path { path } if same_netns_as_ours(&path) => HostSide::Absent,
+        other => other,
+    };
     let docker = host_side == HostSide::Fresh && docker::has_setkey_hook(&spec);
     // `run` starts at once: no engine configures anything in between.
     let late = host_side == HostSide::Fresh && inv.command() == Some("create") && docker::configures_before_start(&spec);
@@ -292,6 +302,15 @@ fn is_our_netns(path: &Path) -> bool {
     match (crate::netns::inode(path), crate::netns::inode(Path::new("/proc/self/ns/net"))) {
         (Some(theirs), Some(ours)) => theirs == ours,
         _ => true,
+    }
+}
+
+/// Whether `path` is this process's network namespace, read strictly: an
+/// unreadable one is not (unlike [`is_our_netns`]).
+fn same_netns_as_ours(path: &Path) -> bool {
+    match (crate::netns::inode(path), crate::netns::inode(Path::new("/proc/self/ns/net"))) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => false,
     }
 }
 

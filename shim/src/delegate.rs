@@ -42,15 +42,23 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// PATH lookup that never returns boundary-runc itself (it may be
-/// installed under the name `runc`). Our own path is resolved only once a
-/// candidate is found, keeping the pass-through path short.
+/// installed under the name `runc`, by a symbolic or a hard link): a
+/// candidate is compared with this process's executable by device and
+/// inode. Our own identity is read only once a candidate is found, keeping
+/// the pass-through path short.
 fn search_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
-    let mut me: Option<Option<PathBuf>> = None;
+    let mut me: Option<Option<(u64, u64)>> = None;
     std::env::split_paths(&path).map(|d| d.join(name)).filter(|p| is_executable(p)).find(|p| {
-        let me = me.get_or_insert_with(|| std::env::current_exe().ok().and_then(|e| e.canonicalize().ok()));
-        me.is_none() || p.canonicalize().ok() != *me
+        let me = me.get_or_insert_with(|| file_id(Path::new("/proc/self/exe")));
+        me.is_none() || file_id(p) != *me
     })
+}
+
+/// A file's (device, inode), following symbolic links.
+fn file_id(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn cstring(s: &OsStr) -> Result<CString, DelegateError> {

@@ -189,6 +189,18 @@ impl FirewallPlan {
             }
         }
         b.add(self.rule("input", vec![iif(), Statement::Drop(None)]));
+        // The sidecar's address is for the jail only, in every shape: in a
+        // host side an engine owns (a pod's, podman's), another machine or
+        // container on that network could route to it through this
+        // namespace, be served under this jail's rules and pins, and be
+        // written into its audit log as the container.
+        let not = |left, right| Statement::Match(Match { left, right, op: Operator::NEQ });
+        b.add(self.rule("input", vec![
+            not(meta(MetaKey::Iifname), s(&self.host_if)),
+            not(meta(MetaKey::Iifname), s("lo")),
+            eq(field("ip", "daddr"), s(&self.host_addr.to_string())),
+            Statement::Drop(None),
+        ]));
         if let Some(jail) = self.publish_to {
             self.publish(&mut b, jail);
         }
@@ -242,14 +254,6 @@ impl FirewallPlan {
             rule.push(dnat());
             b.add(self.rule("nat_pre", rule));
         }
-        // The sidecar's address is for the jail only (another container on
-        // Docker's network could route to it through this host side).
-        b.add(self.rule("input", vec![
-            not(meta(MetaKey::Iifname), s(&self.host_if)),
-            not(meta(MetaKey::Iifname), s("lo")),
-            eq(field("ip", "daddr"), s(&self.host_addr.to_string())),
-            Statement::Drop(None),
-        ]));
         let dnat_status = || Statement::Match(Match { left: ct("status"), right: s("dnat"), op: Operator::IN });
         b.add(self.rule("forward", vec![
             eq(meta(MetaKey::Iifname), s(&self.host_if)),
@@ -440,7 +444,10 @@ mod tests {
         assert!(json.contains(r#""right":"bndh7""#));
         assert!(json.contains(r#""right":"10.213.0.29""#));
         let drops = json.matches(r#""drop":null"#).count();
-        assert_eq!(drops, 6, "{json}");
+        assert_eq!(drops, 7, "{json}");
+        // The sidecar's address answers on the veth and on lo only, in
+        // every shape.
+        assert!(json.contains(r#"{"match":{"left":{"meta":{"key":"iifname"}},"right":"lo","op":"!="}},{"match":{"left":{"payload":{"protocol":"ip","field":"daddr"}},"right":"10.213.0.29","op":"=="}},{"drop":null}"#), "{json}");
         assert!(json.contains(r#"{"ct count":{"val":16384,"inv":true}},{"drop":null}"#) && json.contains(r#""prio":-150"#), "the jail's flows are capped after conntrack: {json}");
         assert!(json.contains(r#""prio":-310"#) && json.contains(r#"{"payload":{"protocol":"ip","field":"saddr"}},"right":"10.213.0.30","op":"!="}"#), "only the jail's own address may be a source: {json}");
         let docker = FirewallPlan { publish_to: Some(Ipv4Addr::new(10, 213, 0, 30)), ..plan.clone() };

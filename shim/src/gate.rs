@@ -147,6 +147,32 @@ pub fn pass(dir: &Path, id: &str, timeout: Duration) -> Result<(), GateError> {
     }
 }
 
+/// How long a teardown waits at most for a builder still at work.
+pub const TEARDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits, up to `max`, until no builder holds the gate lock in `dir`, so
+/// that a teardown removes what the builder made instead of racing it: a
+/// teardown that ran meanwhile (runc's poststop hooks after its init failed
+/// early, an engine's `delete --force`) would leave what the builder added
+/// afterwards, such as a table in an engine's namespace, with no state left
+/// to find it by. Returns whether the builder was still at work at `max`.
+/// No lock file (no builder, or a joined container): nothing to wait for.
+pub fn await_builder(dir: &Path, max: Duration) -> bool {
+    let Ok(mut file) = File::open(dir.join(LOCK_FILE)) else { return false };
+    let deadline = Instant::now() + max;
+    loop {
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(_shared) => return false,
+            Err((f, nix::Error::EWOULDBLOCK | nix::Error::EINTR)) if Instant::now() < deadline => {
+                file = f;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((_, nix::Error::EWOULDBLOCK)) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// The gate as a hook runs it (`boundary-hook gate`, or Docker's wrapped
 /// setkey hook, which gates first): waits for the builder's word; on a
 /// failure the jail goes at once (the builder is done or dead, and the
@@ -207,6 +233,22 @@ fn is_gate_hook(h: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_teardown_waits_for_the_builder_to_open_the_gate() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(!await_builder(d.path(), Duration::from_secs(5)), "no lock file: nothing to wait for");
+        let closed = close(d.path()).unwrap();
+        assert!(await_builder(d.path(), Duration::from_millis(20)), "the builder still holds the gate");
+        let builder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            closed.open(Err("no")).unwrap();
+        });
+        let start = Instant::now();
+        assert!(!await_builder(d.path(), Duration::from_secs(5)));
+        assert!(start.elapsed() >= Duration::from_millis(90), "returned before the gate opened: {:?}", start.elapsed());
+        builder.join().unwrap();
+    }
 
     #[test]
     fn the_word_passes_the_gate_once_written() {

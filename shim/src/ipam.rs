@@ -9,6 +9,11 @@
 //! fails if the name exists, like `O_EXCL`), so two concurrent creates can
 //! never take the same block, and a create killed at any point never
 //! leaves a lease without its holder (teardown removes the claim file).
+//! Taking a block and freeing one hold an exclusive `flock` on
+//! `ipam/.lock`: a release reads the holder and then removes the lease, and
+//! several teardowns of one container may run at once (its poststop hook,
+//! `delete`, the orphan watch); without the lock, one could remove the
+//! lease a create took in between, once another had freed it.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -56,7 +61,7 @@ pub fn allocate(state_root: &Path, pool: Pool, id: &str) -> Result<Lease, IpamEr
         .open(&claim)
         .and_then(|mut f| f.write_all(id.as_bytes()));
     written.map_err(|source| IpamError::Io { op: "write", path: claim.clone(), source })?;
-    let result = claim_block(&d, &claim, pool);
+    let result = locked(state_root).and_then(|_lock| claim_block(&d, &claim, pool));
     let _ = std::fs::remove_file(&claim);
     result
 }
@@ -86,6 +91,12 @@ pub fn remove_claim(state_root: &Path, id: &str) -> Result<(), IpamError> {
 /// Frees `index` if it is still held by `id` (never another container's).
 pub fn release(state_root: &Path, index: u32, id: &str) -> Result<(), IpamError> {
     let path = dir(state_root).join(index.to_string());
+    let _lock = match locked(state_root) {
+        Ok(l) => l,
+        // No lease directory: no lease to free.
+        Err(IpamError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
     match std::fs::read_to_string(&path) {
         Ok(holder) if holder == id => {
             std::fs::remove_file(&path).or_else(ignore_missing).map_err(|source| IpamError::Io { op: "remove", path, source })
@@ -94,6 +105,20 @@ pub fn release(state_root: &Path, index: u32, id: &str) -> Result<(), IpamError>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(IpamError::Io { op: "read", path, source }),
     }
+}
+
+/// The pool's lock (see the module's documentation), held while the
+/// returned value lives.
+fn locked(state_root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, IpamError> {
+    let path = dir(state_root).join(".lock");
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| IpamError::Io { op: "open", path: path.clone(), source })?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| IpamError::Io { op: "lock", path, source: e.into() })
 }
 
 /// All leases as (index, holder id).
@@ -149,7 +174,7 @@ mod tests {
         remove_claim(d.path(), "c").unwrap();
         remove_claim(d.path(), "c").unwrap();
         let names: Vec<String> = std::fs::read_dir(dir(d.path())).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+        assert!(names.iter().all(|n| !n.starts_with('.') || n == ".lock"), "{names:?}");
     }
 
     #[test]

@@ -502,8 +502,12 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
     if crate::args::RESERVED_IDS.contains(&id) {
         return Vec::new();
     }
-    let mut errors = crate::pod::leave(root, id);
     let dir = state_dir(root, id);
+    let mut errors = Vec::new();
+    if crate::gate::await_builder(&dir, crate::gate::TEARDOWN_WAIT) {
+        errors.push(format!("the builder of {id}'s jail was still at work after {:?}; torn down without it", crate::gate::TEARDOWN_WAIT));
+    }
+    errors.extend(crate::pod::leave(root, id));
     let state = match read_state(root, id) {
         Ok(s) => s,
         Err(e) => {

@@ -210,6 +210,40 @@ fn log_errors(path: &Path) -> Vec<String> {
 }
 
 #[test]
+fn hard_links_to_boundary_runc_named_runc_on_path_are_not_taken_for_runc() {
+    // Two hard links, beside the binary (a hard link cannot cross file
+    // systems): compared by path, each took the other for runc, and the
+    // pass-through exec'd between them for ever.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dirs: Vec<PathBuf> = ["ours1", "ours2", "real"].iter().map(|d| dir.path().join(d)).collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::hard_link(SHIM, dirs[0].join("runc")).unwrap();
+    std::fs::hard_link(SHIM, dirs[1].join("runc")).unwrap();
+    std::fs::write(dirs[2].join("runc"), FAKE).unwrap();
+    std::fs::set_permissions(dirs[2].join("runc"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let f = Fixture::new("");
+    let cfg = format!("state_root = {:?}\n", f.path("state").display().to_string());
+    std::fs::write(f.path("config.toml"), cfg).unwrap();
+    let path = format!("{}:{}:{}:/usr/bin:/bin", dirs[0].display(), dirs[1].display(), dirs[2].display());
+    let mut child = f.cmd(&["state", "c"]).env("PATH", path).env("FAKE_EXIT", "4").stdin(Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the pass-through never reached the real runc (boundary-runc exec'd its own hard links)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(4));
+    assert_eq!(f.recorded("argv"), "state\nc\n", "the real runc ran");
+}
+
+#[test]
 fn a_missing_runtime_is_reported_in_the_log() {
     let f = Fixture::new("");
     std::fs::write(f.path("config.toml"), "runtime = \"/nonexistent/runc\"\n").unwrap();

@@ -178,7 +178,11 @@ fn set_runtime(name: &str, path: Option<&Path>) {
         (None, _) => panic!("{DAEMON_JSON}: runtimes is not an object"),
     }
     std::fs::create_dir_all("/etc/docker").expect("create /etc/docker");
-    std::fs::write(DAEMON_JSON, serde_json::to_vec_pretty(&cfg).expect("json")).expect("write daemon.json");
+    // Replaced, not rewritten in place: a reload still pending from an
+    // earlier SIGHUP must never read a truncated file.
+    let tmp = format!("{DAEMON_JSON}.e2e-tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&cfg).expect("json")).expect("write daemon.json");
+    std::fs::rename(&tmp, DAEMON_JSON).expect("replace daemon.json");
     let pid = Command::new("pidof").arg("dockerd").output().expect("run pidof");
     for p in String::from_utf8_lossy(&pid.stdout).split_whitespace() {
         let _ = Command::new("kill").args(["-HUP", p]).status();

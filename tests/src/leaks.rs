@@ -194,7 +194,7 @@ fn sidecars(root: &Path) -> BTreeSet<String> {
 }
 
 /// Relative paths of everything under `root`, except the `netns`,
-/// `userns` and `ipam` directories themselves.
+/// `userns` and `ipam` directories themselves and the address pool's lock.
 fn files_under(root: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut stack = vec![root.to_path_buf()];
@@ -209,7 +209,9 @@ fn files_under(root: &Path) -> BTreeSet<String> {
                     continue;
                 }
             }
-            out.insert(rel);
+            if rel != "ipam/.lock" {
+                out.insert(rel);
+            }
         }
     }
     out

@@ -140,7 +140,10 @@ fn default_bridge_keeps_dockers_network_on_the_host_side() {
     // The orchestrator's bridge (docker0's address, in the host's
     // namespace) and Docker's own address for this container (in H): HTTP
     // lands on the sidecar and is denied; UDP and ICMP reach nothing.
-    let bridge = docker(&["network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"]).ok().stdout.trim().to_string();
+    // The container's gateway on the default bridge is docker0's address.
+    // (Not `network inspect bridge`: on a daemon's first start its IPAM
+    // config has no Gateway, moby/moby#26799.)
+    let bridge = inspect(&name, "{{.NetworkSettings.Gateway}}");
     assert!(bridge.starts_with("172."), "docker0's address: {bridge:?}");
     let mut sink = HostSink::bind(20150);
     for target in [bridge.as_str(), docker_ip.as_str()] {
@@ -201,7 +204,16 @@ fn host_and_none_networks() {
     let host = w.name("host");
     let id = w.run(&host, &["--network", "host"], "");
     let jail = w.rt.jail(&id);
-    assert_eq!(jail.dedicated_host_netns, None, "--network host keeps the host's namespace as the host side");
+    // Docker 20.10 names the host's own namespace: taken as no entry, so
+    // the host side is a private namespace and nothing of the jail (the
+    // veth's host end, the table, the sidecar's address) is in the host's,
+    // where `nft flush ruleset` or a process binding that address could
+    // undo it.
+    assert!(jail.private_host && jail.dedicated_host_netns.is_some(), "--network host gets a private host side: {jail:?}");
+    let root_links = Command::new("ip").args(["-o", "link", "show"]).output().expect("ip link");
+    assert!(!String::from_utf8_lossy(&root_links.stdout).contains(&jail.host_if), "the jail's veth is in the host's namespace");
+    let tables = Command::new("nft").args(["list", "tables"]).output().expect("nft list tables");
+    assert!(!String::from_utf8_lossy(&tables.stdout).contains(&jail.nft_table), "the jail's table is in the host's namespace");
     w.assert_boundary(&host);
 
     let none = w.name("none");
