@@ -226,6 +226,12 @@ pub struct JailState {
     /// (a `user` entry with a path), which owns the jail instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns: Option<OwnUserNs>,
+    /// Tells this `create`'s jail from a later create's of the same id:
+    /// teardowns that may come late (the builder's after its delegate
+    /// exited, the keeper's orphan watch) remove only the jail whose token
+    /// they were given. 0 in state written before it existed.
+    #[serde(default)]
+    pub create_token: u64,
 }
 
 /// See [`JailState::userns`].

@@ -50,8 +50,14 @@ fn run() -> anyhow::Result<()> {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (hook, rest) = args.split_first().context("usage: boundary-hook poststop --state-root DIR")?;
+    let mut token = None;
     let (state_root, timeout) = match rest {
         [flag, dir] if flag == "--state-root" => (PathBuf::from(dir), None),
+        // The keeper's orphan watch: tear down only the jail of its create.
+        [flag, dir, t, n] if flag == "--state-root" && t == "--if-create-token" => {
+            token = Some(n.parse::<u64>().with_context(|| format!("--if-create-token {n:?} is not a number"))?);
+            (PathBuf::from(dir), None)
+        }
         [flag, dir, t, ms] if flag == "--state-root" && t == "--timeout-ms" => {
             let ms: u64 = ms.parse().with_context(|| format!("--timeout-ms {ms:?} is not a number of milliseconds"))?;
             (PathBuf::from(dir), Some(Duration::from_millis(ms)))
@@ -65,7 +71,10 @@ fn run() -> anyhow::Result<()> {
     boundary_runc::args::validate_id(id)?;
     match hook.as_str() {
         "poststop" => {
-            let errors = boundary_runc::jail::teardown(&state_root, id);
+            let errors = match token {
+                Some(t) => boundary_runc::jail::teardown_if_same(&state_root, id, t).unwrap_or_default(),
+                None => boundary_runc::jail::teardown(&state_root, id),
+            };
             if !errors.is_empty() {
                 bail!("teardown of {id}: {}", errors.join("; "));
             }

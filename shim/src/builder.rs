@@ -95,6 +95,7 @@ fn build(cfg: &Config, globals: &Globals, begun: Begun, gate: Closed, creator: i
     close_inherited();
     await_delegate_start(creator, intermediate, DEFER_MAX);
     let id = begun.id().to_string();
+    let token = begun.create_token();
     match jail::finish(cfg, begun, creator) {
         Ok(()) => match gate.open(Ok(())) {
             Ok(()) => std::process::exit(0),
@@ -110,11 +111,11 @@ fn build(cfg: &Config, globals: &Globals, begun: Begun, gate: Closed, creator: i
     }
     await_exit(creator);
     // A gate hook that read the failure tore the jail down before the
-    // delegate exited; a jail still here never met its hook.
-    if jail::exists(&cfg.state_root, &id) {
-        for e in jail::teardown(&cfg.state_root, &id) {
-            runtime_log::write(globals, Level::Warning, &format!("boundary-runc: teardown of {id}: {e}"));
-        }
+    // delegate exited; a jail still here never met its hook. Only this
+    // create's: the id may already be another create's.
+    let errors = jail::teardown_if_same(&cfg.state_root, &id, token).unwrap_or_default();
+    for e in errors {
+        runtime_log::write(globals, Level::Warning, &format!("boundary-runc: teardown of {id}: {e}"));
     }
     std::process::exit(1)
 }

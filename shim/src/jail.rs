@@ -196,6 +196,10 @@ impl Begun {
         &self.dir
     }
 
+    pub fn create_token(&self) -> u64 {
+        self.state.create_token
+    }
+
     /// Binds the jail's namespaces to their files (see [`netns::start_owned`]);
     /// before anything uses them.
     pub fn bind_namespaces(&mut self) -> Result<(), JailError> {
@@ -274,6 +278,7 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
         engine_handover: shape.engine_handover.then(|| boundary_contract::EngineHandover { jail_if: HANDOVER_JAIL_IF.into() }),
         private_host: shape.private_host && !shape.dedicated_host,
         userns: if shape.host_userns { None } else { own_userns(root, id, &shape.spec_userns) },
+        create_token: create_token(),
     };
     let jail_if = state.engine_handover.as_ref().map_or(JAIL_IF, |e| e.jail_if.as_str()).to_string();
     // Written before anything is built, so a crash leaves enough behind for
@@ -467,12 +472,18 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
         orphan_watch: Some(boundary_contract::OrphanWatch {
             creator_pid: creator,
             jail_netns: state.netns_path.clone(),
-            cleanup: vec![
-                cfg.hook_binary().display().to_string(),
-                "poststop".into(),
-                "--state-root".into(),
-                cfg.state_root.display().to_string(),
-            ],
+            cleanup: {
+                let mut c = vec![
+                    cfg.hook_binary().display().to_string(),
+                    "poststop".into(),
+                    "--state-root".into(),
+                    cfg.state_root.display().to_string(),
+                ];
+                // The teardown is for this create's jail only, never for a
+                // later create of the same id (see [`teardown_if_same`]).
+                c.extend(["--if-create-token".into(), state.create_token.to_string()]);
+                c
+            },
         }),
     }
 }
@@ -579,6 +590,23 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
     errors
 }
 
+/// A teardown on behalf of one `create` that may come late (its builder
+/// after the delegate exited, its keeper's orphan watch): only while the
+/// jail's state is that create's (`token`, [`JailState::create_token`]), so
+/// a later create of the same id, which may have claimed the id once an
+/// earlier teardown removed it, keeps its jail. `None`: the jail is gone or
+/// is another create's (or has no state yet), nothing done.
+pub fn teardown_if_same(root: &Path, id: &str, token: u64) -> Option<Vec<String>> {
+    let same = matches!(read_state(root, id), Ok(Some(s)) if s.create_token == token);
+    same.then(|| teardown(root, id))
+}
+
+/// A token no earlier create of any id on this host had (time and pid).
+fn create_token() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 44) | 1
+}
+
 /// Whether `id` has any jail state at all (the fast path of `delete`).
 pub fn exists(root: &Path, id: &str) -> bool {
     if crate::args::RESERVED_IDS.contains(&id) {
@@ -589,6 +617,39 @@ pub fn exists(root: &Path, id: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_late_teardown_leaves_a_later_creates_jail_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = super::state_dir(root.path(), "c");
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = boundary_contract::JailState {
+            container_id: "c".into(),
+            index: 0,
+            host_side: boundary_contract::HostSide::Absent,
+            netns_path: root.path().join("netns/c"),
+            host_if: "bndx".into(),
+            host_addr: std::net::Ipv4Addr::new(10, 213, 0, 1),
+            jail_addr: std::net::Ipv4Addr::new(10, 213, 0, 2),
+            prefix_len: 30,
+            nft_table: "boundary_x".into(),
+            sidecar_pid: None,
+            runtime_root: None,
+            // A private host side: the teardown touches no link or table
+            // outside the (missing) namespace files.
+            dedicated_host_netns: Some(root.path().join("c/hostns")),
+            engine_handover: None,
+            private_host: true,
+            userns: None,
+            create_token: 7,
+        };
+        super::write_state(&dir, &state).unwrap();
+        assert!(super::teardown_if_same(root.path(), "c", 6).is_none(), "another create's token");
+        assert!(dir.join(boundary_contract::JAIL_STATE_FILE).exists(), "the later create's jail stays");
+        assert!(super::teardown_if_same(root.path(), "c", 7).is_some());
+        assert!(!dir.exists(), "its own create's jail goes");
+        assert!(super::teardown_if_same(root.path(), "c", 7).is_none(), "nothing left to tear down");
+    }
+
     #[test]
     fn a_reserved_id_has_no_jail_and_its_teardown_removes_nothing() {
         let root = tempfile::tempdir().unwrap();
