@@ -158,6 +158,36 @@ async fn http2_streams_are_each_checked_against_the_sni() {
     assert!(body.contains("host does not match TLS server name"), "{body}");
 }
 
+/// An HTTP/2 stream the client resets while its allowed request waits for
+/// the origin's answer (and a connection closed under one) is audited: the
+/// request has reached the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_abandoned_before_the_answer_are_audited() {
+    let h = start(RULES).await;
+    let port = h.https_origin.port();
+    let tls = h.tls_connect("origin.test", &[b"h2"]).await;
+    let (mut send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    // Dropping the response future resets the stream (RST_STREAM CANCEL).
+    let reset = tokio::spawn(send.send_request(get(&format!("https://origin.test:{port}/hold?reset"), None)));
+    h.hold.arrivals(1).await;
+    reset.abort();
+    let rec = h.wait_audit(|r| r.url.as_deref().is_some_and(|u| u.ends_with("/hold?reset"))).await;
+    assert_eq!((rec.kind.as_str(), rec.decision.as_str()), ("https", "allow"), "{rec:?}");
+    assert_eq!(rec.reason.as_deref(), Some(boundary_proxy::forward::ABANDONED), "{rec:?}");
+    // The whole connection closed under a waiting stream.
+    send.ready().await.unwrap();
+    let waiting = tokio::spawn(send.send_request(get(&format!("https://origin.test:{port}/hold?closed"), None)));
+    h.hold.arrivals(2).await;
+    waiting.abort();
+    conn.abort();
+    let rec = h.wait_audit(|r| r.url.as_deref().is_some_and(|u| u.ends_with("/hold?closed"))).await;
+    assert_eq!(rec.reason.as_deref(), Some(boundary_proxy::forward::ABANDONED), "{rec:?}");
+    h.hold.release.notify_waiters();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.audit().len(), 2, "{:#?}", h.audit());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_less_and_ip_literal_tls_is_closed() {
     let h = start(RULES).await;
