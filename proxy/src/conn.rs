@@ -2,10 +2,12 @@
 //! TLS (terminated with a leaf for its SNI), plain HTTP/1, or anything else
 //! (closed at once). The same inspection runs inside CONNECT tunnels.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +18,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::audit::Event;
+use crate::body::Holding;
 use crate::context::ProxyContext;
 use crate::guard::{GuardIo, MAX_HEAD};
 use crate::service::{handle, normal_host, Scope};
@@ -221,17 +225,34 @@ where
     // hyper gave up while part of a head was still arriving (the guard
     // holds it, and clears the flag when the client itself closes): the
     // head timed out (slowloris). An idle keep-alive close is no refusal.
-    if partial_head.load(std::sync::atomic::Ordering::Relaxed) {
+    if partial_head.load(Ordering::Relaxed) {
         audit.record(Event::deny(kind, format!("request head not received within {}s", timeout.as_secs())));
     }
 }
 
+/// Serves HTTP/2. hyper's HTTP/2 server has no timer of its own for a
+/// client that says nothing (`header_read_timeout` is HTTP/1's), so the
+/// streams being answered are counted here: a connection that has had
+/// none for the HTTP/1 idle cut-off (`header_read_timeout`), including one
+/// that never sent its preface or a first stream, is shut down gracefully
+/// (GOAWAY), and closed if it is still there, with no stream, after
+/// [`H2_GOAWAY_GRACE`] more.
 async fn serve_h2<I>(ctx: Arc<ProxyContext>, io: I, scope: Scope)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let scope = Arc::new(scope);
-    let svc = service_fn(move |req| handle(ctx.clone(), scope.clone(), req));
+    let idle = ctx.limits.header_read_timeout;
+    let streams = Arc::new(OpenStreams::new());
+    let counted = streams.clone();
+    let svc = service_fn(move |req| {
+        let open = counted.open();
+        let answer = handle(ctx.clone(), scope.clone(), req);
+        async move {
+            let resp = answer.await?;
+            Ok::<_, Infallible>(resp.map(|body| Holding::new(body, open)))
+        }
+    });
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_header_list_size(H2_MAX_HEADER_LIST)
@@ -239,7 +260,77 @@ where
         .keep_alive_interval(Some(Duration::from_secs(60)))
         .keep_alive_timeout(Duration::from_secs(20))
         .serve_connection(TokioIo::new(io), svc);
-    if let Err(e) = conn.await {
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = streams.idle_for(idle, streams.start) => {
+            log::debug!("HTTP/2 connection without a stream for {idle:?}: going away");
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                ended = conn.as_mut() => ended,
+                () = streams.idle_for(H2_GOAWAY_GRACE, Instant::now()) => {
+                    log::debug!("HTTP/2 connection still open {H2_GOAWAY_GRACE:?} after GOAWAY: closed");
+                    Ok(())
+                }
+            }
+        }
+    };
+    if let Err(e) = ended {
         log::debug!("HTTP/2 connection ended: {e}");
+    }
+}
+
+/// How long an HTTP/2 connection told to go away (GOAWAY) may stay open
+/// with no stream: a well-behaved client answers the shutdown PING and
+/// closes within a round trip.
+const H2_GOAWAY_GRACE: Duration = Duration::from_secs(1);
+
+/// The streams of one HTTP/2 connection being answered: each counted from
+/// the service call until its response body is done with. A stream's end
+/// costs a clock read and a store; nothing wakes the connection's task.
+struct OpenStreams {
+    count: AtomicUsize,
+    /// When a stream last ended, in milliseconds after `start`.
+    last_end: AtomicU64,
+    start: Instant,
+}
+
+impl OpenStreams {
+    fn new() -> OpenStreams {
+        OpenStreams { count: AtomicUsize::new(0), last_end: AtomicU64::new(0), start: Instant::now() }
+    }
+
+    fn open(self: &Arc<Self>) -> OpenStream {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        OpenStream(self.clone())
+    }
+
+    /// Returns once the connection has had no open stream for `period`,
+    /// counted from `from` at the earliest.
+    async fn idle_for(&self, period: Duration, from: Instant) {
+        loop {
+            if self.count.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(period).await;
+                continue;
+            }
+            let last_end = self.start + Duration::from_millis(self.last_end.load(Ordering::Relaxed));
+            let deadline = last_end.max(from) + period;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// One open stream of [`OpenStreams`].
+struct OpenStream(Arc<OpenStreams>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        // The time first: once the count reads zero, it is the idle start.
+        let ms = u64::try_from(self.0.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_end.fetch_max(ms, Ordering::Relaxed);
+        self.0.count.fetch_sub(1, Ordering::Release);
     }
 }

@@ -8,7 +8,7 @@ mod hostile;
 
 use std::time::{Duration, Instant};
 
-use hostile::start;
+use hostile::{frame, h2_exchange, hpack, start, END_HEADERS, END_STREAM, HEADERS, PREFACE, SETTINGS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const RULES: &[&str] = &["domain=origin.test path=/allowed/*"];
@@ -73,6 +73,32 @@ async fn an_idle_connection_is_closed_without_an_audit_refusal() {
     // Nothing sent at all: the sniffer gives up; nothing to refuse.
     assert!(read_until_close(&mut s, 5).await.is_some(), "an idle connection was kept open");
     assert!(w.audit().iter().all(|r| r.reason.as_deref().is_none_or(|x| !x.contains("request head"))), "{:#?}", w.audit());
+}
+
+/// hyper's HTTP/2 server has no head read timer: a connection that
+/// negotiated h2 and then sends nothing, sends only its preface, or goes
+/// quiet after a stream (answering no PING, ignoring GOAWAY) is closed at
+/// the idle cut-off instead of holding a connection slot for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_http2_connections_are_closed_at_the_idle_cut_off() {
+    let w = start(RULES, Duration::from_secs(1)).await;
+    let mut silent = w.tls("origin.test", &[b"h2"]).await;
+    let mut preface_only = w.tls("origin.test", &[b"h2"]).await;
+    preface_only.write_all(PREFACE).await.unwrap();
+    preface_only.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    let mut after_a_stream = w.tls("origin.test", &[b"h2"]).await;
+    let authority = format!("origin.test:{}", w.https_origin.port());
+    let fields: [(&[u8], &[u8]); 4] = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", authority.as_bytes()), (b":path", b"/allowed/h2")];
+    let answered = h2_exchange(&mut after_a_stream, &[frame(HEADERS, END_HEADERS | END_STREAM, 1, &hpack(&fields))]).await;
+    assert!(answered.served_by_origin(), "{answered:?}");
+    let started = Instant::now();
+    let closed = tokio::join!(
+        common::closes_within(&mut silent, 6),
+        common::closes_within(&mut preface_only, 6),
+        common::closes_within(&mut after_a_stream, 6)
+    );
+    assert_eq!(closed, (true, true, true), "(silent, preface only, after a stream) closed after {:?}", started.elapsed());
+    w.still_serves("/allowed/after-silent-h2").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -222,6 +222,30 @@ async fn server_sent_events_are_not_buffered() {
     assert_eq!(rec.bytes, Some(22));
 }
 
+/// The HTTP/2 idle cut-off counts streams being answered, not bytes: a
+/// stream that outlasts it is not cut, and the connection goes away once
+/// it has had no stream for that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_outlasting_the_idle_cut_off_is_not_cut() {
+    let h = start_with(RULES, Options { header_read_timeout: Duration::from_secs(1), ..Options::default() }).await;
+    let port = h.https_origin.port();
+    let tls = h.tls_connect("sse.test", &[b"h2"]).await;
+    let (mut send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let resp = send.send_request(get(&format!("https://sse.test:{port}/sse"), None)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first.data_ref().unwrap().as_ref(), b"data: one\n\n");
+    // Longer than the cut-off and the grace after a GOAWAY together.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    h.sse_release.notify_one();
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect()).await.unwrap().unwrap().to_bytes();
+    assert_eq!(rest.as_ref(), b"data: two\n\n");
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(ended.is_ok(), "an HTTP/2 connection without a stream was kept open");
+}
+
 async fn ws_echo<S: AsyncRead + AsyncWrite + Unpin>(url: &str, stream: S) -> Result<String, String> {
     let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.map_err(|e| e.to_string())?;
     ws.send(Message::text("hello")).await.map_err(|e| e.to_string())?;
