@@ -17,7 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
@@ -34,8 +34,15 @@ use crate::sniff::{sniff, Sniffed};
 const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
 const H2_MAX_STREAMS: u32 = 256;
 
+/// A connection's place among `limits.max_connections`. Whatever serves the
+/// connection holds it: its own task, and after an upgrade (a CONNECT
+/// tunnel, a WebSocket) the task that carries the connection on, so that
+/// tunnels count against the limit as long as they are open.
+pub type Slot = Arc<OwnedSemaphorePermit>;
+
 /// Serves the container's connections until the listener fails fatally;
-/// one task per connection, at most `limits.max_connections` at once.
+/// one task per connection, at most `limits.max_connections` at once
+/// (tunnels and WebSockets included).
 pub async fn serve_proxy(listener: TcpListener, ctx: Arc<ProxyContext>) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
     loop {
@@ -55,10 +62,7 @@ pub async fn serve_proxy(listener: TcpListener, ctx: Arc<ProxyContext>) -> io::R
             ctx.upstream.warm_in_background();
         }
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            serve_connection(ctx, stream).await;
-            drop(permit);
-        });
+        tokio::spawn(serve_connection(ctx, stream, Arc::new(permit)));
     }
 }
 
@@ -71,7 +75,7 @@ fn is_transient(e: &io::Error) -> bool {
 }
 
 /// One connection from the container.
-async fn serve_connection(ctx: Arc<ProxyContext>, mut stream: TcpStream) {
+async fn serve_connection(ctx: Arc<ProxyContext>, mut stream: TcpStream, slot: Slot) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().ok();
     let dst = (ctx.original_dst)(&stream).filter(|d| Some(*d) != local);
@@ -88,26 +92,27 @@ async fn serve_connection(ctx: Arc<ProxyContext>, mut stream: TcpStream) {
         }
         Sniffed::Http => {
             let port = dst.map_or(80, |d| d.port());
-            let scope = Scope { tls: false, bound_host: None, bound_reason: "", port, outer: true, http1: true };
+            let scope = Scope { tls: false, bound_host: None, bound_reason: "", port, outer: true, http1: true, slot };
             serve_h1(ctx, GuardIo::new(stream, buf), scope).await;
         }
         Sniffed::Tls(sni) => {
             let port = dst.map_or(443, |d| d.port());
-            serve_tls(ctx, stream, buf, sni, None, port).await;
+            serve_tls(ctx, stream, buf, sni, None, port, slot).await;
         }
     }
 }
 
-/// Inspects an established CONNECT tunnel to `host:port`. (Boxed: the
-/// tunnel's requests are served by the same code that made the tunnel.)
-pub fn serve_tunnel<I>(ctx: Arc<ProxyContext>, io: I, host: String, port: u16) -> Pin<Box<dyn Future<Output = ()> + Send>>
+/// Inspects an established CONNECT tunnel to `host:port`, holding the
+/// slot of the connection that made it. (Boxed: the tunnel's requests are
+/// served by the same code that made the tunnel.)
+pub fn serve_tunnel<I>(ctx: Arc<ProxyContext>, io: I, host: String, port: u16, slot: Slot) -> Pin<Box<dyn Future<Output = ()> + Send>>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(serve_tunnel_inner(ctx, io, host, port))
+    Box::pin(serve_tunnel_inner(ctx, io, host, port, slot))
 }
 
-async fn serve_tunnel_inner<I>(ctx: Arc<ProxyContext>, mut io: I, host: String, port: u16)
+async fn serve_tunnel_inner<I>(ctx: Arc<ProxyContext>, mut io: I, host: String, port: u16, slot: Slot)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -131,10 +136,11 @@ where
                 port,
                 outer: false,
                 http1: true,
+                slot,
             };
             serve_h1(ctx, GuardIo::new(io, buf), scope).await;
         }
-        Sniffed::Tls(sni) => serve_tls(ctx, io, buf, sni, Some(host), port).await,
+        Sniffed::Tls(sni) => serve_tls(ctx, io, buf, sni, Some(host), port, slot).await,
     }
 }
 
@@ -158,6 +164,7 @@ async fn serve_tls<I>(
     sni: Result<Option<String>, SniError>,
     required: Option<String>,
     port: u16,
+    slot: Slot,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -194,6 +201,7 @@ async fn serve_tls<I>(
         port,
         outer: false,
         http1: !h2,
+        slot,
     };
     if h2 {
         serve_h2(ctx, tls, scope).await;

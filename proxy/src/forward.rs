@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::audit::{AuditLog, Event};
 use crate::body::{AuditedBody, Coalesced, WatchedBody};
+use crate::conn::Slot;
 use crate::context::ProxyContext;
 use crate::guard::GUARD_HEADER;
 use crate::response::{self, ProxyBody};
@@ -180,7 +181,7 @@ pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Inc
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(splice(ctx.clone(), client_upgrade, upstream_upgrade, event));
+            tokio::spawn(splice(ctx.clone(), client_upgrade, upstream_upgrade, event, scope.slot.clone()));
             let (mut parts, _) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers, true);
             return Response::from_parts(parts, response::empty());
@@ -230,8 +231,9 @@ fn fail(ctx: &ProxyContext, mut event: Event, status: u16, reason: &str, resp: R
     resp
 }
 
-/// Joins the two upgraded streams until either side closes.
-async fn splice(ctx: Arc<ProxyContext>, client: OnUpgrade, upstream: OnUpgrade, mut event: Event) {
+/// Joins the two upgraded streams until either side closes, holding the
+/// client connection's slot meanwhile.
+async fn splice(ctx: Arc<ProxyContext>, client: OnUpgrade, upstream: OnUpgrade, mut event: Event, _slot: Slot) {
     match tokio::try_join!(client, upstream) {
         Ok((c, u)) => {
             let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));

@@ -286,6 +286,34 @@ async fn connect_tunnel(h: &Harness, target: &str) -> (u16, BufReader<tokio::net
     (r.status, s)
 }
 
+/// A CONNECT tunnel and a WebSocket outlive the HTTP/1 exchange that
+/// opened them and keep its place among `max_connections`: with the limit
+/// at two and both open, a third connection is not served until one of
+/// them closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_tunnels_and_websockets_count_against_the_connection_limit() {
+    let h = start_with(RULES, Options { max_connections: 2, ..Options::default() }).await;
+    let port = h.http_origin.port();
+    let (status, tunnel) = connect_tunnel(&h, &format!("origin.test:{port}")).await;
+    assert_eq!(status, 200);
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://origin.test:{port}/ws"), h.connect().await).await.unwrap();
+    ws.send(Message::text("first")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().into_text().unwrap().as_str(), "first");
+
+    let mut third = BufReader::new(h.connect().await);
+    let req = format!("GET /third HTTP/1.1\r\nHost: origin.test:{port}\r\nConnection: close\r\n\r\n");
+    third.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let early = tokio::time::timeout(Duration::from_secs(1), read_response(&mut third)).await;
+    assert!(early.is_err(), "a third connection was served beside an open tunnel and WebSocket: {early:?}");
+    drop(tunnel);
+    let r = tokio::time::timeout(Duration::from_secs(5), read_response(&mut third)).await.expect("served once the tunnel closed").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("GET /third"), "{}", r.body);
+    // The WebSocket kept its place and still carries messages.
+    ws.send(Message::text("second")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().into_text().unwrap().as_str(), "second");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_allowed_carries_intercepted_tls() {
     let h = start(RULES).await;

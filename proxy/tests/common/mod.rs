@@ -109,6 +109,8 @@ pub struct Options {
     pub refuse_private: bool,
     /// The HTTPS origin offers only HTTP/1.1 (ALPN).
     pub origin_h1_only: bool,
+    /// `Limits::max_connections`.
+    pub max_connections: usize,
 }
 
 impl Default for Options {
@@ -120,6 +122,7 @@ impl Default for Options {
             connect_timeout_ms: None,
             refuse_private: false,
             origin_h1_only: false,
+            max_connections: boundary_proxy::Limits::default().max_connections,
         }
     }
 }
@@ -180,6 +183,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
     ctx.original_dst = Arc::new(move |_| *d.lock().unwrap());
     ctx.limits.sniff_timeout = Duration::from_secs(2);
     ctx.limits.header_read_timeout = opts.header_read_timeout;
+    ctx.limits.max_connections = opts.max_connections;
     let ctx = Arc::new(ctx);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
