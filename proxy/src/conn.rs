@@ -227,14 +227,32 @@ where
         .max_buf_size(MAX_HEAD + 32 * 1024)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
-    if let Err(e) = conn.await {
+    let ended = conn.await;
+    if let Err(e) = &ended {
         log::debug!("HTTP/1 connection ended: {e}");
     }
-    // hyper gave up while part of a head was still arriving (the guard
-    // holds it, and clears the flag when the client itself closes): the
-    // head timed out (slowloris). An idle keep-alive close is no refusal.
-    if partial_head.load(Ordering::Relaxed) {
-        audit.record(Event::deny(kind, format!("request head not received within {}s", timeout.as_secs())));
+    match ended {
+        // A head the guard passed but hyper could not read: hyper answered
+        // it on its own (or, for an HTTP/2 preface, closed), and nothing
+        // else has recorded it. (The guard refuses what it knows hyper
+        // refuses; this is for whatever it does not know.)
+        Err(e) if e.is_parse() => {
+            let status = if e.is_parse_version_h2() {
+                None
+            } else if e.is_parse_too_large() {
+                Some(431) // (or 414 for a URI over 64 KiB, which the guard's head limit rules out)
+            } else {
+                Some(400)
+            };
+            audit.record(Event { status, ..Event::deny(kind, format!("malformed request: {e}")) });
+        }
+        // hyper gave up while part of a head was still arriving (the guard
+        // holds it, and clears the flag when the client itself closes): the
+        // head timed out (slowloris). An idle keep-alive close is no refusal.
+        _ if partial_head.load(Ordering::Relaxed) => {
+            audit.record(Event::deny(kind, format!("request head not received within {}s", timeout.as_secs())));
+        }
+        _ => {}
     }
 }
 

@@ -124,6 +124,49 @@ async fn oversized_heads_are_refused_and_audited() {
     w.still_serves("/allowed/after-big").await;
 }
 
+/// Heads the framing guard would pass but hyper itself refuses (more
+/// header fields than hyper takes, a request target `http::Uri` cannot
+/// read) are refused by the guard and audited, instead of getting a 431 or
+/// 400 from hyper that nothing records; as many fields as hyper takes, and
+/// the odd bytes it does read in a target, are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_hyper_itself_would_refuse_are_refused_and_audited() {
+    use boundary_proxy::guard::MAX_HEADERS;
+    let w = start(RULES, Duration::from_secs(30)).await;
+    let port = w.http_origin.port();
+    // Host and Connection, and the rest up to the count.
+    let fields = |n: usize| -> String { (2..n).map(|i| format!("X-H{i}: v\r\n")).collect() };
+    let get = |target: &str, n: usize| format!("GET {target} HTTP/1.1\r\nHost: origin.test:{port}\r\n{}Connection: close\r\n\r\n", fields(n));
+    let refused = [
+        ("too many header fields", get("/allowed/many", MAX_HEADERS + 1)),
+        ("request target is not a URI", get("other.test/x", 2)),
+        ("request target is not a URI", get("/allowed/a<b>", 2)),
+        ("request target is not a URI", get("/allowed/a?b=\"c\"", 2)),
+    ];
+    for (reason, req) in &refused {
+        let mut s = w.connect().await;
+        s.write_all(req.as_bytes()).await.unwrap();
+        let out = read_until_close(&mut s, 5).await.expect("connection kept open");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 400") && text.contains(reason), "{req:.60}: {text}");
+        let want = format!("malformed request: {reason}");
+        let r = w.wait_audit(reason, |r| r.reason.as_deref() == Some(&*want)).await;
+        assert_eq!((r.decision.as_str(), r.status), ("deny", Some(400)), "{r:?}");
+    }
+    assert_eq!(w.audit().len(), refused.len(), "{:#?}", w.audit());
+    for target in ["/allowed/full", "/allowed/{\"a\"}|b", "/allowed/q?a=[b]^{c}|`d`"] {
+        let mut s = w.connect().await;
+        let n = if target == "/allowed/full" { MAX_HEADERS } else { 2 };
+        s.write_all(get(target, n).as_bytes()).await.unwrap();
+        let out = read_until_close(&mut s, 5).await.expect("connection kept open");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200") && text.contains(&format!("origin saw GET {target}")), "{target}: {text}");
+    }
+    let seen = w.origin_requests();
+    assert_eq!(seen.len(), 3, "{:?}", w.origin_lines());
+    assert_eq!(seen[0].headers.len(), MAX_HEADERS - 1, "every field but Connection reaches the origin");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_chunked_bodies_never_let_a_second_request_through() {
     let w = start(RULES, Duration::from_secs(30)).await;
