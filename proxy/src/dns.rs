@@ -65,8 +65,11 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(8);
 const MAX_UDP_IN_FLIGHT: usize = 256;
 /// Concurrent DNS-over-TCP connections.
 const MAX_TCP_CONNECTIONS: usize = 64;
-/// A TCP connection idle this long is closed.
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TCP connection idle this long is closed, and so is one whose client
+/// has not taken an answer for this long (it may pipeline queries without
+/// ever reading: its answers would fill buffers and hold one of the
+/// [`MAX_TCP_CONNECTIONS`] for ever).
+pub const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reason recorded for names no rule could allow.
 pub const DENY_REASON: &str = "no rule allows this name";
 /// Reason recorded for allowed names when the container has no upstream.
@@ -83,6 +86,8 @@ pub struct DnsFilter {
     upstream_enabled: bool,
     /// Warmed when an allowed name is resolved (a connection is likely next).
     upstream: Option<Upstream>,
+    /// [`TCP_TIMEOUT`], unless a test shortens it.
+    tcp_timeout: Duration,
 }
 
 /// How one question is answered.
@@ -104,7 +109,14 @@ impl DnsFilter {
     ) -> Self {
         let sets = narrowing.map(|policy| NarrowSet { owner: CONFIG_OWNER.to_owned(), policy: (*policy).clone() });
         let narrowing = Arc::new(Narrowing::fixed(sets.into_iter().collect()));
-        DnsFilter { policy, narrowing, resolver, audit, sinkhole, upstream_enabled, upstream: None }
+        DnsFilter { policy, narrowing, resolver, audit, sinkhole, upstream_enabled, upstream: None, tcp_timeout: TCP_TIMEOUT }
+    }
+
+    /// The same filter with another idle and write timeout for DNS over
+    /// TCP than [`TCP_TIMEOUT`].
+    pub fn with_tcp_timeout(mut self, timeout: Duration) -> Self {
+        self.tcp_timeout = timeout;
+        self
     }
 
     /// The filter for the container a proxy context serves; the sinkhole is
@@ -118,6 +130,7 @@ impl DnsFilter {
             sinkhole: ctx.listen_addr,
             upstream_enabled: ctx.upstream_enabled,
             upstream: Some(ctx.upstream.clone()),
+            tcp_timeout: TCP_TIMEOUT,
         }
     }
 
@@ -382,12 +395,13 @@ async fn serve_tcp(listener: TcpListener, filter: Arc<DnsFilter>) -> io::Result<
 }
 
 /// Answers length-prefixed queries (RFC 1035 4.2.2) in order until the
-/// client closes, goes idle or sends a zero length.
+/// client closes, goes idle, takes no answer or sends a zero length.
 async fn serve_tcp_connection(mut stream: TcpStream, filter: &DnsFilter) -> io::Result<()> {
     let peer: Option<SocketAddr> = stream.peer_addr().ok();
+    let timeout = filter.tcp_timeout;
     loop {
         let mut len = [0u8; 2];
-        match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut len)).await {
+        match tokio::time::timeout(timeout, stream.read_exact(&mut len)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Ok(Err(e)) => return Err(e),
@@ -398,7 +412,7 @@ async fn serve_tcp_connection(mut stream: TcpStream, filter: &DnsFilter) -> io::
             return Ok(());
         }
         let mut query = vec![0u8; len];
-        match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut query)).await {
+        match tokio::time::timeout(timeout, stream.read_exact(&mut query)).await {
             Ok(read) => read.map(|_| ())?,
             Err(_) => return Ok(()),
         }
@@ -410,7 +424,13 @@ async fn serve_tcp_connection(mut stream: TcpStream, filter: &DnsFilter) -> io::
         let mut framed = Vec::with_capacity(answer.len() + 2);
         framed.extend_from_slice(&answer_len.to_be_bytes());
         framed.extend_from_slice(&answer);
-        stream.write_all(&framed).await?;
+        match tokio::time::timeout(timeout, stream.write_all(&framed)).await {
+            Ok(written) => written?,
+            Err(_) => {
+                log::debug!("DNS client over TCP {peer:?} took no answer for {timeout:?}; closing");
+                return Ok(());
+            }
+        }
     }
 }
 
