@@ -23,10 +23,11 @@
 //!   back to IPv4 without waiting. Every other type is an empty NOERROR
 //!   answer too.
 //!
-//! Every query is audited (kind `dns`, the query type in `method`).
-//! Malformed queries get FORMERR when their header can be read and are
-//! dropped otherwise; more than one question is FORMERR; opcodes other than
-//! QUERY are NOTIMP; a failed lookup of an allowed name is SERVFAIL.
+//! Every query is audited (kind `dns`, the query type in `method`), and
+//! so is every refusal. Malformed queries get FORMERR when their header
+//! can be read and are dropped otherwise; more than one question is
+//! FORMERR; opcodes other than QUERY are NOTIMP (audited with the opcode);
+//! a failed lookup of an allowed name is SERVFAIL.
 
 use std::borrow::Cow;
 use std::io;
@@ -169,6 +170,10 @@ impl DnsFilter {
             return None;
         };
         if header.op_code != OpCode::Query {
+            let mut event = Event::deny("dns", opcode_refusal(header.op_code));
+            event.method = Some(question.query_type().to_string());
+            event.host = Some(host_of(question.name()).unwrap_or_else(|| question.name().to_ascii()));
+            self.audit.record(event);
             return encode(&error_response(&header, Some(&request), ResponseCode::NotImp));
         }
         let response = self.respond(&request, &question).await;
@@ -246,6 +251,16 @@ impl DnsFilter {
             Ok(Err(e)) => Err(error_chain(&e)),
             Err(_) => Err(format!("lookup timed out after {LOOKUP_TIMEOUT:?}")),
         }
+    }
+}
+
+/// Why a message with another opcode than QUERY (STATUS, NOTIFY, UPDATE,
+/// ...) is refused, naming the opcode.
+fn opcode_refusal(op: OpCode) -> String {
+    let code = u8::from(op);
+    match op {
+        OpCode::Unknown(_) => format!("DNS opcode {code} is not implemented"),
+        named => format!("DNS opcode {named} ({code}) is not implemented"),
     }
 }
 

@@ -416,6 +416,39 @@ async fn malformed_queries_get_formerr_or_silence_and_never_panic() {
     assert_eq!(s.upstream.count(), 0);
 }
 
+/// A message with another opcode than QUERY (STATUS, NOTIFY, UPDATE, an
+/// unassigned one) is answered NOTIMP, never resolved, and audited as a
+/// refusal naming the opcode.
+#[tokio::test]
+async fn other_opcodes_get_notimp_and_are_audited() {
+    let s = Setup::new(&["domain=api.example.com", "domain=zone.example.com"], &[], true, &[]).await;
+    let ops = [
+        (OpCode::Status, "DNS opcode STATUS (2) is not implemented"),
+        (OpCode::Notify, "DNS opcode NOTIFY (4) is not implemented"),
+        (OpCode::Update, "DNS opcode UPDATE (5) is not implemented"),
+        (OpCode::Unknown(3), "DNS opcode 3 is not implemented"),
+    ];
+    for (i, (op, _)) in ops.iter().enumerate() {
+        let id = 50 + i as u16;
+        let mut m = Message::new(id, MessageType::Query, *op);
+        m.add_query(Query::query(Name::from_ascii("zone.example.com.").unwrap(), RecordType::SOA));
+        let bytes = m.to_vec().unwrap();
+        for answer in [s.filter.answer(&bytes).await, s.filter.answer_udp(&bytes).await] {
+            let a = Message::from_vec(&answer.expect("an answer")).unwrap();
+            assert_eq!((a.metadata.id, a.metadata.op_code, a.metadata.response_code), (id, *op, ResponseCode::NotImp));
+            assert!(a.answers.is_empty());
+        }
+    }
+    let recs = s.records();
+    assert_eq!(recs.len(), 2 * ops.len(), "{recs:#?}");
+    for (rec, (_, reason)) in recs.iter().zip(ops.iter().flat_map(|o| [o, o])) {
+        assert_eq!((rec.kind.as_str(), rec.decision.as_str(), rec.reason.as_deref()), ("dns", "deny", Some(*reason)), "{rec:?}");
+        assert_eq!((rec.host.as_deref(), rec.method.as_deref()), (Some("zone.example.com"), Some("SOA")), "{rec:?}");
+    }
+    settle().await;
+    assert_eq!(s.upstream.count(), 0);
+}
+
 #[tokio::test]
 async fn a_label_holding_a_dot_cannot_pose_as_an_allowed_name() {
     let s = Setup::new(&["domain=api.example.com"], &[], true, &[]).await;
