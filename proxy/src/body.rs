@@ -1,5 +1,6 @@
 //! Body wrappers: a response body that writes the request's audit record
-//! when the exchange ends (with the bytes sent), a request body that
+//! when the exchange ends (with the bytes sent), a response body that holds
+//! something as long as it lives, a request body that
 //! remembers whether the client's body was malformed, and a body that joins
 //! data frames already waiting into one (fewer, larger TLS records and
 //! writes; never waits for data).
@@ -72,6 +73,36 @@ impl Drop for AuditedBody {
     fn drop(&mut self) {
         let cut_short = !self.inner.is_end_stream();
         self.finish(cut_short.then_some("response not completed (client went away)"));
+    }
+}
+
+/// A response body that holds `T` until it is done with (sent whole, or
+/// dropped): an HTTP/2 stream is open that long.
+pub struct Holding<T> {
+    inner: ProxyBody,
+    _held: T,
+}
+
+impl<T> Holding<T> {
+    pub fn new(inner: ProxyBody, held: T) -> Holding<T> {
+        Holding { inner, _held: held }
+    }
+}
+
+impl<T: Unpin> Body for Holding<T> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

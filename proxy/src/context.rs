@@ -61,7 +61,9 @@ pub struct Limits {
     pub sniff_timeout: Duration,
     /// Time for a TLS handshake with the client.
     pub handshake_timeout: Duration,
-    /// HTTP/1 request head read timeout; also the keep-alive idle timeout.
+    /// HTTP/1 request head read timeout; also the keep-alive idle timeout,
+    /// and how long an HTTP/2 connection may go without a stream (its
+    /// first one included).
     pub header_read_timeout: Duration,
     /// Time for the upstream to send its response head.
     pub response_head_timeout: Duration,

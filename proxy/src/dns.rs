@@ -23,10 +23,11 @@
 //!   back to IPv4 without waiting. Every other type is an empty NOERROR
 //!   answer too.
 //!
-//! Every query is audited (kind `dns`, the query type in `method`).
-//! Malformed queries get FORMERR when their header can be read and are
-//! dropped otherwise; more than one question is FORMERR; opcodes other than
-//! QUERY are NOTIMP; a failed lookup of an allowed name is SERVFAIL.
+//! Every query is audited (kind `dns`, the query type in `method`), and
+//! so is every refusal. Malformed queries get FORMERR when their header
+//! can be read and are dropped otherwise; more than one question is
+//! FORMERR; opcodes other than QUERY are NOTIMP (audited with the opcode);
+//! a failed lookup of an allowed name is SERVFAIL.
 
 use std::borrow::Cow;
 use std::io;
@@ -65,8 +66,11 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(8);
 const MAX_UDP_IN_FLIGHT: usize = 256;
 /// Concurrent DNS-over-TCP connections.
 const MAX_TCP_CONNECTIONS: usize = 64;
-/// A TCP connection idle this long is closed.
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TCP connection idle this long is closed, and so is one whose client
+/// has not taken an answer for this long (it may pipeline queries without
+/// ever reading: its answers would fill buffers and hold one of the
+/// [`MAX_TCP_CONNECTIONS`] for ever).
+pub const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reason recorded for names no rule could allow.
 pub const DENY_REASON: &str = "no rule allows this name";
 /// Reason recorded for allowed names when the container has no upstream.
@@ -83,6 +87,8 @@ pub struct DnsFilter {
     upstream_enabled: bool,
     /// Warmed when an allowed name is resolved (a connection is likely next).
     upstream: Option<Upstream>,
+    /// [`TCP_TIMEOUT`], unless a test shortens it.
+    tcp_timeout: Duration,
 }
 
 /// How one question is answered.
@@ -104,7 +110,14 @@ impl DnsFilter {
     ) -> Self {
         let sets = narrowing.map(|policy| NarrowSet { owner: CONFIG_OWNER.to_owned(), policy: (*policy).clone() });
         let narrowing = Arc::new(Narrowing::fixed(sets.into_iter().collect()));
-        DnsFilter { policy, narrowing, resolver, audit, sinkhole, upstream_enabled, upstream: None }
+        DnsFilter { policy, narrowing, resolver, audit, sinkhole, upstream_enabled, upstream: None, tcp_timeout: TCP_TIMEOUT }
+    }
+
+    /// The same filter with another idle and write timeout for DNS over
+    /// TCP than [`TCP_TIMEOUT`].
+    pub fn with_tcp_timeout(mut self, timeout: Duration) -> Self {
+        self.tcp_timeout = timeout;
+        self
     }
 
     /// The filter for the container a proxy context serves; the sinkhole is
@@ -118,6 +131,7 @@ impl DnsFilter {
             sinkhole: ctx.listen_addr,
             upstream_enabled: ctx.upstream_enabled,
             upstream: Some(ctx.upstream.clone()),
+            tcp_timeout: TCP_TIMEOUT,
         }
     }
 
@@ -156,6 +170,10 @@ impl DnsFilter {
             return None;
         };
         if header.op_code != OpCode::Query {
+            let mut event = Event::deny("dns", opcode_refusal(header.op_code));
+            event.method = Some(question.query_type().to_string());
+            event.host = Some(host_of(question.name()).unwrap_or_else(|| question.name().to_ascii()));
+            self.audit.record(event);
             return encode(&error_response(&header, Some(&request), ResponseCode::NotImp));
         }
         let response = self.respond(&request, &question).await;
@@ -233,6 +251,16 @@ impl DnsFilter {
             Ok(Err(e)) => Err(error_chain(&e)),
             Err(_) => Err(format!("lookup timed out after {LOOKUP_TIMEOUT:?}")),
         }
+    }
+}
+
+/// Why a message with another opcode than QUERY (STATUS, NOTIFY, UPDATE,
+/// ...) is refused, naming the opcode.
+fn opcode_refusal(op: OpCode) -> String {
+    let code = u8::from(op);
+    match op {
+        OpCode::Unknown(_) => format!("DNS opcode {code} is not implemented"),
+        named => format!("DNS opcode {named} ({code}) is not implemented"),
     }
 }
 
@@ -382,12 +410,13 @@ async fn serve_tcp(listener: TcpListener, filter: Arc<DnsFilter>) -> io::Result<
 }
 
 /// Answers length-prefixed queries (RFC 1035 4.2.2) in order until the
-/// client closes, goes idle or sends a zero length.
+/// client closes, goes idle, takes no answer or sends a zero length.
 async fn serve_tcp_connection(mut stream: TcpStream, filter: &DnsFilter) -> io::Result<()> {
     let peer: Option<SocketAddr> = stream.peer_addr().ok();
+    let timeout = filter.tcp_timeout;
     loop {
         let mut len = [0u8; 2];
-        match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut len)).await {
+        match tokio::time::timeout(timeout, stream.read_exact(&mut len)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Ok(Err(e)) => return Err(e),
@@ -398,7 +427,7 @@ async fn serve_tcp_connection(mut stream: TcpStream, filter: &DnsFilter) -> io::
             return Ok(());
         }
         let mut query = vec![0u8; len];
-        match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut query)).await {
+        match tokio::time::timeout(timeout, stream.read_exact(&mut query)).await {
             Ok(read) => read.map(|_| ())?,
             Err(_) => return Ok(()),
         }
@@ -410,7 +439,13 @@ async fn serve_tcp_connection(mut stream: TcpStream, filter: &DnsFilter) -> io::
         let mut framed = Vec::with_capacity(answer.len() + 2);
         framed.extend_from_slice(&answer_len.to_be_bytes());
         framed.extend_from_slice(&answer);
-        stream.write_all(&framed).await?;
+        match tokio::time::timeout(timeout, stream.write_all(&framed)).await {
+            Ok(written) => written?,
+            Err(_) => {
+                log::debug!("DNS client over TCP {peer:?} took no answer for {timeout:?}; closing");
+                return Ok(());
+            }
+        }
     }
 }
 

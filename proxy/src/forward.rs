@@ -12,8 +12,9 @@ use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 
-use crate::audit::Event;
+use crate::audit::{AuditLog, Event};
 use crate::body::{AuditedBody, Coalesced, WatchedBody};
+use crate::conn::Slot;
 use crate::context::ProxyContext;
 use crate::guard::GUARD_HEADER;
 use crate::response::{self, ProxyBody};
@@ -145,6 +146,9 @@ pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Inc
     parts.extensions = Default::default();
     strip_hop_by_hop(&mut parts.headers, upgrade);
     parts.headers.remove(HOST);
+    // From here the request may reach the origin while this future waits,
+    // and hyper drops the future if the client goes away meanwhile.
+    let unanswered = Unanswered { audit: &ctx.audit, event: Some(event) };
     // A burst to an HTTPS origin makes one handshake, not one per request
     // (`crate::coalesce`); the probe is held until the answer is in.
     let probe = match (t.scheme, parts.uri.authority()) {
@@ -155,6 +159,7 @@ pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Inc
 
     let sent = tokio::time::timeout(ctx.limits.response_head_timeout, ctx.upstream.client(route).request(upstream_req)).await;
     drop(probe);
+    let mut event = unanswered.hand_on();
     let mut resp = match sent {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) if failed.load(Ordering::Relaxed) => {
@@ -176,7 +181,7 @@ pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Inc
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(splice(ctx.clone(), client_upgrade, upstream_upgrade, event));
+            tokio::spawn(splice(ctx.clone(), client_upgrade, upstream_upgrade, event, scope.slot.clone()));
             let (mut parts, _) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers, true);
             return Response::from_parts(parts, response::empty());
@@ -189,6 +194,36 @@ pub async fn forward(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<Inc
     Response::from_parts(parts, body.boxed_unsync())
 }
 
+/// The audit record of an allowed request on its way upstream, until it is
+/// handed on (to a failure answer, the response body or the upgraded
+/// connection). When hyper drops the service future before the answer
+/// comes (the client closed its connection or reset its HTTP/2 stream),
+/// this goes with it and writes the record: the request may well have
+/// reached the origin.
+struct Unanswered<'a> {
+    audit: &'a AuditLog,
+    event: Option<Event>,
+}
+
+impl Unanswered<'_> {
+    fn hand_on(mut self) -> Event {
+        self.event.take().unwrap_or_default()
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(mut event) = self.event.take() {
+            event.reason = Some(ABANDONED.to_owned());
+            self.audit.record(event);
+        }
+    }
+}
+
+/// Reason recorded for an allowed request whose client went away before
+/// the upstream's answer came.
+pub const ABANDONED: &str = "client went away before the response";
+
 fn fail(ctx: &ProxyContext, mut event: Event, status: u16, reason: &str, resp: Response<ProxyBody>) -> Response<ProxyBody> {
     event.status = Some(status);
     event.reason = Some(reason.to_owned());
@@ -196,8 +231,9 @@ fn fail(ctx: &ProxyContext, mut event: Event, status: u16, reason: &str, resp: R
     resp
 }
 
-/// Joins the two upgraded streams until either side closes.
-async fn splice(ctx: Arc<ProxyContext>, client: OnUpgrade, upstream: OnUpgrade, mut event: Event) {
+/// Joins the two upgraded streams until either side closes, holding the
+/// client connection's slot meanwhile.
+async fn splice(ctx: Arc<ProxyContext>, client: OnUpgrade, upstream: OnUpgrade, mut event: Event, _slot: Slot) {
     match tokio::try_join!(client, upstream) {
         Ok((c, u)) => {
             let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));

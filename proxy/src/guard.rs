@@ -24,7 +24,11 @@ use tokio::io::{AsyncRead, ReadBuf};
 pub const GUARD_HEADER: &str = "x-boundary-guard";
 /// Largest request head (request line + headers) accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
-const MAX_HEADERS: usize = 128;
+/// Most header fields in a request head: hyper's own limit (its default;
+/// raising it with `max_headers` would put hyper's header array on the
+/// heap for every request). A head with more is refused here, audited,
+/// rather than by hyper with a 431 that nothing records.
+pub const MAX_HEADERS: usize = 100;
 const MAX_CHUNK_LINE: usize = 4096;
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -47,6 +51,9 @@ pub fn check_head(head: &[u8]) -> Result<Framing, &'static str> {
         Ok(httparse::Status::Partial) => return Err("incomplete request head"),
         Err(httparse::Error::TooManyHeaders) => return Err("too many header fields"),
         Err(_) => return Err("malformed request head"),
+    }
+    if !target_parses(req.path.unwrap_or_default()) {
+        return Err("request target is not a URI");
     }
     let (mut cl, mut cl_count, mut te_count, mut te_chunked, mut upgrade) = (0u64, 0, 0, true, false);
     for h in req.headers.iter() {
@@ -78,6 +85,44 @@ pub fn check_head(head: &[u8]) -> Result<Framing, &'static str> {
         return Ok(Framing::Upgrade);
     }
     Ok(if te_count > 0 { Framing::Chunked } else { Framing::Length(cl) })
+}
+
+/// Whether hyper can read `target` (which httparse has accepted) as a URI
+/// (`http::Uri`); hyper answers one it cannot with a 400 of its own, which
+/// nothing would record. The origin form (`/path?query`), nearly every
+/// request, is checked byte by byte against `http`'s classes, without a
+/// copy; the others (absolute form, authority form, `*`) are parsed.
+fn target_parses(target: &str) -> bool {
+    if target.starts_with('/') {
+        return target.len() <= MAX_URI && origin_form_parses(target.as_bytes());
+    }
+    hyper::Uri::try_from(target).is_ok()
+}
+
+/// `http`'s length limit for a URI.
+const MAX_URI: usize = u16::MAX as usize - 1;
+
+/// The bytes `http` accepts in a path and in a query (`uri/path.rs`);
+/// bytes above 0x7F are fine once httparse has found the target UTF-8,
+/// and anything goes after `#` (`http` drops the fragment).
+fn origin_form_parses(target: &[u8]) -> bool {
+    let mut query = false;
+    for &b in target {
+        let ok = match b {
+            b'#' => return true,
+            b'?' => {
+                query = true;
+                true
+            }
+            0x80.. => true,
+            _ if query => matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E),
+            _ => matches!(b, 0x21 | b'"' | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7E),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 /// Every CR is followed by LF, every LF preceded by CR, and no line after
@@ -383,6 +428,31 @@ mod tests {
             let err = ok(head).unwrap_err();
             assert!(err.contains(why), "{head:?}: {err}");
         }
+    }
+
+    /// The guard refuses exactly the request targets hyper could not read:
+    /// every byte httparse lets through, in a path, a query and a
+    /// fragment, and targets in the other forms.
+    #[test]
+    fn request_targets_are_judged_as_hyper_reads_them() {
+        let hyper_reads = |t: &str| hyper::Uri::try_from(t).is_ok();
+        for b in 0x21u8..=0x7e {
+            let c = char::from(b);
+            for t in [format!("/a{c}b"), format!("/a?b{c}c"), format!("/a#{c}"), format!("/a?b#{c}")] {
+                assert_eq!(target_parses(&t), hyper_reads(&t), "{t:?}");
+            }
+        }
+        for t in [
+            "/", "/é?ü=1", "*", "http://a.example/x?y", "a.example:443", "http://a.example", "other.test/x", "http:other.test/x",
+            "//a.example/x", "http://a b/", "http://[::1/", "/a<b>", "/a`b", "/a?b\"c", "/a?b<c",
+        ] {
+            assert_eq!(target_parses(t), hyper_reads(t), "{t:?}");
+        }
+        assert!(!target_parses("other.test/x") && !target_parses("/a<b>") && target_parses("/a{b}\"c|d"));
+        let head = |t: &str| check_head(format!("GET {t} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        assert_eq!(head("other.test/x"), Err("request target is not a URI"));
+        assert_eq!(head("/a?b=<c>"), Err("request target is not a URI"));
+        assert_eq!(head("/a?b=c"), Ok(Framing::Length(0)));
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct Scope {
     pub outer: bool,
     /// Requests are HTTP/1 behind the framing guard (Upgrade possible).
     pub http1: bool,
+    /// The connection's place among the connection limit, for a tunnel or
+    /// WebSocket to hold once the connection is upgraded.
+    pub slot: crate::conn::Slot,
 }
 
 impl Scope {

@@ -58,9 +58,10 @@ pub fn handle_connect(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<In
     ev.status = Some(200);
     ctx.audit.record(ev);
     let on_upgrade = hyper::upgrade::on(&mut req);
+    let slot = scope.slot.clone();
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => crate::conn::serve_tunnel(ctx, TokioIo::new(upgraded), host, port).await,
+            Ok(upgraded) => crate::conn::serve_tunnel(ctx, TokioIo::new(upgraded), host, port, slot).await,
             Err(e) => log::debug!("CONNECT tunnel to {host}:{port} was not established: {e}"),
         }
     });

@@ -123,6 +123,12 @@ impl Setup {
         Message::from_vec(&bytes).expect("a parseable answer")
     }
 
+    /// The same filter with a shorter DNS-over-TCP timeout.
+    fn tcp_timeout(mut self, timeout: Duration) -> Setup {
+        self.filter = Arc::new(Arc::try_unwrap(self.filter).unwrap().with_tcp_timeout(timeout));
+        self
+    }
+
     fn records(&self) -> Vec<AuditRecord> {
         self.audit.flush();
         std::fs::read_to_string(&self.audit_path)
@@ -410,6 +416,39 @@ async fn malformed_queries_get_formerr_or_silence_and_never_panic() {
     assert_eq!(s.upstream.count(), 0);
 }
 
+/// A message with another opcode than QUERY (STATUS, NOTIFY, UPDATE, an
+/// unassigned one) is answered NOTIMP, never resolved, and audited as a
+/// refusal naming the opcode.
+#[tokio::test]
+async fn other_opcodes_get_notimp_and_are_audited() {
+    let s = Setup::new(&["domain=api.example.com", "domain=zone.example.com"], &[], true, &[]).await;
+    let ops = [
+        (OpCode::Status, "DNS opcode STATUS (2) is not implemented"),
+        (OpCode::Notify, "DNS opcode NOTIFY (4) is not implemented"),
+        (OpCode::Update, "DNS opcode UPDATE (5) is not implemented"),
+        (OpCode::Unknown(3), "DNS opcode 3 is not implemented"),
+    ];
+    for (i, (op, _)) in ops.iter().enumerate() {
+        let id = 50 + i as u16;
+        let mut m = Message::new(id, MessageType::Query, *op);
+        m.add_query(Query::query(Name::from_ascii("zone.example.com.").unwrap(), RecordType::SOA));
+        let bytes = m.to_vec().unwrap();
+        for answer in [s.filter.answer(&bytes).await, s.filter.answer_udp(&bytes).await] {
+            let a = Message::from_vec(&answer.expect("an answer")).unwrap();
+            assert_eq!((a.metadata.id, a.metadata.op_code, a.metadata.response_code), (id, *op, ResponseCode::NotImp));
+            assert!(a.answers.is_empty());
+        }
+    }
+    let recs = s.records();
+    assert_eq!(recs.len(), 2 * ops.len(), "{recs:#?}");
+    for (rec, (_, reason)) in recs.iter().zip(ops.iter().flat_map(|o| [o, o])) {
+        assert_eq!((rec.kind.as_str(), rec.decision.as_str(), rec.reason.as_deref()), ("dns", "deny", Some(*reason)), "{rec:?}");
+        assert_eq!((rec.host.as_deref(), rec.method.as_deref()), (Some("zone.example.com"), Some("SOA")), "{rec:?}");
+    }
+    settle().await;
+    assert_eq!(s.upstream.count(), 0);
+}
+
 #[tokio::test]
 async fn a_label_holding_a_dot_cannot_pose_as_an_allowed_name() {
     let s = Setup::new(&["domain=api.example.com"], &[], true, &[]).await;
@@ -471,5 +510,47 @@ async fn serve_dns_answers_over_udp_and_framed_tcp() {
     let n = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut rest)).await.unwrap().unwrap();
     assert_eq!(n, 0);
     assert!(!server.is_finished());
+    server.abort();
+}
+
+/// A client that pipelines queries over TCP and never reads the answers
+/// is disconnected once it has taken no answer for the TCP timeout (its
+/// answers would otherwise fill buffers and hold one of the 64 DNS-over-
+/// TCP connections for ever), and the filter serves a client that reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_client_that_never_reads_its_answers_is_disconnected() {
+    // About 1 KiB per answer: the socket buffers fill after a few thousand.
+    let many: Vec<Ipv4Addr> = (1..=60).map(|i| Ipv4Addr::new(198, 51, 100, i)).collect();
+    let rules = ["domain=big.example.com", "domain=api.example.com"];
+    let s = Setup::new(&rules, &[], true, &[("big.example.com", many)]).await.tcp_timeout(Duration::from_secs(1));
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp_addr = tcp.local_addr().unwrap();
+    let server = tokio::spawn(serve_dns(udp, tcp, s.filter.clone()));
+
+    let q = query(41, "big.example.com", RecordType::A, false);
+    let batch: Vec<u8> = (0..100).flat_map(|_| (q.len() as u16).to_be_bytes().into_iter().chain(q.iter().copied())).collect();
+    let mut hog = TcpStream::connect(tcp_addr).await.unwrap();
+    let flood = tokio::spawn(async move {
+        let mut sent = 0;
+        while hog.write_all(&batch).await.is_ok() {
+            sent += 100;
+        }
+        sent
+    });
+    let sent = tokio::time::timeout(Duration::from_secs(30), flood).await.expect("a client that never reads is disconnected").unwrap();
+    let answered = s.records().len();
+    assert!(answered > 0 && answered < sent, "{answered} of {sent} queries answered");
+
+    let mut conn = TcpStream::connect(tcp_addr).await.unwrap();
+    let q = query(42, "api.example.com", RecordType::A, false);
+    conn.write_all(&(q.len() as u16).to_be_bytes()).await.unwrap();
+    conn.write_all(&q).await.unwrap();
+    let mut len = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut len)).await.expect("served after the hog").unwrap();
+    let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+    conn.read_exact(&mut body).await.unwrap();
+    let m = Message::from_vec(&body).unwrap();
+    assert_eq!((m.metadata.id, a_answers(&m)), (42, vec![(PINNED, 30)]));
     server.abort();
 }

@@ -8,7 +8,7 @@ mod hostile;
 
 use std::time::{Duration, Instant};
 
-use hostile::start;
+use hostile::{frame, h2_exchange, hpack, start, END_HEADERS, END_STREAM, HEADERS, PREFACE, SETTINGS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const RULES: &[&str] = &["domain=origin.test path=/allowed/*"];
@@ -75,6 +75,32 @@ async fn an_idle_connection_is_closed_without_an_audit_refusal() {
     assert!(w.audit().iter().all(|r| r.reason.as_deref().is_none_or(|x| !x.contains("request head"))), "{:#?}", w.audit());
 }
 
+/// hyper's HTTP/2 server has no head read timer: a connection that
+/// negotiated h2 and then sends nothing, sends only its preface, or goes
+/// quiet after a stream (answering no PING, ignoring GOAWAY) is closed at
+/// the idle cut-off instead of holding a connection slot for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_http2_connections_are_closed_at_the_idle_cut_off() {
+    let w = start(RULES, Duration::from_secs(1)).await;
+    let mut silent = w.tls("origin.test", &[b"h2"]).await;
+    let mut preface_only = w.tls("origin.test", &[b"h2"]).await;
+    preface_only.write_all(PREFACE).await.unwrap();
+    preface_only.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    let mut after_a_stream = w.tls("origin.test", &[b"h2"]).await;
+    let authority = format!("origin.test:{}", w.https_origin.port());
+    let fields: [(&[u8], &[u8]); 4] = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", authority.as_bytes()), (b":path", b"/allowed/h2")];
+    let answered = h2_exchange(&mut after_a_stream, &[frame(HEADERS, END_HEADERS | END_STREAM, 1, &hpack(&fields))]).await;
+    assert!(answered.served_by_origin(), "{answered:?}");
+    let started = Instant::now();
+    let closed = tokio::join!(
+        common::closes_within(&mut silent, 6),
+        common::closes_within(&mut preface_only, 6),
+        common::closes_within(&mut after_a_stream, 6)
+    );
+    assert_eq!(closed, (true, true, true), "(silent, preface only, after a stream) closed after {:?}", started.elapsed());
+    w.still_serves("/allowed/after-silent-h2").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_heads_are_refused_and_audited() {
     let w = start(RULES, Duration::from_secs(30)).await;
@@ -96,6 +122,49 @@ async fn oversized_heads_are_refused_and_audited() {
     let refusals = w.audit().into_iter().filter(|r| r.decision == "deny" && r.status == Some(400)).count();
     assert!(refusals >= 2, "oversized heads must be audited: {:#?}", w.audit());
     w.still_serves("/allowed/after-big").await;
+}
+
+/// Heads the framing guard would pass but hyper itself refuses (more
+/// header fields than hyper takes, a request target `http::Uri` cannot
+/// read) are refused by the guard and audited, instead of getting a 431 or
+/// 400 from hyper that nothing records; as many fields as hyper takes, and
+/// the odd bytes it does read in a target, are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_hyper_itself_would_refuse_are_refused_and_audited() {
+    use boundary_proxy::guard::MAX_HEADERS;
+    let w = start(RULES, Duration::from_secs(30)).await;
+    let port = w.http_origin.port();
+    // Host and Connection, and the rest up to the count.
+    let fields = |n: usize| -> String { (2..n).map(|i| format!("X-H{i}: v\r\n")).collect() };
+    let get = |target: &str, n: usize| format!("GET {target} HTTP/1.1\r\nHost: origin.test:{port}\r\n{}Connection: close\r\n\r\n", fields(n));
+    let refused = [
+        ("too many header fields", get("/allowed/many", MAX_HEADERS + 1)),
+        ("request target is not a URI", get("other.test/x", 2)),
+        ("request target is not a URI", get("/allowed/a<b>", 2)),
+        ("request target is not a URI", get("/allowed/a?b=\"c\"", 2)),
+    ];
+    for (reason, req) in &refused {
+        let mut s = w.connect().await;
+        s.write_all(req.as_bytes()).await.unwrap();
+        let out = read_until_close(&mut s, 5).await.expect("connection kept open");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 400") && text.contains(reason), "{req:.60}: {text}");
+        let want = format!("malformed request: {reason}");
+        let r = w.wait_audit(reason, |r| r.reason.as_deref() == Some(&*want)).await;
+        assert_eq!((r.decision.as_str(), r.status), ("deny", Some(400)), "{r:?}");
+    }
+    assert_eq!(w.audit().len(), refused.len(), "{:#?}", w.audit());
+    for target in ["/allowed/full", "/allowed/{\"a\"}|b", "/allowed/q?a=[b]^{c}|`d`"] {
+        let mut s = w.connect().await;
+        let n = if target == "/allowed/full" { MAX_HEADERS } else { 2 };
+        s.write_all(get(target, n).as_bytes()).await.unwrap();
+        let out = read_until_close(&mut s, 5).await.expect("connection kept open");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200") && text.contains(&format!("origin saw GET {target}")), "{target}: {text}");
+    }
+    let seen = w.origin_requests();
+    assert_eq!(seen.len(), 3, "{:?}", w.origin_lines());
+    assert_eq!(seen[0].headers.len(), MAX_HEADERS - 1, "every field but Connection reaches the origin");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -312,6 +312,27 @@ async fn hop_by_hop_headers_are_not_forwarded() {
     assert!(r.body.ends_with("hop=false"), "{}", r.body);
 }
 
+/// An allowed request whose client goes away while it waits for the
+/// origin's answer has reached the origin all the same: it is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_request_the_client_abandons_before_the_answer_is_audited() {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let mut s = h.connect().await;
+    let req = format!("POST /hold HTTP/1.1\r\nHost: origin.test:{port}\r\nContent-Length: 5\r\n\r\nhello");
+    s.write_all(req.as_bytes()).await.unwrap();
+    h.hold.arrivals(1).await;
+    drop(s);
+    let rec = h.wait_audit(|r| r.url.as_deref().is_some_and(|u| u.ends_with("/hold"))).await;
+    assert_eq!((rec.decision.as_str(), rec.method.as_deref()), ("allow", Some("POST")), "{rec:?}");
+    assert_eq!(rec.reason.as_deref(), Some(boundary_proxy::forward::ABANDONED), "{rec:?}");
+    assert_eq!(rec.rule.as_deref(), Some("domain=origin.test"), "{rec:?}");
+    h.hold.release.notify_waiters();
+    // One record, not a second one when the answer comes after all.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.audit().len(), 1, "{:#?}", h.audit());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_upstream_is_a_prompt_502() {
     let h = start(RULES).await;

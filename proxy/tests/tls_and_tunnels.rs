@@ -158,6 +158,36 @@ async fn http2_streams_are_each_checked_against_the_sni() {
     assert!(body.contains("host does not match TLS server name"), "{body}");
 }
 
+/// An HTTP/2 stream the client resets while its allowed request waits for
+/// the origin's answer (and a connection closed under one) is audited: the
+/// request has reached the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_abandoned_before_the_answer_are_audited() {
+    let h = start(RULES).await;
+    let port = h.https_origin.port();
+    let tls = h.tls_connect("origin.test", &[b"h2"]).await;
+    let (mut send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    // Dropping the response future resets the stream (RST_STREAM CANCEL).
+    let reset = tokio::spawn(send.send_request(get(&format!("https://origin.test:{port}/hold?reset"), None)));
+    h.hold.arrivals(1).await;
+    reset.abort();
+    let rec = h.wait_audit(|r| r.url.as_deref().is_some_and(|u| u.ends_with("/hold?reset"))).await;
+    assert_eq!((rec.kind.as_str(), rec.decision.as_str()), ("https", "allow"), "{rec:?}");
+    assert_eq!(rec.reason.as_deref(), Some(boundary_proxy::forward::ABANDONED), "{rec:?}");
+    // The whole connection closed under a waiting stream.
+    send.ready().await.unwrap();
+    let waiting = tokio::spawn(send.send_request(get(&format!("https://origin.test:{port}/hold?closed"), None)));
+    h.hold.arrivals(2).await;
+    waiting.abort();
+    conn.abort();
+    let rec = h.wait_audit(|r| r.url.as_deref().is_some_and(|u| u.ends_with("/hold?closed"))).await;
+    assert_eq!(rec.reason.as_deref(), Some(boundary_proxy::forward::ABANDONED), "{rec:?}");
+    h.hold.release.notify_waiters();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.audit().len(), 2, "{:#?}", h.audit());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_less_and_ip_literal_tls_is_closed() {
     let h = start(RULES).await;
@@ -190,6 +220,30 @@ async fn server_sent_events_are_not_buffered() {
     assert_eq!(rest.as_ref(), b"data: two\n\n");
     let rec = h.wait_audit(|r| r.url.as_deref().is_some_and(|u| u.ends_with("/sse"))).await;
     assert_eq!(rec.bytes, Some(22));
+}
+
+/// The HTTP/2 idle cut-off counts streams being answered, not bytes: a
+/// stream that outlasts it is not cut, and the connection goes away once
+/// it has had no stream for that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_outlasting_the_idle_cut_off_is_not_cut() {
+    let h = start_with(RULES, Options { header_read_timeout: Duration::from_secs(1), ..Options::default() }).await;
+    let port = h.https_origin.port();
+    let tls = h.tls_connect("sse.test", &[b"h2"]).await;
+    let (mut send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let resp = send.send_request(get(&format!("https://sse.test:{port}/sse"), None)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first.data_ref().unwrap().as_ref(), b"data: one\n\n");
+    // Longer than the cut-off and the grace after a GOAWAY together.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    h.sse_release.notify_one();
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect()).await.unwrap().unwrap().to_bytes();
+    assert_eq!(rest.as_ref(), b"data: two\n\n");
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(ended.is_ok(), "an HTTP/2 connection without a stream was kept open");
 }
 
 async fn ws_echo<S: AsyncRead + AsyncWrite + Unpin>(url: &str, stream: S) -> Result<String, String> {
@@ -230,6 +284,34 @@ async fn connect_tunnel(h: &Harness, target: &str) -> (u16, BufReader<tokio::net
     s.get_mut().write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
     let r = read_response(&mut s).await.unwrap();
     (r.status, s)
+}
+
+/// A CONNECT tunnel and a WebSocket outlive the HTTP/1 exchange that
+/// opened them and keep its place among `max_connections`: with the limit
+/// at two and both open, a third connection is not served until one of
+/// them closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_tunnels_and_websockets_count_against_the_connection_limit() {
+    let h = start_with(RULES, Options { max_connections: 2, ..Options::default() }).await;
+    let port = h.http_origin.port();
+    let (status, tunnel) = connect_tunnel(&h, &format!("origin.test:{port}")).await;
+    assert_eq!(status, 200);
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://origin.test:{port}/ws"), h.connect().await).await.unwrap();
+    ws.send(Message::text("first")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().into_text().unwrap().as_str(), "first");
+
+    let mut third = BufReader::new(h.connect().await);
+    let req = format!("GET /third HTTP/1.1\r\nHost: origin.test:{port}\r\nConnection: close\r\n\r\n");
+    third.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let early = tokio::time::timeout(Duration::from_secs(1), read_response(&mut third)).await;
+    assert!(early.is_err(), "a third connection was served beside an open tunnel and WebSocket: {early:?}");
+    drop(tunnel);
+    let r = tokio::time::timeout(Duration::from_secs(5), read_response(&mut third)).await.expect("served once the tunnel closed").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("GET /third"), "{}", r.body);
+    // The WebSocket kept its place and still carries messages.
+    ws.send(Message::text("second")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().into_text().unwrap().as_str(), "second");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

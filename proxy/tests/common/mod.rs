@@ -69,7 +69,34 @@ pub struct Harness {
     pub host_ca: CertificateDer<'static>,
     pub dst: Arc<Mutex<Option<SocketAddr>>>,
     pub sse_release: Arc<Notify>,
+    /// Requests to `/hold` on either origin.
+    pub hold: Arc<Hold>,
     _dir: tempfile::TempDir,
+}
+
+/// The origins' `/hold`: the whole request is read, counted, and answered
+/// only once `release` is notified.
+#[derive(Default)]
+pub struct Hold {
+    arrived: AtomicUsize,
+    arrival: Notify,
+    pub release: Notify,
+}
+
+impl Hold {
+    /// Waits until `n` requests to `/hold` have arrived whole (5 s at most).
+    pub async fn arrivals(&self, n: usize) {
+        let wait = async {
+            loop {
+                let arrival = self.arrival.notified();
+                if self.arrived.load(Ordering::SeqCst) >= n {
+                    return;
+                }
+                arrival.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), wait).await.expect("requests to /hold arrive at the origin");
+    }
 }
 
 pub struct Options {
@@ -82,6 +109,8 @@ pub struct Options {
     pub refuse_private: bool,
     /// The HTTPS origin offers only HTTP/1.1 (ALPN).
     pub origin_h1_only: bool,
+    /// `Limits::max_connections`.
+    pub max_connections: usize,
 }
 
 impl Default for Options {
@@ -93,6 +122,7 @@ impl Default for Options {
             connect_timeout_ms: None,
             refuse_private: false,
             origin_h1_only: false,
+            max_connections: boundary_proxy::Limits::default().max_connections,
         }
     }
 }
@@ -107,9 +137,10 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
     let host_ca = make_ca("test host CA");
     let origin_ca = make_ca("test origin CA");
     let sse_release = Arc::new(Notify::new());
-    let (http_origin, http_origin_accepts) = spawn_origin(None, sse_release.clone()).await;
+    let hold = Arc::new(Hold::default());
+    let (http_origin, http_origin_accepts) = spawn_origin(None, sse_release.clone(), hold.clone()).await;
     let acceptor = origin_tls(&origin_ca, opts.origin_h1_only);
-    let (https_origin, https_origin_accepts) = spawn_origin(Some(acceptor), sse_release.clone()).await;
+    let (https_origin, https_origin_accepts) = spawn_origin(Some(acceptor), sse_release.clone(), hold.clone()).await;
 
     let write = |name: &str, text: &str| {
         let p = dir.path().join(name);
@@ -152,6 +183,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
     ctx.original_dst = Arc::new(move |_| *d.lock().unwrap());
     ctx.limits.sniff_timeout = Duration::from_secs(2);
     ctx.limits.header_read_timeout = opts.header_read_timeout;
+    ctx.limits.max_connections = opts.max_connections;
     let ctx = Arc::new(ctx);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
@@ -167,6 +199,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
         host_ca: host_ca.der,
         dst,
         sse_release,
+        hold,
         _dir: dir,
     }
 }
@@ -221,7 +254,7 @@ fn origin_tls(ca: &Ca, h1_only: bool) -> TlsAcceptor {
 
 type OriginBody = BoxBody<Bytes, Infallible>;
 
-async fn spawn_origin(tls: Option<TlsAcceptor>, release: Arc<Notify>) -> (SocketAddr, Arc<AtomicUsize>) {
+async fn spawn_origin(tls: Option<TlsAcceptor>, release: Arc<Notify>, hold: Arc<Hold>) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepts = Arc::new(AtomicUsize::new(0));
@@ -232,9 +265,10 @@ async fn spawn_origin(tls: Option<TlsAcceptor>, release: Arc<Notify>) -> (Socket
             counted.fetch_add(1, Ordering::SeqCst);
             let tls = tls.clone();
             let release = release.clone();
+            let hold = hold.clone();
             tokio::spawn(async move {
                 let scheme = if tls.is_some() { "https" } else { "http" };
-                let svc = service_fn(move |req| origin(req, scheme, release.clone()));
+                let svc = service_fn(move |req| origin(req, scheme, release.clone(), hold.clone()));
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 match tls {
                     Some(acc) => {
@@ -254,9 +288,9 @@ async fn spawn_origin(tls: Option<TlsAcceptor>, release: Arc<Notify>) -> (Socket
 
 /// The origin: `/sse` streams two events (the second after `release`),
 /// `/ws` echoes WebSocket messages, `/echo` streams the request body back
-/// as it arrives, `/slow` answers after 300 ms, anything else describes the
-/// request.
-async fn origin(mut req: Request<Incoming>, scheme: &'static str, release: Arc<Notify>) -> Result<Response<OriginBody>, Infallible> {
+/// as it arrives, `/slow` answers after 300 ms, `/hold` once the test lets
+/// it ([`Hold`]), anything else describes the request.
+async fn origin(mut req: Request<Incoming>, scheme: &'static str, release: Arc<Notify>, hold: Arc<Hold>) -> Result<Response<OriginBody>, Infallible> {
     match req.uri().path() {
         "/sse" => {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
@@ -274,6 +308,14 @@ async fn origin(mut req: Request<Incoming>, scheme: &'static str, release: Arc<N
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok(text(200, "slow".into()))
+        }
+        "/hold" => {
+            let len = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(usize::MAX);
+            let released = hold.release.notified();
+            hold.arrived.fetch_add(1, Ordering::SeqCst);
+            hold.arrival.notify_waiters();
+            released.await;
+            Ok(text(200, format!("held len={len}")))
         }
         "/ws" => {
             let key = req.headers().get("sec-websocket-key").cloned();
