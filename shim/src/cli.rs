@@ -299,19 +299,19 @@ fn joined_in(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, con
 /// host's): never one whose inbound flows go to a jail. Unreadable counts
 /// as ours, the safe reading.
 fn is_our_netns(path: &Path) -> bool {
-    match (crate::netns::inode(path), crate::netns::inode(Path::new("/proc/self/ns/net"))) {
-        (Some(theirs), Some(ours)) => theirs == ours,
-        _ => true,
-    }
+    netns_is_ours(path).unwrap_or(true)
 }
 
 /// Whether `path` is this process's network namespace, read strictly: an
 /// unreadable one is not (unlike [`is_our_netns`]).
 fn same_netns_as_ours(path: &Path) -> bool {
-    match (crate::netns::inode(path), crate::netns::inode(Path::new("/proc/self/ns/net"))) {
-        (Some(theirs), Some(ours)) => theirs == ours,
-        _ => false,
-    }
+    netns_is_ours(path).unwrap_or(false)
+}
+
+/// Whether `path` is this process's network namespace; `None` when either
+/// cannot be read.
+fn netns_is_ours(path: &Path) -> Option<bool> {
+    Some(crate::netns::inode(path)? == crate::netns::inode(Path::new("/proc/self/ns/net"))?)
 }
 
 /// Whether a namespace file belongs to the host's user namespace (an
