@@ -62,7 +62,7 @@ fn run() -> anyhow::Result<()> {
             let ms: u64 = ms.parse().with_context(|| format!("--timeout-ms {ms:?} is not a number of milliseconds"))?;
             (PathBuf::from(dir), Some(Duration::from_millis(ms)))
         }
-        _ => bail!("usage: boundary-hook {hook} --state-root DIR [--timeout-ms N]"),
+        _ => bail!("usage: boundary-hook {hook} --state-root DIR [--timeout-ms N | --if-create-token N]"),
     };
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).context("cannot read the OCI state from stdin")?;
