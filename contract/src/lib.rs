@@ -119,6 +119,11 @@ pub struct SidecarConfig {
     pub upstream_resolvers: Option<Vec<IpAddr>>,
     /// Append-only JSON-lines audit log.
     pub audit_log: PathBuf,
+    /// Size limit of the audit log in bytes: past it, records are counted
+    /// and summarised instead of written. `None`: no limit. At least
+    /// [`AUDIT_MIN_MAX_BYTES`].
+    #[serde(default)]
+    pub audit_max_bytes: Option<u64>,
     /// Unprivileged identity the sidecar worker runs as.
     pub uid: u32,
     pub gid: u32,
@@ -130,6 +135,9 @@ pub struct SidecarConfig {
     #[serde(default)]
     pub orphan_watch: Option<OrphanWatch>,
 }
+
+/// The smallest audit log size limit (`[audit] max_bytes`) there may be.
+pub const AUDIT_MIN_MAX_BYTES: u64 = 64 * 1024;
 
 /// What the supervisor watches to tell a failed `create` from a live
 /// container: once `creator_pid` (the shim, which becomes the delegate)

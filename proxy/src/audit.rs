@@ -14,13 +14,24 @@
 //! sequence continues from the last record already in the file, so a
 //! restarted sidecar never reuses a number. Header values, bodies and key
 //! material are never part of an event.
+//!
+//! A log may have a size limit (`[audit] max_bytes`): a container that
+//! floods the sidecar with DNS questions or denied requests must not fill
+//! the host's disk. Once the next record would take the file past the
+//! limit, the writer writes one notice instead and from then on counts the
+//! records it does not write, by decision and kind, and writes the counts
+//! as summary records (`kind` `audit`): at most once a minute while
+//! records are being counted, on every [`AuditLog::flush`] (the worker
+//! flushes when it stops) and when the log closes. Nothing is dropped
+//! without being counted; only the summaries (two short lines at most a
+//! minute) go past the limit.
 
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use boundary_contract::AuditRecord;
 use serde::Serialize;
@@ -29,6 +40,13 @@ use serde::Serialize;
 const TAIL_WINDOW: u64 = 64 * 1024;
 /// A batch is written out early once its lines reach this size.
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Room kept under a size limit for the notice that the limit is reached.
+const NOTICE_ROOM: u64 = 1024;
+/// While records are being counted instead of written, their counts are
+/// written at most this often (and on every flush and at the end).
+pub const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+/// The smallest size limit a log may have.
+pub const MIN_LIMIT: u64 = boundary_contract::AUDIT_MIN_MAX_BYTES;
 /// On a deferring thread, this many waiting records wake the writer without
 /// waiting for the end of the round (a runtime that never runs out of
 /// ready work still gets its records written).
@@ -169,8 +187,22 @@ impl AuditLog {
     /// worker starts it once its privileges are dropped, so that no other
     /// thread exists while it changes credentials (glibc makes every thread
     /// change them too, and waits for each to be scheduled).
-    pub fn open_unstarted(mut file: File, container_id: &str) -> io::Result<(AuditLog, UnstartedWriter)> {
+    pub fn open_unstarted(file: File, container_id: &str) -> io::Result<(AuditLog, UnstartedWriter)> {
+        AuditLog::open_unstarted_limited(file, container_id, None)
+    }
+
+    /// [`AuditLog::open`] with a size limit (see the module's doc); `None`:
+    /// no limit. A limit under [`MIN_LIMIT`] is raised to it.
+    pub fn open_limited(file: File, container_id: &str, limit: Option<u64>) -> io::Result<AuditLog> {
+        let (log, writer) = AuditLog::open_unstarted_limited(file, container_id, limit)?;
+        writer.start()?;
+        Ok(log)
+    }
+
+    /// [`AuditLog::open_unstarted`] with a size limit.
+    pub fn open_unstarted_limited(mut file: File, container_id: &str, limit: Option<u64>) -> io::Result<(AuditLog, UnstartedWriter)> {
         let (last_seq, needs_newline) = last_seq(&mut file)?;
+        let len = file.metadata()?.len();
         let queue = Arc::new(Queue { state: Mutex::new(Pending::default()), wake: Condvar::new(), owed: AtomicBool::new(false) });
         let writer = Writer {
             out: file,
@@ -179,6 +211,7 @@ impl AuditLog {
             seq: last_seq,
             needs_newline,
             clock: Clock::default(),
+            limit: limit.map(|l| Limit::new(l, len)),
         };
         let unstarted = UnstartedWriter { writer, queue: queue.clone() };
         Ok((AuditLog { tx: Arc::new(Sender { queue, recorded: AtomicU64::new(0) }) }, unstarted))
@@ -308,25 +341,110 @@ struct Writer {
     seq: u64,
     needs_newline: bool,
     clock: Clock,
+    /// The size limit and what it has kept out, if the log has one.
+    limit: Option<Limit>,
+}
+
+/// A log's size limit and the records counted instead of written.
+struct Limit {
+    max: u64,
+    /// Bytes in the file, as far as this writer knows (what it found when
+    /// it opened the file, plus what it wrote).
+    len: u64,
+    /// The limit is reached: records are counted, not written.
+    full: bool,
+    allowed: Tally,
+    denied: Tally,
+    /// When the first record of the current counts was kept out.
+    since: Option<SystemTime>,
+    /// When counts were last written (or the limit reached).
+    last_summary: Instant,
+    /// [`SUMMARY_EVERY`] (shorter in tests).
+    every: Duration,
+}
+
+impl Limit {
+    fn new(max: u64, len: u64) -> Limit {
+        let max = max.max(MIN_LIMIT);
+        Limit {
+            max,
+            len,
+            // A file already at its limit stays there across restarts.
+            full: len.saturating_add(NOTICE_ROOM) > max,
+            allowed: Tally::default(),
+            denied: Tally::default(),
+            since: None,
+            last_summary: Instant::now(),
+            every: SUMMARY_EVERY,
+        }
+    }
+
+    fn count(&mut self, time: SystemTime, ev: &Event) {
+        self.since.get_or_insert(time);
+        if ev.allowed { &mut self.allowed } else { &mut self.denied }.add(ev.kind);
+    }
+
+    /// How long until the counts are due to be written; `None` if there
+    /// are none.
+    fn summary_due_in(&self) -> Option<Duration> {
+        self.since?;
+        Some(self.every.saturating_sub(self.last_summary.elapsed()))
+    }
+}
+
+/// Records kept out by a size limit, in all and by kind.
+#[derive(Default)]
+struct Tally {
+    total: u64,
+    kinds: Vec<(&'static str, u64)>,
+}
+
+impl Tally {
+    fn add(&mut self, kind: &'static str) {
+        self.total += 1;
+        match self.kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => self.kinds.push((kind, 1)),
+        }
+    }
+
+    /// "dns 120, https 3".
+    fn by_kind(&self) -> String {
+        let mut kinds = self.kinds.clone();
+        kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        kinds.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+    }
 }
 
 impl Writer {
     fn run(mut self, queue: &Queue) {
         let mut batch = Vec::new();
         loop {
+            let done;
             {
                 let mut p = queue.lock();
                 while p.msgs.is_empty() && !p.closed {
+                    let due = self.limit.as_ref().and_then(Limit::summary_due_in);
+                    if due.is_some_and(|d| d.is_zero()) {
+                        break; // only the counts to write
+                    }
                     p.writer_idle = true;
-                    p = queue.wake.wait(p).unwrap_or_else(|poisoned| poisoned.into_inner());
+                    p = match due {
+                        Some(d) => queue.wake.wait_timeout(p, d).unwrap_or_else(|poisoned| poisoned.into_inner()).0,
+                        None => queue.wake.wait(p).unwrap_or_else(|poisoned| poisoned.into_inner()),
+                    };
                 }
                 p.writer_idle = false;
-                if p.msgs.is_empty() {
-                    return; // closed and drained
-                }
+                done = p.closed && p.msgs.is_empty();
                 std::mem::swap(&mut p.msgs, &mut batch);
             }
             self.write_batch(&mut batch);
+            if done {
+                // Closed and drained: the counts, if any, go last.
+                self.summarise();
+                self.write_out();
+                return;
+            }
         }
     }
 
@@ -336,18 +454,88 @@ impl Writer {
         for msg in batch.drain(..) {
             match msg {
                 Msg::Record { time, ev } => {
-                    self.format(time, &ev);
+                    self.record(time, &ev);
                     if self.buf.len() >= MAX_BATCH_BYTES {
                         self.write_out();
                     }
                 }
                 Msg::Flush(done) => {
+                    self.summarise();
                     self.write_out();
                     answer(&done);
                 }
             }
         }
+        if self.limit.as_ref().and_then(Limit::summary_due_in).is_some_and(|d| d.is_zero()) {
+            self.summarise();
+        }
         self.write_out();
+    }
+
+    /// Appends the line for `ev` to the batch, or counts it if the size
+    /// limit keeps it out.
+    fn record(&mut self, time: SystemTime, ev: &Event) {
+        let Some(limit) = &mut self.limit else {
+            self.format(time, ev);
+            return;
+        };
+        if limit.full {
+            limit.count(time, ev);
+            return;
+        }
+        let (max, len) = (limit.max, limit.len);
+        let mark = self.buf.len();
+        let seq = self.seq;
+        self.format(time, ev);
+        if len + self.buf.len() as u64 + NOTICE_ROOM <= max {
+            return;
+        }
+        // This record would take the file past its limit: the notice
+        // takes its place, and it is the first one counted.
+        self.buf.truncate(mark);
+        self.seq = seq;
+        let notice = Event::deny(
+            "audit",
+            format!(
+                "this audit log reached its size limit ({max} bytes, [audit] max_bytes): from here on decisions are \
+                 counted and their counts written here at most once a minute, not written one by one"
+            ),
+        );
+        self.format(time, &notice);
+        if let Some(limit) = &mut self.limit {
+            limit.full = true;
+            limit.last_summary = Instant::now();
+            limit.count(time, ev);
+        }
+    }
+
+    /// Appends the counts of the records kept out since the last summary
+    /// (one line for the allowed, one for the denied) and resets them.
+    fn summarise(&mut self) {
+        let Some(limit) = &mut self.limit else { return };
+        let Some(since) = limit.since.take() else { return };
+        limit.last_summary = Instant::now();
+        let max = limit.max;
+        let tallies = [(true, std::mem::take(&mut limit.allowed)), (false, std::mem::take(&mut limit.denied))];
+        let now = SystemTime::now();
+        for (allowed, tally) in tallies {
+            if tally.total == 0 {
+                continue;
+            }
+            let ev = Event {
+                kind: "audit",
+                allowed,
+                reason: Some(format!(
+                    "{} {} decisions since {} not written, the log being at its size limit ({max} bytes, [audit] max_bytes): {}",
+                    tally.total,
+                    if allowed { "allowed" } else { "denied" },
+                    rfc3339(since),
+                    tally.by_kind()
+                )),
+                ..Event::default()
+            };
+            self.format(now, &ev);
+        }
     }
 
     /// Appends the line for `ev` to the batch.
@@ -386,6 +574,9 @@ impl Writer {
         }
         if let Err(e) = self.out.write_all(&self.buf) {
             log::error!("writing {} bytes of audit records (up to seq {}): {e}", self.buf.len(), self.seq);
+        }
+        if let Some(limit) = &mut self.limit {
+            limit.len += self.buf.len() as u64;
         }
         self.buf.clear();
     }
@@ -488,6 +679,19 @@ mod tests {
         AuditLog::open(f, "c1").unwrap()
     }
 
+    /// Drops the last handle and waits (up to 2 s) for the writer to end.
+    fn close_and_wait(log: AuditLog) -> bool {
+        let queue = log.tx.queue.clone();
+        drop(log);
+        for _ in 0..200 {
+            if queue.lock().writer_gone {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
     fn records(path: &std::path::Path) -> Vec<AuditRecord> {
         std::fs::read_to_string(path)
             .unwrap()
@@ -546,6 +750,7 @@ mod tests {
             seq: 6,
             needs_newline: false,
             clock: Clock::default(),
+            limit: None,
         };
         let t = UNIX_EPOCH + Duration::from_millis(951_782_400_000 + 3_723_056);
         let full = Event {
@@ -706,17 +911,98 @@ mod tests {
         for _ in 0..100 {
             log.record(Event::deny("tcp", "queued at close"));
         }
-        let queue = log.tx.queue.clone();
-        drop(log);
-        for _ in 0..200 {
-            if queue.lock().writer_gone {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(queue.lock().writer_gone, "the writer stops once every handle is gone");
+        assert!(close_and_wait(log), "the writer stops once every handle is gone");
         let recs = records(&path);
         assert_eq!(recs.len(), 102);
         assert_eq!(recs.last().unwrap().seq, 102);
+    }
+    fn limited(path: &std::path::Path, every: Duration) -> AuditLog {
+        let f = OpenOptions::new().read(true).append(true).create(true).open(path).unwrap();
+        let (log, mut writer) = AuditLog::open_unstarted_limited(f, "c1", Some(MIN_LIMIT)).unwrap();
+        writer.writer.limit.as_mut().unwrap().every = every;
+        writer.start().unwrap();
+        log
+    }
+
+    /// "N allowed decisions since ..." -> N, by decision.
+    fn counted(recs: &[AuditRecord]) -> (u64, u64) {
+        let mut n = (0, 0);
+        for r in recs.iter().filter(|r| r.kind == "audit" && r.reason.as_deref().is_some_and(|t| t.contains(" decisions since "))) {
+            let count: u64 = r.reason.as_deref().unwrap().split(' ').next().unwrap().parse().unwrap();
+            if r.decision == "allow" { n.0 += count } else { n.1 += count }
+        }
+        n
+    }
+
+    fn flood(log: &AuditLog, n: usize) {
+        for i in 0..n {
+            if i % 3 == 0 {
+                log.record(Event { kind: "https", allowed: true, url: Some(format!("https://a.example/{i:0>80}")), ..Event::default() });
+            } else {
+                log.record(Event::deny("dns", format!("no rule allows {i:0>80}.example")));
+            }
+        }
+    }
+
+    #[test]
+    fn a_size_limit_keeps_the_file_small_and_counts_what_it_keeps_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = limited(&path, SUMMARY_EVERY);
+        flood(&log, 3000);
+        log.flush();
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size <= MIN_LIMIT + 1024, "{size} bytes for a limit of {MIN_LIMIT}");
+        let recs = records(&path);
+        assert!(recs.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1), "seq runs on without gaps");
+        let notices: Vec<_> = recs.iter().filter(|r| r.kind == "audit" && r.reason.as_deref().unwrap().contains("reached its size limit")).collect();
+        assert_eq!(notices.len(), 1, "one notice");
+        let written = recs.iter().filter(|r| r.kind != "audit").count() as u64;
+        assert!(written > 100 && written < 3000, "{written} written");
+        let (allowed, denied) = counted(&recs);
+        assert_eq!(written + allowed + denied, 3000, "every record is written or counted");
+        let written_allowed = recs.iter().filter(|r| r.kind == "https").count() as u64;
+        assert_eq!(written_allowed + allowed, 1000);
+        let summary = recs.iter().rev().find(|r| r.decision == "deny" && r.kind == "audit").unwrap().reason.clone().unwrap();
+        assert!(summary.contains(&format!("{denied} denied decisions since ")) && summary.ends_with(&format!(": dns {denied}")), "{summary}");
+        assert!(summary.contains("[audit] max_bytes"), "{summary}");
+
+        // Nothing counted since the last flush: no summary, no growth.
+        log.flush();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+        drop(log);
+
+        // A restarted sidecar finds the file at its limit: no second
+        // notice, its records are counted at once and summarised at close.
+        let log = limited(&path, SUMMARY_EVERY);
+        flood(&log, 30);
+        close_and_wait(log);
+        let again = records(&path);
+        assert_eq!(again.iter().filter(|r| r.reason.as_deref().is_some_and(|t| t.contains("reached its size limit"))).count(), 1);
+        let (a2, d2) = counted(&again[recs.len()..]);
+        assert_eq!((a2, d2), (10, 20), "the closing summary counts the restart's records");
+        assert_eq!(again.last().unwrap().seq, again.len() as u64);
+    }
+
+    #[test]
+    fn counts_are_written_while_a_flood_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = limited(&path, Duration::from_millis(100));
+        flood(&log, 1000);
+        // No flush: the writer itself writes the counts when they are due,
+        // even with no further record to wake it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut recs = Vec::new();
+        while Instant::now() < deadline {
+            recs = records(&path);
+            if counted(&recs).0 + counted(&recs).1 > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let written = recs.iter().filter(|r| r.kind != "audit").count() as u64;
+        let (a, d) = counted(&recs);
+        assert_eq!(written + a + d, 1000, "counts written without a flush");
     }
 }

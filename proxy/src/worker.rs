@@ -139,7 +139,7 @@ fn start(config_path: &Path, parent: Option<Pid>) -> Result<(Arc<ProxyContext>, 
         dns_tcp: adopt(DNS_TCP_FD, "DNS TCP socket")?,
     };
     let audit_file = File::from(adopt(AUDIT_FD, "audit log")?);
-    let (audit, writer) = AuditLog::open_unstarted(audit_file, &cfg.container_id).map_err(WorkerError::Audit)?;
+    let (audit, writer) = AuditLog::open_unstarted_limited(audit_file, &cfg.container_id, cfg.audit_max_bytes).map_err(WorkerError::Audit)?;
     let ctx = ProxyContext::from_config(&cfg, audit).map_err(WorkerError::Build)?;
     privdrop::drop_privileges(cfg.uid, cfg.gid).map_err(WorkerError::PrivDrop)?;
     // Only now: a credential change with other threads alive waits until

@@ -129,6 +129,7 @@ fn config(ns: &Netns, dir: &Path) -> SidecarConfig {
         // Nothing listens there: no test name may need a real lookup.
         upstream_resolvers: Some(vec![LOOPBACK.into()]),
         audit_log: dir.join("audit/audit.jsonl"),
+        audit_max_bytes: None,
         uid: NOBODY,
         gid: NOBODY,
         pid_file: dir.join("run/sidecar.pid"),

@@ -116,7 +116,14 @@ pub struct DnsConfig {
 pub struct AuditConfig {
     /// `<dir>/<container-id>.jsonl`.
     pub dir: PathBuf,
+    /// Size limit of each container's audit log, in bytes; 0: none. Past
+    /// it the sidecar counts decisions and writes their counts instead of
+    /// one record each, so a container cannot fill the host's disk.
+    pub max_bytes: u64,
 }
+
+/// Default `audit.max_bytes`: 256 MiB per container.
+pub const DEFAULT_AUDIT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Largest `sidecar.upstream_connect_timeout_ms` (5 minutes, the limit for
 /// the whole response head).
@@ -191,7 +198,7 @@ impl Default for TlsConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { dir: PathBuf::from("/var/log/boundary-runc") }
+        AuditConfig { dir: PathBuf::from("/var/log/boundary-runc"), max_bytes: DEFAULT_AUDIT_MAX_BYTES }
     }
 }
 
@@ -264,6 +271,13 @@ impl Config {
         if !(1..=MAX_CONNECT_TIMEOUT_MS).contains(&connect) {
             return Err(invalid(format!(
                 "sidecar.upstream_connect_timeout_ms = {connect}: must be between 1 and {MAX_CONNECT_TIMEOUT_MS} (ms)"
+            )));
+        }
+        let max = self.audit.max_bytes;
+        if max != 0 && max < boundary_contract::AUDIT_MIN_MAX_BYTES {
+            return Err(invalid(format!(
+                "audit.max_bytes = {max}: must be 0 (no limit) or at least {} (bytes)",
+                boundary_contract::AUDIT_MIN_MAX_BYTES
             )));
         }
         for (i, rule) in self.policy.default_rules.iter().enumerate() {
@@ -365,5 +379,16 @@ refuse_private_destinations = true
             let e = Config::parse(&format!("[sidecar]\nupstream_connect_timeout_ms = {bad}"), Path::new("x.toml")).unwrap_err().to_string();
             assert!(e.contains("sidecar.upstream_connect_timeout_ms") && e.contains(bad), "{e}");
         }
+        for bad in ["1", "65535"] {
+            let e = Config::parse(&format!("[audit]\nmax_bytes = {bad}"), Path::new("x.toml")).unwrap_err().to_string();
+            assert!(e.contains("audit.max_bytes") && e.contains(bad) && e.contains("65536"), "{e}");
+        }
+        let e = Config::parse("[audit]\nmax_bytes = -1", Path::new("x.toml")).unwrap_err().to_string();
+        assert!(e.contains("max_bytes"), "{e}");
+        for good in ["0", "65536", "1073741824"] {
+            let c = Config::parse(&format!("[audit]\nmax_bytes = {good}"), Path::new("x.toml")).unwrap();
+            assert_eq!(c.audit.max_bytes.to_string(), good);
+        }
+        assert_eq!(Config::default().audit.max_bytes, 256 * 1024 * 1024);
     }
 }

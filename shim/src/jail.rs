@@ -466,6 +466,7 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
         rules_in: None,
         upstream_resolvers: cfg.dns.nameservers.clone(),
         audit_log: cfg.audit.dir.join(format!("{}.jsonl", state.container_id)),
+        audit_max_bytes: Some(cfg.audit.max_bytes).filter(|m| *m > 0),
         uid: cfg.sidecar.uid,
         gid: cfg.sidecar.gid,
         pid_file: dir.join(SIDECAR_PIDS_FILE),

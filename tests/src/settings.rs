@@ -30,6 +30,8 @@ pub struct Settings {
     pub refuse_private: bool,
     /// `[network] max_flows` (`None`: the default).
     pub max_flows: Option<u32>,
+    /// `[audit] max_bytes` (`None`: the default).
+    pub audit_max_bytes: Option<u64>,
 }
 
 /// Where the runtime's state lives; owned by [`crate::Runtime`].
@@ -57,6 +59,7 @@ impl Settings {
             sidecar: None,
             refuse_private: false,
             max_flows: None,
+            audit_max_bytes: None,
         }
     }
 
@@ -69,6 +72,12 @@ impl Settings {
     /// Cap the jail's tracked flows (`max_flows`).
     pub fn max_flows(mut self, n: u32) -> Settings {
         self.max_flows = Some(n);
+        self
+    }
+
+    /// Limit each audit log (`[audit] max_bytes`).
+    pub fn audit_max_bytes(mut self, n: u64) -> Settings {
+        self.audit_max_bytes = Some(n);
         self
     }
 
@@ -157,6 +166,9 @@ impl Settings {
             writeln!(t, "{} = {}", q(name), q(&addr.to_string())).ok();
         }
         writeln!(t, "\n[audit]\ndir = {}", p(&dirs.audit_dir)).ok();
+        if let Some(n) = self.audit_max_bytes {
+            writeln!(t, "max_bytes = {n}").ok();
+        }
         if self.refuse_private {
             writeln!(t, "\n[sidecar]\nrefuse_private_destinations = true").ok();
         }

@@ -277,3 +277,51 @@ fn hostile_bytes_from_inside_are_refused_audited_and_the_sidecar_serves_on() {
     assert!(count(&|r| r.status == Some(400)) >= 1, "{:#?}", w.rt.audit_records(w.id));
     assert!(w.origin.requests().iter().all(|r| !r.contains("/private")), "{:?}", w.origin.requests());
 }
+
+/// A container that floods the sidecar with DNS questions (each one an
+/// audit record) cannot grow its audit log past `[audit] max_bytes`: the
+/// log gets one notice, then counts, and every answered question is in it
+/// either as a record or in a count, written when the container stops.
+#[test]
+fn a_dns_flood_cannot_grow_the_audit_log_past_its_limit() {
+    const LIMIT: u64 = 64 * 1024;
+    const QUERIES: u32 = 3000;
+    let w = World::start_with(215, "hostile-flood", |s| s.audit_max_bytes(LIMIT), |b| b);
+    let line = w.probe(&format!("dns-flood {} {QUERIES}", w.sidecar()));
+    let answered: u32 = line
+        .strip_prefix("answered ")
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("probe: {line}"));
+    assert!(answered > QUERIES / 2, "the sidecar answered too few to fill the log: {line}");
+    // Enough records to fill the limit several times over: ~150 bytes each.
+    assert!(u64::from(answered) * 100 > 4 * LIMIT, "{line}");
+
+    assert!(w.rt.kill(w.id, "KILL").success());
+    w.rt.wait_stopped(w.id);
+    // The worker writes the counts as it stops with its container.
+    let summarised = |recs: &[boundary_contract::AuditRecord]| {
+        recs.iter().any(|r| r.kind == "audit" && r.reason.as_deref().is_some_and(|t| t.contains(" decisions since ")))
+    };
+    let recs = poll_until(Duration::from_secs(10), "the audit log's closing counts", || {
+        let recs = w.rt.audit_records(w.id);
+        summarised(&recs).then_some(recs)
+    });
+    let size = std::fs::metadata(w.rt.audit_path(w.id)).expect("audit log").len();
+    assert!(size <= LIMIT + 1024, "{size} bytes for a limit of {LIMIT}");
+    let notices = recs.iter().filter(|r| r.kind == "audit" && r.reason.as_deref().is_some_and(|t| t.contains("reached its size limit"))).count();
+    assert_eq!(notices, 1, "{recs:#?}");
+    assert!(recs.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1), "seq runs on without gaps");
+    let written = recs.iter().filter(|r| r.kind == "dns" && r.host.as_deref().is_some_and(|h| h.contains("flood.denied.example"))).count() as u64;
+    let counted: u64 = recs
+        .iter()
+        .filter(|r| r.kind == "audit" && r.decision == "deny")
+        .filter_map(|r| r.reason.as_deref()?.split_once(": ")?.1.strip_prefix("dns ")?.split(',').next()?.parse::<u64>().ok())
+        .sum();
+    let total = written + counted;
+    assert!(
+        total >= u64::from(answered) && total <= u64::from(QUERIES),
+        "{written} written + {counted} counted, {answered} answered of {QUERIES}"
+    );
+    assert!(w.rt.delete(w.id).success());
+}

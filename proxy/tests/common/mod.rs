@@ -170,6 +170,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
         rules_in: None,
         upstream_resolvers: Some(vec!["127.0.0.1".parse().unwrap()]),
         audit_log: dir.path().join("audit.jsonl"),
+        audit_max_bytes: None,
         uid: 0,
         gid: 0,
         pid_file: dir.path().join("pids"),

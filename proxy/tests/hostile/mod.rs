@@ -100,6 +100,7 @@ pub async fn start(rules: &[&str], header_read_timeout: Duration) -> World {
         rules_in: None,
         upstream_resolvers: Some(vec!["127.0.0.1".parse().unwrap()]),
         audit_log: dir.path().join("audit.jsonl"),
+        audit_max_bytes: None,
         uid: 0,
         gid: 0,
         pid_file: dir.path().join("pids"),

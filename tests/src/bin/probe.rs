@@ -16,6 +16,8 @@
 //!                                                 more made: `held K of N; after closing: ...`
 //! probe ptrace PID                                PTRACE_ATTACH and process_vm_readv on PID
 //! probe raw-dns SRC_IP DST_IP NAME                a DNS query for NAME (A) to DST_IP:53 from SRC_IP, by hand
+//! probe dns-flood DST_IP N                        N queries (A, q<i>.flood.denied.example) over UDP to DST_IP:53,
+//!                                                 16 in flight at a time: `answered K of N`
 //! probe peer-macvlan IFACE [IFINDEX]              a macvlan on IFACE's veth peer (or on link IFINDEX of the
 //!                                                 peer's namespace), made from here through IFLA_LINK_NETNSID
 //!                                                 (it lands here; its frames leave by that link)
@@ -47,6 +49,7 @@ fn main() {
         ["hold", addr, port, n, text] => hold(parse(addr), parse(port), parse(n), &unescape(text)),
         ["ptrace", pid] => ptrace(parse(pid)),
         ["raw-dns", src, dst, name] => raw_dns(parse(src), parse(dst), name),
+        ["dns-flood", dst, n] => dns_flood(parse(dst), parse(n)),
         ["peer-macvlan", iface] => peer_link(iface, None, None),
         ["peer-macvlan", iface, lower] => peer_link(iface, Some(parse(lower)), None),
         ["peer-veth", iface, name] => peer_link(iface, None, Some(name)),
@@ -59,6 +62,38 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// Queries in flight at once, under the sidecar's bound (256), so none is
+/// dropped for being one too many.
+const FLOOD_WINDOW: u32 = 16;
+
+fn dns_flood(dst: Ipv4Addr, n: u32) -> Result<String, String> {
+    let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("bind: {e}"))?;
+    sock.connect((dst, 53)).map_err(|e| format!("connect: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+    let (mut answered, mut sent) = (0u32, 0u32);
+    let mut buf = [0u8; 1500];
+    while sent < n {
+        let batch = FLOOD_WINDOW.min(n - sent);
+        for i in sent..sent + batch {
+            let mut q = vec![(i >> 8) as u8, i as u8, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+            for label in [format!("q{i}").as_str(), "flood", "denied", "example"] {
+                q.push(label.len() as u8);
+                q.extend_from_slice(label.as_bytes());
+            }
+            q.extend_from_slice(&[0, 0, 1, 0, 1]);
+            sock.send(&q).map_err(|e| format!("send: {e}"))?;
+        }
+        sent += batch;
+        for _ in 0..batch {
+            match sock.recv(&mut buf) {
+                Ok(_) => answered += 1,
+                Err(_) => break,
+            }
+        }
+    }
+    Ok(format!("answered {answered} of {n}"))
 }
 
 fn parse<T: std::str::FromStr>(s: &str) -> T {
