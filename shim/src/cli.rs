@@ -201,7 +201,7 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
         false => jail::Shape {
             private_host: matches!(host_side, HostSide::Fresh | HostSide::Absent),
             pod_sandbox,
-            publish_inbound: pod_sandbox && matches!(&host_side, HostSide::Path { path } if !is_our_netns(path)),
+            publish_inbound: matches!(&host_side, HostSide::Path { path } if !is_our_netns(path)),
             ..jail::Shape::default()
         },
     };

@@ -140,10 +140,11 @@ pub struct Shape {
     /// the jail gets a narrowing directory that the sidecar reads. Other
     /// jails have none (no container can narrow them).
     pub pod_sandbox: bool,
-    /// The host side is the pod's own namespace (CNI's, given by path, not
+    /// The host side is the engine's namespace for the container (a pod's,
+    /// podman's, CNI's for nerdctl or `ctr --with-ns`: given by path, not
     /// the host's): flows that start outside for its addresses (kubelet's
-    /// probes, Services) are sent on to the jail, as
-    /// Docker's published ports are.
+    /// probes, Services, podman's published ports) are sent on to the
+    /// jail, as Docker's published ports are.
     pub publish_inbound: bool,
     /// The spec's own user namespace: the jail's network namespace is
     /// made owned by it, or by a new one with its maps (see

@@ -1,7 +1,7 @@
 //! podman 4.3 (Debian's package) driving boundary-runc: `podman --runtime
 //! <boundary-runc> run`. Every test has its own podman storage (`--root`,
 //! `--runroot`, `--tmpdir` under a temporary directory) and imports a local
-//! rootfs tarball as its image (no registry). Slots 172..=173.
+//! rootfs tarball as its image (no registry). Slots 172, 173 and 175.
 //!
 //! podman prepares the container's network namespace itself (CNI here:
 //! Debian's containernetworking-plugins) and hands it over by path
@@ -355,6 +355,66 @@ fn podman_namespace_is_the_host_side_and_rm_removes_the_jail() {
         bad.all().contains("invalid BOUNDARY_ALLOW") && bad.all().contains("github.*"),
         "podman shows the error from the JSON log: {bad}"
     );
+    w.podman.podman(&["rm", "-f", "-t", "0", &id]).ok();
+    w.assert_nothing_left();
+}
+
+/// A server in a jailed podman container is reached at the container's
+/// address and through a published port (`-p`), as without boundary-runc:
+/// flows that start outside for podman's namespace's address are sent on
+/// to the jail. What the container starts still goes through the sidecar.
+#[test]
+fn podman_published_ports_and_the_container_address_reach_a_server_in_the_jail() {
+    let w = World::start(175, false);
+    let allow = format!("BOUNDARY_ALLOW={RULES}");
+    let server = "mkdir -p /tmp/www && echo served from the jail > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www";
+    let id = w
+        .podman
+        .run(&["-d", "-p", "18175:8080", "-e", &allow], &["sh", "-c", server])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let addr = w
+        .podman
+        .podman(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &id])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let gateway = w
+        .podman
+        .podman(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", &id])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert!(addr.starts_with("10.88.") && gateway.starts_with("10.88."), "podman's addresses: {addr} {gateway}");
+    let curl = |url: &str| {
+        Command::new(require_tool("curl"))
+            .args(["-sS", "--max-time", "5", url])
+            .output()
+            .expect("run curl")
+    };
+    for url in [format!("http://{addr}:8080/index.html"), format!("http://{gateway}:18175/index.html")] {
+        let out = boundary_tests::poll_until(std::time::Duration::from_secs(10), &format!("the jailed server at {url}"), || {
+            let out = curl(&url);
+            out.status.success().then_some(out)
+        });
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "served from the jail\n", "{url}");
+    }
+    // The boundary holds for what the container starts.
+    let status = |url: &str| {
+        w.podman
+            .podman(&["exec", &id, "curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", url])
+            .stdout
+    };
+    assert_eq!(status("http://origin.test/allowed/x"), "200");
+    assert_eq!(status("http://origin.test/private"), "403");
+    let o = w.origin.addr();
+    let base = w.origin.counts();
+    w.podman.podman(&["exec", &id, "sh", "-c", &format!("echo hi | timeout 2 nc -w 1 {o} 7000; true")]);
+    assert_eq!(w.origin.leaked_since(base), Counts::default(), "raw TCP from the jail reached the origin");
     w.podman.podman(&["rm", "-f", "-t", "0", &id]).ok();
     w.assert_nothing_left();
 }
