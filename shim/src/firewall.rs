@@ -20,8 +20,9 @@
 //! chain forward  { type filter hook forward priority filter - 10
 //!     iifname H drop;  oifname H drop                         }
 //! ```
-//! In Docker's shape and a Kubernetes pod's (`publish_to`: a host side that
-//! holds the container's own address) the table also
+//! In Docker's shape and any engine's namespace given by path (a
+//! Kubernetes pod's, podman's; `publish_to`: a host side that holds the
+//! container's own address) the table also
 //! has, in `nat_pre`, `iifname != H, != lo, ip daddr != HOST, fib daddr type
 //! local` and the start of a flow (a TCP SYN, UDP not from port 53, another
 //! protocol): `dnat to JAIL` (published ports and other containers reach
@@ -29,6 +30,14 @@
 //! other interface, and in `forward`, before the drops, `iifname H ct
 //! status dnat ct direction reply accept` and `oifname H ct status dnat ct
 //! direction original accept`.
+//!
+//! In a host side given by path (`loopback_in`) it also has `chain nat_out
+//! { type nat hook output }`: a TCP SYN to 127.0.0.1 from any uid but the
+//! sidecar worker's, `dnat to JAIL` (port-forward dials localhost in the
+//! pod's namespace); `chain nat_post { type nat hook postrouting }`:
+//! `oifname H ip saddr 127.0.0.0/8 ct status dnat snat to HOST`; and in
+//! `input`, before the drop, `iifname H ct status dnat ct direction reply
+//! accept` (the jail's answers in those flows).
 //!
 //! A `drop` in any base chain is final whatever other tables accept, so the
 //! host's own rules cannot open a path around the sidecar. IPv6, UDP other
@@ -79,6 +88,14 @@ pub struct FirewallPlan {
     /// address (published ports, other containers, kubelet's probes,
     /// Services) are passed on to this jail address.
     pub publish_to: Option<Ipv4Addr>,
+    /// A host side given by path (a pod's, podman's): TCP connections that
+    /// a process in it opens to 127.0.0.1 go to the jail's address, same
+    /// port, with the host end's address as their source: containerd's and
+    /// CRI-O's port-forward (`kubectl port-forward`) dial `localhost` in
+    /// the pod's namespace. The value is the sidecar worker's uid, whose
+    /// connections are never sent in. Needs `publish_to` and
+    /// `route_localnet` on the host end (`link::LinkPlan::loopback_in`).
+    pub loopback_in: Option<u32>,
     /// The namespace may hold a stale table of this name (a crashed
     /// container's): replace it. False for a namespace made by this
     /// `create`, which cannot hold one; see [`FirewallPlan::batch`].
@@ -188,6 +205,9 @@ impl FirewallPlan {
                 b.add(self.rule("input", vec![iif(), to_host(), eq(field(proto, "dport"), Expression::Number(port.into())), Statement::Accept(None)]));
             }
         }
+        if let (Some(jail), Some(uid)) = (self.publish_to, self.loopback_in) {
+            self.loopback(&mut b, jail, uid);
+        }
         b.add(self.rule("input", vec![iif(), Statement::Drop(None)]));
         // The sidecar's address is for the jail only, in every shape: in a
         // host side an engine owns (a pod's, podman's), another machine or
@@ -265,6 +285,48 @@ impl FirewallPlan {
             eq(meta(MetaKey::Oifname), s(&self.host_if)),
             dnat_status(),
             eq(ct("direction"), s("original")),
+            Statement::Accept(None),
+        ]));
+    }
+}
+
+impl FirewallPlan {
+    /// [`FirewallPlan::loopback_in`]: in `nat_out`, a TCP SYN that a
+    /// process other than the sidecar's worker sends to 127.0.0.1 is sent
+    /// to the jail; in `nat_post`, such a flow leaving by the host end gets
+    /// the host end's address as its source (the jail would answer
+    /// 127.0.0.1 itself); in `input`, before its drop, the jail's replies in
+    /// those flows are let in. Nothing the jail starts matches (its flows
+    /// start on the host end, not in `output`), and the jail's replies are
+    /// accepted only for flows that were sent to it.
+    fn loopback(&self, b: &mut Batch<'static>, jail: Ipv4Addr, uid: u32) {
+        let not = |left, right| Statement::Match(Match { left, right, op: Operator::NEQ });
+        b.add(self.chain("nat_out", NfChainType::NAT, NfHook::Output, -100));
+        b.add(self.chain("nat_post", NfChainType::NAT, NfHook::Postrouting, 100));
+        let syn = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            field("tcp", "flags"),
+            Expression::List(vec![s("syn"), s("ack")]),
+        )));
+        b.add(self.rule("nat_out", vec![
+            eq(meta(MetaKey::Nfproto), s("ipv4")),
+            eq(field("ip", "daddr"), s("127.0.0.1")),
+            eq(syn, s("syn")),
+            not(meta(MetaKey::Skuid), Expression::Number(uid)),
+            Statement::DNAT(Some(NAT { addr: Some(s(&jail.to_string())), family: Some(NATFamily::IP), port: None, flags: None })),
+        ]));
+        let loopback = Expression::Named(NamedExpression::Prefix(Prefix { addr: Box::new(s("127.0.0.0")), len: 8 }));
+        let dnat_status = || Statement::Match(Match { left: ct("status"), right: s("dnat"), op: Operator::IN });
+        b.add(self.rule("nat_post", vec![
+            eq(meta(MetaKey::Oifname), s(&self.host_if)),
+            eq(meta(MetaKey::Nfproto), s("ipv4")),
+            eq(field("ip", "saddr"), loopback),
+            dnat_status(),
+            Statement::SNAT(Some(NAT { addr: Some(s(&self.host_addr.to_string())), family: Some(NATFamily::IP), port: None, flags: None })),
+        ]));
+        b.add(self.rule("input", vec![
+            eq(meta(MetaKey::Iifname), s(&self.host_if)),
+            dnat_status(),
+            eq(ct("direction"), s("reply")),
             Statement::Accept(None),
         ]));
     }
@@ -432,6 +494,7 @@ mod tests {
             dns_port: 15053,
             max_flows: 16384,
             publish_to: None,
+            loopback_in: None,
             replace_stale: false,
         };
         let json = serde_json::to_string(&plan.batch().to_nftables()).unwrap();
@@ -471,6 +534,18 @@ mod tests {
         let resolver = serde_json::to_string(&resolver_batch("eth0", Ipv4Addr::new(10, 213, 0, 29)).to_nftables()).unwrap();
         assert!(resolver.contains(r#""right":"127.0.0.11""#) && resolver.contains(r#""dnat":{"addr":"10.213.0.29"}"#), "{resolver}");
         assert!(resolver.contains(r#""masquerade":null"#), "{resolver}");
+        // A pod's or podman's namespace: root's connections to 127.0.0.1
+        // (port-forward) go to the jail, never the worker's.
+        let pod = FirewallPlan { loopback_in: Some(65534), ..docker.clone() };
+        let pj = serde_json::to_string(&pod.batch().to_nftables()).unwrap();
+        assert!(!dj.contains("127.0.0.1") && !dj.contains(r#""skuid""#), "{dj}");
+        assert!(pj.contains(r#"{"match":{"left":{"payload":{"protocol":"ip","field":"daddr"}},"right":"127.0.0.1","op":"=="}}"#), "{pj}");
+        assert!(pj.contains(r#"{"match":{"left":{"meta":{"key":"skuid"}},"right":65534,"op":"!="}}"#), "{pj}");
+        assert!(pj.contains(r#""snat":{"addr":"10.213.0.29","family":"ip"}"#), "{pj}");
+        assert_eq!(pj.matches(r#""dnat":{"addr":"10.213.0.30","family":"ip"}"#).count(), 4, "{pj}");
+        let (accept_reply, drop_all) = (pj.find(r#""chain":"input","expr":[{"match":{"left":{"meta":{"key":"iifname"}},"right":"bndh7","op":"=="}},{"match":{"left":{"ct":{"key":"status"}}"#), pj.find(r#""chain":"input","expr":[{"match":{"left":{"meta":{"key":"iifname"}},"right":"bndh7","op":"=="}},{"drop":null}"#));
+        assert!(accept_reply.unwrap() < drop_all.unwrap(), "the jail's replies are let in before the drop: {pj}");
+        assert_eq!(pj.matches(r#""drop":null"#).count(), 7, "{pj}");
         let closed = FirewallPlan { redirect: false, ..plan };
         let json = serde_json::to_string(&closed.batch().to_nftables()).unwrap();
         assert!(!json.contains("redirect") && !json.contains(r#""accept":null"#), "{json}");

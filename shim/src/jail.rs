@@ -354,6 +354,7 @@ pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<(), JailError>
         dns_port: cfg.network.dns_port,
         max_flows: cfg.network.max_flows,
         publish_to: (shape.dedicated_host || shape.publish_inbound).then_some(state.jail_addr),
+        loopback_in: shape.publish_inbound.then_some(cfg.sidecar.uid),
         // P and H were made just now by `create_all`.
         replace_stale: state.dedicated_host_netns.is_none(),
     };
@@ -374,6 +375,7 @@ pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<(), JailError>
         jail_addr: state.jail_addr,
         prefix_len: state.prefix_len,
         default_route: !shape.engine_handover,
+        loopback_in: shape.publish_inbound,
     });
     // Joined before any error is returned: the teardown that follows a
     // failure must not race an nft run still adding a table. A sidecar

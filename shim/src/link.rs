@@ -43,6 +43,10 @@ pub struct LinkPlan {
     /// configures the jail before `start` and adds its own default route;
     /// the hand-over adds ours afterwards, [`set_jail_default_route`]).
     pub default_route: bool,
+    /// Let the host end carry packets with a loopback source
+    /// (`route_localnet`): port-forward's connections to 127.0.0.1, sent on
+    /// to the jail (`firewall::FirewallPlan::loopback_in`).
+    pub loopback_in: bool,
 }
 
 pub(crate) fn nl(op: &'static str, object: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LinkError {
@@ -105,6 +109,12 @@ pub fn setup(plan: &LinkPlan) -> Result<(), LinkError> {
         h.link().add(veth).execute().await.map_err(nl("create veth", &p.host_if))?;
         let host = index_of(&h, &p.host_if).await?.ok_or_else(|| LinkError::Missing(p.host_if.clone()))?;
         h.address().add(host, IpAddr::V4(p.host_addr), p.prefix_len).execute().await.map_err(nl("address", &p.host_if))?;
+        if p.loopback_in {
+            // This thread is in the host side's namespace: its /proc/sys/net.
+            let sysctl = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", p.host_if);
+            let path = p.host_netns.clone().unwrap_or_default();
+            std::fs::write(&sysctl, "1").map_err(|source| LinkError::Sysctl { path, name: "route_localnet", source })?;
+        }
         Ok(())
     })?;
     let p = plan.clone();

@@ -549,6 +549,21 @@ fn connections_to_the_pod_ip_reach_a_server_in_the_jail() {
         out.status.success().then_some(out)
     });
     assert_eq!(String::from_utf8_lossy(&out.stdout), "served from the pod\n");
+    // `kubectl port-forward`: containerd and CRI-O dial `localhost:PORT`
+    // (tcp4 first) as root from inside the pod's namespace.
+    let in_pod = |uid: &str| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &pod.cni.name]).arg(require_tool("setpriv")).args(["--reuid", uid, "--regid", uid, "--clear-groups"]);
+        c.arg(require_tool("curl")).args(["-sS", "--max-time", "5", "http://localhost:8080/index.html"]);
+        c.output().expect("run curl in the pod's namespace")
+    };
+    let out = in_pod("0");
+    assert!(out.status.success(), "port-forward's dial: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "served from the pod\n");
+    // The sidecar worker's uid is never sent in (its upstream connections
+    // to a loopback address, where allowed, stay in the pod's namespace).
+    let out = in_pod("65534");
+    assert!(!out.status.success(), "the worker's uid reached the jail: {}", String::from_utf8_lossy(&out.stdout));
     // The boundary holds for what the pod starts.
     assert_eq!(pod.status(&pod.sandbox, "http://origin.test/a/x"), 200);
     assert_eq!(pod.status(&pod.sandbox, "http://origin.test/private"), 403);
