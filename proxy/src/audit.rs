@@ -21,10 +21,13 @@
 //! limit, the writer writes one notice instead and from then on counts the
 //! records it does not write, by decision and kind, and writes the counts
 //! as summary records (`kind` `audit`): at most once a minute while
-//! records are being counted, on every [`AuditLog::flush`] (the worker
-//! flushes when it stops) and when the log closes. Nothing is dropped
-//! without being counted; only the summaries (two short lines at most a
-//! minute) go past the limit.
+//! records are being counted (and whenever a million wait), on every
+//! [`AuditLog::flush`] (the worker flushes when it stops) and when the log
+//! closes. Nothing is dropped without being counted, except the counts
+//! not yet written when the worker is killed rather than stopped; only the
+//! summaries go past the limit. A single record over an eighth of the limit
+//! (possible only with a small limit) is counted alone, without ending
+//! the records one by one.
 
 use std::cell::Cell;
 use std::fs::File;
@@ -45,6 +48,9 @@ const NOTICE_ROOM: u64 = 1024;
 /// While records are being counted instead of written, their counts are
 /// written at most this often (and on every flush and at the end).
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+/// ... and as soon as this many records wait to be counted in one: a worker
+/// killed rather than stopped loses at most these.
+pub const SUMMARY_AFTER: u64 = 1_000_000;
 /// The smallest size limit a log may have.
 pub const MIN_LIMIT: u64 = boundary_contract::AUDIT_MIN_MAX_BYTES;
 /// On a deferring thread, this many waiting records wake the writer without
@@ -385,9 +391,12 @@ impl Limit {
     }
 
     /// How long until the counts are due to be written; `None` if there
-    /// are none.
+    /// are none. Due at once when [`SUMMARY_AFTER`] wait.
     fn summary_due_in(&self) -> Option<Duration> {
         self.since?;
+        if self.allowed.total + self.denied.total >= SUMMARY_AFTER {
+            return Some(Duration::ZERO);
+        }
         Some(self.every.saturating_sub(self.last_summary.elapsed()))
     }
 }
@@ -455,6 +464,9 @@ impl Writer {
             match msg {
                 Msg::Record { time, ev } => {
                     self.record(time, &ev);
+                    if self.limit.as_ref().is_some_and(|l| l.allowed.total + l.denied.total >= SUMMARY_AFTER) {
+                        self.summarise();
+                    }
                     if self.buf.len() >= MAX_BATCH_BYTES {
                         self.write_out();
                     }
@@ -484,16 +496,26 @@ impl Writer {
             return;
         }
         let (max, len) = (limit.max, limit.len);
-        let mark = self.buf.len();
-        let seq = self.seq;
+        let (mark, seq, newline) = (self.buf.len(), self.seq, self.needs_newline);
         self.format(time, ev);
-        if len + self.buf.len() as u64 + NOTICE_ROOM <= max {
+        let line = (self.buf.len() - mark) as u64;
+        if len + self.buf.len() as u64 + NOTICE_ROOM <= max && line <= max / 8 {
+            return;
+        }
+        // Taken back (the newline owed to a torn last line included).
+        self.buf.truncate(mark);
+        self.seq = seq;
+        self.needs_newline = newline;
+        if line > max / 8 {
+            // One record too big for a small limit does not end the log's
+            // records one by one: it alone is counted.
+            if let Some(limit) = &mut self.limit {
+                limit.count(time, ev);
+            }
             return;
         }
         // This record would take the file past its limit: the notice
         // takes its place, and it is the first one counted.
-        self.buf.truncate(mark);
-        self.seq = seq;
         let notice = Event::deny(
             "audit",
             format!(
@@ -526,7 +548,7 @@ impl Writer {
                 kind: "audit",
                 allowed,
                 reason: Some(format!(
-                    "{} {} decisions since {} not written, the log being at its size limit ({max} bytes, [audit] max_bytes): {}",
+                    "{} {} decisions since {} not written one by one (this log's size limit is {max} bytes, [audit] max_bytes): {}",
                     tally.total,
                     if allowed { "allowed" } else { "denied" },
                     rfc3339(since),
@@ -1004,5 +1026,54 @@ mod tests {
         let written = recs.iter().filter(|r| r.kind != "audit").count() as u64;
         let (a, d) = counted(&recs);
         assert_eq!(written + a + d, 1000, "counts written without a flush");
+    }
+    /// A torn last line (a crash mid-write, a full disk) and a file one
+    /// record short of its limit: the notice still starts a line of its own.
+    #[test]
+    fn the_notice_after_a_torn_line_is_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let target = MIN_LIMIT - NOTICE_ROOM - 50;
+        let log = open(&path);
+        while std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) + 400 < target {
+            flood(&log, 1);
+            log.flush();
+        }
+        drop(log);
+        let len = std::fs::metadata(&path).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"time\":\"x").unwrap();
+        f.write_all(&vec![b'x'; (target - len - 10) as usize]).unwrap();
+        drop(f);
+        let before = records(&path).len();
+        let log = limited(&path, SUMMARY_EVERY);
+        flood(&log, 10);
+        log.flush();
+        let after = records(&path);
+        assert!(
+            after.iter().any(|r| r.reason.as_deref().is_some_and(|t| t.contains("reached its size limit"))),
+            "the notice is a line of its own: {:?}",
+            std::fs::read_to_string(&path).unwrap().lines().last()
+        );
+        let written = after[before..].iter().filter(|r| r.kind != "audit").count() as u64;
+        let (a, d) = counted(&after);
+        assert_eq!(written + a + d, 10);
+    }
+
+    /// One record too big for a small limit is counted alone; the records
+    /// after it are still written one by one.
+    #[test]
+    fn one_huge_record_does_not_end_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = limited(&path, SUMMARY_EVERY);
+        log.record(Event { kind: "https", allowed: false, url: Some(format!("https://a.example/{}", "\"".repeat(20_000))), ..Event::default() });
+        log.record(Event::deny("dns", "after the huge one"));
+        log.flush();
+        let recs = records(&path);
+        assert!(recs.iter().any(|r| r.reason.as_deref() == Some("after the huge one")), "{recs:?}");
+        assert!(!recs.iter().any(|r| r.reason.as_deref().is_some_and(|t| t.contains("reached its size limit"))), "{recs:?}");
+        assert_eq!(counted(&recs), (0, 1));
+        assert!(std::fs::metadata(&path).unwrap().len() < 4096);
     }
 }

@@ -201,7 +201,14 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
         false => jail::Shape {
             private_host: matches!(host_side, HostSide::Fresh | HostSide::Absent),
             pod_sandbox,
-            publish_inbound: matches!(&host_side, HostSide::Path { path } if !is_our_netns(path)),
+            // Inbound flows go on to the jail only where the namespace is
+            // this container's alone: a pod's, or one no process uses yet
+            // (podman's, CNI's for this container). Never into a namespace
+            // that other processes use (`--network container:X` of an
+            // unjailed X, a podman pod's second container, the host's):
+            // the jail would take over their published ports.
+            publish_inbound: matches!(&host_side, HostSide::Path { path }
+                if !is_our_netns(path) && (pod_sandbox || crate::netns::holds_no_process(path))),
             ..jail::Shape::default()
         },
     };

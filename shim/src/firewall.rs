@@ -88,14 +88,13 @@ pub struct FirewallPlan {
     /// address (published ports, other containers, kubelet's probes,
     /// Services) are passed on to this jail address.
     pub publish_to: Option<Ipv4Addr>,
-    /// A host side given by path (a pod's, podman's): TCP connections that
-    /// a process in it opens to 127.0.0.1 go to the jail's address, same
-    /// port, with the host end's address as their source: containerd's and
-    /// CRI-O's port-forward (`kubectl port-forward`) dial `localhost` in
-    /// the pod's namespace. The value is the sidecar worker's uid, whose
-    /// connections are never sent in. Needs `publish_to` and
-    /// `route_localnet` on the host end (`link::LinkPlan::loopback_in`).
-    pub loopback_in: Option<u32>,
+    /// A pod's namespace: TCP connections that root opens to 127.0.0.1 in
+    /// it go to the jail's address, same port, with the host end's address
+    /// as their source: containerd's and CRI-O's port-forward (`kubectl
+    /// port-forward`) dial `localhost` in the pod's namespace as root. The
+    /// sidecar's worker (never uid 0) is not sent in. Needs `publish_to`
+    /// and `route_localnet` on the host end (`link::LinkPlan::loopback_in`).
+    pub loopback_in: bool,
     /// The namespace may hold a stale table of this name (a crashed
     /// container's): replace it. False for a namespace made by this
     /// `create`, which cannot hold one; see [`FirewallPlan::batch`].
@@ -205,8 +204,8 @@ impl FirewallPlan {
                 b.add(self.rule("input", vec![iif(), to_host(), eq(field(proto, "dport"), Expression::Number(port.into())), Statement::Accept(None)]));
             }
         }
-        if let (Some(jail), Some(uid)) = (self.publish_to, self.loopback_in) {
-            self.loopback(&mut b, jail, uid);
+        if let (Some(jail), true) = (self.publish_to, self.loopback_in) {
+            self.loopback(&mut b, jail);
         }
         b.add(self.rule("input", vec![iif(), Statement::Drop(None)]));
         // The sidecar's address is for the jail only, in every shape: in a
@@ -253,8 +252,12 @@ impl FirewallPlan {
         let not = |left, right| Statement::Match(Match { left, right, op: Operator::NEQ });
         let local = || Expression::Named(NamedExpression::Fib(Fib { result: FibResult::Type, flags: HashSet::from([FibFlag::Daddr]) }));
         let dnat = || Statement::DNAT(Some(NAT { addr: Some(s(&jail.to_string())), family: Some(NATFamily::IP), port: None, flags: None }));
+        // Not from any jail's link (the wildcard covers this one's): where
+        // several jails share a host side, another jail's packets for a
+        // local address (its own sidecar's) must meet its own table's
+        // redirect, not this table's DNAT.
         let arriving = || vec![
-            not(meta(MetaKey::Iifname), s(&self.host_if)),
+            not(meta(MetaKey::Iifname), s(&format!("{HOST_LINK_PREFIX}*"))),
             not(meta(MetaKey::Iifname), s("lo")),
             eq(meta(MetaKey::Nfproto), s("ipv4")),
             not(field("ip", "daddr"), s(&self.host_addr.to_string())),
@@ -292,15 +295,14 @@ impl FirewallPlan {
 
 impl FirewallPlan {
     /// [`FirewallPlan::loopback_in`]: in `nat_out`, a TCP SYN that a
-    /// process other than the sidecar's worker sends to 127.0.0.1 is sent
-    /// to the jail; in `nat_post`, such a flow leaving by the host end gets
+    /// socket of uid 0 sends to 127.0.0.1 is sent to the jail (a uid the
+    /// namespace's user namespace does not map reads as 65534, never 0); in `nat_post`, such a flow leaving by the host end gets
     /// the host end's address as its source (the jail would answer
     /// 127.0.0.1 itself); in `input`, before its drop, the jail's replies in
     /// those flows are let in. Nothing the jail starts matches (its flows
     /// start on the host end, not in `output`), and the jail's replies are
     /// accepted only for flows that were sent to it.
-    fn loopback(&self, b: &mut Batch<'static>, jail: Ipv4Addr, uid: u32) {
-        let not = |left, right| Statement::Match(Match { left, right, op: Operator::NEQ });
+    fn loopback(&self, b: &mut Batch<'static>, jail: Ipv4Addr) {
         b.add(self.chain("nat_out", NfChainType::NAT, NfHook::Output, -100));
         b.add(self.chain("nat_post", NfChainType::NAT, NfHook::Postrouting, 100));
         let syn = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
@@ -311,7 +313,7 @@ impl FirewallPlan {
             eq(meta(MetaKey::Nfproto), s("ipv4")),
             eq(field("ip", "daddr"), s("127.0.0.1")),
             eq(syn, s("syn")),
-            not(meta(MetaKey::Skuid), Expression::Number(uid)),
+            eq(meta(MetaKey::Skuid), Expression::Number(0)),
             Statement::DNAT(Some(NAT { addr: Some(s(&jail.to_string())), family: Some(NATFamily::IP), port: None, flags: None })),
         ]));
         let loopback = Expression::Named(NamedExpression::Prefix(Prefix { addr: Box::new(s("127.0.0.0")), len: 8 }));
@@ -331,6 +333,9 @@ impl FirewallPlan {
         ]));
     }
 }
+
+/// Every jail's host end is named this and a tag of its address.
+pub const HOST_LINK_PREFIX: &str = "bnd";
 
 /// Name of the table inside a Docker jail that sends Docker's resolver
 /// address to the host side.
@@ -494,7 +499,7 @@ mod tests {
             dns_port: 15053,
             max_flows: 16384,
             publish_to: None,
-            loopback_in: None,
+            loopback_in: false,
             replace_stale: false,
         };
         let json = serde_json::to_string(&plan.batch().to_nftables()).unwrap();
@@ -536,11 +541,12 @@ mod tests {
         assert!(resolver.contains(r#""masquerade":null"#), "{resolver}");
         // A pod's or podman's namespace: root's connections to 127.0.0.1
         // (port-forward) go to the jail, never the worker's.
-        let pod = FirewallPlan { loopback_in: Some(65534), ..docker.clone() };
+        let pod = FirewallPlan { loopback_in: true, ..docker.clone() };
         let pj = serde_json::to_string(&pod.batch().to_nftables()).unwrap();
         assert!(!dj.contains("127.0.0.1") && !dj.contains(r#""skuid""#), "{dj}");
         assert!(pj.contains(r#"{"match":{"left":{"payload":{"protocol":"ip","field":"daddr"}},"right":"127.0.0.1","op":"=="}}"#), "{pj}");
-        assert!(pj.contains(r#"{"match":{"left":{"meta":{"key":"skuid"}},"right":65534,"op":"!="}}"#), "{pj}");
+        assert!(pj.contains(r#"{"match":{"left":{"meta":{"key":"skuid"}},"right":0,"op":"=="}}"#), "{pj}");
+        assert!(dj.contains(r#"{"match":{"left":{"meta":{"key":"iifname"}},"right":"bnd*","op":"!="}}"#), "no jail's link is published from: {dj}");
         assert!(pj.contains(r#""snat":{"addr":"10.213.0.29","family":"ip"}"#), "{pj}");
         assert_eq!(pj.matches(r#""dnat":{"addr":"10.213.0.30","family":"ip"}"#).count(), 4, "{pj}");
         let (accept_reply, drop_all) = (pj.find(r#""chain":"input","expr":[{"match":{"left":{"meta":{"key":"iifname"}},"right":"bndh7","op":"=="}},{"match":{"left":{"ct":{"key":"status"}}"#), pj.find(r#""chain":"input","expr":[{"match":{"left":{"meta":{"key":"iifname"}},"right":"bndh7","op":"=="}},{"drop":null}"#));

@@ -268,7 +268,7 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
         index: lease.index,
         host_side,
         netns_path: netns_path(root, id),
-        host_if: format!("bnd{}", addr_tag(lease.host_addr)),
+        host_if: format!("{}{}", crate::firewall::HOST_LINK_PREFIX, addr_tag(lease.host_addr)),
         host_addr: lease.host_addr,
         jail_addr: lease.jail_addr,
         prefix_len: lease.prefix_len,
@@ -354,7 +354,7 @@ pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<(), JailError>
         dns_port: cfg.network.dns_port,
         max_flows: cfg.network.max_flows,
         publish_to: (shape.dedicated_host || shape.publish_inbound).then_some(state.jail_addr),
-        loopback_in: shape.publish_inbound.then_some(cfg.sidecar.uid),
+        loopback_in: shape.publish_inbound && shape.pod_sandbox,
         // P and H were made just now by `create_all`.
         replace_stale: state.dedicated_host_netns.is_none(),
     };
@@ -375,7 +375,7 @@ pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<(), JailError>
         jail_addr: state.jail_addr,
         prefix_len: state.prefix_len,
         default_route: !shape.engine_handover,
-        loopback_in: shape.publish_inbound,
+        loopback_in: shape.publish_inbound && shape.pod_sandbox,
     });
     // Joined before any error is returned: the teardown that follows a
     // failure must not race an nft run still adding a table. A sidecar

@@ -440,3 +440,27 @@ pub fn inode(path: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| m.ino())
 }
+
+/// Whether no process has the network namespace at `path` as its own: an
+/// engine made it for this container (podman, CNI, a pod), rather than it
+/// being another container's or the host's, which processes use. Unsure
+/// (an unreadable namespace file or /proc) counts as in use.
+pub fn holds_no_process(path: &Path) -> bool {
+    let Some(ino) = inode(path) else { return false };
+    let Ok(procs) = std::fs::read_dir("/proc") else { return false };
+    let want = format!("net:[{ino}]");
+    !procs.flatten().filter(|e| e.file_name().as_encoded_bytes().iter().all(u8::is_ascii_digit)).any(|e| {
+        std::fs::read_link(e.path().join("ns/net")).is_ok_and(|l| l.as_os_str() == want.as_str())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_namespace_holds_a_process() {
+        assert!(!holds_no_process(Path::new("/proc/self/ns/net")));
+        assert!(!holds_no_process(Path::new("/nonexistent")));
+    }
+}

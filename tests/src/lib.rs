@@ -33,7 +33,7 @@
 //! | 150..=159 | `docker.rs` (Docker pools 10.213.150+, real dockerd) |
 //! | 160..=164 | `pods.rs` (Kubernetes pods, CRI and CRI-O annotations) |
 //! | 165..=169 | `docker_timing.rs` (Docker >= 28's timing, reproduced without dockerd) |
-//! | 170..=179 | `containerd.rs` (170, 171), `podman.rs` (172, 173, 175), `install_engines.rs` (174) |
+//! | 170..=179 | `containerd.rs` (170, 171), `podman.rs` (172, 173, 175, 176), `install_engines.rs` (174) |
 //! | 220..=229 | `faults.rs` (223: Docker, restarts dockerd) |
 //! | 230..=239 | `load.rs` |
 //! | 200..=209, 210..=219 | `escapes.rs`, `hostile_input.rs` (both share `tests/escape_world/`) |

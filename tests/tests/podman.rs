@@ -1,7 +1,7 @@
 //! podman 4.3 (Debian's package) driving boundary-runc: `podman --runtime
 //! <boundary-runc> run`. Every test has its own podman storage (`--root`,
 //! `--runroot`, `--tmpdir` under a temporary directory) and imports a local
-//! rootfs tarball as its image (no registry). Slots 172, 173 and 175.
+//! rootfs tarball as its image (no registry). Slots 172, 173, 175 and 176.
 //!
 //! podman prepares the container's network namespace itself (CNI here:
 //! Debian's containernetworking-plugins) and hands it over by path
@@ -416,5 +416,60 @@ fn podman_published_ports_and_the_container_address_reach_a_server_in_the_jail()
     w.podman.podman(&["exec", &id, "sh", "-c", &format!("echo hi | timeout 2 nc -w 1 {o} 7000; true")]);
     assert_eq!(w.origin.leaked_since(base), Counts::default(), "raw TCP from the jail reached the origin");
     w.podman.podman(&["rm", "-f", "-t", "0", &id]).ok();
+    w.assert_nothing_left();
+}
+
+/// A namespace other processes already use is no jail's to publish from:
+/// `--network container:X` of an unjailed X keeps X's published port and
+/// X's localhost, and two jails sharing X's namespace each keep their own
+/// sidecar (neither table sends the other's packets anywhere).
+#[test]
+fn jails_in_a_namespace_others_use_take_over_nothing_and_each_keep_their_sidecar() {
+    let w = World::start(176, false);
+    let allow = format!("BOUNDARY_ALLOW={RULES}");
+    let serve = |text: &str| format!("mkdir -p /tmp/www && echo {text} > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www");
+    // X runs under plain runc.
+    let x = w
+        .podman
+        .podman(&["run", "-d", "--runtime", require_tool("runc").to_str().expect("utf-8"), "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "-p", "18176:8080", IMAGE, "sh", "-c", &serve("served-by-x")])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let net = format!("container:{x}");
+    let jailed: Vec<String> = (0..2)
+        .map(|_| w.podman.run(&["-d", "--network", &net, "-e", &allow], &["sleep", "1000"]).ok().stdout.trim().to_string())
+        .collect();
+    for id in &jailed {
+        let jail = w.rt.jail(id);
+        assert!(matches!(jail.host_side, HostSide::Path { .. }), "{jail:?}");
+        let table = Command::new(require_tool("nsenter"))
+            .arg(format!("--net={}", match &jail.host_side { HostSide::Path { path } => path.display().to_string(), _ => unreachable!() }))
+            .arg(require_tool("nft"))
+            .args(["list", "table", "inet", &jail.nft_table])
+            .output()
+            .expect("nft list");
+        let table = String::from_utf8_lossy(&table.stdout);
+        assert!(table.contains("redirect to :15001") && !table.contains("dnat"), "no inbound into a jail in X's namespace:\n{table}");
+    }
+    let gateway = w.podman.podman(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", &x]).ok().stdout.trim().to_string();
+    let out = boundary_tests::poll_until(std::time::Duration::from_secs(10), "X's published port", || {
+        let out = Command::new(require_tool("curl")).args(["-sS", "--max-time", "5", &format!("http://{gateway}:18176/index.html")]).output().expect("curl");
+        out.status.success().then_some(out)
+    });
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "served-by-x\n", "X keeps its published port");
+    // Each jail's requests are judged by its own sidecar, DNS included.
+    for id in &jailed {
+        let status = |url: &str| {
+            w.podman.podman(&["exec", id, "curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", url]).stdout
+        };
+        assert_eq!(status("http://origin.test/allowed/x"), "200", "{id}");
+        assert_eq!(status("http://origin.test/private"), "403", "{id}");
+        let audited = w.rt.audit_records(id);
+        assert!(audited.iter().any(|r| r.url.as_deref() == Some("http://origin.test/allowed/x")), "{id}: {audited:?}");
+    }
+    for id in jailed.iter().chain([&x]) {
+        w.podman.podman(&["rm", "-f", "-t", "0", id]).ok();
+    }
     w.assert_nothing_left();
 }
