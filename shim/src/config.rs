@@ -125,6 +125,13 @@ pub struct AuditConfig {
 /// Default `audit.max_bytes`: 256 MiB per container.
 pub const DEFAULT_AUDIT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Default `sidecar.worker_id_base`: far above the host's users (below
+/// 60,000), systemd's dynamic users (61184-65519) and the ranges that
+/// container user namespaces usually take (/etc/subuid from 100000,
+/// systemd-nspawn's 524288-1879048191), and below 2^31, which some tools
+/// read as negative.
+pub const DEFAULT_WORKER_ID_BASE: u32 = 2_000_000_000;
+
 /// Largest `sidecar.upstream_connect_timeout_ms` (5 minutes, the limit for
 /// the whole response head).
 pub const MAX_CONNECT_TIMEOUT_MS: u64 = 300_000;
@@ -132,9 +139,16 @@ pub const MAX_CONNECT_TIMEOUT_MS: u64 = 300_000;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SidecarSettings {
-    /// Unprivileged identity of the sidecar worker.
-    pub uid: u32,
-    pub gid: u32,
+    /// One unprivileged identity for every sidecar worker, given together.
+    /// `None` (the default): each jail's worker runs as a uid and gid of
+    /// its own, [`Config::worker_ids`].
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// The first of the per-jail worker ids: a jail's worker runs as
+    /// uid = gid = this + its link lease's index, so no two live jails'
+    /// workers share an identity (one cannot signal another), and none
+    /// shares `nobody` with the host's processes or a container's.
+    pub worker_id_base: u32,
     /// Allow upstream connections to loopback / link-local / metadata
     /// addresses for names that are not pinned.
     pub allow_special_destinations: bool,
@@ -205,8 +219,9 @@ impl Default for AuditConfig {
 impl Default for SidecarSettings {
     fn default() -> Self {
         SidecarSettings {
-            uid: 65534,
-            gid: 65534,
+            uid: None,
+            gid: None,
+            worker_id_base: DEFAULT_WORKER_ID_BASE,
             allow_special_destinations: false,
             refuse_private_destinations: false,
             ready_timeout_ms: 5000,
@@ -273,6 +288,7 @@ impl Config {
                 "sidecar.upstream_connect_timeout_ms = {connect}: must be between 1 and {MAX_CONNECT_TIMEOUT_MS} (ms)"
             )));
         }
+        self.check_worker_ids().map_err(invalid)?;
         let max = self.audit.max_bytes;
         if max != 0 && max < boundary_contract::AUDIT_MIN_MAX_BYTES {
             return Err(invalid(format!(
@@ -284,6 +300,46 @@ impl Config {
             boundary_policy::parse_rules(rule).map_err(|e| invalid(format!("policy.default_rules[{i}]: {e}")))?;
         }
         Ok(())
+    }
+
+    fn check_worker_ids(&self) -> Result<(), String> {
+        let s = &self.sidecar;
+        match (s.uid, s.gid) {
+            (Some(0), _) | (_, Some(0)) => Err("sidecar.uid and sidecar.gid must not be 0: the sidecar worker never runs as root".into()),
+            (Some(_), None) | (None, Some(_)) => Err(
+                "sidecar.uid and sidecar.gid must be given together (or neither: each jail's worker then runs as ids of its own from sidecar.worker_id_base)".into(),
+            ),
+            (Some(_), Some(_)) => Ok(()),
+            (None, None) => {
+                let base = s.worker_id_base;
+                let blocks = self.pool()?.blocks();
+                if base < 65_536 {
+                    return Err(format!("sidecar.worker_id_base = {base}: must be at least 65536, above the host's own users and nobody (65534)"));
+                }
+                // 4294967295 is (uid_t)-1, "no change" to setresuid.
+                match base.checked_add(blocks - 1) {
+                    Some(last) if last < u32::MAX => Ok(()),
+                    _ => Err(format!(
+                        "sidecar.worker_id_base = {base}: the pool network.pool = {:?} has {blocks} jail links, so the ids would pass 4294967294; lower it",
+                        self.network.pool
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The uid and gid of the sidecar worker of the jail whose link lease
+    /// has `index`: the configured pair, or `worker_id_base + index` for
+    /// both (unique among the live jails of this state root; a second
+    /// state root on the host should use a base of its own).
+    pub fn worker_ids(&self, index: u32) -> (u32, u32) {
+        match (self.sidecar.uid, self.sidecar.gid) {
+            (Some(uid), Some(gid)) => (uid, gid),
+            _ => {
+                let id = self.sidecar.worker_id_base.saturating_add(index);
+                (id, id)
+            }
+        }
     }
 
     /// The address pool, parsed.
@@ -363,6 +419,41 @@ refuse_private_destinations = true
         assert_eq!(Config::default().sidecar.upstream_connect_timeout_ms, 10_000);
         assert!(c.sidecar.refuse_private_destinations);
         assert!(!Config::default().sidecar.refuse_private_destinations, "private networks are reachable by default");
+        assert_eq!((c.worker_ids(0), c.worker_ids(7)), ((1000, 1000), (1000, 1000)), "one configured identity for every worker");
+    }
+
+    #[test]
+    fn each_jails_worker_gets_ids_of_its_own_unless_configured() {
+        let d = Config::default();
+        assert_eq!((d.sidecar.uid, d.sidecar.gid), (None, None));
+        assert_eq!(d.worker_ids(0), (DEFAULT_WORKER_ID_BASE, DEFAULT_WORKER_ID_BASE));
+        assert_eq!(d.worker_ids(5), (DEFAULT_WORKER_ID_BASE + 5, DEFAULT_WORKER_ID_BASE + 5));
+        let c = Config::parse("[sidecar]\nworker_id_base = 3000000", Path::new("x.toml")).unwrap();
+        assert_eq!(c.worker_ids(2), (3_000_002, 3_000_002));
+        // The whole pool fits below (uid_t)-1: a /8 pool has 2^22 links.
+        let top = u32::MAX - (1 << 22);
+        let c = Config::parse(&format!("[network]\npool = \"10.0.0.0/8\"\n[sidecar]\nworker_id_base = {top}"), Path::new("x.toml")).unwrap();
+        assert_eq!(c.worker_ids((1 << 22) - 1).0, u32::MAX - 1);
+    }
+
+    #[test]
+    fn bad_worker_ids_name_the_setting() {
+        let bad = |text: &str| Config::parse(text, Path::new("x.toml")).unwrap_err().to_string();
+        for text in ["[sidecar]\nuid = 1000", "[sidecar]\ngid = 1000"] {
+            let e = bad(text);
+            assert!(e.contains("sidecar.uid and sidecar.gid must be given together") && e.contains("worker_id_base"), "{e}");
+        }
+        for text in ["[sidecar]\nuid = 0\ngid = 1000", "[sidecar]\nuid = 1000\ngid = 0"] {
+            let e = bad(text);
+            assert!(e.contains("must not be 0") && e.contains("root"), "{e}");
+        }
+        let e = bad("[sidecar]\nworker_id_base = 65534");
+        assert!(e.contains("sidecar.worker_id_base = 65534") && e.contains("at least 65536"), "{e}");
+        let top = u32::MAX - (1 << 22) + 1;
+        let e = bad(&format!("[network]\npool = \"10.0.0.0/8\"\n[sidecar]\nworker_id_base = {top}"));
+        assert!(e.contains(&format!("sidecar.worker_id_base = {top}")) && e.contains("4194304 jail links") && e.contains("4294967294"), "{e}");
+        let e = bad("[sidecar]\nworker_id_base = 4294967296");
+        assert!(e.contains("worker_id_base"), "{e}");
     }
 
     #[test]

@@ -446,6 +446,7 @@ fn rules_in(cfg: &Config, pod_sandbox: bool) -> String {
 }
 
 fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<String>, dir: &Path, creator: i32) -> SidecarConfig {
+    let (uid, gid) = cfg.worker_ids(state.index);
     SidecarConfig {
         container_id: state.container_id.clone(),
         netns: state_host_netns(state).map(Path::to_path_buf),
@@ -470,8 +471,8 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
         upstream_resolvers: cfg.dns.nameservers.clone(),
         audit_log: cfg.audit.dir.join(format!("{}.jsonl", state.container_id)),
         audit_max_bytes: Some(cfg.audit.max_bytes).filter(|m| *m > 0),
-        uid: cfg.sidecar.uid,
-        gid: cfg.sidecar.gid,
+        uid,
+        gid,
         pid_file: dir.join(SIDECAR_PIDS_FILE),
         orphan_watch: Some(boundary_contract::OrphanWatch {
             creator_pid: creator,

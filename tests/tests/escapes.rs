@@ -335,6 +335,58 @@ fn signals_and_ptrace_cannot_reach_the_sidecar() {
     }
 }
 
+/// Each jail's sidecar worker runs as a uid and gid of its own (the
+/// default `sidecar.worker_id_base` plus its link lease's index), never
+/// the host's `nobody`: a process with one worker's ids, which a worker
+/// taken over through a parser bug would be, can signal that worker and no
+/// other; `nobody`, which a container sharing the host's pid namespace
+/// often runs as, can signal neither.
+#[test]
+fn each_jails_worker_has_ids_of_its_own_and_can_signal_no_other_worker() {
+    const BASE: u32 = 2_000_000_000; // the default sidecar.worker_id_base
+    let w = World::start(216, "esc-uid-a");
+    w.rt.create_and_start(&boundary_tests::Bundle::sleeper().docker_capabilities(), "esc-uid-b");
+    let worker = |id: &str| -> (i32, u32, u32) {
+        let path = w.rt.dirs.state_root.join(id).join("sidecar.pids"); // shim::jail::SIDECAR_PIDS_FILE
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let pids: boundary_contract::SidecarPids = serde_json::from_str(&text).expect("sidecar.pids");
+        let pid = pids.worker.unwrap_or_else(|| panic!("{id}: no worker in {text}"));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("worker status");
+        let ids = |key: &str| -> Vec<u32> {
+            let line = status.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in\n{status}"));
+            line.split_whitespace().skip(1).map(|n| n.parse().expect("id")).collect()
+        };
+        let (uids, gids) = (ids("Uid:"), ids("Gid:"));
+        assert!(uids.iter().all(|u| *u == uids[0]) && gids.iter().all(|g| *g == gids[0]), "{id}: real, effective, saved and fs ids differ:\n{status}");
+        (pid, uids[0], gids[0])
+    };
+    let ((pa, ua, ga), (pb, ub, gb)) = (worker("esc-uid-a"), worker("esc-uid-b"));
+    let (ia, ib) = (w.rt.jail("esc-uid-a").index, w.rt.jail("esc-uid-b").index);
+    assert_eq!((ua, ga), (BASE + ia, BASE + ia), "esc-uid-a's worker (lease {ia})");
+    assert_eq!((ub, gb), (BASE + ib, BASE + ib), "esc-uid-b's worker (lease {ib})");
+    assert_ne!(ua, ub, "two live jails' workers share an identity");
+    // `kill -0`: the kernel's permission check alone, nothing delivered.
+    let setpriv = require_tool("setpriv");
+    let may_signal = |uid: u32, gid: u32, pid: i32| -> bool {
+        let out = Command::new(&setpriv)
+            .args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into(), "sh".into(), "-c".into(), format!("kill -0 {pid}")])
+            .output()
+            .expect("setpriv");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() || err.contains("ermi"), "uid {uid} kill -0 {pid}: not a permission refusal: {err}");
+        out.status.success()
+    };
+    assert!(may_signal(ua, ga, pa), "control: a worker's own uid may signal it");
+    assert!(!may_signal(ua, ga, pb), "esc-uid-a's worker uid may signal esc-uid-b's worker");
+    assert!(!may_signal(ub, gb, pa), "esc-uid-b's worker uid may signal esc-uid-a's worker");
+    for pid in [pa, pb] {
+        assert!(!may_signal(65534, 65534, pid), "nobody may signal worker {pid}");
+    }
+    assert_eq!((worker("esc-uid-a").0, worker("esc-uid-b").0), (pa, pb), "a worker was restarted");
+    assert_eq!(http(&w, "http://origin.test/allowed/uid").status, 200, "the jail still serves");
+    w.rt.delete_force("esc-uid-b").ok();
+}
+
 /// A container sharing the host's pid namespace (a spec that asks for
 /// more) sees the sidecar; ptrace fails (no CAP_SYS_PTRACE, not dumpable)
 /// and killing it only fails closed.
