@@ -127,9 +127,11 @@ pub const DEFAULT_AUDIT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Default `sidecar.worker_id_base`: far above the host's users (below
 /// 60,000), systemd's dynamic users (61184-65519) and the ranges that
-/// container user namespaces usually take (/etc/subuid from 100000,
+/// container user namespaces are usually given (/etc/subuid from 100000,
 /// systemd-nspawn's 524288-1879048191), and below 2^31, which some tools
-/// read as negative.
+/// read as negative. (A kubelet with no /etc/subuid entry of its own may
+/// give a user-namespaced pod any 64K block from 65536 up: see
+/// docs/configuration.md.)
 pub const DEFAULT_WORKER_ID_BASE: u32 = 2_000_000_000;
 
 /// Largest `sidecar.upstream_connect_timeout_ms` (5 minutes, the limit for
@@ -306,6 +308,8 @@ impl Config {
         let s = &self.sidecar;
         match (s.uid, s.gid) {
             (Some(0), _) | (_, Some(0)) => Err("sidecar.uid and sidecar.gid must not be 0: the sidecar worker never runs as root".into()),
+            // (uid_t)-1 tells setresuid "no change": the worker would stay root.
+            (Some(u32::MAX), _) | (_, Some(u32::MAX)) => Err("sidecar.uid and sidecar.gid must not be 4294967295, which setresuid reads as \"no change\"".into()),
             (Some(_), None) | (None, Some(_)) => Err(
                 "sidecar.uid and sidecar.gid must be given together (or neither: each jail's worker then runs as ids of its own from sidecar.worker_id_base)".into(),
             ),
@@ -446,6 +450,10 @@ refuse_private_destinations = true
         for text in ["[sidecar]\nuid = 0\ngid = 1000", "[sidecar]\nuid = 1000\ngid = 0"] {
             let e = bad(text);
             assert!(e.contains("must not be 0") && e.contains("root"), "{e}");
+        }
+        for text in ["[sidecar]\nuid = 4294967295\ngid = 1000", "[sidecar]\nuid = 1000\ngid = 4294967295"] {
+            let e = bad(text);
+            assert!(e.contains("must not be 4294967295") && e.contains("no change"), "{e}");
         }
         let e = bad("[sidecar]\nworker_id_base = 65534");
         assert!(e.contains("sidecar.worker_id_base = 65534") && e.contains("at least 65536"), "{e}");

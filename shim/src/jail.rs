@@ -566,6 +566,18 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
             errors.push(format!("{:#}", anyhow::Error::from(e)));
         }
     }
+    // The state directory goes while the sidecar stops (on ext4 with
+    // `discard` each freed directory block is a synchronous discard). A
+    // sidecar still stopping can write a file into it (a respawned
+    // worker's pid file) or hold its log open; once it is gone nothing
+    // can, and a second pass removes what the first could not.
+    let _ = std::fs::remove_dir_all(&dir);
+    if stopping.join().is_err() {
+        errors.push(format!("stopping the sidecar of {id} panicked"));
+    }
+    // The lease goes only once the sidecar has: its index is the worker's
+    // uid (`Config::worker_ids`), which a create taking the index at once
+    // would give its own worker while the old one still ran.
     for (index, holder) in ipam::leases(root) {
         if holder == id {
             if let Err(e) = ipam::release(root, index, id) {
@@ -575,15 +587,6 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
     }
     if let Err(e) = ipam::remove_claim(root, id) {
         errors.push(format!("{:#}", anyhow::Error::from(e)));
-    }
-    // The state directory goes while the sidecar stops (on ext4 with
-    // `discard` each freed directory block is a synchronous discard). A
-    // sidecar still stopping can write a file into it (a respawned
-    // worker's pid file) or hold its log open; once it is gone nothing
-    // can, and a second pass removes what the first could not.
-    let _ = std::fs::remove_dir_all(&dir);
-    if stopping.join().is_err() {
-        errors.push(format!("stopping the sidecar of {id} panicked"));
     }
     if dir.exists() {
         match std::fs::remove_dir_all(&dir) {

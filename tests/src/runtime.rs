@@ -269,6 +269,27 @@ impl Runtime {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not a JailState: {e}", path.display()))
     }
 
+    /// The sidecar worker of `id`'s jail: its pid (from the jail's
+    /// `sidecar.pids`) and its uid and gid (from `/proc`), after checking
+    /// that its real, effective, saved and file-system ids agree.
+    pub fn sidecar_worker(&self, id: &str) -> (i32, u32, u32) {
+        let path = self.dirs.state_root.join(id).join("sidecar.pids"); // shim::jail::SIDECAR_PIDS_FILE
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let pids: boundary_contract::SidecarPids = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let pid = pids.worker.unwrap_or_else(|| panic!("{id}: no worker in {text}"));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("{id}'s worker {pid}: {e}"));
+        let ids = |key: &str| -> Vec<u32> {
+            let line = status.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in\n{status}"));
+            line.split_whitespace().skip(1).map(|n| n.parse().expect("an id")).collect()
+        };
+        let (uids, gids) = (ids("Uid:"), ids("Gid:"));
+        assert!(
+            uids.iter().all(|u| *u == uids[0]) && gids.iter().all(|g| *g == gids[0]),
+            "{id}'s worker: real, effective, saved and file-system ids differ:\n{status}"
+        );
+        (pid, uids[0], gids[0])
+    }
+
     pub fn audit_path(&self, id: &str) -> PathBuf {
         self.dirs.audit_dir.join(format!("{id}.jsonl"))
     }

@@ -2,7 +2,7 @@
 //! CAP_NET_ADMIN, CAP_NET_RAW, CAP_KILL and the patched seccomp filter.
 //! Each one must fail to get a byte to a listener on the test origin or
 //! the host, checked by counters there and, where the protocol reaches the
-//! sidecar, in the audit log. Slots 200..=209 and 232..=237.
+//! sidecar, in the audit log. Slots 200..=209, 216 and 232..=237.
 
 mod escape_world;
 
@@ -346,20 +346,7 @@ fn each_jails_worker_has_ids_of_its_own_and_can_signal_no_other_worker() {
     const BASE: u32 = 2_000_000_000; // the default sidecar.worker_id_base
     let w = World::start(216, "esc-uid-a");
     w.rt.create_and_start(&boundary_tests::Bundle::sleeper().docker_capabilities(), "esc-uid-b");
-    let worker = |id: &str| -> (i32, u32, u32) {
-        let path = w.rt.dirs.state_root.join(id).join("sidecar.pids"); // shim::jail::SIDECAR_PIDS_FILE
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let pids: boundary_contract::SidecarPids = serde_json::from_str(&text).expect("sidecar.pids");
-        let pid = pids.worker.unwrap_or_else(|| panic!("{id}: no worker in {text}"));
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("worker status");
-        let ids = |key: &str| -> Vec<u32> {
-            let line = status.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in\n{status}"));
-            line.split_whitespace().skip(1).map(|n| n.parse().expect("id")).collect()
-        };
-        let (uids, gids) = (ids("Uid:"), ids("Gid:"));
-        assert!(uids.iter().all(|u| *u == uids[0]) && gids.iter().all(|g| *g == gids[0]), "{id}: real, effective, saved and fs ids differ:\n{status}");
-        (pid, uids[0], gids[0])
-    };
+    let worker = |id: &str| w.rt.sidecar_worker(id);
     let ((pa, ua, ga), (pb, ub, gb)) = (worker("esc-uid-a"), worker("esc-uid-b"));
     let (ia, ib) = (w.rt.jail("esc-uid-a").index, w.rt.jail("esc-uid-b").index);
     assert_eq!((ua, ga), (BASE + ia, BASE + ia), "esc-uid-a's worker (lease {ia})");

@@ -561,9 +561,14 @@ fn connections_to_the_pod_ip_reach_a_server_in_the_jail() {
     assert!(out.status.success(), "port-forward's dial: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "served from the pod\n");
     // The sidecar worker's uid is never sent in (its upstream connections
-    // to a loopback address, where allowed, stay in the pod's namespace).
-    let out = in_pod("65534");
+    // to a loopback address, where allowed, stay in the pod's namespace),
+    // nor any other but root's.
+    let (_, worker_uid, _) = pod.rt.sidecar_worker(&pod.sandbox);
+    assert_ne!(worker_uid, 0);
+    let out = in_pod(&worker_uid.to_string());
     assert!(!out.status.success(), "the worker's uid reached the jail: {}", String::from_utf8_lossy(&out.stdout));
+    let out = in_pod("65534");
+    assert!(!out.status.success(), "nobody reached the jail: {}", String::from_utf8_lossy(&out.stdout));
     // The boundary holds for what the pod starts.
     assert_eq!(pod.status(&pod.sandbox, "http://origin.test/a/x"), 200);
     assert_eq!(pod.status(&pod.sandbox, "http://origin.test/private"), 403);
