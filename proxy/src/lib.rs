@@ -52,6 +52,7 @@ pub mod privdrop;
 pub mod readahead;
 pub mod resident;
 pub mod resolve;
+pub mod seccomp;
 pub mod response;
 pub mod service;
 pub mod sni;

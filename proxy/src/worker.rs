@@ -56,6 +56,8 @@ pub enum WorkerError {
     PrivDrop(#[source] PrivDropError),
     #[error("setting the parent-death signal")]
     ParentDeathSignal(#[source] Errno),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("the supervisor is gone")]
     Orphaned,
     #[error("starting the async runtime")]
@@ -153,6 +155,9 @@ fn start(config_path: &Path, parent: Option<Pid>) -> Result<(Arc<ProxyContext>, 
     if nix::unistd::getppid() != parent {
         return Err(WorkerError::Orphaned);
     }
+    // Last, on every thread (the audit writer's too): no process, program
+    // or namespace from here on (crate::seccomp).
+    crate::seccomp::install()?;
     log::info!("worker for {} running as uid {} gid {}", cfg.container_id, cfg.uid, cfg.gid);
     Ok((Arc::new(ctx), fds))
 }

@@ -335,6 +335,10 @@ fn worker_runs_as_nobody_with_no_capabilities_and_is_not_dumpable() {
             assert_eq!(status_field(&status, cap), "0000000000000000", "{cap} of {task:?}");
         }
         assert_eq!(status_field(&status, "NoNewPrivs:"), "1", "{task:?}");
+        // Every thread, the audit writer's and later ones too, under the
+        // worker's seccomp filter (boundary_proxy::seccomp).
+        assert_eq!(status_field(&status, "Seccomp:"), "2", "{task:?}");
+        assert_eq!(status_field(&status, "Seccomp_filters:"), "1", "{task:?}");
     }
     // Not dumpable: the kernel hands its /proc files to root instead of
     // the process's uid...
