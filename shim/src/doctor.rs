@@ -86,6 +86,8 @@ pub fn host_checks(cfg: &Config, paths: &Paths) -> Vec<Check> {
     let mut v = vec![delegate_check(cfg)];
     v.extend(nft_checks());
     v.push(userns_check(std::fs::read_to_string("/proc/sys/user/max_user_namespaces").ok().as_deref()));
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    v.push(worker_ids_check(cfg, &HostIds { passwd: read("/etc/passwd"), group: read("/etc/group"), subuid: read("/etc/subuid"), subgid: read("/etc/subgid") }));
     v.push(state_root_check(&cfg.state_root, state_root_fs(&cfg.state_root)));
     v.extend(ca_checks(cfg));
     for (what, p) in [("boundary-hook", cfg.hook_binary()), ("boundary-sidecar", cfg.sidecar_binary())] {
@@ -104,6 +106,61 @@ fn userns_check(max: Option<&str>) -> Check {
         Some(Ok(0)) => Check::new(Status::Fail, "user namespaces", "user.max_user_namespaces is 0: jails cannot be made (sysctl -w user.max_user_namespaces=15000)".to_string()),
         Some(Ok(n)) => Check::new(Status::Ok, "user namespaces", format!("up to {n} (one per jail)")),
         _ => Check::new(Status::Fail, "user namespaces", "/proc/sys/user/max_user_namespaces is missing: the kernel has no user namespaces, which every jail needs".to_string()),
+    }
+}
+
+/// The host's id databases, as text.
+struct HostIds {
+    passwd: String,
+    group: String,
+    subuid: String,
+    subgid: String,
+}
+
+/// Whether the sidecar workers' ids are their own: per jail (the
+/// default) and clear of every user, group and subordinate range the host
+/// lists, or one configured identity (a warning for `nobody`, which the
+/// host's and many images' processes share).
+fn worker_ids_check(cfg: &Config, ids: &HostIds) -> Check {
+    const WHAT: &str = "sidecar worker ids";
+    if let (Some(uid), Some(gid)) = (cfg.sidecar.uid, cfg.sidecar.gid) {
+        let detail = format!("every jail's worker runs as uid {uid} gid {gid} (sidecar.uid, sidecar.gid): one jail's worker can signal another's; leave both unset to give each its own");
+        let shared = uid == 65534 || gid == 65534;
+        return Check::new(if shared { Status::Warn } else { Status::Ok }, WHAT, if shared { format!("{detail}; 65534 is nobody, which the host's and many images' processes run as") } else { detail });
+    }
+    let Ok(pool) = cfg.pool() else {
+        return Check::new(Status::Fail, WHAT, "network.pool does not parse (see the config check)");
+    };
+    let first = u64::from(cfg.sidecar.worker_id_base);
+    let end = first + u64::from(pool.blocks());
+    let inside = |id: u64| (first..end).contains(&id);
+    let mut clashes = Vec::new();
+    // passwd: name:x:uid:gid:...; group: name:x:gid:...
+    for (file, text, field) in [("/etc/passwd", &ids.passwd, 2), ("/etc/group", &ids.group, 2)] {
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let parts: Vec<&str> = line.split(':').collect();
+            if let Some(id) = parts.get(field).and_then(|f| f.trim().parse::<u64>().ok()).filter(|id| inside(*id)) {
+                clashes.push(format!("{} ({id}) in {file}", parts[0]));
+            }
+        }
+    }
+    // subuid, subgid: owner:first:count
+    for (file, text) in [("/etc/subuid", &ids.subuid), ("/etc/subgid", &ids.subgid)] {
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let parts: Vec<&str> = line.split(':').collect();
+            let (Some(start), Some(count)) = (parts.get(1).and_then(|f| f.trim().parse::<u64>().ok()), parts.get(2).and_then(|f| f.trim().parse::<u64>().ok())) else {
+                continue;
+            };
+            if start < end && first < start.saturating_add(count) {
+                clashes.push(format!("{}'s range {start}-{} in {file}", parts[0], start.saturating_add(count).saturating_sub(1)));
+            }
+        }
+    }
+    let range = format!("{first}-{} (sidecar.worker_id_base + lease index)", end - 1);
+    if clashes.is_empty() {
+        Check::new(Status::Ok, WHAT, format!("each jail's worker has its own, from {range}; no user, group or subordinate range here takes one"))
+    } else {
+        Check::new(Status::Warn, WHAT, format!("{range} overlaps {}: move sidecar.worker_id_base (with no jail running) or that range", clashes.join(", ")))
     }
 }
 
@@ -315,6 +372,31 @@ fn crio_check(dir: &Path) -> Check {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn worker_ids_clear_of_the_hosts_ids_or_a_warning() {
+        let ids = |passwd: &str, subuid: &str| HostIds { passwd: passwd.into(), group: "root:x:0:\n".into(), subuid: subuid.into(), subgid: String::new() };
+        let cfg = Config::parse("[network]\npool = \"10.213.0.0/24\"", Path::new("c.toml")).unwrap();
+        let host = ids("root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n", "user1:100000:65536\n");
+        let c = worker_ids_check(&cfg, &host);
+        assert_eq!(c.status, Status::Ok, "{c}");
+        assert!(c.detail.contains("2000000000-2000000063"), "{c}");
+        // A kubelet range covering the workers' (kubelet's default without
+        // one covers every id from 65536 up), and a user inside it.
+        let c = worker_ids_check(&cfg, &ids("agent:x:2000000010:1::/:/bin/sh\n", "kubelet:65536:4294901760\n# kubelet:1:2\n"));
+        assert_eq!(c.status, Status::Warn, "{c}");
+        assert!(c.detail.contains("agent (2000000010) in /etc/passwd") && c.detail.contains("kubelet's range 65536-4294967295 in /etc/subuid"), "{c}");
+        assert!(!c.detail.contains("kubelet:1:2"), "{c}");
+        // Just below and just above the range: no clash.
+        let c = worker_ids_check(&cfg, &ids("a:x:1999999999:1::/:/bin/sh\nb:x:2000000064:1::/:/bin/sh\n", "c:1999934464:65536\nd:2000000064:10\n"));
+        assert_eq!(c.status, Status::Ok, "{c}");
+        let fixed = Config::parse("[sidecar]\nuid = 65534\ngid = 65534", Path::new("c.toml")).unwrap();
+        let c = worker_ids_check(&fixed, &host);
+        assert_eq!(c.status, Status::Warn, "{c}");
+        assert!(c.detail.contains("nobody") && c.detail.contains("leave both unset"), "{c}");
+        let fixed = Config::parse("[sidecar]\nuid = 4000\ngid = 4000", Path::new("c.toml")).unwrap();
+        assert_eq!(worker_ids_check(&fixed, &host).status, Status::Ok);
+    }
 
     #[test]
     fn user_namespaces_must_be_allowed() {
