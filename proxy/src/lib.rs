@@ -47,6 +47,7 @@ pub mod context;
 pub mod dns;
 pub mod forward;
 pub mod guard;
+pub mod landlock;
 pub mod narrowing;
 pub mod privdrop;
 pub mod readahead;

@@ -173,6 +173,13 @@ impl Narrowing {
         Ok(narrowing)
     }
 
+    /// The directory [`Narrowing::reload`] reads, opened as root at the
+    /// start: `None` without one.
+    pub fn dir(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.source.as_ref().map(|s| s.dir.as_fd())
+    }
+
     /// The sets in force now.
     pub fn current(&self) -> Arc<NarrowSets> {
         match self.current.read() {

@@ -58,6 +58,8 @@ pub enum WorkerError {
     ParentDeathSignal(#[source] Errno),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Landlock(#[from] crate::landlock::LandlockError),
     #[error("the supervisor is gone")]
     Orphaned,
     #[error("starting the async runtime")]
@@ -144,6 +146,12 @@ fn start(config_path: &Path, parent: Option<Pid>) -> Result<(Arc<ProxyContext>, 
     let (audit, writer) = AuditLog::open_unstarted_limited(audit_file, &cfg.container_id, cfg.audit_max_bytes).map_err(WorkerError::Audit)?;
     let ctx = ProxyContext::from_config(&cfg, audit).map_err(WorkerError::Build)?;
     privdrop::drop_privileges(cfg.uid, cfg.gid).map_err(WorkerError::PrivDrop)?;
+    // Still one thread: the Landlock domain binds it and every thread it
+    // starts (crate::landlock).
+    match crate::landlock::restrict(ctx.narrowing.dir())? {
+        crate::landlock::Outcome::Enforced { abi } => log::debug!("worker in its Landlock domain (ABI {abi})"),
+        crate::landlock::Outcome::Unavailable(why) => log::warn!("the worker runs without a Landlock domain: {why}"),
+    }
     // Only now: a credential change with other threads alive waits until
     // each of them has been scheduled to change its own.
     writer.start().map_err(WorkerError::Audit)?;

@@ -358,6 +358,13 @@ fn worker_runs_as_nobody_with_no_capabilities_and_is_not_dumpable() {
     };
     assert!(as_nobody("cat /proc/$$/environ").success(), "control: nobody reads its own /proc");
     assert!(!as_nobody(&format!("cat /proc/{worker}/environ")).success(), "same uid read a non-dumpable worker's /proc");
+    // The worker took its Landlock domain where the kernel has Landlock
+    // (what the domain denies: boundary_proxy::landlock's own test).
+    let log = sidecar.log();
+    match boundary_proxy::landlock::abi() {
+        Ok(abi) => assert!(log.contains(&format!("worker in its Landlock domain (ABI {abi})")), "{log}"),
+        Err(why) => assert!(log.contains("without a Landlock domain") && log.contains(&why), "{log}"),
+    }
     // The supervisor stays root (it must bind and respawn) but is tiny.
     let sup_status = fs::read_to_string(format!("/proc/{}/status", pids.supervisor)).unwrap();
     assert_eq!(status_field(&sup_status, "Threads:"), "1", "the supervisor must stay single-threaded");
