@@ -8,11 +8,14 @@
 //! takes it and the threads it starts later), the worker takes a domain in
 //! which:
 //! - no file or directory may be opened, made, removed, renamed, linked,
-//!   truncated or executed, except reading its own `/proc/<pid>` entries
-//!   (`crate::resident` reads `smaps`) and, for a pod's sandbox, its
+//!   truncated or executed, except reading, for a pod's sandbox, its
 //!   narrowing directory (reloaded on SIGHUP); descriptors it opened
-//!   before (sockets, the audit log) keep working;
-//! - no TCP port may be bound (ABI 4; it only connects upstream);
+//!   before (sockets, the audit log, `/proc/self/smaps` for
+//!   `crate::resident`) keep working; `stat` and `readlink` are not
+//!   Landlock's to refuse;
+//! - no TCP port may be bound (ABI 4; it only connects upstream; its
+//!   seccomp filter allows no socket but TCP/IP and UDP/IP ones, so no
+//!   Unix socket either, `crate::seccomp`);
 //! - no signal reaches a process outside the domain, and no abstract Unix
 //!   socket made outside it may be connected to (ABI 6).
 //!
@@ -21,7 +24,6 @@
 //! list) leaves the worker with its uid, capabilities and seccomp filter
 //! alone, and the worker says so in its log.
 
-use std::fs::File;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::libc;
@@ -30,12 +32,6 @@ use nix::libc;
 pub enum LandlockError {
     #[error("Landlock: creating the worker's ruleset")]
     Create(#[source] std::io::Error),
-    #[error("Landlock: opening {path} for a rule")]
-    Open {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("Landlock: adding the rule for {path}")]
     AddRule {
         path: String,
@@ -46,6 +42,10 @@ pub enum LandlockError {
     Restrict(#[source] std::io::Error),
     #[error("Landlock: the worker must take its domain with one thread, but it has {threads} (the others would stay outside it)")]
     Threaded { threads: usize },
+    #[error("Landlock: counting the worker's threads in /proc/self/task")]
+    CountThreads(#[source] std::io::Error),
+    #[error("Landlock: asking the kernel for its Landlock ABI")]
+    Query(#[source] std::io::Error),
 }
 
 /// What [`restrict`] did.
@@ -104,19 +104,21 @@ fn handled(abi: i32) -> RulesetAttr {
     }
 }
 
-/// The kernel's Landlock ABI version, or why there is none.
-pub fn abi() -> Result<i32, String> {
+/// The kernel's Landlock ABI version, or why there is none. Any other
+/// answer than "none" is an error: the worker does not serve without the
+/// domain a kernel offers.
+pub fn abi() -> Result<Result<i32, String>, LandlockError> {
     // SAFETY: a query with no attribute; the kernel reads nothing.
     let v = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<RulesetAttr>(), 0usize, CREATE_RULESET_VERSION) };
     if v >= 1 {
-        return Ok(v as i32);
+        return Ok(Ok(v as i32));
     }
     let e = std::io::Error::last_os_error();
-    Err(match e.raw_os_error() {
-        Some(libc::ENOSYS) => "the kernel has no Landlock (CONFIG_SECURITY_LANDLOCK)".into(),
-        Some(libc::EOPNOTSUPP) => "Landlock is built in but not enabled (add landlock to the kernel's lsm= boot parameter)".into(),
-        _ => format!("asking the kernel for its Landlock ABI: {e}"),
-    })
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => Ok(Err("the kernel has no Landlock (CONFIG_SECURITY_LANDLOCK), or a seccomp profile around the runtime refuses its system calls".into())),
+        Some(libc::EOPNOTSUPP) => Ok(Err("Landlock is built in but not enabled (add landlock to the kernel's lsm= boot parameter)".into())),
+        _ => Err(LandlockError::Query(e)),
+    }
 }
 
 /// Takes the worker's domain (see the module docs) on the calling thread,
@@ -124,7 +126,7 @@ pub fn abi() -> Result<i32, String> {
 /// before (the worker can no longer open its path), whose files stay
 /// readable.
 pub fn restrict(narrow_dir: Option<BorrowedFd<'_>>) -> Result<Outcome, LandlockError> {
-    let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
+    let threads = std::fs::read_dir("/proc/self/task").map_err(LandlockError::CountThreads)?.count();
     if threads != 1 {
         return Err(LandlockError::Threaded { threads });
     }
@@ -133,7 +135,7 @@ pub fn restrict(narrow_dir: Option<BorrowedFd<'_>>) -> Result<Outcome, LandlockE
 
 /// [`restrict`] for the calling thread (and the threads it starts) alone.
 fn restrict_this_thread(narrow_dir: Option<BorrowedFd<'_>>) -> Result<Outcome, LandlockError> {
-    let abi = match abi() {
+    let abi = match abi()? {
         Ok(abi) => abi,
         Err(why) => return Ok(Outcome::Unavailable(why)),
     };
@@ -145,9 +147,6 @@ fn restrict_this_thread(narrow_dir: Option<BorrowedFd<'_>>) -> Result<Outcome, L
     }
     // SAFETY: the kernel just returned this descriptor to us alone.
     let ruleset = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    // "/proc/self" opens as this process's /proc/<pid>.
-    let proc_self = open_dir("/proc/self")?;
-    add_rule(&ruleset, proc_self.as_raw_fd(), "/proc/self", FS_READ_FILE)?;
     if let Some(dir) = narrow_dir {
         add_rule(&ruleset, dir.as_raw_fd(), "the narrowing directory", FS_READ_FILE | FS_READ_DIR)?;
     }
@@ -157,15 +156,6 @@ fn restrict_this_thread(narrow_dir: Option<BorrowedFd<'_>>) -> Result<Outcome, L
         return Err(LandlockError::Restrict(std::io::Error::last_os_error()));
     }
     Ok(Outcome::Enforced { abi })
-}
-
-fn open_dir(path: &str) -> Result<File, LandlockError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    File::options()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_CLOEXEC | libc::O_DIRECTORY)
-        .open(path)
-        .map_err(|source| LandlockError::Open { path: path.into(), source })
 }
 
 /// Lets the domain have `access` (never `execute`) beneath the directory
@@ -193,7 +183,7 @@ mod tests {
     /// for real, with a control that works before.
     #[test]
     fn the_domain_denies_files_signals_abstract_sockets_and_binds() {
-        let abi = abi().unwrap_or_else(|why| panic!("this test needs Landlock: {why}"));
+        let abi = abi().unwrap().unwrap_or_else(|why| panic!("this test needs Landlock: {why}"));
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("narrow")).unwrap();
         std::fs::write(dir.path().join("narrow/set"), "rules").unwrap();
@@ -230,10 +220,11 @@ mod tests {
         assert!(nix::sys::signal::kill(parent, None).is_ok(), "control: the parent can be signalled before");
 
         nix::sys::prctl::set_no_new_privs().unwrap();
+        crate::resident::keep_smaps_open().unwrap();
         // The harness runs this on a thread of its own: the domain binds
         // it and what it starts (the worker uses `restrict`, which checks
         // that it is the only thread).
-        let narrow_fd = File::open(&narrow).unwrap();
+        let narrow_fd = std::fs::File::open(&narrow).unwrap();
         let abi = match restrict_this_thread(Some(std::os::fd::AsFd::as_fd(&narrow_fd))).unwrap() {
             Outcome::Enforced { abi } => abi,
             Outcome::Unavailable(why) => panic!("no Landlock: {why}"),
@@ -245,10 +236,12 @@ mod tests {
         denied("/proc/version", std::fs::read_to_string("/proc/version"));
         denied("/etc/passwd", std::fs::read_to_string("/etc/passwd"));
         denied("a file beside the narrowing directory", std::fs::read_to_string(base.join("outside")));
-        assert!(std::fs::write(narrow.join("new"), "x").is_err(), "made a file in the narrowing directory");
-        // What stays allowed: its own /proc entries, the narrowing files,
-        // sockets it holds, threads, connecting out.
-        assert!(std::fs::read_to_string("/proc/self/smaps").unwrap().contains("rw"));
+        denied("/proc/self/smaps", std::fs::read_to_string("/proc/self/smaps"));
+        let e = std::fs::write(narrow.join("new"), "x").expect_err("made a file in the narrowing directory");
+        assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{e}");
+        // What stays allowed: smaps through the descriptor kept open, the
+        // narrowing files, sockets it holds, threads, connecting out.
+        assert!(crate::resident::release_startup_pages().is_ok(), "smaps through the kept descriptor");
         assert_eq!(std::fs::read_to_string(narrow.join("set")).unwrap(), "rules");
         assert_eq!(std::fs::read_dir(&narrow).unwrap().count(), 1);
         assert_eq!(std::thread::spawn(|| 7).join().unwrap(), 7);
@@ -261,7 +254,11 @@ mod tests {
             let e = UnixStream::connect_addr(&addr).expect_err("an abstract socket made outside the domain");
             assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
             assert_eq!(nix::sys::signal::kill(parent, None), Err(nix::errno::Errno::EPERM), "the parent, outside the domain");
-            assert!(nix::sys::signal::kill(nix::unistd::getpid(), None).is_ok(), "itself");
+            // This thread itself (tgkill: the process's main thread is the
+            // harness's, outside the domain).
+            // SAFETY: signal 0 to this very thread: a permission check only.
+            let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), 0) };
+            assert_eq!(rc, 0, "signal 0 to itself: {}", std::io::Error::last_os_error());
         }
         #[allow(clippy::print_stdout)] // read by the parent test
         {

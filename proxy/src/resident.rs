@@ -41,6 +41,30 @@ pub struct Released {
     pub kib: u64,
 }
 
+/// `/proc/self/smaps`, opened once by [`keep_smaps_open`].
+static SMAPS: std::sync::OnceLock<std::sync::Mutex<fs::File>> = std::sync::OnceLock::new();
+
+/// Opens `/proc/self/smaps` now and reads it through that descriptor from
+/// then on: the worker does so before its Landlock domain, in which it can
+/// open no file (crate::landlock).
+pub fn keep_smaps_open() -> io::Result<()> {
+    let f = fs::File::open("/proc/self/smaps")?;
+    let _ = SMAPS.set(std::sync::Mutex::new(f));
+    Ok(())
+}
+
+fn read_smaps() -> io::Result<String> {
+    use std::io::{Read, Seek};
+    let Some(kept) = SMAPS.get() else {
+        return fs::read_to_string("/proc/self/smaps");
+    };
+    let mut f = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    f.seek(io::SeekFrom::Start(0))?;
+    let mut text = String::new();
+    f.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// A mapping of `/proc/self/smaps` that may be dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Clean {
@@ -53,7 +77,7 @@ struct Clean {
 /// documentation). Safe to call from any thread at any time; a mapping the
 /// call fails on is left as it is.
 pub fn release_startup_pages() -> io::Result<Released> {
-    let smaps = fs::read_to_string("/proc/self/smaps")?;
+    let smaps = read_smaps()?;
     let mut released = Released::default();
     for m in clean_mappings(&smaps) {
         let (Some(addr), Some(len)) = (NonNull::new(m.start as *mut std::ffi::c_void), NonZeroUsize::new(m.len)) else {

@@ -20,6 +20,12 @@
 //!   `kexec` loading, `open_by_handle_at`, `reboot`, swap, clock setting,
 //!   `acct`, `quotactl`.
 //!
+//! - sockets of any family but IPv4 and IPv6 (`socket`'s first
+//!   argument): no Unix socket to reach the host's services (D-Bus,
+//!   journald, an engine's API) and no netlink to read or change the
+//!   host side's links, routes and sockets (`socketpair`, which tokio's
+//!   signal handling uses, is another call, and stays).
+//!
 //! `clone3` answers `ENOSYS`: its flags sit in memory a filter cannot read,
 //! and glibc's `pthread_create` then falls back to `clone`, whose flags it
 //! can. System calls of another ABI (x32's numbers on x86-64) are refused,
@@ -147,6 +153,7 @@ enum To {
     Enosys,
     Kill,
     CloneFlags,
+    SocketFamily,
 }
 
 struct Insn {
@@ -186,6 +193,7 @@ fn program_refusing_with(errno: i32) -> Vec<libc::sock_filter> {
         p.push(jump(JEQ_K, nr as u32, To::Eperm, To::Next));
     }
     p.push(jump(JEQ_K, libc::SYS_clone3 as u32, To::Enosys, To::Next));
+    p.push(jump(JEQ_K, libc::SYS_socket as u32, To::SocketFamily, To::Next));
     p.push(jump(JEQ_K, libc::SYS_clone as u32, To::CloneFlags, To::Allow));
     let labels = [
         // CloneFlags: a thread of this process, in its namespaces.
@@ -193,6 +201,12 @@ fn program_refusing_with(errno: i32) -> Vec<libc::sock_filter> {
             stmt(LD_W_ABS, ARG0_LOW),
             jump(JSET_K, libc::CLONE_THREAD as u32, To::Next, To::Eperm),
             jump(JSET_K, CLONE_NEW_ANY, To::Eperm, To::Allow),
+        ]),
+        // SocketFamily: IPv4 or IPv6.
+        (To::SocketFamily, vec![
+            stmt(LD_W_ABS, ARG0_LOW),
+            jump(JEQ_K, libc::AF_INET as u32, To::Allow, To::Next),
+            jump(JEQ_K, libc::AF_INET6 as u32, To::Allow, To::Eperm),
         ]),
         (To::Allow, vec![stmt(RET_K, libc::SECCOMP_RET_ALLOW)]),
         (To::Eperm, vec![stmt(RET_K, libc::SECCOMP_RET_ERRNO | errno as u32)]),
@@ -335,7 +349,15 @@ mod tests {
                 assert_eq!(errno_of(libc::syscall(548, 0usize)), Some(libc::ENOSYS), "548, past the compat range");
             }
         }
-        // What serving needs still works.
+        for family in [libc::AF_UNIX, libc::AF_NETLINK, libc::AF_PACKET] {
+            // SAFETY: socket(2) refused before it makes anything.
+            let rc = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+            assert_eq!(errno_of(rc as libc::c_long), eperm, "a socket of family {family}");
+        }
+        // What serving needs still works: IP sockets, socketpair.
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(std::net::TcpStream::connect(tcp.local_addr().unwrap()).is_ok());
+        assert!(std::net::UdpSocket::bind("[::1]:0").is_ok() || std::net::UdpSocket::bind("127.0.0.1:0").is_ok());
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         std::io::Write::write_all(&mut &a, b"x").unwrap();
         let mut buf = [0u8; 1];

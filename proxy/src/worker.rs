@@ -147,9 +147,13 @@ fn start(config_path: &Path, parent: Option<Pid>) -> Result<(Arc<ProxyContext>, 
     let ctx = ProxyContext::from_config(&cfg, audit).map_err(WorkerError::Build)?;
     privdrop::drop_privileges(cfg.uid, cfg.gid).map_err(WorkerError::PrivDrop)?;
     // Still one thread: the Landlock domain binds it and every thread it
-    // starts (crate::landlock).
+    // starts (crate::landlock). In it no file opens: smaps is read through
+    // a descriptor kept from now on.
+    if let Err(e) = crate::resident::keep_smaps_open() {
+        log::warn!("opening /proc/self/smaps (for giving back start-up pages): {e}");
+    }
     match crate::landlock::restrict(ctx.narrowing.dir())? {
-        crate::landlock::Outcome::Enforced { abi } => log::debug!("worker in its Landlock domain (ABI {abi})"),
+        crate::landlock::Outcome::Enforced { abi } => log::info!("worker in its Landlock domain (ABI {abi})"),
         crate::landlock::Outcome::Unavailable(why) => log::warn!("the worker runs without a Landlock domain: {why}"),
     }
     // Only now: a credential change with other threads alive waits until

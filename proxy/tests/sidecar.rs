@@ -361,7 +361,7 @@ fn worker_runs_as_nobody_with_no_capabilities_and_is_not_dumpable() {
     // The worker took its Landlock domain where the kernel has Landlock
     // (what the domain denies: boundary_proxy::landlock's own test).
     let log = sidecar.log();
-    match boundary_proxy::landlock::abi() {
+    match boundary_proxy::landlock::abi().expect("the Landlock ABI query") {
         Ok(abi) => assert!(log.contains(&format!("worker in its Landlock domain (ABI {abi})")), "{log}"),
         Err(why) => assert!(log.contains("without a Landlock domain") && log.contains(&why), "{log}"),
     }
@@ -608,6 +608,7 @@ fn the_supervisor_is_a_fork_of_the_keeper_and_holds_only_its_descriptors() {
     let first = sidecar.pids().unwrap();
     assert_eq!(first.keeper, Some(keeper));
     assert_forked_supervisor(&sidecar, keeper, first.supervisor);
+    let settled_fds = fd_targets(first.supervisor).len();
     // The worker is still exec'd: its own command line.
     let worker = sidecar.worker();
     assert!(fs::read(format!("/proc/{worker}/cmdline")).unwrap().split(|b| *b == 0).any(|a| a == b"--worker"));
@@ -618,6 +619,9 @@ fn the_supervisor_is_a_fork_of_the_keeper_and_holds_only_its_descriptors() {
     })
     .unwrap_or_else(|| panic!("no new supervisor and worker; log:\n{}", sidecar.log()));
     assert!(is_gone(worker), "the old worker died with its supervisor");
+    // The pid file names the new worker before it reports ready; until
+    // then the supervisor also holds the readiness pipe's read end.
+    wait_until(Duration::from_secs(5), || (fd_targets(second.supervisor).len() == settled_fds).then_some(()));
     assert_forked_supervisor(&sidecar, keeper, second.supervisor);
     assert_eq!(a_answers(&ask_udp(&ns, 3, "again.example.org", RecordType::A)), vec![(LOOPBACK, 5)]);
 }
