@@ -33,6 +33,10 @@
 //! process. Everything else is allowed: this is a deny list for what the
 //! worker has no use for, not a list of what it uses, so a library update
 //! cannot break serving.
+//!
+//! A kernel without seccomp filters (`ENOSYS`, also what valgrind answers)
+//! leaves the worker without this layer, with a warning in the sidecar's
+//! log, as a kernel without Landlock does; any other refusal stops it.
 
 use nix::libc;
 
@@ -253,15 +257,26 @@ fn program_refusing_with(errno: i32) -> Vec<libc::sock_filter> {
         .collect()
 }
 
+/// What [`install`] achieved short of an error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Installed,
+    /// The kernel has no seccomp filters (`seccomp(2)` answers `ENOSYS`:
+    /// built without `CONFIG_SECCOMP_FILTER`, or run under an emulator such
+    /// as valgrind). As with Landlock, the worker then goes on without this
+    /// layer and says so; any other refusal stops it.
+    Unavailable(&'static str),
+}
+
 /// Installs the filter on every thread of the process. Needs
 /// `no_new_privs` (or `CAP_SYS_ADMIN`).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub fn install() -> Result<(), SeccompError> {
+pub fn install() -> Result<Outcome, SeccompError> {
     install_program(&program())
 }
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn install_program(filter: &[libc::sock_filter]) -> Result<(), SeccompError> {
+fn install_program(filter: &[libc::sock_filter]) -> Result<Outcome, SeccompError> {
     let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
     // SAFETY: `prog` points at `filter`, alive for the call; the kernel
     // copies the program.
@@ -274,14 +289,19 @@ fn install_program(filter: &[libc::sock_filter]) -> Result<(), SeccompError> {
         )
     };
     match rc {
-        0 => Ok(()),
+        0 => Ok(Outcome::Installed),
         rc if rc > 0 => Err(SeccompError::Sync { tid: rc }),
-        _ => Err(SeccompError::Install(std::io::Error::last_os_error())),
+        _ => match std::io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ENOSYS) => Ok(Outcome::Unavailable(
+                "the kernel has no seccomp filters (CONFIG_SECCOMP_FILTER), or the worker runs under an emulator that has none",
+            )),
+            e => Err(SeccompError::Install(e)),
+        },
     }
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub fn install() -> Result<(), SeccompError> {
+pub fn install() -> Result<Outcome, SeccompError> {
     Err(SeccompError::Unsupported)
 }
 
@@ -325,7 +345,7 @@ mod tests {
             return;
         }
         nix::sys::prctl::set_no_new_privs().unwrap();
-        install_program(&program_refusing_with(SENTINEL)).unwrap();
+        assert_eq!(install_program(&program_refusing_with(SENTINEL)).unwrap(), Outcome::Installed);
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         assert!(status.lines().any(|l| l == "Seccomp:\t2"), "{status}");
         // A thread: clone(CLONE_THREAD | ...), after clone3's ENOSYS.

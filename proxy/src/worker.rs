@@ -169,7 +169,9 @@ fn start(config_path: &Path, parent: Option<Pid>) -> Result<(Arc<ProxyContext>, 
     }
     // Last, on every thread (the audit writer's too): no process, program
     // or namespace from here on (crate::seccomp).
-    crate::seccomp::install()?;
+    if let crate::seccomp::Outcome::Unavailable(why) = crate::seccomp::install()? {
+        log::warn!("the worker runs without its seccomp filter: {why}");
+    }
     log::info!("worker for {} running as uid {} gid {}", cfg.container_id, cfg.uid, cfg.gid);
     Ok((Arc::new(ctx), fds))
 }
