@@ -169,8 +169,16 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
         return pod::prepare_container(cfg, &a.id, sandbox, spec, &config_path);
     }
     let host_side = original_host_side(&spec, &cfg.state_root.join("netns"))?;
+    // A namespace path that is a jail's own namespace is the engine putting
+    // this container in that container's network: Docker's and podman's
+    // `--network container:X`, and a podman pod's members, which are given
+    // `/proc/<infra pid>/ns/net` (and its ipc and uts namespaces, owned by
+    // the jail's user namespace). The container joins that jail: its
+    // localhost, its sidecar and its rules, as without boundary-runc it
+    // would share X's network. (A jail of its own inside X's would cut it
+    // off from X's localhost, and could not join X's other namespaces.)
     if let HostSide::Path { path } = &host_side {
-        if let Some(jail_id) = docker::joined_jail(&cfg.state_root, path).filter(|j| docker::shares_files_of(&spec, j)) {
+        if let Some(jail_id) = docker::joined_jail(&cfg.state_root, path) {
             return prepare_joined(cfg, &a.id, &jail_id, spec, &config_path);
         }
     }

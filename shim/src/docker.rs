@@ -203,14 +203,6 @@ pub fn configures_before_start(spec: &Value) -> bool {
     !has_setkey_hook(spec) && network_mode(spec).is_some_and(|m| m != "host" && !m.starts_with("container:"))
 }
 
-/// Whether the spec is Docker's `--network container:<jail_id>`: dockerd
-/// gives such a container the resolv.conf (and hosts, hostname) of the
-/// container whose network it shares, from that container's own directory
-/// beside its hostconfig.json.
-pub fn shares_files_of(spec: &Value, jail_id: &str) -> bool {
-    container_dir(spec).is_some_and(|dir| dir.file_name().is_some_and(|n| n == jail_id))
-}
-
 fn ns_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }

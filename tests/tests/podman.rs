@@ -39,10 +39,12 @@ const ULIMITS: [&str; 4] = [
 struct Podman {
     dir: TempDir,
     wrapper: PathBuf,
-    /// Select the runtime by name from a containers.conf (which also lists
-    /// it in `runtime_supports_json`, so podman passes `--log-format=json
-    /// --log FILE`), instead of `--runtime PATH`.
-    containers_conf: Option<PathBuf>,
+    /// Select the runtime by name from the containers.conf (which also
+    /// lists it in `runtime_supports_json`, so podman passes
+    /// `--log-format=json --log FILE`), instead of `--runtime PATH`.
+    by_name: bool,
+    /// Given to every podman call (`CONTAINERS_CONF`).
+    containers_conf: PathBuf,
 }
 
 impl Podman {
@@ -68,19 +70,23 @@ impl Podman {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
             .expect("chmod wrapper");
-        let containers_conf = by_name.then(|| {
-            let conf = dir.path().join("containers.conf");
-            let text = format!(
+        // The limits of containers given no --ulimit (a pod's infra
+        // container): podman's default, 1048576 open files, is above what
+        // this host lets root raise its own limit to.
+        let mut text = String::from("[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\n");
+        if by_name {
+            text.push_str(&format!(
                 "[engine]\nruntime = \"boundary-runc\"\nruntime_supports_json = [\"crun\", \"runc\", \"boundary-runc\"]\n\n[engine.runtimes]\nboundary-runc = [\"{}\"]\n",
                 wrapper.display()
-            );
-            std::fs::write(&conf, text).expect("write containers.conf");
-            conf
-        });
+            ));
+        }
+        let conf = dir.path().join("containers.conf");
+        std::fs::write(&conf, text).expect("write containers.conf");
         Podman {
             dir,
             wrapper,
-            containers_conf,
+            by_name,
+            containers_conf: conf,
         }
     }
 
@@ -104,7 +110,7 @@ impl Podman {
             "--network-backend".into(),
             "cni".into(),
         ];
-        if self.containers_conf.is_none() {
+        if !self.by_name {
             all.extend(["--runtime".into(), self.wrapper.display().to_string()]);
         }
         all.extend(args.iter().map(|a| a.to_string()));
@@ -114,9 +120,7 @@ impl Podman {
             .arg(require_tool("podman"))
             .args(&all)
             .stdin(Stdio::null());
-        if let Some(conf) = &self.containers_conf {
-            cmd.env("CONTAINERS_CONF", conf);
-        }
+        cmd.env("CONTAINERS_CONF", &self.containers_conf);
         let out = cmd.output().expect("run podman");
         Ran {
             cmdline,
@@ -128,18 +132,24 @@ impl Podman {
 
     /// `podman import` of the shared rootfs as [`IMAGE`].
     fn import_image(&self) {
-        let tar = oci_image::rootfs_tar(&self.dir.path().join("rootfs.tar"));
+        self.import_image_as(IMAGE, &[]);
+    }
+
+    /// `podman import` of the shared rootfs as `name`, with more
+    /// Dockerfile-style `changes` (`ENV K=V`).
+    fn import_image_as(&self, name: &str, changes: &[&str]) {
+        let tar = self.dir.path().join("rootfs.tar");
+        if !tar.exists() {
+            oci_image::rootfs_tar(&tar);
+        }
         let env = format!("ENV {}", oci_image::PATH_ENV);
-        self.podman(&[
-            "import",
-            "--change",
-            &env,
-            "--change",
-            "CMD [\"/bin/sleep\", \"1000\"]",
-            &tar.display().to_string(),
-            IMAGE,
-        ])
-        .ok();
+        let mut args = vec!["import", "--change", &env, "--change", "CMD [\"/bin/sleep\", \"1000\"]"];
+        for c in changes {
+            args.extend(["--change", c]);
+        }
+        let tar = tar.display().to_string();
+        args.extend([tar.as_str(), name]);
+        self.podman(&args).ok();
     }
 
     /// `podman run ARGS... IMAGE CMD...` with [`ULIMITS`].
@@ -471,5 +481,69 @@ fn jails_in_a_namespace_others_use_take_over_nothing_and_each_keep_their_sidecar
     for id in jailed.iter().chain([&x]) {
         w.podman.podman(&["rm", "-f", "-t", "0", id]).ok();
     }
+    w.assert_nothing_left();
+}
+
+/// A podman pod is one network, as without boundary-runc: the infra
+/// container is jailed (its image's `BOUNDARY_ALLOW` is the pod's policy)
+/// and every member, which podman gives `/proc/<infra pid>/ns/net` and the
+/// infra's ipc and uts namespaces, joins that jail. The members start
+/// (they could not while each got a jail of its own: the infra's ipc
+/// namespace belongs to its jail's user namespace), share the pod's
+/// localhost, and are judged by the pod's one sidecar; the pod's
+/// published port reaches a server in a member. `pod rm` leaves nothing.
+#[test]
+fn a_podman_pods_members_join_its_jail_and_share_its_localhost_rules_and_ports() {
+    let w = World::start(177, false);
+    const INFRA: &str = "localhost/boundary-e2e-infra:latest";
+    w.podman.import_image_as(INFRA, &[&format!("ENV BOUNDARY_ALLOW={RULES}")]);
+    let pod = w.podman.podman(&["pod", "create", "--infra-image", INFRA, "-p", "18177:8080"]).ok().stdout.trim().to_string();
+    let server = "mkdir -p /tmp/www && echo served in the pod > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www";
+    // The member's own rules do not widen the pod's: the jail's apply.
+    let member = w
+        .podman
+        .run(&["-d", "--pod", &pod, "-e", "BOUNDARY_ALLOW=domain=origin.test"], &["sh", "-c", server])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let client = w.podman.run(&["-d", "--pod", &pod], &["sleep", "1000"]).ok().stdout.trim().to_string();
+    let infra = w.podman.podman(&["pod", "inspect", "-f", "{{.InfraContainerID}}", &pod]).ok().stdout.trim().to_string();
+    let ns = |id: &str, kind: &str| {
+        let pid = w.podman.podman(&["inspect", "-f", "{{.State.Pid}}", id]).ok().stdout.trim().to_string();
+        std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap_or_else(|e| panic!("ns/{kind} of {id} (pid {pid}): {e}"))
+    };
+    let jail = w.rt.jail(&infra);
+    assert!(matches!(jail.host_side, HostSide::Path { .. }), "the infra's jail keeps podman's namespace as its host side: {jail:?}");
+    for id in [&member, &client] {
+        for kind in ["net", "user", "ipc", "uts"] {
+            assert_eq!(ns(id, kind), ns(&infra, kind), "{kind} namespace of member {id}");
+        }
+        let joined = w.rt.dirs.state_root.join(id).join("joined");
+        assert_eq!(std::fs::read_to_string(&joined).unwrap_or_default(), infra, "{}", joined.display());
+        assert!(!w.rt.dirs.state_root.join("netns").join(id).exists(), "member {id} has a jail of its own");
+    }
+    let exec_curl = |id: &str, url: &str, out: &str| {
+        w.podman.podman(&["exec", id, "curl", "-sS", "--max-time", "10", "-o", out, "-w", "%{http_code}", url]).stdout
+    };
+    let served = boundary_tests::poll_until(std::time::Duration::from_secs(10), "the member's server over the pod's localhost", || {
+        let out = w.podman.podman(&["exec", &client, "curl", "-sS", "--max-time", "5", "http://127.0.0.1:8080/index.html"]);
+        (out.code == Some(0)).then_some(out.stdout)
+    });
+    assert_eq!(served, "served in the pod\n");
+    for id in [&client, &member] {
+        assert_eq!(exec_curl(id, "http://origin.test/allowed/x", "/dev/null"), "200", "{id}");
+        assert_eq!(exec_curl(id, "http://origin.test/private", "/dev/null"), "403", "{id}: the pod's rules, not the member's own");
+    }
+    let audited = w.rt.audit_records(&infra);
+    let allowed = audited.iter().filter(|r| r.url.as_deref() == Some("http://origin.test/allowed/x")).count();
+    assert_eq!(allowed, 2, "both members' requests in the pod's one audit log: {audited:?}");
+    let gateway = w.podman.podman(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", &infra]).ok().stdout.trim().to_string();
+    let out = boundary_tests::poll_until(std::time::Duration::from_secs(10), "the pod's published port", || {
+        let out = Command::new(require_tool("curl")).args(["-sS", "--max-time", "5", &format!("http://{gateway}:18177/index.html")]).output().expect("curl");
+        out.status.success().then_some(out)
+    });
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "served in the pod\n", "the pod's published port");
+    w.podman.podman(&["pod", "rm", "-f", "-t", "0", &pod]).ok();
     w.assert_nothing_left();
 }
