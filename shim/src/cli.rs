@@ -213,7 +213,8 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
             // this container's alone: a pod's, or one no process uses yet
             // (podman's, CNI's for this container). Never into a namespace
             // that other processes use (`--network container:X` of an
-            // unjailed X, a podman pod's second container, the host's):
+            // unjailed X, the member of a pod whose infra is unjailed, the
+            // host's):
             // the jail would take over their published ports.
             publish_inbound: matches!(&host_side, HostSide::Path { path }
                 if !is_our_netns(path) && (pod_sandbox || crate::netns::holds_no_process(path))),
@@ -276,25 +277,29 @@ fn gate_timeout(cfg: &Config) -> std::time::Duration {
     std::time::Duration::from_millis(cfg.sidecar.ready_timeout_ms.saturating_add(10_000))
 }
 
-/// `--network container:X` with X jailed (Docker): the container joins X's
-/// jail as it is, under X's sidecar and policy; it gets the same
-/// capabilities, seccomp and CA changes as any jailed container.
+/// A spec whose network namespace is X's jail (`--network container:X` of
+/// Docker and podman, a podman pod's members): the container joins X's
+/// jail, under X's sidecar and policy, narrowed by its own rules while it
+/// lives (as a pod's app container narrows its pod's); it gets the same
+/// capabilities, seccomp and CA changes as any jailed container, and its
+/// network entry names the jail's own mount, not the `/proc` path the
+/// engine gave.
 fn prepare_joined(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, config_path: &Path) -> anyhow::Result<Vec<String>> {
     jail::claim(&cfg.state_root, id)?;
     joined_in(cfg, id, jail_id, spec, config_path).map_err(|e| jail::undo(&cfg.state_root, id, e))
 }
 
-fn joined_in(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, config_path: &Path) -> anyhow::Result<Vec<String>> {
+fn joined_in(cfg: &Config, id: &str, jail_id: &str, mut spec: serde_json::Value, config_path: &Path) -> anyhow::Result<Vec<String>> {
     let root = &cfg.state_root;
-    rules::collect(cfg, &spec)?;
-    let mut warnings = Vec::new();
-    let own = rewrite::env_value(&spec, rules::ALLOW_ENV)?.is_some() || rewrite::annotation(&spec, rules::ALLOW_ANNOTATION)?.is_some();
-    if own {
-        warnings.push(format!("{id} shares the network of {jail_id}: {jail_id}'s allow rules apply, not its own"));
-    }
+    // Its own rules can only narrow what the jail allows (both containers
+    // share one network and could relay for each other), so they are
+    // taken even where container rules are refused.
+    let narrowing = rules::joiner_narrowing(&spec)?;
+    let netns = jail::netns_path(root, jail_id);
+    crate::pod::set_network_path(&mut spec, &netns)?;
     let ca = crate::ca::ensure(cfg)?;
     let plan = rewrite::JailPlan {
-        netns_path: jail::netns_path(root, jail_id),
+        netns_path: netns,
         hook_path: cfg.hook_binary(),
         state_root: root.clone(),
         ca_bundle: Some(ca.bundle.clone()),
@@ -302,12 +307,13 @@ fn joined_in(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, con
         ..joined_userns(&spec, jail::read_state(root, jail_id)?.as_ref(), jail_id)?
     };
     docker::record_joined(root, id, jail_id).with_context(|| format!("cannot record {id} under {}", root.display()))?;
-    let written = jail::record_no_net_admin(root, id, plan.no_net_admin.as_deref());
-    let written = written.and_then(|()| rewrite::rewrite_joined(spec, &plan).map_err(anyhow::Error::from)).and_then(|out| {
-        rewrite::write_config_atomically(config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;
-        Ok(out.warnings)
-    });
-    written.map(|w| warnings.into_iter().chain(w).collect())
+    if let Some(rules) = &narrowing {
+        crate::pod::narrow::apply(root, jail_id, id, rules)?;
+    }
+    jail::record_no_net_admin(root, id, plan.no_net_admin.as_deref())?;
+    let out = rewrite::rewrite_joined(spec, &plan)?;
+    rewrite::write_config_atomically(config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;
+    Ok(out.warnings)
 }
 
 /// Whether `path` is the network namespace this process runs in (the

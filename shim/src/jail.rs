@@ -136,9 +136,11 @@ pub struct Shape {
     /// serves from the runtime's namespace. The host's namespace then gets
     /// no link and no table, and teardown drops the private one whole.
     pub private_host: bool,
-    /// A Kubernetes pod sandbox: its app containers narrow its policy, so
-    /// the jail gets a narrowing directory that the sidecar reads. Other
-    /// jails have none (no container can narrow them).
+    /// A Kubernetes pod sandbox (its rules may come from the pod
+    /// annotation, and port-forward's loopback flows go in). Every jail has
+    /// a narrowing directory the sidecar reads: containers that join it
+    /// (pod app containers, `--network container:X`, podman pod members)
+    /// narrow its policy by their own rules while they live.
     pub pod_sandbox: bool,
     /// The host side is the engine's namespace for the container (a pod's,
     /// podman's, CNI's for nerdctl or `ctr --with-ns`: given by path, not
@@ -303,9 +305,7 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
     let ca = ca::ensure(cfg)?;
     let resolv_conf = dir.join("resolv.conf");
     std::fs::write(&resolv_conf, format!("nameserver {}\n", state.host_addr)).map_err(io("write", &resolv_conf))?;
-    if shape.pod_sandbox {
-        crate::pod::create_narrow_dir(&dir).map_err(io("create", &dir.join(NARROW_DIR)))?;
-    }
+    crate::pod::create_narrow_dir(&dir).map_err(io("create", &dir.join(NARROW_DIR)))?;
     Ok(Begun { state, dir, rules, shape: shape.clone(), jail_if, ca, resolv_conf, pending })
 }
 
@@ -418,7 +418,7 @@ fn spawn_sidecar(cfg: &Config, state: &JailState, shape: &Shape, start: SidecarS
         sc.upstream_resolvers = shape.upstream_resolvers.clone();
     }
     sc.upstream_enabled = !shape.no_upstream;
-    sc.narrow_dir = shape.pod_sandbox.then(|| dir.join(NARROW_DIR));
+    sc.narrow_dir = Some(dir.join(NARROW_DIR));
     sc.rules_in = Some(rules_in(cfg, shape.pod_sandbox));
     let sc_path = dir.join(SIDECAR_CONFIG_FILE);
     let json = serde_json::to_vec_pretty(&sc).map_err(|e| JailError::State { path: sc_path.clone(), message: e.to_string() })?;

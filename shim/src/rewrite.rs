@@ -262,9 +262,10 @@ pub fn rewrite(spec: Value, plan: &JailPlan) -> Result<Rewritten, RewriteError> 
     rewrite_network(spec, plan, true)
 }
 
-/// [`rewrite`] for a container that joins an existing jail (Docker's
-/// `--network container:X` with X jailed): the network entry already
-/// points into the jail and is left alone; everything else is the same.
+/// [`rewrite`] for a container that joins an existing jail (a pod's app
+/// container, `--network container:X` with X jailed, a podman pod's
+/// member): the caller has already pointed the network entry at the jail's
+/// mount, and it is left alone; everything else is the same.
 pub fn rewrite_joined(spec: Value, plan: &JailPlan) -> Result<Rewritten, RewriteError> {
     rewrite_network(spec, plan, false)
 }

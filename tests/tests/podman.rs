@@ -490,8 +490,9 @@ fn jails_in_a_namespace_others_use_take_over_nothing_and_each_keep_their_sidecar
 /// infra's ipc and uts namespaces, joins that jail. The members start
 /// (they could not while each got a jail of its own: the infra's ipc
 /// namespace belongs to its jail's user namespace), share the pod's
-/// localhost, and are judged by the pod's one sidecar; the pod's
-/// published port reaches a server in a member. `pod rm` leaves nothing.
+/// localhost, and are judged by the pod's one sidecar, whose rules a
+/// member's own narrow while it lives; the pod's published port reaches a
+/// server in a member. `pod rm` leaves nothing.
 #[test]
 fn a_podman_pods_members_join_its_jail_and_share_its_localhost_rules_and_ports() {
     let w = World::start(177, false);
@@ -499,7 +500,7 @@ fn a_podman_pods_members_join_its_jail_and_share_its_localhost_rules_and_ports()
     w.podman.import_image_as(INFRA, &[&format!("ENV BOUNDARY_ALLOW={RULES}")]);
     let pod = w.podman.podman(&["pod", "create", "--infra-image", INFRA, "-p", "18177:8080"]).ok().stdout.trim().to_string();
     let server = "mkdir -p /tmp/www && echo served in the pod > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www";
-    // The member's own rules do not widen the pod's: the jail's apply.
+    // The member's own rules cannot widen the pod's.
     let member = w
         .podman
         .run(&["-d", "--pod", &pod, "-e", "BOUNDARY_ALLOW=domain=origin.test"], &["sh", "-c", server])
@@ -538,6 +539,21 @@ fn a_podman_pods_members_join_its_jail_and_share_its_localhost_rules_and_ports()
     let audited = w.rt.audit_records(&infra);
     let allowed = audited.iter().filter(|r| r.url.as_deref() == Some("http://origin.test/allowed/x")).count();
     assert_eq!(allowed, 2, "both members' requests in the pod's one audit log: {audited:?}");
+    // A member's own rules narrow the pod's for every member while it
+    // lives (they share one network, so it could relay for the others).
+    assert_eq!(exec_curl(&client, "http://origin.test/allowed/y", "/dev/null"), "200", "before the narrowing member");
+    let narrower = w
+        .podman
+        .run(&["-d", "--pod", &pod, "-e", "BOUNDARY_ALLOW=domain=origin.test path=/allowed/x"], &["sleep", "1000"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(exec_curl(&client, "http://origin.test/allowed/x", "/dev/null"), "200", "what both allow");
+    assert_eq!(exec_curl(&client, "http://origin.test/allowed/y", "/dev/null"), "403", "narrowed by {narrower}");
+    w.podman.podman(&["rm", "-f", "-t", "0", &narrower]).ok();
+    assert!(!w.rt.dirs.state_root.join(&narrower).exists(), "the narrowing member's state is removed");
+    assert_eq!(exec_curl(&client, "http://origin.test/allowed/y", "/dev/null"), "200", "the narrowing lifted with {narrower}");
     let gateway = w.podman.podman(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", &infra]).ok().stdout.trim().to_string();
     let out = boundary_tests::poll_until(std::time::Duration::from_secs(10), "the pod's published port", || {
         let out = Command::new(require_tool("curl")).args(["-sS", "--max-time", "5", &format!("http://{gateway}:18177/index.html")]).output().expect("curl");

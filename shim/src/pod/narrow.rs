@@ -32,7 +32,7 @@ const RESIGNAL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NarrowError {
-    #[error("container id {0:?} starts with '.', which the narrowing directory reserves; it cannot narrow its pod's policy")]
+    #[error("container id {0:?} starts with '.', which the narrowing directory reserves; it cannot narrow the policy of the jail it joins")]
     HiddenId(String),
     #[error("cannot {op} {}", path.display())]
     Io {
@@ -41,9 +41,9 @@ pub enum NarrowError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the sidecar of pod sandbox {0} is not running")]
+    #[error("the sidecar of the jail of {0} is not running")]
     NoSidecar(String),
-    #[error("the sidecar of pod sandbox {sandbox} did not put the narrowing by {id} in force within {timeout:?} (see {})", log.display())]
+    #[error("the sidecar of the jail of {sandbox} did not put the narrowing by {id} in force within {timeout:?} (see {})", log.display())]
     Timeout {
         sandbox: String,
         id: String,
