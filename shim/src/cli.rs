@@ -308,6 +308,15 @@ fn joined_in(cfg: &Config, id: &str, jail_id: &str, mut spec: serde_json::Value,
     };
     docker::record_joined(root, id, jail_id).with_context(|| format!("cannot record {id} under {}", root.display()))?;
     if let Some(rules) = &narrowing {
+        // A jail made before every jail had a narrowing directory (an
+        // older boundary-runc; its sidecar reads none): refuse rather than
+        // let the joiner's rules count for nothing.
+        if !crate::pod::narrow::dir(root, jail_id).is_dir() {
+            anyhow::bail!(
+                "{id} joins the network of {jail_id}, whose jail has no narrowing directory (it was made by an older boundary-runc), \
+                 so {id}'s own rules could not narrow it: recreate {jail_id}, or start {id} without BOUNDARY_ALLOW and io.boundary.allow"
+            );
+        }
         crate::pod::narrow::apply(root, jail_id, id, rules)?;
     }
     jail::record_no_net_admin(root, id, plan.no_net_admin.as_deref())?;
