@@ -174,7 +174,6 @@ fn add_rule(ruleset: &OwnedFd, dir: std::os::fd::RawFd, path: &str, access: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
 
     const CHILD: &str = "BOUNDARY_LANDLOCK_TEST_CHILD";
 
@@ -188,13 +187,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("narrow")).unwrap();
         std::fs::write(dir.path().join("narrow/set"), "rules").unwrap();
         std::fs::write(dir.path().join("outside"), "secret").unwrap();
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "landlock::tests::child_half", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(CHILD, dir.path())
-            .output()
-            .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "{text}");
+        let text = crate::run_child_half("landlock::tests::child_half", CHILD, dir.path());
         assert!(text.contains(&format!("landlock child: enforced at ABI {abi}")), "the child half did not run:\n{text}");
     }
 

@@ -65,3 +65,20 @@ pub mod worker;
 
 pub use conn::serve_proxy;
 pub use context::{BuildError, Limits, ProxyContext};
+
+/// Runs one `#[ignore]`d test of this test binary in a process of its own
+/// (`--exact NAME --ignored`), with `env` set to `value` so that test knows
+/// it is the child: for what cannot be undone in the test process (a
+/// seccomp filter, a Landlock domain). Asserts the child passed; returns
+/// its stdout and stderr.
+#[cfg(test)]
+pub(crate) fn run_child_half(name: &str, env: &str, value: impl AsRef<std::ffi::OsStr>) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
+        .env(env, value)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    text
+}

@@ -308,7 +308,6 @@ pub fn install() -> Result<Outcome, SeccompError> {
 #[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod tests {
     use super::*;
-    use std::process::Command;
 
     /// Marks the child process the test below starts.
     const CHILD: &str = "BOUNDARY_SECCOMP_TEST_CHILD";
@@ -322,13 +321,7 @@ mod tests {
     /// tried for real and threads still start.
     #[test]
     fn the_filter_refuses_processes_namespaces_and_exec_but_not_threads() {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "seccomp::tests::child_half", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(CHILD, "1")
-            .output()
-            .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "{text}");
+        let text = crate::run_child_half("seccomp::tests::child_half", CHILD, "1");
         assert!(text.contains("seccomp child: all refused, threads work"), "the child half did not run:\n{text}");
     }
 

@@ -289,36 +289,48 @@ fn prepare_joined(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value
     joined_in(cfg, id, jail_id, spec, config_path).map_err(|e| jail::undo(&cfg.state_root, id, e))
 }
 
-fn joined_in(cfg: &Config, id: &str, jail_id: &str, mut spec: serde_json::Value, config_path: &Path) -> anyhow::Result<Vec<String>> {
-    let root = &cfg.state_root;
+fn joined_in(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, config_path: &Path) -> anyhow::Result<Vec<String>> {
     // Its own rules can only narrow what the jail allows (both containers
     // share one network and could relay for each other), so they are
     // taken even where container rules are refused.
     let narrowing = rules::joiner_narrowing(&spec)?;
-    let netns = jail::netns_path(root, jail_id);
-    crate::pod::set_network_path(&mut spec, &netns)?;
+    let jail = jail::read_state(&cfg.state_root, jail_id)?;
+    let netns = jail::netns_path(&cfg.state_root, jail_id);
+    join_jail(cfg, id, jail_id, jail.as_ref(), &netns, narrowing.as_deref(), spec, config_path)
+}
+
+/// What every container that joins an existing jail gets (a pod's app
+/// container, [`prepare_joined`]'s): its record (`<id>/joined`), its
+/// narrowing of the jail's policy, in force before this returns, its
+/// network entry pointed at the jail's mount `netns`, the jail's user
+/// namespace (or no CAP_NET_ADMIN), the CA and resolver, written to
+/// `config_path`. Undone by the caller's `jail::undo`.
+#[allow(clippy::too_many_arguments)]
+pub fn join_jail(
+    cfg: &Config,
+    id: &str,
+    jail_id: &str,
+    jail: Option<&boundary_contract::JailState>,
+    netns: &Path,
+    narrowing: Option<&[String]>,
+    mut spec: serde_json::Value,
+    config_path: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let root = &cfg.state_root;
     let ca = crate::ca::ensure(cfg)?;
+    docker::record_joined(root, id, jail_id).with_context(|| format!("cannot record {id} under {}", root.display()))?;
+    if let Some(rules) = narrowing {
+        crate::pod::narrow::apply(root, jail_id, id, rules)?;
+    }
+    crate::pod::set_network_path(&mut spec, netns)?;
     let plan = rewrite::JailPlan {
-        netns_path: netns,
+        netns_path: netns.to_path_buf(),
         hook_path: cfg.hook_binary(),
         state_root: root.clone(),
         ca_bundle: Some(ca.bundle.clone()),
         resolv_conf: Some(jail::state_dir(root, jail_id).join("resolv.conf")),
-        ..joined_userns(&spec, jail::read_state(root, jail_id)?.as_ref(), jail_id)?
+        ..joined_userns(&spec, jail, jail_id)?
     };
-    docker::record_joined(root, id, jail_id).with_context(|| format!("cannot record {id} under {}", root.display()))?;
-    if let Some(rules) = &narrowing {
-        // A jail made before every jail had a narrowing directory (an
-        // older boundary-runc; its sidecar reads none): refuse rather than
-        // let the joiner's rules count for nothing.
-        if !crate::pod::narrow::dir(root, jail_id).is_dir() {
-            anyhow::bail!(
-                "{id} joins the network of {jail_id}, whose jail has no narrowing directory (it was made by an older boundary-runc), \
-                 so {id}'s own rules could not narrow it: recreate {jail_id}, or start {id} without BOUNDARY_ALLOW and io.boundary.allow"
-            );
-        }
-        crate::pod::narrow::apply(root, jail_id, id, rules)?;
-    }
     jail::record_no_net_admin(root, id, plan.no_net_admin.as_deref())?;
     let out = rewrite::rewrite_joined(spec, &plan)?;
     rewrite::write_config_atomically(config_path, &out.spec).with_context(|| format!("cannot write {}", config_path.display()))?;

@@ -323,7 +323,7 @@ fn container_in(
     cfg: &Config,
     id: &str,
     sandbox_id: &str,
-    mut spec: Value,
+    spec: Value,
     config_path: &Path,
 ) -> anyhow::Result<Vec<String>> {
     let root = &cfg.state_root;
@@ -339,29 +339,8 @@ fn container_in(
         annotation_warning(&spec, id, sandbox_id, &read_record(root, sandbox_id)?)?
             .into_iter()
             .collect();
-    let ca = crate::ca::ensure(cfg)?;
-    docker::record_joined(root, id, sandbox_id)
-        .with_context(|| format!("cannot record {id} under {}", root.display()))?;
-    let written = (|| -> anyhow::Result<Vec<String>> {
-        if let Some(rules) = &narrowing {
-            narrow::apply(root, sandbox_id, id, rules)?;
-        }
-        set_network_path(&mut spec, &sandbox.netns_path)?;
-        let plan = rewrite::JailPlan {
-            netns_path: sandbox.netns_path.clone(),
-            hook_path: cfg.hook_binary(),
-            state_root: root.clone(),
-            ca_bundle: Some(ca.bundle.clone()),
-            resolv_conf: Some(jail::state_dir(root, sandbox_id).join("resolv.conf")),
-            ..crate::cli::joined_userns(&spec, Some(&sandbox), sandbox_id)?
-        };
-        jail::record_no_net_admin(root, id, plan.no_net_admin.as_deref())?;
-        let out = rewrite::rewrite_joined(spec, &plan)?;
-        rewrite::write_config_atomically(config_path, &out.spec)
-            .with_context(|| format!("cannot write {}", config_path.display()))?;
-        Ok(out.warnings)
-    })();
-    written.map(|w| warnings.into_iter().chain(w).collect())
+    let joined = crate::cli::join_jail(cfg, id, sandbox_id, Some(&sandbox), &sandbox.netns_path, narrowing.as_deref(), spec, config_path)?;
+    Ok(warnings.into_iter().chain(joined).collect())
 }
 
 /// Teardown of a container that joined another's jail: lifts its narrowing

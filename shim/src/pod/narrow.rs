@@ -41,6 +41,11 @@ pub enum NarrowError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the jail of {0} has no narrowing directory (an older boundary-runc made it), so a container joining it cannot narrow its rules: \
+         recreate {0}, or start the joining container without BOUNDARY_ALLOW and io.boundary.allow"
+    )]
+    NoDirectory(String),
     #[error("the sidecar of the jail of {0} is not running")]
     NoSidecar(String),
     #[error("the sidecar of the jail of {sandbox} did not put the narrowing by {id} in force within {timeout:?} (see {})", log.display())]
@@ -74,6 +79,12 @@ pub fn apply(
         return Err(NarrowError::HiddenId(id.to_string()));
     }
     let dir = dir(state_root, sandbox);
+    // A jail made by a boundary-runc that gave only pod sandboxes a
+    // narrowing directory: its sidecar reads none, so nothing put here
+    // would count.
+    if !dir.is_dir() {
+        return Err(NarrowError::NoDirectory(sandbox.to_string()));
+    }
     let (tmp, file) = (dir.join(format!(".tmp.{id}")), dir.join(id));
     let start = applied_len(&dir);
     let text = rules.join("\n") + "\n";
@@ -200,6 +211,16 @@ fn last_applied(path: &Path, start: u64) -> Option<NarrowingApplied> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jail_without_a_narrowing_directory_is_refused_by_name() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(jail::state_dir(root.path(), "old")).unwrap();
+        let e = apply(root.path(), "old", "joiner", &["domain=a.test".into()]).unwrap_err();
+        assert!(matches!(e, NarrowError::NoDirectory(ref j) if j == "old"), "{e}");
+        assert!(e.to_string().contains("recreate old"), "{e}");
+        assert!(!dir(root.path(), "old").exists(), "apply made the directory");
+    }
 
     #[test]
     fn only_complete_records_after_the_start_count() {
