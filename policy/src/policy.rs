@@ -207,8 +207,8 @@ impl Policy {
 /// Evaluate against `base` narrowed by `narrowing`: allowed only when both
 /// allow. An empty `narrowing` does not narrow (unlike an empty policy on
 /// its own, which denies everything). An allow names the rule in `base`; a
-/// denial by `narrowing` keeps its reason but carries no suggestion, since
-/// the base already allows the request.
+/// denial by `narrowing` is `narrowing`'s, suggestion included: the base
+/// already allows the request, so that rule, added to `narrowing`, would.
 pub fn evaluate_narrowed(base: &Policy, narrowing: &Policy, req: &Request<'_>) -> Decision {
     let decision = base.evaluate(req);
     if narrowing.is_empty() || !decision.is_allowed() {
@@ -216,7 +216,7 @@ pub fn evaluate_narrowed(base: &Policy, narrowing: &Policy, req: &Request<'_>) -
     }
     match narrowing.evaluate(req) {
         Decision::Allow { .. } => decision,
-        Decision::Deny(denial) => Decision::Deny(Denial::new(denial.reason, None)),
+        denied @ Decision::Deny(_) => denied,
     }
 }
 

@@ -347,7 +347,10 @@ fn narrowing_requires_both_and_empty_does_not_narrow() {
     assert!(evaluate_narrowed(&base, &narrow, &req("GET", "https://a.example/")).is_allowed());
     let d = evaluate_narrowed(&base, &narrow, &req("POST", "https://a.example/"));
     assert_eq!(d.denial().unwrap().reason, DenyReason::NoRuleMatched);
-    assert_eq!(d.denial().unwrap().suggestion, None);
+    // The suggestion is the narrowing's: added to it, it allows the request.
+    let rule = d.denial().unwrap().suggestion.clone().expect("a rule for the narrowing set");
+    let widened = policy(&format!("method=GET domain=a.example;{rule}"));
+    assert_eq!(evaluate_narrowed(&base, &widened, &req("POST", "https://a.example/")), Decision::Allow { rule: 0 });
     assert!(!evaluate_narrowed(&narrow, &base, &req("GET", "https://a.other/")).is_allowed());
     assert!(!evaluate_narrowed(&empty, &narrow, &req("GET", "https://a.example/")).is_allowed());
     assert!(could_allow_host_narrowed(&base, &narrow, "a.example"));

@@ -1,11 +1,13 @@
 //! Rules that narrow the sidecar's policy, and their reload.
 //!
-//! The containers of a Kubernetes pod share one network identity (one
-//! namespace, one sidecar) and can relay for each other over localhost, so
-//! the sidecar cannot tell which of them made a request. Each app container
-//! may *narrow* the pod's policy with its own rules: a request is allowed
-//! only when the pod's rules allow it and every narrowing set does. A
-//! denial by a narrowing set names its owner (the container).
+//! The containers that share a jail (a Kubernetes or podman pod, Docker's
+//! `--network container:X`) share one network identity (one namespace, one
+//! sidecar) and can relay for each other over localhost, so the sidecar
+//! cannot tell which of them made a request. Each container that joins
+//! may *narrow* the jail's policy with its own rules: a request is allowed
+//! only when the jail's rules allow it and every narrowing set does. A
+//! denial by a narrowing set names its owner (the container), and the rule
+//! it suggests belongs in that owner's rules.
 //!
 //! Sets come from the config's `narrowing_rules` (fixed, owned by the
 //! sidecar config) and from [`SidecarConfig::narrow_dir`]: one file per
@@ -32,6 +34,16 @@ use nix::sys::stat::Mode;
 
 /// Owner named for the config's own `narrowing_rules`.
 pub const CONFIG_OWNER: &str = "the sidecar config";
+/// How a denial by a narrowing set goes on after "... in the rules of <owner>, ".
+pub const NARROWS: &str = "which narrow the policy of every container in this jail while it runs";
+/// Where the rule that would allow a request denied by `owner`'s set is given.
+pub fn rules_of(owner: &str) -> String {
+    if owner == CONFIG_OWNER {
+        "the narrowing_rules of the sidecar config".to_owned()
+    } else {
+        format!("the rules of container {owner} (BOUNDARY_ALLOW in its environment, or its io.boundary.allow annotation)")
+    }
+}
 /// Largest narrowing file read (a rule set, not data).
 const MAX_FILE: u64 = 1 << 20;
 

@@ -181,7 +181,7 @@ async fn decide_and_forward(ctx: Arc<ProxyContext>, scope: &Scope, req: Request<
         }
         Decision::Deny(denial) => {
             let reason = deny_reason(denial.reason, narrowed_by);
-            deny(&ctx, scope, &req, &t, &reason, denial.suggestion.as_deref())
+            deny_narrowed(&ctx, scope, &req, &t, &reason, denial.suggestion.as_deref(), narrowed_by)
         }
     }
 }
@@ -192,7 +192,7 @@ fn deny_reason(reason: DenyReason, narrowed_by: Option<&str>) -> String {
         other => other.to_string(),
     };
     match narrowed_by {
-        Some(owner) => format!("{reason} in the rules of {owner}, which narrow the pod's policy"),
+        Some(owner) => format!("{reason} in the rules of {owner}, {}", crate::narrowing::NARROWS),
         None => reason,
     }
 }
@@ -259,7 +259,7 @@ fn judge_overrides(
                     if via.len() > 1 { "them" } else { "it" },
                     deny_reason(denial.reason, narrowed_by)
                 );
-                return Some(deny(ctx, scope, req, t, &reason, denial.suggestion.as_deref()));
+                return Some(deny_narrowed(ctx, scope, req, t, &reason, denial.suggestion.as_deref(), narrowed_by));
             }
         }
     }
@@ -267,8 +267,27 @@ fn judge_overrides(
 }
 
 fn deny(ctx: &ProxyContext, scope: &Scope, req: &Request<Incoming>, t: &Target, reason: &str, rule: Option<&str>) -> Response<ProxyBody> {
+    deny_narrowed(ctx, scope, req, t, reason, rule, None)
+}
+
+/// [`deny`] of a request that the rules of container `narrowed_by`, which
+/// narrow the jail's policy, refused: the rule that would allow it belongs
+/// in that container's rules, not the jail's.
+fn deny_narrowed(
+    ctx: &ProxyContext,
+    scope: &Scope,
+    req: &Request<Incoming>,
+    t: &Target,
+    reason: &str,
+    rule: Option<&str>,
+    narrowed_by: Option<&str>,
+) -> Response<ProxyBody> {
     let method = req.method().as_str();
-    let info = DenyInfo { method, url: &t.url, host: &t.host, reason, allow_rule: rule, rules_in: &ctx.rules_in };
+    let rules_in = match narrowed_by {
+        Some(owner) => std::borrow::Cow::Owned(crate::narrowing::rules_of(owner)),
+        None => std::borrow::Cow::Borrowed(ctx.rules_in.as_str()),
+    };
+    let info = DenyInfo { method, url: &t.url, host: &t.host, reason, allow_rule: rule, rules_in: &rules_in };
     let resp = response::deny(&info, response::wants_json(req.headers()));
     ctx.audit.record(Event {
         method: Some(method.to_owned()),
@@ -356,6 +375,16 @@ fn same_authority(a: &Authority, b: &Authority, default_port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_denial_by_a_joiners_rules_names_it_and_not_a_pod() {
+        let r = deny_reason(DenyReason::NoRuleMatched, Some("ctr-1"));
+        assert!(r.starts_with("no rule matched in the rules of ctr-1, which narrow the policy of every container in this jail"), "{r}");
+        assert!(!r.contains("pod"), "{r}");
+        assert_eq!(deny_reason(DenyReason::NoRuleMatched, None), "no rule matched");
+        assert!(crate::narrowing::rules_of("ctr-1").starts_with("the rules of container ctr-1 (BOUNDARY_ALLOW"));
+        assert_eq!(crate::narrowing::rules_of(crate::narrowing::CONFIG_OWNER), "the narrowing_rules of the sidecar config");
+    }
 
     fn t(scheme: &'static str, host: &str, port: u16, path: &str) -> Target {
         let mut t = Target { scheme, host: host.into(), port, path: path.into(), url: String::new() };

@@ -251,7 +251,47 @@ fn container_network_joins_the_jail_of_that_container() {
     // The owner's jail is untouched.
     let r = w.get(&owner, "http://origin.test/allowed/still");
     assert_eq!(r.status, 200, "{r:?}");
-    docker(&["rm", "-f", &owner]).ok();
+
+    // A joiner with rules of its own narrows the jail's, for the owner
+    // too, while it runs; it widens nothing.
+    let net = format!("container:{owner}");
+    let narrower = w.name("narrower");
+    let narrow_dir = w.rt.dirs.state_root.join(&owner_id).join("narrow");
+    let narrower_id = w
+        .docker
+        .run(&narrower, &["--network", &net, "-e", "BOUNDARY_ALLOW=domain=origin.test path=/allowed/a;domain=denied.test"], &[])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert!(narrow_dir.join(&narrower_id).is_file(), "the narrowing is recorded in {}", narrow_dir.display());
+    let r = w.get(&owner, "http://origin.test/allowed/still");
+    assert_eq!(r.status, 403, "narrowed by {narrower_id}: {r:?}");
+    assert!(
+        r.body.contains(&format!("in the rules of {narrower_id}"))
+            && r.body.contains(&format!("add this rule to the rules of container {narrower_id}")),
+        "the 403 names the narrowing container and where its rule goes:\n{}",
+        r.body
+    );
+    assert_eq!(w.get(&narrower, "http://origin.test/allowed/a").status, 200, "allowed by both");
+    assert_eq!(w.get(&narrower, "http://denied.test/x").status, 403, "a joiner's rule the jail lacks widens nothing");
+    docker(&["rm", "-f", &narrower]).ok();
+    assert!(!w.rt.dirs.state_root.join(&narrower_id).exists(), "the narrower's state is removed");
+    assert!(!narrow_dir.join(&narrower_id).exists(), "its narrowing is lifted");
+    assert_eq!(w.get(&owner, "http://origin.test/allowed/still").status, 200, "the narrowing lifted with its container");
+
+    // A joiner with a rule that does not parse fails with the rule's error
+    // and leaves nothing: no state, no narrowing.
+    let bad = w.name("badjoiner");
+    let out = w.docker.run(&bad, &["--network", &net, "-e", "BOUNDARY_ALLOW=domain=github.*"], &[]).failed();
+    let all = out.all();
+    assert!(all.contains("invalid BOUNDARY_ALLOW") && all.contains("github.*"), "Docker's message must carry the rule's error:\n{out}");
+    let bad_id = inspect(&bad, "{{.Id}}");
+    assert!(!w.rt.dirs.state_root.join(&bad_id).exists(), "no state for the refused joiner");
+    let narrowings: Vec<_> = std::fs::read_dir(&narrow_dir).unwrap().flatten().map(|e| e.file_name()).filter(|n| !n.to_string_lossy().starts_with('.')).collect();
+    assert!(narrowings.is_empty(), "no narrowing left: {narrowings:?}");
+    assert_eq!(w.get(&owner, "http://origin.test/allowed/still").status, 200, "the jail serves on");
+    docker(&["rm", "-f", &bad, &owner]).ok();
     w.assert_no_leaks();
 }
 

@@ -330,6 +330,10 @@ fn a_cri_pod_shares_one_jail_and_its_containers_only_narrow_the_pod_policy() {
         replies.contains("pod-narrow"),
         "the 403 names the narrowing container:\n{replies}"
     );
+    assert!(
+        replies.contains("add this rule to the rules of container pod-narrow"),
+        "the 403 puts the rule that would allow it in the narrowing container's rules, not the pod's:\n{replies}"
+    );
     assert_eq!(
         worker_pid(&pod.rt, "pod-sb"),
         worker_before,

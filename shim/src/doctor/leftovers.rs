@@ -6,7 +6,10 @@
 //! owns it: a lease whose holder has no state directory, a namespace file
 //! under `<state_root>/netns/` or `<state_root>/userns/` without one, a `bnd*`/`bnj*` link or a
 //! `boundary_*` nft table in the host namespace that no `jail.json` names,
-//! a `boundary-sidecar` whose config file under the state root is gone.
+//! a `boundary-sidecar` whose config file under the state root is gone, a
+//! narrowing file (`<state_root>/<jail>/narrow/<id>`) whose container has
+//! no state directory. A container that joined another's jail is a
+//! leftover when that jail is gone or the delegate no longer knows it.
 //!
 //! Only links and tables whose name encodes an address in *this* config's
 //! pool are considered: another state root (a second engine, a test) with
@@ -25,6 +28,7 @@ use nix::unistd::Pid;
 
 use super::{Check, Status};
 use crate::config::{Config, Pool};
+use crate::pod::narrow;
 use crate::{args, firewall, ipam, jail, link, netns};
 
 /// How old a jail must be before doctor judges it.
@@ -44,13 +48,16 @@ pub struct Leftovers {
     pub tables: Vec<String>,
     /// (pid, config path)
     pub sidecars: Vec<(i32, PathBuf)>,
+    /// (jail id, container id): a narrowing of a jail's rules by a
+    /// container that has no state directory.
+    pub narrowings: Vec<(String, String)>,
     /// Things doctor could not judge.
     pub notes: Vec<Check>,
 }
 
 impl Leftovers {
     pub fn is_empty(&self) -> bool {
-        self.jails.is_empty() && self.leases.is_empty() && self.netns.is_empty() && self.links.is_empty() && self.tables.is_empty() && self.sidecars.is_empty()
+        self.jails.is_empty() && self.leases.is_empty() && self.netns.is_empty() && self.links.is_empty() && self.tables.is_empty() && self.sidecars.is_empty() && self.narrowings.is_empty()
     }
 
     /// One line per leftover (or one OK line).
@@ -63,6 +70,7 @@ impl Leftovers {
         v.extend(self.links.iter().map(|l| fail("leftover link", format!("{l} belongs to no jail"))));
         v.extend(self.tables.iter().map(|t| fail("leftover nft table", format!("inet {t} belongs to no jail"))));
         v.extend(self.sidecars.iter().map(|(pid, c)| fail("leftover sidecar", format!("pid {pid} serves {}, which is gone", c.display()))));
+        v.extend(self.narrowings.iter().map(|(j, id)| fail("leftover narrowing", format!("{id}, which has no state directory, still narrows the rules of the jail of {j}"))));
         if v.is_empty() {
             v.push(Check::new(Status::Ok, "leftovers", "none"));
         }
@@ -88,10 +96,29 @@ pub fn find(cfg: &Config, runtime: Option<&Path>, grace: Duration) -> Leftovers 
         // A container that joined another's jail (`--network container:X`)
         // has only a marker naming that jail; it is a leftover once the
         // jail it joined is gone.
+        // It is one too when the delegate no longer knows it while the
+        // jail lives: its narrowing of the jail's rules stays in force
+        // until its state goes. (A joiner runs under the same engine, and
+        // so the same runtime root, as the jail's container.)
         if let Ok(joined) = std::fs::read_to_string(dir.join(crate::docker::JOINED_FILE)) {
             let jail_id = joined.trim();
             if !jail::state_dir(root, jail_id).join(JAIL_STATE_FILE).exists() {
                 out.jails.push((id, format!("joined the jail of {jail_id}, which is gone")));
+                continue;
+            }
+            // (An unreadable jail state is the jail's leftover, judged on its own.)
+            if let Ok(Some(jail_state)) = jail::read_state(root, jail_id) {
+                if let Some(rt) = runtime.filter(|rt| !container_exists(rt, jail_state.runtime_root.as_deref(), &id)) {
+                    let narrows = narrow::dir(root, jail_id).join(&id).exists();
+                    out.jails.push((
+                        id,
+                        format!(
+                            "joined the jail of {jail_id}, but the container is gone ({} state fails){}",
+                            rt.display(),
+                            if narrows { "; its rules still narrow that jail's" } else { "" }
+                        ),
+                    ));
+                }
             }
             continue;
         }
@@ -108,6 +135,18 @@ pub fn find(cfg: &Config, runtime: Option<&Path>, grace: Duration) -> Leftovers 
         }
     }
     let has_dir = |id: &str| args::validate_id(id).is_ok() && jail::state_dir(root, id).is_dir();
+    // A narrowing whose container has no state directory any more (its
+    // teardown removes the file before the directory, so none is made or
+    // removed in between).
+    for jail_id in state_ids(root) {
+        let dir = narrow::dir(root, &jail_id);
+        for id in file_names(&dir).into_iter().filter(|n| !n.starts_with('.')) {
+            let young = age(&dir.join(&id)).is_some_and(|a| a < grace);
+            if !young && !has_dir(&id) {
+                out.narrowings.push((jail_id.clone(), id));
+            }
+        }
+    }
     out.leases = ipam::leases(root).into_iter().filter(|(_, holder)| !has_dir(holder)).collect();
     out.leases.sort();
     for dir in ["netns", jail::USERNS_DIR] {
@@ -152,6 +191,9 @@ pub fn clean(cfg: &Config, found: &Leftovers) -> Vec<String> {
     }
     for (pid, conf) in &found.sidecars {
         report(format!("sidecar pid {pid}"), stop_sidecar(*pid, conf));
+    }
+    for (jail_id, id) in &found.narrowings {
+        report(format!("the narrowing of {jail_id}'s rules by {id}"), narrow::lift(root, jail_id, id).err().map(|e| e.to_string()).into_iter().collect());
     }
     log
 }
@@ -289,6 +331,51 @@ mod tests {
         std::fs::remove_dir_all(d.path().join("owner")).unwrap();
         let found = find(&cfg, None, Duration::ZERO);
         assert!(found.jails.iter().any(|(id, why)| id == "joiner" && why.contains("owner")), "{:?}", found.jails);
+    }
+
+    #[test]
+    fn a_joiner_whose_container_is_gone_and_an_orphaned_narrowing_are_leftovers() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config { state_root: d.path().to_path_buf(), ..Config::default() };
+        let owner = jail::state_dir(d.path(), "owner");
+        std::fs::create_dir_all(owner.join(boundary_contract::NARROW_DIR)).unwrap();
+        let state = JailState {
+            container_id: "owner".into(),
+            index: 0,
+            host_side: boundary_contract::HostSide::Absent,
+            netns_path: d.path().join("netns/owner"),
+            host_if: "bnd0ad50001".into(),
+            host_addr: Ipv4Addr::new(10, 213, 0, 1),
+            jail_addr: Ipv4Addr::new(10, 213, 0, 2),
+            prefix_len: 30,
+            nft_table: "boundary_0ad50001".into(),
+            sidecar_pid: None,
+            runtime_root: None,
+            dedicated_host_netns: None,
+            engine_handover: None,
+            private_host: false,
+            userns: None,
+            create_token: 1,
+        };
+        std::fs::write(owner.join(JAIL_STATE_FILE), serde_json::to_vec(&state).unwrap()).unwrap();
+        crate::docker::record_joined(d.path(), "joiner", "owner").unwrap();
+        std::fs::write(narrow::dir(d.path(), "owner").join("joiner"), "domain=a.test\n").unwrap();
+        // The delegate knows every container: nothing is left over.
+        let found = find(&cfg, Some(Path::new("/bin/true")), Duration::ZERO);
+        assert!(found.jails.iter().all(|(id, _)| id != "joiner") && found.narrowings.is_empty(), "{found:?}");
+        // It knows none: the joiner is, and says its rules still narrow.
+        let found = find(&cfg, Some(Path::new("/bin/false")), Duration::ZERO);
+        assert!(found.jails.iter().any(|(id, why)| id == "joiner" && why.contains("container is gone") && why.contains("still narrow")), "{found:?}");
+        // A narrowing file whose container has no state directory.
+        std::fs::remove_dir_all(jail::state_dir(d.path(), "joiner")).unwrap();
+        let found = find(&cfg, Some(Path::new("/bin/true")), Duration::ZERO);
+        assert_eq!(found.narrowings, [("owner".to_string(), "joiner".to_string())]);
+        assert!(found.checks().iter().any(|c| c.status == Status::Fail && c.to_string().contains("leftover narrowing")));
+        assert!(find(&cfg, Some(Path::new("/bin/true")), IN_PROGRESS_GRACE).narrowings.is_empty(), "a young one is left alone");
+        // Cleaning lifts it (the jail's sidecar is not running here).
+        let log = clean(&cfg, &found);
+        assert!(log.iter().any(|l| l.starts_with("removed the narrowing")), "{log:?}");
+        assert!(!narrow::dir(d.path(), "owner").join("joiner").exists());
     }
 
     #[test]

@@ -27,6 +27,8 @@ use crate::jail;
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long teardown waits for the narrowing to be lifted.
 pub const LIFT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How far back from its end the record file is read for its last record.
+const TAIL: u64 = 64 << 10;
 /// Interval between repeated signals while waiting.
 const RESIGNAL: Duration = Duration::from_millis(250);
 
@@ -112,7 +114,11 @@ pub fn apply(
         owners.iter().any(|o| o == id)
     });
     if waited.is_err() {
+        // The worker may still load the file after the deadline; with the
+        // file gone, one more signal makes its next load drop the set, and
+        // `lift` (which the failed create's delete runs) waits for that.
         let _ = std::fs::remove_file(&file);
+        let _ = signal_worker(state_root, sandbox);
     }
     waited
 }
@@ -125,7 +131,13 @@ pub fn lift(state_root: &Path, sandbox: &str, id: &str) -> Result<(), NarrowErro
     let start = applied_len(&dir);
     match std::fs::remove_file(&file) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        // No file, but the worker's last load may still list `id`: an
+        // `apply` that timed out removed the file after the worker read it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !listed_in_last_load(&dir, id) {
+                return Ok(());
+            }
+        }
         Err(e) => return Err(io("remove", &file)(e)),
     }
     match wait_until(state_root, sandbox, id, start, LIFT_TIMEOUT, |owners| {
@@ -195,12 +207,21 @@ fn signal_worker(state_root: &Path, sandbox: &str) -> Result<(), NarrowError> {
     Ok(())
 }
 
-/// The last complete record after byte `start` of the record file.
+/// Whether the worker's last recorded load of narrowing directory `dir`
+/// lists `id`.
+fn listed_in_last_load(dir: &Path, id: &str) -> bool {
+    let start = applied_len(dir).saturating_sub(TAIL);
+    last_applied(&dir.join(NARROWING_APPLIED_FILE), start).is_some_and(|a| a.owners.iter().any(|o| o == id))
+}
+
+/// The last complete record after byte `start` of the record file (which
+/// may fall inside a record: that one does not parse and is passed over).
 fn last_applied(path: &Path, start: u64) -> Option<NarrowingApplied> {
     let mut f = std::fs::File::open(path).ok()?;
     f.seek(SeekFrom::Start(start)).ok()?;
-    let mut text = String::new();
-    f.read_to_string(&mut text).ok()?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
     let complete = &text[..text.rfind('\n')? + 1];
     complete
         .lines()
@@ -211,6 +232,35 @@ fn last_applied(path: &Path, start: u64) -> Option<NarrowingApplied> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_complete_load_decides_whether_a_container_is_still_listed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = dir(root.path(), "jail");
+        std::fs::create_dir_all(&dir).unwrap();
+        let record = |owners: &[&str]| {
+            let mut line = serde_json::to_string(&serde_json::json!({ "owners": owners })).unwrap();
+            line.push('\n');
+            line
+        };
+        assert!(!listed_in_last_load(&dir, "a"), "no record file");
+        // Much more than the tail that is read, so the read starts inside a
+        // record; then a load that lists `a`, then a torn write.
+        let mut text = record(&["old"]).repeat((TAIL as usize / 10) + 1);
+        text += &record(&["b", "a"]);
+        text += "{\"owners\":[";
+        std::fs::write(dir.join(NARROWING_APPLIED_FILE), &text).unwrap();
+        assert!(listed_in_last_load(&dir, "a"));
+        assert!(!listed_in_last_load(&dir, "old"), "only the last load counts");
+        text.truncate(text.rfind('\n').unwrap() + 1);
+        text += &record(&["b"]);
+        std::fs::write(dir.join(NARROWING_APPLIED_FILE), &text).unwrap();
+        assert!(!listed_in_last_load(&dir, "a"), "lifted");
+        // lift() of a container whose file is gone but is still listed, in
+        // a jail whose sidecar is gone: nothing left to lift from.
+        std::fs::write(dir.join(NARROWING_APPLIED_FILE), record(&["a"])).unwrap();
+        lift(root.path(), "jail", "a").unwrap();
+    }
 
     #[test]
     fn a_jail_without_a_narrowing_directory_is_refused_by_name() {
