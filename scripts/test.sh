@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
 need_cargo
-install_packages runc crun nftables iproute2 busybox-static curl ca-certificates docker.io containerd podman containernetworking-plugins iptables
+install_packages runc crun nftables iproute2 busybox-static curl ca-certificates docker.io containerd podman containernetworking-plugins catatonit iptables
 
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT

@@ -29,6 +29,11 @@ pub const NARROWING_APPLIED_FILE: &str = ".applied";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NarrowingApplied {
     pub owners: Vec<String>,
+    /// The worker that loaded them: each worker loads the directory when
+    /// it starts, after it read the config, so a record by a new worker
+    /// says the config it was started with is in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 /// Everything the sidecar needs to serve one jailed container (or pod).

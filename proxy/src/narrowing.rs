@@ -218,6 +218,7 @@ impl Narrowing {
         }
         let mut line = serde_json::to_vec(&NarrowingApplied {
             owners: owners.clone(),
+            pid: Some(std::process::id()),
         })
         .map_err(|e| NarrowingError::Record(e.into()))?;
         line.push(b'\n');
@@ -332,7 +333,10 @@ mod tests {
         let (d, by) = sets.evaluate(&base, &get("b.test", "/y"));
         assert!(!d.is_allowed());
         assert_eq!(by, Some("c1"));
-        assert_eq!(d.denial().unwrap().suggestion, None);
+        // c1's suggestion: a rule for c1's set, which would allow it.
+        let rule = d.denial().unwrap().suggestion.clone().expect("a rule for c1's set");
+        let c1 = NarrowSets::new(vec![set("c1", &format!("domain=a.test;domain=b.test path=/x;{rule}"))]);
+        assert!(c1.evaluate(&base, &get("b.test", "/y")).0.is_allowed(), "{rule}");
         // The base denies: no owner, the base's suggestion.
         let (d, by) = sets.evaluate(&base, &get("c.test", "/"));
         assert_eq!(by, None);

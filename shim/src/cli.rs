@@ -233,7 +233,13 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
     };
     let shape = jail::Shape { spec_userns, host_userns, ..shape };
     let rules = rules::collect(cfg, &spec)?;
+    let open = pod::podman::opens(&spec)?;
     jail::claim(&cfg.state_root, &a.id)?;
+    if open {
+        if let Err(e) = pod::podman::mark_open(&cfg.state_root, &a.id) {
+            return Err(jail::undo(&cfg.state_root, &a.id, e));
+        }
+    }
     if pod_sandbox {
         if let Err(e) = pod::record_sandbox(&cfg.state_root, &a.id, &spec) {
             return Err(jail::undo(&cfg.state_root, &a.id, e));
@@ -292,8 +298,9 @@ fn prepare_joined(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value
 fn joined_in(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, config_path: &Path) -> anyhow::Result<Vec<String>> {
     // Its own rules can only narrow what the jail allows (both containers
     // share one network and could relay for each other), so they are
-    // taken even where container rules are refused.
-    let narrowing = rules::joiner_narrowing(&spec)?;
+    // taken even where container rules are refused. (A podman pod member's
+    // annotation may be the pod's rules instead: see `pod::podman`.)
+    let narrowing = pod::podman::member_narrowing(cfg, id, jail_id, &spec)?;
     let jail = jail::read_state(&cfg.state_root, jail_id)?;
     let netns = jail::netns_path(&cfg.state_root, jail_id);
     join_jail(cfg, id, jail_id, jail.as_ref(), &netns, narrowing.as_deref(), spec, config_path)

@@ -26,6 +26,7 @@
 //! differs from the sandbox's is ignored with a warning.
 
 pub mod narrow;
+pub mod podman;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -61,21 +61,6 @@ pub fn narrowing(spec: &Value) -> Result<Option<Vec<String>>, RulesError> {
     Ok((!out.is_empty()).then_some(out))
 }
 
-/// The own rules of a container that joins another's jail outside a pod
-/// (`--network container:X`, a podman pod's member): `BOUNDARY_ALLOW` and
-/// the annotation `io.boundary.allow`, both its own, which narrow the
-/// jail's policy as [`narrowing`] does a pod's; `None` when both are unset
-/// or blank.
-pub fn joiner_narrowing(spec: &Value) -> Result<Option<Vec<String>>, RulesError> {
-    let mut out = narrowing(spec)?.unwrap_or_default();
-    for rule in annotation_rules(spec)?.unwrap_or_default() {
-        if !out.contains(&rule) {
-            out.push(rule);
-        }
-    }
-    Ok((!out.is_empty()).then_some(out))
-}
-
 /// The canonical rules of the annotation `io.boundary.allow` (for a pod,
 /// the pod annotation); `None` when it is not set.
 pub fn annotation_rules(spec: &Value) -> Result<Option<Vec<String>>, RulesError> {

@@ -1,7 +1,7 @@
 //! podman 4.3 (Debian's package) driving boundary-runc: `podman --runtime
 //! <boundary-runc> run`. Every test has its own podman storage (`--root`,
 //! `--runroot`, `--tmpdir` under a temporary directory) and imports a local
-//! rootfs tarball as its image (no registry). Slots 172, 173, 175 and 176.
+//! rootfs tarball as its image (no registry). Slots 172, 173 and 175–178.
 //!
 //! podman prepares the container's network namespace itself (CNI here:
 //! Debian's containernetworking-plugins) and hands it over by path
@@ -561,5 +561,57 @@ fn a_podman_pods_members_join_its_jail_and_share_its_localhost_rules_and_ports()
     });
     assert_eq!(String::from_utf8_lossy(&out.stdout), "served in the pod\n", "the pod's published port");
     w.podman.podman(&["pod", "rm", "-f", "-t", "0", &pod]).ok();
+    w.assert_nothing_left();
+}
+
+/// `podman play kube` of the YAML a Kubernetes user would apply: the
+/// pod's annotation `io.boundary.allow` is the pod's policy, as under
+/// Kubernetes. podman gives the infra container (catatonit) none of the
+/// pod's annotations, only the members, so the infra's jail, which got no
+/// rules, takes them from the first member (its worker restarts with them
+/// before that member starts). A later member whose annotation differs
+/// narrows the pod's rules while it lives; `pod rm` leaves nothing.
+#[test]
+fn podman_play_kube_gives_the_pod_the_rules_of_its_yaml_annotation() {
+    require_tool("catatonit");
+    let w = World::start(178, false);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bnd-e2e-178\n  annotations:\n    io.boundary.allow: \"{RULES}\"\nspec:\n  containers:\n  - name: agent\n    image: {IMAGE}\n    command: [\"/bin/sleep\", \"1000\"]\n"
+    );
+    let kube = w.podman.dir.path().join("pod.yaml");
+    std::fs::write(&kube, yaml).expect("write pod.yaml");
+    w.podman.podman(&["play", "kube", &kube.display().to_string()]).ok();
+    let infra = w.podman.podman(&["pod", "inspect", "-f", "{{.InfraContainerID}}", "bnd-e2e-178"]).ok().stdout.trim().to_string();
+    let agent = w.podman.podman(&["inspect", "-f", "{{.Id}}", "bnd-e2e-178-agent"]).ok().stdout.trim().to_string();
+    let jail_dir = w.rt.dirs.state_root.join(&infra);
+    assert_eq!(std::fs::read_to_string(jail_dir.join("pod-rules")).unwrap_or_default(), format!("{RULES}\n"), "the pod's rules, from its first member");
+    assert!(!jail_dir.join("pod-rules-open").exists(), "the pod's rules are given once");
+    assert_eq!(std::fs::read_to_string(w.rt.dirs.state_root.join(&agent).join("joined")).unwrap_or_default(), infra, "the member joined the infra's jail");
+    let curl = |id: &str, url: &str| {
+        let out = w.podman.podman(&["exec", id, "curl", "-sS", "--max-time", "10", "-w", "~~~%{http_code}", url]);
+        let (body, code) = out.stdout.rsplit_once("~~~").unwrap_or_else(|| panic!("curl in {id}:\n{out}"));
+        (code.to_string(), body.to_string())
+    };
+    let (code, body) = curl(&agent, "http://origin.test/allowed/x");
+    assert_eq!((code.as_str(), body.as_str()), ("200", "origin saw GET /allowed/x\n"));
+    let (code, body) = curl(&agent, "http://origin.test/private");
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains("add this rule to the pod's annotation io.boundary.allow"), "the 403 says where the pod's rules are given:\n{body}");
+    assert_eq!(w.origin.requests(), ["http GET /allowed/x host=origin.test".to_string()], "only the allowed request reached the origin");
+    // A member whose annotation differs from the pod's narrows them.
+    let narrower = w
+        .podman
+        .run(&["-d", "--pod", "bnd-e2e-178", "--annotation", "io.boundary.allow=domain=origin.test path=/allowed/x"], &["sleep", "1000"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(curl(&agent, "http://origin.test/allowed/x").0, "200", "what both allow");
+    let (code, body) = curl(&agent, "http://origin.test/allowed/y");
+    assert_eq!(code, "403", "narrowed by {narrower}: {body}");
+    assert!(body.contains(&format!("in the rules of {narrower}")), "{body}");
+    w.podman.podman(&["rm", "-f", "-t", "0", &narrower]).ok();
+    assert_eq!(curl(&agent, "http://origin.test/allowed/y").0, "200", "the narrowing lifted with {narrower}");
+    w.podman.podman(&["pod", "rm", "-f", "-t", "0", "bnd-e2e-178"]).ok();
     w.assert_nothing_left();
 }

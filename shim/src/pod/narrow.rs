@@ -50,6 +50,12 @@ pub enum NarrowError {
     NoDirectory(String),
     #[error("the sidecar of the jail of {0} is not running")]
     NoSidecar(String),
+    #[error("the sidecar of the jail of {sandbox} did not restart its worker with its new config within {timeout:?} (see {})", log.display())]
+    RestartTimeout {
+        sandbox: String,
+        timeout: Duration,
+        log: PathBuf,
+    },
     #[error("the sidecar of the jail of {sandbox} did not put the narrowing by {id} in force within {timeout:?} (see {})", log.display())]
     Timeout {
         sandbox: String,
@@ -145,6 +151,42 @@ pub fn lift(state_root: &Path, sandbox: &str, id: &str) -> Result<(), NarrowErro
     }) {
         Err(NarrowError::NoSidecar(_)) => Ok(()),
         other => other,
+    }
+}
+
+/// Restarts the worker of `sandbox`'s sidecar, so that it reads the
+/// sidecar config again, and waits until the new worker has loaded it (its
+/// first record; a worker loads the narrowing directory right after it read
+/// the config, before it serves). Connections the old worker served are
+/// cut; new ones queue in the keeper's sockets meanwhile.
+pub fn restart_worker(state_root: &Path, sandbox: &str) -> Result<(), NarrowError> {
+    let state = jail::state_dir(state_root, sandbox);
+    let config = state.join(SIDECAR_CONFIG_FILE);
+    let dir = dir(state_root, sandbox);
+    let start = applied_len(&dir);
+    let pids = crate::sidecar::read_pids(&state.join(jail::SIDECAR_PIDS_FILE));
+    let Some(pids) = pids.filter(|p| crate::sidecar::is_our_sidecar(p.supervisor, &config)) else {
+        return Err(NarrowError::NoSidecar(sandbox.to_string()));
+    };
+    let old = pids.worker.filter(|w| crate::sidecar::is_our_sidecar(*w, &config));
+    if let Some(worker) = old {
+        let _ = kill(Pid::from_raw(worker), Signal::SIGTERM);
+    }
+    let old = old.and_then(|w| u32::try_from(w).ok());
+    let deadline = Instant::now() + APPLY_TIMEOUT;
+    loop {
+        let by_new = last_applied(&dir.join(NARROWING_APPLIED_FILE), start).is_some_and(|a| a.pid.is_some() && a.pid != old);
+        if by_new {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(NarrowError::RestartTimeout {
+                sandbox: sandbox.to_string(),
+                timeout: APPLY_TIMEOUT,
+                log: state.join(jail::SIDECAR_LOG_FILE),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
