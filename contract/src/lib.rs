@@ -29,11 +29,12 @@ pub const NARROWING_APPLIED_FILE: &str = ".applied";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NarrowingApplied {
     pub owners: Vec<String>,
-    /// The worker that loaded them: each worker loads the directory when
-    /// it starts, after it read the config, so a record by a new worker
-    /// says the config it was started with is in force.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
+    /// [`SidecarConfig::config_generation`] of the config the loading
+    /// worker serves with: a worker reads the config, then loads the
+    /// directory, before it serves, so the first record with a new
+    /// generation says that config is in force.
+    #[serde(default)]
+    pub config_generation: u64,
 }
 
 /// Everything the sidecar needs to serve one jailed container (or pod).
@@ -118,6 +119,12 @@ pub struct SidecarConfig {
     /// config). `None`: `BOUNDARY_ALLOW`.
     #[serde(default)]
     pub rules_in: Option<String>,
+    /// Raised by each rewrite of a running sidecar's config (a podman
+    /// pod's rules given by its first member); workers started after the
+    /// rewrite say it in their [`NarrowingApplied`] records. Written only
+    /// when not 0, so a sidecar from before it reads the configs it can.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub config_generation: u64,
     /// Resolver used for upstream names (host side's view). `None` means the
     /// system resolver configuration (`/etc/resolv.conf`).
     #[serde(default)]
@@ -277,6 +284,10 @@ impl IdMap {
     pub fn proc_lines(maps: &[IdMap]) -> String {
         maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect()
     }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 fn is_false(b: &bool) -> bool {

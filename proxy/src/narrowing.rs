@@ -41,7 +41,9 @@ pub fn rules_of(owner: &str) -> String {
     if owner == CONFIG_OWNER {
         "the narrowing_rules of the sidecar config".to_owned()
     } else {
-        format!("the rules of container {owner} (BOUNDARY_ALLOW in its environment, or its io.boundary.allow annotation)")
+        format!(
+            "the rules of container {owner} (BOUNDARY_ALLOW in its environment; outside a Kubernetes pod, whose annotation is the pod's, also its io.boundary.allow annotation)"
+        )
     }
 }
 /// Largest narrowing file read (a rule set, not data).
@@ -143,6 +145,8 @@ impl NarrowSets {
 struct Source {
     dir: OwnedFd,
     applied: Mutex<File>,
+    /// The config's generation, said in every record.
+    generation: u64,
 }
 
 /// The narrowing of one sidecar: fixed sets plus, when configured, the sets
@@ -179,7 +183,7 @@ impl Narrowing {
         }
         let mut narrowing = Narrowing::fixed(fixed);
         if let Some(dir) = &cfg.narrow_dir {
-            narrowing.source = Some(open_source(dir)?);
+            narrowing.source = Some(Source { generation: cfg.config_generation, ..open_source(dir)? });
             narrowing.reload()?;
         }
         Ok(narrowing)
@@ -218,7 +222,7 @@ impl Narrowing {
         }
         let mut line = serde_json::to_vec(&NarrowingApplied {
             owners: owners.clone(),
-            pid: Some(std::process::id()),
+            config_generation: source.generation,
         })
         .map_err(|e| NarrowingError::Record(e.into()))?;
         line.push(b'\n');
@@ -256,6 +260,7 @@ fn open_source(dir: &Path) -> Result<Source, NarrowingError> {
     Ok(Source {
         dir: fd,
         applied: Mutex::new(File::from(applied)),
+        generation: 0,
     })
 }
 

@@ -28,28 +28,37 @@ pub fn handle_connect(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<In
     let url = format!("{host}:{port}");
     ev.url = Some(url.clone());
     ev.host = Some(host.clone());
-    let refusal = if !scope.outer {
-        Some("CONNECT inside an intercepted connection")
+    let sets = ctx.narrowing.current();
+    // (reason, the narrowing set's owner when a set and not the jail's
+    // rules refused)
+    let refusal: Option<(&str, Option<&str>)> = if !scope.outer {
+        Some(("CONNECT inside an intercepted connection", None))
     } else if !ctx.upstream_enabled {
-        Some("container has no upstream network")
-    } else if !could_allow(&ctx, &host) {
-        Some("no rule matched")
-    } else if !could_allow_port(&ctx, &host, port) {
-        Some("no rule allows this port")
+        Some(("container has no upstream network", None))
+    } else if !sets.could_allow_host(&ctx.policy, &host) {
+        Some(("no rule matched", sets.host_narrowed_by(&ctx.policy, &host)))
+    } else if !policy_could_allow_port(&ctx.policy, &host, port) {
+        Some(("no rule allows this port", None))
+    } else if let Some(set) = sets.sets().iter().find(|s| !s.policy.is_empty() && !policy_could_allow_port(&s.policy, &host, port)) {
+        Some(("no rule allows this port", Some(set.owner.as_str())))
     } else {
         None
     };
-    if let Some(reason) = refusal {
+    if let Some((reason, narrowed_by)) = refusal {
         // A host the rules name on other ports: that host on this port (the
         // host alone would open every port).
         let suggestion = (scope.outer && ctx.upstream_enabled).then(|| {
             let rule = suggest_rule(&boundary_policy::Request { method: "GET", host: &host, path: "/", port: Some(port) });
             if reason == "no rule allows this port" && port != 0 { format!("{rule} port={port}") } else { rule }
         });
-        let info = DenyInfo { method: "CONNECT", url: &url, host: &host, reason, allow_rule: suggestion.as_deref(), rules_in: &ctx.rules_in };
+        let (reason, rules_in) = match narrowed_by {
+            Some(owner) => (format!("{reason} in the rules of {owner}, {}", crate::narrowing::NARROWS), crate::narrowing::rules_of(owner)),
+            None => (reason.to_owned(), ctx.rules_in.clone()),
+        };
+        let info = DenyInfo { method: "CONNECT", url: &url, host: &host, reason: &reason, allow_rule: suggestion.as_deref(), rules_in: &rules_in };
         let mut resp = response::deny(&info, response::wants_json(req.headers()));
         resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
-        ev.reason = Some(reason.into());
+        ev.reason = Some(reason);
         ev.status = Some(403);
         ctx.audit.record(ev);
         return resp;
@@ -68,19 +77,8 @@ pub fn handle_connect(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<In
     response::connect_established()
 }
 
-fn could_allow(ctx: &ProxyContext, host: &str) -> bool {
-    ctx.narrowing.current().could_allow_host(&ctx.policy, host)
-}
-
 /// Whether some rule's `domain=` and `port=` keys allow `host:port` (its
-/// method and path are judged per request inside the tunnel), in the
-/// policy and in each (non-empty) narrowing set.
-fn could_allow_port(ctx: &ProxyContext, host: &str, port: u16) -> bool {
-    let sets = ctx.narrowing.current();
-    policy_could_allow_port(&ctx.policy, host, port)
-        && sets.sets().iter().all(|s| s.policy.is_empty() || policy_could_allow_port(&s.policy, host, port))
-}
-
+/// method and path are judged per request inside the tunnel).
 fn policy_could_allow_port(policy: &boundary_policy::Policy, host: &str, port: u16) -> bool {
     let req = boundary_policy::Request { method: "GET", host, path: "/", port: Some(port) };
     policy.rules().iter().any(|rule| {

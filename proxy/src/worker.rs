@@ -271,14 +271,20 @@ async fn give_back_pages_when_idle(audit: AuditLog) {
     }
 }
 
-/// SIGHUP would kill the worker until [`reload_on_hangup`] handles it.
+/// SIGHUP would kill the worker until [`reload_on_hangup`] handles it. The
+/// supervisor starts the worker with SIGHUP blocked; once it is ignored
+/// (which discards one pending) it is unblocked, so the tokio handler
+/// installed later receives it.
 fn ignore_hangup_until_served() -> Result<(), WorkerError> {
     // SAFETY: SIG_IGN installs no handler code; the process is still
     // single-threaded, and the tokio handler that replaces it later is
     // installed through tokio's own registry.
     unsafe { nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn) }
         .map(drop)
-        .map_err(|e| WorkerError::Signals(e.into()))
+        .map_err(|e| WorkerError::Signals(e.into()))?;
+    let mut hup = nix::sys::signal::SigSet::empty();
+    hup.add(Signal::SIGHUP);
+    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(&hup), None).map_err(|e| WorkerError::Signals(e.into()))
 }
 
 fn tcp_listener(fd: OwnedFd) -> io::Result<tokio::net::TcpListener> {

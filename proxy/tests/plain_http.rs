@@ -460,5 +460,17 @@ async fn connect_to_a_port_the_narrowing_forbids_is_refused() {
         s.get_mut().write_all(req.as_bytes()).await.unwrap();
         let r = read_response(&mut s).await.unwrap();
         assert_eq!(r.status, want, "CONNECT origin.test:{port}: {r:?}");
+        if want == 403 {
+            // The jail's rules allow it; the narrowing set refused it, and
+            // the rule that would allow it belongs in that set's rules.
+            assert!(r.body.contains("no rule allows this port in the rules of the sidecar config"), "{}", r.body);
+            assert!(r.body.contains("add this rule to the narrowing_rules of the sidecar config"), "{}", r.body);
+        }
     }
+    // A host the narrowing set does not name at all.
+    let mut s = BufReader::new(h.connect().await);
+    s.get_mut().write_all(b"CONNECT dead.test:443 HTTP/1.1\r\nHost: dead.test:443\r\n\r\n").await.unwrap();
+    let r = read_response(&mut s).await.unwrap();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("no rule matched in the rules of the sidecar config"), "{}", r.body);
 }

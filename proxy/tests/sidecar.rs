@@ -126,6 +126,7 @@ fn config(ns: &Netns, dir: &Path) -> SidecarConfig {
         refuse_private_destinations: false,
         upstream_connect_timeout_ms: None,
         rules_in: None,
+        config_generation: 0,
         // Nothing listens there: no test name may need a real lookup.
         upstream_resolvers: Some(vec![LOOPBACK.into()]),
         audit_log: dir.join("audit/audit.jsonl"),

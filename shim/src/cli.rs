@@ -300,10 +300,12 @@ fn joined_in(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, con
     // share one network and could relay for each other), so they are
     // taken even where container rules are refused. (A podman pod member's
     // annotation may be the pod's rules instead: see `pod::podman`.)
-    let narrowing = pod::podman::member_narrowing(cfg, id, jail_id, &spec)?;
+    let membership = pod::podman::membership(cfg, jail_id, &spec)?;
     let jail = jail::read_state(&cfg.state_root, jail_id)?;
     let netns = jail::netns_path(&cfg.state_root, jail_id);
-    join_jail(cfg, id, jail_id, jail.as_ref(), &netns, narrowing.as_deref(), spec, config_path)
+    let warnings = join_jail(cfg, id, jail_id, jail.as_ref(), &netns, membership.narrowing.as_deref(), spec, config_path)?;
+    membership.finish(&cfg.state_root, jail_id, id)?;
+    Ok(warnings)
 }
 
 /// What every container that joins an existing jail gets (a pod's app

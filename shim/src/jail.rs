@@ -468,6 +468,7 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
         refuse_private_destinations: cfg.sidecar.refuse_private_destinations,
         upstream_connect_timeout_ms: Some(cfg.sidecar.upstream_connect_timeout_ms),
         rules_in: None,
+        config_generation: 0,
         upstream_resolvers: cfg.dns.nameservers.clone(),
         audit_log: cfg.audit.dir.join(format!("{}.jsonl", state.container_id)),
         audit_max_bytes: Some(cfg.audit.max_bytes).filter(|m| *m > 0),

@@ -55,11 +55,15 @@ pub(super) fn spawn_child(plan: &ExecPlan, f: &WorkerFds, lifeline: &OwnedFd, re
     }
 }
 
-/// In the forked child: maps the descriptors, clears the signal mask and
-/// execs (the worker sets its own parent-death signal). Never returns.
+/// In the forked child: maps the descriptors, sets the signal mask to
+/// SIGHUP alone and execs (the worker sets its own parent-death signal).
+/// Never returns. SIGHUP stays blocked across the exec until the worker
+/// ignores it (`worker::ignore_hangup_until_served`): a shim's narrowing
+/// signal that comes while the worker starts must not kill it (its default
+/// action); the worker loads the narrowing directory at start anyway.
 fn exec_child(maps: &[(RawFd, RawFd)], path: *const libc::c_char, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> ! {
     // SAFETY: only async-signal-safe functions (dup2, sigemptyset,
-    // sigprocmask, execve, _exit) on memory prepared before the fork;
+    // sigaddset, sigprocmask, execve, _exit) on memory prepared before the fork;
     // `argv` and `envp` are NULL-terminated arrays of pointers into
     // CStrings that outlive this call. Every source descriptor is >= HIGH_FD
     // and every target is below it, so no mapping overwrites a later source;
@@ -73,6 +77,7 @@ fn exec_child(maps: &[(RawFd, RawFd)], path: *const libc::c_char, argv: &[*const
         }
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         libc::execve(path, argv.as_ptr(), envp.as_ptr());
         libc::_exit(127)

@@ -168,6 +168,7 @@ pub async fn start_with(rules: &[&str], opts: Options) -> Harness {
         refuse_private_destinations: opts.refuse_private,
         upstream_connect_timeout_ms: opts.connect_timeout_ms,
         rules_in: None,
+        config_generation: 0,
         upstream_resolvers: Some(vec!["127.0.0.1".parse().unwrap()]),
         audit_log: dir.path().join("audit.jsonl"),
         audit_max_bytes: None,

@@ -98,6 +98,7 @@ pub async fn start(rules: &[&str], header_read_timeout: Duration) -> World {
         refuse_private_destinations: false,
         upstream_connect_timeout_ms: None,
         rules_in: None,
+        config_generation: 0,
         upstream_resolvers: Some(vec!["127.0.0.1".parse().unwrap()]),
         audit_log: dir.path().join("audit.jsonl"),
         audit_max_bytes: None,

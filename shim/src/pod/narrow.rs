@@ -9,6 +9,8 @@
 //! worker that was being restarted (it loads the directory at start anyway)
 //! does not make it miss. [`lift`] removes the file and waits until the
 //! record no longer lists the container. Connections stay open throughout.
+//! [`restart_worker`] is for a changed sidecar config (a podman pod's rules,
+//! see [`super::podman`]): it cuts the worker's connections.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -29,6 +31,8 @@ pub const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const LIFT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How far back from its end the record file is read for its last record.
 const TAIL: u64 = 64 << 10;
+/// Interval between stops of the worker while waiting for a restarted one.
+const RESTART_RESIGNAL: Duration = Duration::from_secs(1);
 /// Interval between repeated signals while waiting.
 const RESIGNAL: Duration = Duration::from_millis(250);
 
@@ -154,37 +158,42 @@ pub fn lift(state_root: &Path, sandbox: &str, id: &str) -> Result<(), NarrowErro
     }
 }
 
-/// Restarts the worker of `sandbox`'s sidecar, so that it reads the
-/// sidecar config again, and waits until the new worker has loaded it (its
-/// first record; a worker loads the narrowing directory right after it read
-/// the config, before it serves). Connections the old worker served are
-/// cut; new ones queue in the keeper's sockets meanwhile.
-pub fn restart_worker(state_root: &Path, sandbox: &str) -> Result<(), NarrowError> {
+/// Restarts the worker of `sandbox`'s sidecar, whose config now has
+/// `generation`, and waits until a worker serves with it: its first record
+/// says that generation (a worker reads the config, then loads the
+/// narrowing directory, before it serves). The worker named in the pid
+/// file is stopped, and again every [`RESTART_RESIGNAL`] until then: one
+/// that a pid file not yet updated hid may have read the config before it
+/// changed. Connections the stopped worker served are cut; new ones queue
+/// in the keeper's sockets meanwhile.
+pub fn restart_worker(state_root: &Path, sandbox: &str, generation: u64) -> Result<(), NarrowError> {
     let state = jail::state_dir(state_root, sandbox);
     let config = state.join(SIDECAR_CONFIG_FILE);
-    let dir = dir(state_root, sandbox);
-    let start = applied_len(&dir);
-    let pids = crate::sidecar::read_pids(&state.join(jail::SIDECAR_PIDS_FILE));
-    let Some(pids) = pids.filter(|p| crate::sidecar::is_our_sidecar(p.supervisor, &config)) else {
-        return Err(NarrowError::NoSidecar(sandbox.to_string()));
-    };
-    let old = pids.worker.filter(|w| crate::sidecar::is_our_sidecar(*w, &config));
-    if let Some(worker) = old {
-        let _ = kill(Pid::from_raw(worker), Signal::SIGTERM);
-    }
-    let old = old.and_then(|w| u32::try_from(w).ok());
+    let applied = dir(state_root, sandbox).join(NARROWING_APPLIED_FILE);
+    let start = applied_len(&dir(state_root, sandbox));
     let deadline = Instant::now() + APPLY_TIMEOUT;
+    let mut next_signal = Instant::now();
     loop {
-        let by_new = last_applied(&dir.join(NARROWING_APPLIED_FILE), start).is_some_and(|a| a.pid.is_some() && a.pid != old);
-        if by_new {
+        if last_applied(&applied, start).is_some_and(|a| a.config_generation == generation) {
             return Ok(());
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return Err(NarrowError::RestartTimeout {
                 sandbox: sandbox.to_string(),
                 timeout: APPLY_TIMEOUT,
                 log: state.join(jail::SIDECAR_LOG_FILE),
             });
+        }
+        if now >= next_signal {
+            let pids = crate::sidecar::read_pids(&state.join(jail::SIDECAR_PIDS_FILE));
+            let Some(pids) = pids.filter(|p| crate::sidecar::is_our_sidecar(p.supervisor, &config)) else {
+                return Err(NarrowError::NoSidecar(sandbox.to_string()));
+            };
+            if let Some(worker) = pids.worker.filter(|w| crate::sidecar::is_our_sidecar(*w, &config)) {
+                let _ = kill(Pid::from_raw(worker), Signal::SIGTERM);
+            }
+            next_signal = now + RESTART_RESIGNAL;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
