@@ -570,7 +570,8 @@ fn a_podman_pods_members_join_its_jail_and_share_its_localhost_rules_and_ports()
 /// pod's annotations, only the members, so the infra's jail, which got no
 /// rules, takes them from the first member (its worker restarts with them
 /// before that member starts). A later member whose annotation differs
-/// narrows the pod's rules while it lives; `pod rm` leaves nothing.
+/// narrows the pod's rules while it lives; `pod rm` leaves nothing. A
+/// `podman pod create` pod's first annotated member gives its rules too.
 #[test]
 fn podman_play_kube_gives_the_pod_the_rules_of_its_yaml_annotation() {
     require_tool("catatonit");
@@ -613,5 +614,13 @@ fn podman_play_kube_gives_the_pod_the_rules_of_its_yaml_annotation() {
     w.podman.podman(&["rm", "-f", "-t", "0", &narrower]).ok();
     assert_eq!(curl(&agent, "http://origin.test/allowed/y").0, "200", "the narrowing lifted with {narrower}");
     w.podman.podman(&["pod", "rm", "-f", "-t", "0", "bnd-e2e-178"]).ok();
+    // `podman pod create` with podman's own infra container: the first
+    // member's `--annotation` gives the pod its rules in the same way.
+    w.podman.podman(&["pod", "create", "--name", "bnd-e2e-178b"]).ok();
+    let ann = format!("io.boundary.allow={RULES}");
+    let first = w.podman.run(&["-d", "--pod", "bnd-e2e-178b", "--annotation", &ann], &["sleep", "1000"]).ok().stdout.trim().to_string();
+    assert_eq!(curl(&first, "http://origin.test/allowed/z").0, "200", "the rules its first member gave");
+    assert_eq!(curl(&first, "http://origin.test/private").0, "403");
+    w.podman.podman(&["pod", "rm", "-f", "-t", "0", "bnd-e2e-178b"]).ok();
     w.assert_nothing_left();
 }
