@@ -236,7 +236,7 @@ impl DnsFilter {
         let sets = self.narrowing.current();
         let verdict = match (sets.could_allow_host(&self.policy, &host), self.upstream_enabled) {
             (false, _) => match sets.host_narrowed_by(&self.policy, &host) {
-                Some(owner) => Verdict::Sinkhole { reason: format!("{DENY_REASON} in the rules of {owner}, {}", crate::narrowing::NARROWS).into() },
+                Some(owner) => Verdict::Sinkhole { reason: crate::narrowing::narrowed_reason(DENY_REASON, owner).into() },
                 None => Verdict::Sinkhole { reason: DENY_REASON.into() },
             },
             (true, false) => Verdict::Sinkhole { reason: NO_UPSTREAM_REASON.into() },

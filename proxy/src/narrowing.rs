@@ -34,16 +34,23 @@ use nix::sys::stat::Mode;
 
 /// Owner named for the config's own `narrowing_rules`.
 pub const CONFIG_OWNER: &str = "the sidecar config";
-/// How a denial by a narrowing set goes on after "... in the rules of <owner>, ".
-pub const NARROWS: &str = "which narrow the policy of every container in this jail while it runs";
-/// Where the rule that would allow a request denied by `owner`'s set is given.
-pub fn rules_of(owner: &str) -> String {
-    if owner == CONFIG_OWNER {
-        "the narrowing_rules of the sidecar config".to_owned()
-    } else {
-        format!(
+/// The reason of a denial by `owner`'s narrowing set (requests, CONNECT,
+/// DNS alike).
+pub fn narrowed_reason(reason: &str, owner: &str) -> String {
+    format!("{reason} in the rules of {owner}, which narrow the policy of every container in this jail while it runs")
+}
+
+/// Where the rule that would allow a denied request is given, as the 403
+/// says it: the jail's `rules_in`, or, for a denial by `narrowed_by`'s
+/// narrowing set, that owner's rules.
+pub fn rules_in<'a>(narrowed_by: Option<&str>, jail: &'a str) -> std::borrow::Cow<'a, str> {
+    match narrowed_by {
+        None => jail.into(),
+        Some(CONFIG_OWNER) => "the narrowing_rules of the sidecar config".into(),
+        Some(owner) => format!(
             "the rules of container {owner} (BOUNDARY_ALLOW in its environment; outside a Kubernetes pod, whose annotation is the pod's, also its io.boundary.allow annotation)"
         )
+        .into(),
     }
 }
 /// Largest narrowing file read (a rule set, not data).

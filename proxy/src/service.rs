@@ -192,7 +192,7 @@ fn deny_reason(reason: DenyReason, narrowed_by: Option<&str>) -> String {
         other => other.to_string(),
     };
     match narrowed_by {
-        Some(owner) => format!("{reason} in the rules of {owner}, {}", crate::narrowing::NARROWS),
+        Some(owner) => crate::narrowing::narrowed_reason(&reason, owner),
         None => reason,
     }
 }
@@ -283,10 +283,7 @@ fn deny_narrowed(
     narrowed_by: Option<&str>,
 ) -> Response<ProxyBody> {
     let method = req.method().as_str();
-    let rules_in = match narrowed_by {
-        Some(owner) => std::borrow::Cow::Owned(crate::narrowing::rules_of(owner)),
-        None => std::borrow::Cow::Borrowed(ctx.rules_in.as_str()),
-    };
+    let rules_in = crate::narrowing::rules_in(narrowed_by, &ctx.rules_in);
     let info = DenyInfo { method, url: &t.url, host: &t.host, reason, allow_rule: rule, rules_in: &rules_in };
     let resp = response::deny(&info, response::wants_json(req.headers()));
     ctx.audit.record(Event {
@@ -382,8 +379,10 @@ mod tests {
         assert!(r.starts_with("no rule matched in the rules of ctr-1, which narrow the policy of every container in this jail"), "{r}");
         assert!(!r.contains("pod"), "{r}");
         assert_eq!(deny_reason(DenyReason::NoRuleMatched, None), "no rule matched");
-        assert!(crate::narrowing::rules_of("ctr-1").starts_with("the rules of container ctr-1 (BOUNDARY_ALLOW"));
-        assert_eq!(crate::narrowing::rules_of(crate::narrowing::CONFIG_OWNER), "the narrowing_rules of the sidecar config");
+        use crate::narrowing::{rules_in, CONFIG_OWNER};
+        assert!(rules_in(Some("ctr-1"), "BOUNDARY_ALLOW").starts_with("the rules of container ctr-1 (BOUNDARY_ALLOW"));
+        assert_eq!(rules_in(Some(CONFIG_OWNER), "BOUNDARY_ALLOW"), "the narrowing_rules of the sidecar config");
+        assert_eq!(rules_in(None, "the pod's annotation io.boundary.allow"), "the pod's annotation io.boundary.allow");
     }
 
     fn t(scheme: &'static str, host: &str, port: u16, path: &str) -> Target {

@@ -51,10 +51,8 @@ pub fn handle_connect(ctx: Arc<ProxyContext>, scope: &Scope, mut req: Request<In
             let rule = suggest_rule(&boundary_policy::Request { method: "GET", host: &host, path: "/", port: Some(port) });
             if reason == "no rule allows this port" && port != 0 { format!("{rule} port={port}") } else { rule }
         });
-        let (reason, rules_in) = match narrowed_by {
-            Some(owner) => (format!("{reason} in the rules of {owner}, {}", crate::narrowing::NARROWS), crate::narrowing::rules_of(owner)),
-            None => (reason.to_owned(), ctx.rules_in.clone()),
-        };
+        let reason = narrowed_by.map_or_else(|| reason.to_owned(), |owner| crate::narrowing::narrowed_reason(reason, owner));
+        let rules_in = crate::narrowing::rules_in(narrowed_by, &ctx.rules_in);
         let info = DenyInfo { method: "CONNECT", url: &url, host: &host, reason: &reason, allow_rule: suggestion.as_deref(), rules_in: &rules_in };
         let mut resp = response::deny(&info, response::wants_json(req.headers()));
         resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));

@@ -18,7 +18,6 @@
 //! lock without a word, which fails the gate too.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -99,9 +98,8 @@ impl Closed {
             Ok(()) => "ok\n".to_string(),
             Err(reason) => format!("error: {}\n", reason.replace('\n', " ")),
         };
-        let (tmp, path) = (self.dir.join(".gate.tmp"), self.dir.join(WORD_FILE));
-        File::create(&tmp).and_then(|mut f| f.write_all(text.as_bytes())).map_err(io("write", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io("write", &path))?;
+        let path = self.dir.join(WORD_FILE);
+        crate::atomic::write(&path, text.as_bytes(), 0o644).map_err(io("write", &path))?;
         drop(self.lock);
         Ok(())
     }

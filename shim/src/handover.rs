@@ -230,10 +230,7 @@ fn read_plan(path: &Path) -> Result<Plan, HandoverError> {
 
 fn write_plan(path: &Path, plan: &Plan) -> Result<(), HandoverError> {
     let json = serde_json::to_vec_pretty(plan).map_err(|source| HandoverError::RecordFormat { path: path.to_path_buf(), source })?;
-    let tmp = path.with_extension("json.tmp");
-    let io = |op| move |source| HandoverError::Record { op, path: path.to_path_buf(), source };
-    std::fs::write(&tmp, json).map_err(io("write"))?;
-    std::fs::rename(&tmp, path).map_err(io("write"))
+    crate::atomic::write(path, &json, 0o644).map_err(|source| HandoverError::Record { op: "write", path: path.to_path_buf(), source })
 }
 
 /// The record after this attempt: links seen in the jail now replace

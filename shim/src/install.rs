@@ -219,11 +219,7 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), InstallError> {
         std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
     }
     let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.boundary-runc.tmp"));
-    std::fs::write(&tmp, text).map_err(io("write", &tmp))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(io("set permissions of", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io("replace", path))
+    crate::atomic::write(path, text.as_bytes(), mode).map_err(io("replace", path))
 }
 
 /// Applies (or, dry, shows) every change and says what happened.

@@ -496,10 +496,8 @@ fn sidecar_config(cfg: &Config, state: &JailState, ca: &ca::CaFiles, rules: Vec<
 
 fn write_state(dir: &Path, state: &JailState) -> Result<(), JailError> {
     let path = dir.join(JAIL_STATE_FILE);
-    let tmp = dir.join(format!(".{JAIL_STATE_FILE}.tmp"));
     let json = serde_json::to_vec_pretty(state).map_err(|e| JailError::State { path: path.clone(), message: e.to_string() })?;
-    std::fs::write(&tmp, json).map_err(io("write", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io("write", &path))
+    crate::atomic::write(&path, &json, 0o644).map_err(io("write", &path))
 }
 
 pub fn read_state(root: &Path, id: &str) -> Result<Option<JailState>, JailError> {

@@ -7,6 +7,7 @@
 //! places that touch the kernel or spawn processes; `jail` composes them.
 
 pub mod args;
+pub mod atomic;
 pub mod builder;
 pub mod ca;
 pub mod cli;

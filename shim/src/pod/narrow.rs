@@ -12,8 +12,7 @@
 //! [`restart_worker`] is for a changed sidecar config (a podman pod's rules,
 //! see [`super::podman`]): it cuts the worker's connections.
 
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -97,38 +96,18 @@ pub fn apply(
     if !dir.is_dir() {
         return Err(NarrowError::NoDirectory(sandbox.to_string()));
     }
-    let (tmp, file) = (dir.join(format!(".tmp.{id}")), dir.join(id));
+    let file = dir.join(id);
     let start = applied_len(&dir);
-    let text = rules.join("\n") + "\n";
-    let written = (|| {
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(io("create", &tmp))?;
-        out.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
-        drop(out);
-        // The mode is not left to the umask: the worker reads as its own uid.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
-            .map_err(io("chmod", &tmp))?;
-        std::fs::rename(&tmp, &file).map_err(io("rename", &file))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    let waited = wait_until(state_root, sandbox, id, start, APPLY_TIMEOUT, |owners| {
-        owners.iter().any(|o| o == id)
-    });
+    // 0644 whatever the umask: the worker reads as its own uid.
+    crate::atomic::write(&file, (rules.join("\n") + "\n").as_bytes(), 0o644).map_err(io("write", &file))?;
+    let waited = wait_until(state_root, sandbox, start, APPLY_TIMEOUT, RELOAD, |a| a.owners.iter().any(|o| o == id))
+        .and_then(|done| done.then_some(()).ok_or_else(|| timeout(state_root, sandbox, id, APPLY_TIMEOUT)));
     if waited.is_err() {
         // The worker may still load the file after the deadline; with the
         // file gone, one more signal makes its next load drop the set, and
         // `lift` (which the failed create's delete runs) waits for that.
         let _ = std::fs::remove_file(&file);
-        let _ = signal_worker(state_root, sandbox);
+        let _ = signal_worker(state_root, sandbox, Signal::SIGHUP);
     }
     waited
 }
@@ -150,11 +129,10 @@ pub fn lift(state_root: &Path, sandbox: &str, id: &str) -> Result<(), NarrowErro
         }
         Err(e) => return Err(io("remove", &file)(e)),
     }
-    match wait_until(state_root, sandbox, id, start, LIFT_TIMEOUT, |owners| {
-        !owners.iter().any(|o| o == id)
-    }) {
-        Err(NarrowError::NoSidecar(_)) => Ok(()),
-        other => other,
+    match wait_until(state_root, sandbox, start, LIFT_TIMEOUT, RELOAD, |a| !a.owners.iter().any(|o| o == id)) {
+        Ok(true) | Err(NarrowError::NoSidecar(_)) => Ok(()),
+        Ok(false) => Err(timeout(state_root, sandbox, id, LIFT_TIMEOUT)),
+        Err(e) => Err(e),
     }
 }
 
@@ -167,35 +145,14 @@ pub fn lift(state_root: &Path, sandbox: &str, id: &str) -> Result<(), NarrowErro
 /// changed. Connections the stopped worker served are cut; new ones queue
 /// in the keeper's sockets meanwhile.
 pub fn restart_worker(state_root: &Path, sandbox: &str, generation: u64) -> Result<(), NarrowError> {
-    let state = jail::state_dir(state_root, sandbox);
-    let config = state.join(SIDECAR_CONFIG_FILE);
-    let applied = dir(state_root, sandbox).join(NARROWING_APPLIED_FILE);
     let start = applied_len(&dir(state_root, sandbox));
-    let deadline = Instant::now() + APPLY_TIMEOUT;
-    let mut next_signal = Instant::now();
-    loop {
-        if last_applied(&applied, start).is_some_and(|a| a.config_generation == generation) {
-            return Ok(());
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(NarrowError::RestartTimeout {
-                sandbox: sandbox.to_string(),
-                timeout: APPLY_TIMEOUT,
-                log: state.join(jail::SIDECAR_LOG_FILE),
-            });
-        }
-        if now >= next_signal {
-            let pids = crate::sidecar::read_pids(&state.join(jail::SIDECAR_PIDS_FILE));
-            let Some(pids) = pids.filter(|p| crate::sidecar::is_our_sidecar(p.supervisor, &config)) else {
-                return Err(NarrowError::NoSidecar(sandbox.to_string()));
-            };
-            if let Some(worker) = pids.worker.filter(|w| crate::sidecar::is_our_sidecar(*w, &config)) {
-                let _ = kill(Pid::from_raw(worker), Signal::SIGTERM);
-            }
-            next_signal = now + RESTART_RESIGNAL;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    match wait_until(state_root, sandbox, start, APPLY_TIMEOUT, RESTART, |a| a.config_generation == generation)? {
+        true => Ok(()),
+        false => Err(NarrowError::RestartTimeout {
+            sandbox: sandbox.to_string(),
+            timeout: APPLY_TIMEOUT,
+            log: jail::state_dir(state_root, sandbox).join(jail::SIDECAR_LOG_FILE),
+        }),
     }
 }
 
@@ -205,44 +162,60 @@ fn applied_len(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Signals the worker until the last record written after byte `start` of
-/// the record file satisfies `done`.
+/// How the worker is prodded while waiting for its record: SIGHUP makes it
+/// reload the directory; SIGTERM makes the supervisor start a new one, which
+/// reads the config again.
+#[derive(Clone, Copy)]
+struct Prod {
+    signal: Signal,
+    every: Duration,
+}
+
+const RELOAD: Prod = Prod { signal: Signal::SIGHUP, every: RESIGNAL };
+const RESTART: Prod = Prod { signal: Signal::SIGTERM, every: RESTART_RESIGNAL };
+
+/// Prods the worker (at once, then every `prod.every`) until the last
+/// complete record written after byte `start` of the record file satisfies
+/// `done`: `Ok(false)` when `timeout` passed first.
 fn wait_until(
     state_root: &Path,
     sandbox: &str,
-    id: &str,
     start: u64,
     timeout: Duration,
-    done: impl Fn(&[String]) -> bool,
-) -> Result<(), NarrowError> {
-    let dir = dir(state_root, sandbox);
+    prod: Prod,
+    done: impl Fn(&NarrowingApplied) -> bool,
+) -> Result<bool, NarrowError> {
+    let record = dir(state_root, sandbox).join(NARROWING_APPLIED_FILE);
     let deadline = Instant::now() + timeout;
     let mut next_signal = Instant::now();
     loop {
         if Instant::now() >= next_signal {
-            signal_worker(state_root, sandbox)?;
-            next_signal = Instant::now() + RESIGNAL;
+            signal_worker(state_root, sandbox, prod.signal)?;
+            next_signal = Instant::now() + prod.every;
         }
-        if last_applied(&dir.join(NARROWING_APPLIED_FILE), start).is_some_and(|a| done(&a.owners)) {
-            return Ok(());
+        if last_applied(&record, start).is_some_and(|a| done(&a)) {
+            return Ok(true);
         }
         if Instant::now() >= deadline {
-            let log = jail::state_dir(state_root, sandbox).join(jail::SIDECAR_LOG_FILE);
-            return Err(NarrowError::Timeout {
-                sandbox: sandbox.to_string(),
-                id: id.to_string(),
-                timeout,
-                log,
-            });
+            return Ok(false);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
-/// SIGHUP to the sandbox sidecar's worker. A worker being restarted is not
-/// an error (the new one loads the directory at start); a sidecar whose
+fn timeout(state_root: &Path, sandbox: &str, id: &str, timeout: Duration) -> NarrowError {
+    NarrowError::Timeout {
+        sandbox: sandbox.to_string(),
+        id: id.to_string(),
+        timeout,
+        log: jail::state_dir(state_root, sandbox).join(jail::SIDECAR_LOG_FILE),
+    }
+}
+
+/// `signal` to the sandbox sidecar's worker. A worker being restarted is
+/// not an error (the new one loads the directory at start); a sidecar whose
 /// supervisor is gone is.
-fn signal_worker(state_root: &Path, sandbox: &str) -> Result<(), NarrowError> {
+fn signal_worker(state_root: &Path, sandbox: &str, signal: Signal) -> Result<(), NarrowError> {
     let dir = jail::state_dir(state_root, sandbox);
     let config = dir.join(SIDECAR_CONFIG_FILE);
     let pids = crate::sidecar::read_pids(&dir.join(jail::SIDECAR_PIDS_FILE));
@@ -253,7 +226,7 @@ fn signal_worker(state_root: &Path, sandbox: &str) -> Result<(), NarrowError> {
         .worker
         .filter(|w| crate::sidecar::is_our_sidecar(*w, &config))
     {
-        let _ = kill(Pid::from_raw(worker), Signal::SIGHUP);
+        let _ = kill(Pid::from_raw(worker), signal);
     }
     Ok(())
 }

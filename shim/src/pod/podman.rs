@@ -24,9 +24,8 @@
 //! Only the engine's caller, who can already choose any container's rules,
 //! makes a pod member: a process inside the jail cannot.
 
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use boundary_contract::{SidecarConfig, SIDECAR_CONFIG_FILE};
@@ -197,19 +196,9 @@ fn give(state_root: &Path, jail_id: &str, rules: &[String]) -> anyhow::Result<()
     Ok(())
 }
 
-/// Writes `path` whole or not at all (a temporary file renamed over it).
+/// [`crate::atomic::write`], with the path in its error.
 fn replace(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp"));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(mode).open(&tmp)?;
-        f.write_all(bytes)?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("cannot write {}", path.display()))
+    crate::atomic::write(path, bytes, mode).with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
@@ -251,7 +240,7 @@ mod tests {
     }
 
     /// A jail directory with a sidecar config (no sidecar runs).
-    fn jail_with_config(root: &Path) -> (PathBuf, Vec<u8>) {
+    fn jail_with_config(root: &Path) -> (std::path::PathBuf, Vec<u8>) {
         let dir = jail::state_dir(root, "infra");
         std::fs::create_dir_all(dir.join(boundary_contract::NARROW_DIR)).unwrap();
         let config = json!({
