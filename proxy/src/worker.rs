@@ -235,7 +235,7 @@ async fn serve(ctx: Arc<ProxyContext>, fds: Inherited, mut ready: Option<Readine
     }
 }
 
-/// SIGHUP (forwarded by the shim when a pod's narrowing changes) makes the
+/// SIGHUP (sent by the shim when a joiner's narrowing changes) makes the
 /// worker read its narrowing sets again; connections stay open. The first
 /// reload runs at once: a SIGHUP that came while the signal was ignored
 /// (before this handler existed) is not lost.
