@@ -232,10 +232,25 @@ fn signal_worker(state_root: &Path, sandbox: &str, signal: Signal) -> Result<(),
 }
 
 /// Whether the worker's last recorded load of narrowing directory `dir`
-/// lists `id`.
+/// lists `id`. The file is read from [`TAIL`] before its end, and from
+/// further back (doubling) while that finds no complete record: a window
+/// that starts inside the last record holds nothing that parses, so one
+/// record larger than the window (a jail with thousands of joiners) is
+/// still found, and a window that holds any complete record holds the last.
 fn listed_in_last_load(dir: &Path, id: &str) -> bool {
-    let start = applied_len(dir).saturating_sub(TAIL);
-    last_applied(&dir.join(NARROWING_APPLIED_FILE), start).is_some_and(|a| a.owners.iter().any(|o| o == id))
+    let path = dir.join(NARROWING_APPLIED_FILE);
+    let len = applied_len(dir);
+    let mut tail = TAIL;
+    loop {
+        let start = len.saturating_sub(tail);
+        if let Some(a) = last_applied(&path, start) {
+            return a.owners.iter().any(|o| o == id);
+        }
+        if start == 0 {
+            return false;
+        }
+        tail = tail.saturating_mul(2);
+    }
 }
 
 /// The last complete record after byte `start` of the record file (which
@@ -280,6 +295,15 @@ mod tests {
         text += &record(&["b"]);
         std::fs::write(dir.join(NARROWING_APPLIED_FILE), &text).unwrap();
         assert!(!listed_in_last_load(&dir, "a"), "lifted");
+        // One record larger than the tail that is read first.
+        let many: Vec<String> = (0..TAIL / 4).map(|i| format!("joiner-{i}")).collect();
+        let mut big: Vec<&str> = many.iter().map(String::as_str).collect();
+        big.push("a");
+        text += &record(&big);
+        std::fs::write(dir.join(NARROWING_APPLIED_FILE), &text).unwrap();
+        assert!(record(&big).len() as u64 > 2 * TAIL);
+        assert!(listed_in_last_load(&dir, "a"), "a record larger than the tail");
+        assert!(!listed_in_last_load(&dir, "b"), "only the last load counts");
         // lift() of a container whose file is gone but is still listed, in
         // a jail whose sidecar is gone: nothing left to lift from.
         std::fs::write(dir.join(NARROWING_APPLIED_FILE), record(&["a"])).unwrap();
