@@ -106,6 +106,11 @@ pub(crate) fn normalize_path_cow(path: &str) -> Result<Cow<'_, str>, PathProblem
         }
         seg.bytes().try_for_each(check_byte)?;
         check_dot_lookalike(seg)?;
+        // Sent raw (UTF-8), not only percent-encoded: `resolve` checks the
+        // decoded segments, but an already normal path never gets there.
+        if !seg.is_ascii() && seg.contains(SLASH_LOOKALIKES) {
+            return Err(PathProblem::SlashLookalike);
+        }
         already_normal &= !(seg.contains('%') || seg == "." || seg == "..");
     }
     if already_normal {
@@ -548,6 +553,11 @@ mod tests {
             ("/public/x%EF%BC%8Fadmin", PathProblem::SlashLookalike),
             ("/public/x%ef%bc%bcadmin", PathProblem::SlashLookalike),
             ("/public/x%E2%88%95admin", PathProblem::SlashLookalike),
+            // The same characters sent raw: a path with no `%` or dot
+            // segment is otherwise taken as it is.
+            ("/public/..\u{FF0F}admin/secret", PathProblem::SlashLookalike),
+            ("/public/x\u{FF3C}y", PathProblem::SlashLookalike),
+            ("/public/x\u{2215}y", PathProblem::SlashLookalike),
             ("/public/x%E2%81%84admin", PathProblem::SlashLookalike),
             ("/public/x%E2%88%96admin", PathProblem::SlashLookalike),
             ("/public/%E2%80%A5/admin", PathProblem::DotLookalike),

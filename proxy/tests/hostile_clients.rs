@@ -520,6 +520,36 @@ async fn path_confusion_through_the_proxy_never_reaches_a_denied_path() {
     }
 }
 
+/// Unicode slash look-alikes sent raw (UTF-8), not percent-encoded, in a
+/// request the sniffer does not read (the second on a keep-alive
+/// connection): an origin that maps them to `/` (IIS's best-fit mapping,
+/// NFKC) would read `/allowed/../private`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_slash_lookalikes_in_a_later_request_are_refused() {
+    let w = start(RULES, Duration::from_secs(30)).await;
+    let port = w.http_origin.port();
+    for lookalike in ['\u{FF0F}', '\u{FF3C}', '\u{2215}'] {
+        let path = format!("/allowed/..{lookalike}private");
+        let mut s = w.connect().await;
+        let req = format!(
+            "GET /allowed/first HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n\
+             GET {path} HTTP/1.1\r\nHost: origin.test:{port}\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let out = read_until_close(&mut s, 5).await.expect("answered");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200"), "{path}: the first request: {text}");
+        let second = text.match_indices("HTTP/1.1 ").nth(1).map(|(i, _)| &text[i..]).unwrap_or_else(|| panic!("{path}: no second answer: {text}"));
+        assert!(second.starts_with("HTTP/1.1 403"), "{path} was not refused: {second}");
+        let url = format!("http://origin.test:{port}{path}");
+        let r = w.wait_audit(&path, |r| r.url.as_deref() == Some(&url)).await;
+        assert_eq!(r.decision, "deny", "{r:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let seen: Vec<String> = w.origin_lines().into_iter().map(|(_, p)| p).collect();
+    assert_eq!(seen, vec!["/allowed/first"; 3], "the origin must see only the allowed requests");
+}
+
 /// CONNECT is refused for a port no rule allows, not only its requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_to_a_port_no_rule_allows_is_refused() {
