@@ -207,10 +207,25 @@ static METHOD_OVERRIDES: [HeaderName; 3] = [
 /// ... or another path (IIS URL Rewrite, frameworks behind it).
 static PATH_OVERRIDES: [HeaderName; 2] = [HeaderName::from_static("x-original-url"), HeaderName::from_static("x-rewrite-url")];
 
+/// The query parameter by which PHP frameworks (Laravel, and Symfony with
+/// its parameter override on) and Express's `methodOverride('_method')`
+/// let a request stand for another method.
+const METHOD_PARAMETER: &str = "_method";
+
+/// Whether query key `key` (decoded) is [`METHOD_PARAMETER`] as PHP reads
+/// keys: leading spaces dropped, and a space, `.` or `[` in the name made
+/// `_` (`.method` and ` method` reach a PHP origin as `_method`).
+fn is_method_parameter(key: &str) -> bool {
+    let key = key.trim_start_matches(' ');
+    key.len() == METHOD_PARAMETER.len()
+        && key.chars().map(|c| if matches!(c, ' ' | '.' | '[') { '_' } else { c }).eq(METHOD_PARAMETER.chars())
+}
+
 /// An allowed request that names another method or path in an override
-/// header is judged again as each combination it may stand for, at the
-/// same host: an origin that honours the header serves that one, so every
-/// one must be allowed too. Returns the refusal, if any.
+/// header, or another method in a `_method` query parameter, is judged
+/// again as each combination it may stand for, at the same host: an origin
+/// that honours the override serves that one, so every one must be allowed
+/// too. Returns the refusal, if any.
 fn judge_overrides(
     ctx: &ProxyContext,
     scope: &Scope,
@@ -219,15 +234,22 @@ fn judge_overrides(
     sets: &crate::narrowing::NarrowSets,
 ) -> Option<Response<ProxyBody>> {
     let headers = req.headers();
-    let mut methods: Vec<(Option<&str>, String)> = Vec::new();
-    let mut paths: Vec<(Option<&str>, String)> = Vec::new();
+    let mut methods: Vec<(Option<String>, String)> = Vec::new();
+    let mut paths: Vec<(Option<String>, String)> = Vec::new();
     for (names, out) in [(&METHOD_OVERRIDES[..], &mut methods), (&PATH_OVERRIDES[..], &mut paths)] {
         for name in names {
             for value in headers.get_all(name) {
                 let Ok(v) = value.to_str() else {
                     return Some(deny(ctx, scope, req, t, &format!("the {name} header is not ASCII"), None));
                 };
-                out.push((Some(name.as_str()), v.trim().to_owned()));
+                out.push((Some(format!("{name} header")), v.trim().to_owned()));
+            }
+        }
+    }
+    if let Some(query) = req.uri().query().filter(|q| q.contains("method") || q.contains('%')) {
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            if is_method_parameter(&key) {
+                methods.push((Some(format!("{METHOD_PARAMETER} query parameter")), value.trim().to_owned()));
             }
         }
     }
@@ -238,7 +260,7 @@ fn judge_overrides(
         m.make_ascii_uppercase();
     }
     if let Some((name, p)) = paths.iter().find(|(_, p)| !p.starts_with('/')) {
-        let reason = format!("the {} header {p:?} is not a path", name.unwrap_or_default());
+        let reason = format!("the {} {p:?} is not a path", name.as_deref().unwrap_or_default());
         return Some(deny(ctx, scope, req, t, &reason, None));
     }
     methods.insert(0, (None, req.method().as_str().to_owned()));
@@ -250,11 +272,10 @@ fn judge_overrides(
             }
             let preq = boundary_policy::Request { method: m, host: &t.host, path: p, port: Some(t.port) };
             if let (Decision::Deny(denial), narrowed_by) = sets.evaluate(&ctx.policy, &preq) {
-                let via: Vec<&str> = [*mh, *ph].into_iter().flatten().collect();
+                let via: Vec<&str> = [mh, ph].into_iter().flatten().map(String::as_str).collect();
                 let reason = format!(
-                    "the {} header{} make{} it {m} {p} to an origin that honours {}: {}",
-                    via.join(" and "),
-                    if via.len() > 1 { "s" } else { "" },
+                    "the {} make{} it {m} {p} to an origin that honours {}: {}",
+                    via.join(" and the "),
                     if via.len() > 1 { "" } else { "s" },
                     if via.len() > 1 { "them" } else { "it" },
                     deny_reason(denial.reason, narrowed_by)

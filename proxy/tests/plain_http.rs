@@ -100,6 +100,37 @@ async fn method_and_path_override_headers_are_judged_too() {
     assert_eq!(recs.iter().filter(|r| r.decision == "deny").count(), 8, "{recs:?}");
 }
 
+/// `_method` in the query (Laravel, Symfony, Express's methodOverride) is
+/// judged like the override headers, under the names PHP reads as `_method`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_override_in_the_query_is_judged_too() {
+    let h = start(RULES).await;
+    let port = h.http_origin.port();
+    let mut s = BufReader::new(h.connect().await);
+    let cases = [
+        ("POST", "/allowed/a?_method=DELETE", 403, "_method query parameter makes it DELETE /allowed/a"),
+        ("GET", "/allowed/a?x=1&_method=put", 403, "_method query parameter makes it PUT"),
+        ("POST", "/allowed/a?%5Fmethod=DELETE", 403, "_method query parameter makes it DELETE"),
+        ("POST", "/allowed/a?_m%65thod=%20delete%20", 403, "makes it DELETE"),
+        ("POST", "/allowed/a?.method=DELETE", 403, "makes it DELETE"),
+        ("POST", "/allowed/a?+_method=DELETE", 403, "makes it DELETE"),
+        ("POST", "/allowed/a?_method=POST&_method=PATCH", 403, "makes it PATCH"),
+        ("GET", "/allowed/a?_method=DELETE", 403, "makes it DELETE"),
+        ("POST", "/allowed/a?_method=post", 200, ""),
+        ("GET", "/allowed/a?method=DELETE&x_method=DELETE&_methods=DELETE&+method=DELETE", 200, ""),
+    ];
+    for (method, target, want, reason) in cases {
+        let req = format!("{method} {target} HTTP/1.1\r\nHost: api.test:{port}\r\nContent-Length: 0\r\n\r\n");
+        s.get_mut().write_all(req.as_bytes()).await.unwrap();
+        let r = read_response(&mut s).await.expect("response");
+        assert_eq!(r.status, want, "{method} {target}: {r:?}");
+        assert!(r.body.contains(reason), "{method} {target}: {}", r.body);
+    }
+    let recs = h.audit();
+    assert_eq!(recs.iter().filter(|r| r.decision == "allow").count(), 2, "{recs:?}");
+    assert_eq!(recs.iter().filter(|r| r.decision == "deny").count(), 8, "{recs:?}");
+}
+
 /// Requests in flight at once need as many upstream connections; once they
 /// are answered the sidecar keeps them all for the next burst instead of
 /// closing those above a small idle cap and opening them again (each close
