@@ -280,6 +280,8 @@ fn special_v4(v4: Ipv4Addr) -> Option<&'static str> {
         Some("loopback")
     } else if o == [100, 100, 100, 200] {
         Some("cloud metadata") // Alibaba Cloud's, outside link-local
+    } else if o == [168, 63, 129, 16] {
+        Some("cloud metadata") // Azure's WireServer (VM agent, extension settings)
     } else if v4.is_link_local() {
         Some("link-local")
     } else if o[0] == 0 {
@@ -336,7 +338,7 @@ mod tests {
             "::1", "::", "fe80::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1",
             "64:ff9b::a9fe:a9fe", "2002:7f00:1::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
             "64:ff9b:1::a9fe:a9fe", "64:ff9b:1:a9fe:a9:fe00::", "fd00:ec2::254", "100.100.100.200",
-            "::ffff:100.100.100.200",
+            "::ffff:100.100.100.200", "168.63.129.16", "::ffff:168.63.129.16",
         ] {
             assert!(special_class(a.parse().unwrap()).is_some(), "{a} should be special");
         }
