@@ -278,10 +278,10 @@ fn special_v4(v4: Ipv4Addr) -> Option<&'static str> {
     let o = v4.octets();
     if v4.is_loopback() {
         Some("loopback")
-    } else if o == [100, 100, 100, 200] {
-        Some("cloud metadata") // Alibaba Cloud's, outside link-local
-    } else if o == [168, 63, 129, 16] {
-        Some("cloud metadata") // Azure's WireServer (VM agent, extension settings)
+    } else if o == [100, 100, 100, 200] || o == [168, 63, 129, 16] {
+        // Alibaba Cloud's metadata, and Azure's WireServer (VM agent,
+        // extension settings): both outside link-local.
+        Some("cloud metadata")
     } else if v4.is_link_local() {
         Some("link-local")
     } else if o[0] == 0 {

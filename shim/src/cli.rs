@@ -164,6 +164,16 @@ fn prepare(cfg: &Config, inv: &Invocation) -> anyhow::Result<Vec<String>> {
             bail!("{what} not found at {} (install it beside boundary-runc, or set {}_path in {})", p.display(), what.trim_start_matches("boundary-"), Config::path().display());
         }
     }
+    if !cfg.allow_host_pid_namespace {
+        if let Some(why) = rewrite::host_pid_namespace(&spec, same_pidns_as_ours)? {
+            bail!(
+                "{why}, where it would see the host's processes, reach the Unix sockets under their /proc/<pid>/root \
+                 (a resolver, D-Bus) past the network boundary, and signal its sidecar; boundary-runc refuses it \
+                 (run it with a pid namespace of its own, or set allow_host_pid_namespace = true in {} to allow it)",
+                Config::path().display()
+            );
+        }
+    }
     let pod = pod::Role::of(&spec)?;
     if let Some(sandbox) = pod.as_ref().and_then(|r| r.jailed_sandbox(&cfg.state_root)) {
         return pod::prepare_container(cfg, &a.id, sandbox, spec, &config_path);
@@ -357,6 +367,13 @@ fn is_our_netns(path: &Path) -> bool {
 /// unreadable one is not (unlike [`is_our_netns`]).
 fn same_netns_as_ours(path: &Path) -> bool {
     netns_is_ours(path).unwrap_or(false)
+}
+
+/// Whether `path` is this process's pid namespace (one that cannot be
+/// read is not: the delegate, as root here too, fails on it itself).
+fn same_pidns_as_ours(path: &Path) -> bool {
+    let ours = crate::netns::inode(Path::new("/proc/self/ns/pid"));
+    ours.is_some() && crate::netns::inode(path) == ours
 }
 
 /// Whether `path` is this process's network namespace; `None` when either

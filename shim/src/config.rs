@@ -36,6 +36,12 @@ pub struct Config {
     pub hook_path: Option<PathBuf>,
     /// The `boundary-sidecar` binary; default: beside `boundary-runc`.
     pub sidecar_path: Option<PathBuf>,
+    /// Whether a container may share the runtime's (the host's) pid
+    /// namespace: one that does sees the host's processes, can reach the
+    /// Unix sockets under their `/proc/<pid>/root` (a resolver, D-Bus)
+    /// past the network boundary, and can signal its sidecar. Refused
+    /// unless this is on.
+    pub allow_host_pid_namespace: bool,
     pub network: NetworkConfig,
     pub policy: PolicyConfig,
     pub tls: TlsConfig,
@@ -173,6 +179,7 @@ impl Default for Config {
             state_root: PathBuf::from("/run/boundary-runc"),
             hook_path: None,
             sidecar_path: None,
+            allow_host_pid_namespace: false,
             network: NetworkConfig::default(),
             policy: PolicyConfig::default(),
             tls: TlsConfig::default(),
@@ -399,6 +406,7 @@ mod tests {
         let text = r#"
 runtime = "crun"
 state_root = "/tmp/s"
+allow_host_pid_namespace = true
 [network]
 pool = "10.99.0.0/24"
 [policy]
@@ -415,6 +423,8 @@ refuse_private_destinations = true
 "#;
         let c = Config::parse(text, Path::new("c.toml")).unwrap();
         assert_eq!(c.runtime.as_deref(), Some("crun"));
+        assert!(c.allow_host_pid_namespace);
+        assert!(!Config::default().allow_host_pid_namespace, "the host's pid namespace is refused by default");
         assert!(!c.policy.allow_container_rules);
         assert_eq!(c.policy.container_rule_sources, vec![RuleSource::Annotation]);
         assert_eq!(c.dns.pinned["origin.test"], "10.1.2.3".parse::<IpAddr>().unwrap());

@@ -566,6 +566,33 @@ pub fn is_capability(name: &str, bare: &str) -> bool {
     rest.eq_ignore_ascii_case(bare)
 }
 
+/// Why the container would share the runtime's pid namespace, if it
+/// would: its spec has no `pid` entry, or one whose path `is_ours` (the
+/// runtime's own namespace, `/proc/1/ns/pid` on a host).
+pub fn host_pid_namespace(spec: &Value, is_ours: impl Fn(&Path) -> bool) -> Result<Option<String>, RewriteError> {
+    let top = obj(spec, &root())?;
+    let linux = root().key("linux");
+    let entries = match opt_obj(top, "linux", &root())? {
+        Some(l) => opt_arr(l, "namespaces", &linux)?.map(Vec::as_slice).unwrap_or_default(),
+        None => &[],
+    };
+    for (i, entry) in entries.iter().enumerate() {
+        let here = linux.key("namespaces").idx(i);
+        let entry = obj(entry, &here)?;
+        let kind = string(field(entry, "type").ok_or_else(|| here.key("type").missing())?, &here.key("type"))?;
+        if kind != "pid" {
+            continue;
+        }
+        return Ok(match opt_str(entry, "path", &here)?.filter(|p| !p.is_empty()) {
+            Some(path) if is_ours(Path::new(path)) => {
+                Some(format!("linux.namespaces joins the pid namespace {path}, the runtime's own (the host's)"))
+            }
+            _ => None,
+        });
+    }
+    Ok(Some("linux.namespaces has no pid entry: the container would share the runtime's pid namespace (the host's)".to_owned()))
+}
+
 /// Warning when the container shares the runtime's pid namespace.
 fn missing_pid_namespace(top: &Map<String, Value>) -> Result<Option<String>, RewriteError> {
     let linux = root().key("linux");
@@ -968,6 +995,20 @@ mod tests {
         assert!(out["linux"].get("uidMappings").is_none());
         let out = rewrite_joined(spec_with(json!([{"type": "pid"}])), &plan).unwrap().spec;
         assert_eq!(out["linux"]["namespaces"][1], json!({"type": "user", "path": "/run/boundary-runc/userns/c1"}));
+    }
+
+    #[test]
+    fn the_host_pid_namespace_is_named() {
+        let ours = |p: &Path| p == Path::new("/proc/1/ns/pid");
+        let no_entry = host_pid_namespace(&spec_with(json!([{"type": "network"}])), ours).unwrap().unwrap();
+        assert!(no_entry.contains("no pid entry"), "{no_entry}");
+        assert!(host_pid_namespace(&json!({"process": {}}), ours).unwrap().unwrap().contains("no pid entry"));
+        let joined = host_pid_namespace(&spec_with(json!([{"type": "pid", "path": "/proc/1/ns/pid"}])), ours).unwrap().unwrap();
+        assert!(joined.contains("joins the pid namespace /proc/1/ns/pid"), "{joined}");
+        for own in [json!([{"type": "pid"}]), json!([{"type": "pid", "path": ""}]), json!([{"type": "pid", "path": "/proc/9/ns/pid"}])] {
+            assert_eq!(host_pid_namespace(&spec_with(own.clone()), ours).unwrap(), None, "{own}");
+        }
+        assert!(host_pid_namespace(&spec_with(json!([{"type": 7}])), ours).is_err(), "a malformed entry is an error");
     }
 
     #[test]

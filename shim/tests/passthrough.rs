@@ -309,13 +309,26 @@ fn an_unreadable_bundle_fails_create() {
 #[test]
 fn an_invalid_rule_fails_create_naming_the_rule() {
     let f = Fixture::new("");
-    let spec = r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","env":["BOUNDARY_ALLOW=domain=github.*"]},"root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"network"}]}}"#;
+    let spec = r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","env":["BOUNDARY_ALLOW=domain=github.*"]},"root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"},{"type":"network"}]}}"#;
     let b = bundle(&f, spec);
     let (code, errors, _) = create_errors(&f, &b, false);
     assert_eq!(code, Some(1));
     assert!(errors[0].contains("BOUNDARY_ALLOW") && errors[0].contains("github.*"), "{errors:?}");
     let (_, _, text) = create_errors(&f, &b, true);
     assert!(text.contains("level=error") && text.contains("github.*"), "text log: {text}");
+}
+
+#[test]
+fn the_host_pid_namespace_fails_create_naming_the_setting() {
+    let f = Fixture::new("");
+    for namespaces in [r#"[{"type":"network"}]"#, r#"[{"type":"pid","path":"/proc/self/ns/pid"},{"type":"network"}]"#] {
+        let spec = format!(r#"{{"ociVersion":"1.0.2","process":{{"args":["sh"],"cwd":"/"}},"root":{{"path":"rootfs"}},"linux":{{"namespaces":{namespaces}}}}}"#);
+        let b = bundle(&f, &spec);
+        let (code, errors, _) = create_errors(&f, &b, false);
+        assert_eq!(code, Some(1), "{namespaces}");
+        let last = errors.last().expect("an error in the log");
+        assert!(last.contains("pid namespace") && last.contains("allow_host_pid_namespace = true"), "{namespaces}: {errors:?}");
+    }
 }
 
 #[test]

@@ -36,7 +36,7 @@
 //! | 170..=179 | `containerd.rs` (170, 171), `podman.rs` (172, 173, 175, 176), `install_engines.rs` (174) |
 //! | 220..=229 | `faults.rs` (223: Docker, restarts dockerd) |
 //! | 230..=239 | `load.rs` |
-//! | 200..=209, 210..=219 | `escapes.rs` (200..=209, 216), `hostile_input.rs` (210..=215) (both share `tests/escape_world/`) |
+//! | 200..=209, 210..=219 | `escapes.rs` (200..=209, 216, 217), `hostile_input.rs` (210..=215) (both share `tests/escape_world/`) |
 
 pub mod binaries;
 pub mod bundle;

@@ -32,6 +32,8 @@ pub struct Settings {
     pub max_flows: Option<u32>,
     /// `[audit] max_bytes` (`None`: the default).
     pub audit_max_bytes: Option<u64>,
+    /// `allow_host_pid_namespace`.
+    pub allow_host_pid: bool,
 }
 
 /// Where the runtime's state lives; owned by [`crate::Runtime`].
@@ -60,7 +62,15 @@ impl Settings {
             refuse_private: false,
             max_flows: None,
             audit_max_bytes: None,
+            allow_host_pid: false,
         }
+    }
+
+    /// Let containers share the host's pid namespace
+    /// (`allow_host_pid_namespace`).
+    pub fn allow_host_pid_namespace(mut self, allow: bool) -> Settings {
+        self.allow_host_pid = allow;
+        self
     }
 
     /// Refuse private destinations (`refuse_private_destinations`).
@@ -147,6 +157,9 @@ impl Settings {
         writeln!(t, "state_root = {}", p(&dirs.state_root)).ok();
         if let Some(b) = &self.sidecar {
             writeln!(t, "sidecar_path = {}", p(b)).ok();
+        }
+        if self.allow_host_pid {
+            writeln!(t, "allow_host_pid_namespace = true").ok();
         }
         writeln!(t, "\n[network]\npool = {}", q(&self.pool)).ok();
         if let Some(n) = self.max_flows {

@@ -28,10 +28,15 @@ struct World {
 
 impl World {
     fn start(slot: u8) -> World {
+        World::start_with(slot, |s| s)
+    }
+
+    /// [`World::start`] with changes to the settings.
+    fn start_with(slot: u8, change: impl FnOnce(Settings) -> Settings) -> World {
         require_root();
         let origin = Origin::start(slot);
         let settings = Settings::new(slot).pin("origin.test", origin.addr()).pin("denied.test", origin.addr()).upstream_ca(&origin.ca_file());
-        let rt = Runtime::new(settings);
+        let rt = Runtime::new(change(settings));
         let docker = DockerRuntime::register(&rt);
         World { docker, rt, origin }
     }
@@ -339,6 +344,12 @@ fn an_invalid_rule_fails_docker_run_with_the_rules_error() {
     let all = out.all();
     assert!(all.contains("invalid BOUNDARY_ALLOW") && all.contains("github.*"), "Docker's message must carry the rule's error:\n{out}");
     docker(&["rm", "-f", &name]).ok();
+    // `--pid=host` is refused unless the config allows it, and Docker's
+    // message says why and how.
+    let out = w.docker.run(&name, &["--pid=host"], &[]).failed();
+    let all = out.all();
+    assert!(all.contains("no pid entry") && all.contains("allow_host_pid_namespace = true"), "Docker's message must carry the refusal:\n{out}");
+    docker(&["rm", "-f", &name]).ok();
     w.assert_no_leaks();
 }
 
@@ -386,7 +397,7 @@ fn net_admin_inside_reaches_no_link_of_dockers_host_side() {
 #[test]
 fn docker_exec_into_a_host_pid_container_gets_no_net_admin() {
     use boundary_tests::probe::{cap_eff, CAP_NET_ADMIN, CAP_NET_RAW};
-    let w = World::start(158);
+    let w = World::start_with(158, |s| s.allow_host_pid_namespace(true));
     let name = w.name("execcap");
     let probe = boundary_tests::probe::probe_dir();
     let bind = format!("{}:/tmp:ro", probe.path().display());

@@ -374,15 +374,49 @@ fn each_jails_worker_has_ids_of_its_own_and_can_signal_no_other_worker() {
     w.rt.delete_force("esc-uid-b").ok();
 }
 
+/// A spec that would share the host's pid namespace (no `pid` entry, or
+/// the host's by path) is refused by default, before anything is made:
+/// from there the container could reach host processes' Unix sockets
+/// under `/proc/<pid>/root`, past the network boundary.
+#[test]
+fn the_host_pid_namespace_is_refused_unless_the_config_allows_it() {
+    boundary_tests::require_root();
+    let rt = boundary_tests::Runtime::new(boundary_tests::Settings::new(217));
+    // The test's own pid namespace, the runtime's (the host's).
+    let ours = format!("/proc/{}/ns/pid", std::process::id());
+    let host_pid = |b: boundary_tests::Bundle| {
+        b.edit(|s| {
+            for n in s["linux"]["namespaces"].as_array_mut().expect("namespaces") {
+                if n["type"] == "pid" {
+                    n["path"] = serde_json::json!(ours);
+                }
+            }
+        })
+    };
+    for (what, bundle) in [
+        ("no pid entry".to_string(), without_pid_namespace(boundary_tests::Bundle::sleeper())),
+        (format!("joins the pid namespace {ours}"), host_pid(boundary_tests::Bundle::sleeper())),
+    ] {
+        let out = rt.create(&bundle, "esc-nopid").failed();
+        let errors = out.log_errors();
+        assert!(
+            errors.iter().any(|e| e.contains(&what) && e.contains("/proc/<pid>/root") && e.contains("allow_host_pid_namespace = true")),
+            "{what}: the refusal must name the problem and the setting:\n{out}"
+        );
+        assert!(!rt.state("esc-nopid").success(), "{what}: the container exists");
+    }
+    rt.leaks().assert_same_as(&LeakSnapshot::default());
+}
+
 /// A container sharing the host's pid namespace (a spec that asks for
-/// more) sees the sidecar; ptrace fails (no CAP_SYS_PTRACE, not dumpable)
+/// more, and a config that allows it) sees the sidecar; ptrace fails (no CAP_SYS_PTRACE, not dumpable)
 /// and killing it only fails closed.
 #[test]
 fn with_the_host_pid_namespace_killing_the_sidecar_only_fails_closed() {
     let w = World::start_with(
         207,
         "esc-hostpid",
-        |s| s,
+        |s| s.allow_host_pid_namespace(true),
         without_pid_namespace,
     );
     let mut sink = HostSink::bind(20207);
@@ -631,7 +665,7 @@ fn exec_into_a_jail_of_the_hosts_user_namespace_gets_no_net_admin() {
     let w = World::start_with(
         236,
         "esc-execcap",
-        |s| s,
+        |s| s.allow_host_pid_namespace(true),
         without_pid_namespace,
     );
     let has = |status: &str, cap: u32| cap_eff(status) & (1 << cap) != 0;
