@@ -306,6 +306,7 @@ fn prepare_joined(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value
 }
 
 fn joined_in(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, config_path: &Path) -> anyhow::Result<Vec<String>> {
+    await_jail(cfg, jail_id)?;
     // Its own rules can only narrow what the jail allows (both containers
     // share one network and could relay for each other), so they are
     // taken even where container rules are refused. (A podman pod member's
@@ -316,6 +317,17 @@ fn joined_in(cfg: &Config, id: &str, jail_id: &str, spec: serde_json::Value, con
     let warnings = join_jail(cfg, id, jail_id, jail.as_ref(), &netns, membership.narrowing.as_deref(), spec, config_path)?;
     membership.finish(&cfg.state_root, jail_id, id)?;
     Ok(warnings)
+}
+
+/// Waits for the builder of `jail_id`'s jail, if it is still at work, and
+/// fails with its reason if the jail could not be built: its namespace is
+/// mounted before its table and link exist, and a container that joined
+/// it then (created while the jail's own container still is, as only a
+/// direct caller of the runtime can) would start before the jail is whole.
+/// Engines create a joiner after the jail's `create` returned, when its
+/// gate is long open: then this is one lock and one read.
+pub fn await_jail(cfg: &Config, jail_id: &str) -> Result<(), gate::GateError> {
+    gate::pass(&jail::state_dir(&cfg.state_root, jail_id), jail_id, gate_timeout(cfg))
 }
 
 /// What every container that joins an existing jail gets (a pod's app

@@ -328,6 +328,7 @@ fn container_in(
     config_path: &Path,
 ) -> anyhow::Result<Vec<String>> {
     let root = &cfg.state_root;
+    crate::cli::await_jail(cfg, sandbox_id)?;
     let sandbox = jail::read_state(root, sandbox_id)
         .map_err(|source| PodError::Jail {
             sandbox: sandbox_id.to_string(),

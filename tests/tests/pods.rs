@@ -577,3 +577,47 @@ fn connections_to_the_pod_ip_reach_a_server_in_the_jail() {
     assert_eq!(pod.status(&pod.sandbox, "http://origin.test/a/x"), 200);
     assert_eq!(pod.status(&pod.sandbox, "http://origin.test/private"), 403);
 }
+
+/// An app container created while its pod's jail is still being built
+/// (the builder holds the gate's lock; only a direct caller of the runtime
+/// can get there, as engines create app containers once the sandbox's
+/// `create` returned) waits for the builder's word: it fails with the
+/// jail's reason if the jail could not be built, and joins once it is.
+#[test]
+fn an_app_container_waits_for_its_pods_jail_to_be_built() {
+    use nix::fcntl::{Flock, FlockArg};
+    let mut pod = Pod::world(164, "pod-gate", false);
+    pod.start_sandbox();
+    let dir = pod.rt.dirs.state_root.join(&pod.sandbox);
+    let word = dir.join("gate"); // shim::gate::WORD_FILE
+    let held = |text: &str| {
+        let before = pod.rt.leaks();
+        let lock = std::fs::File::open(dir.join("gate.lock")).expect("the sandbox's gate lock");
+        let lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock).expect("hold the gate as a builder at work");
+        std::fs::remove_file(&word).expect("the builder's word");
+        let b = pod.app_bundle(None);
+        let rt = &pod.rt;
+        let outcome = std::thread::scope(|s| {
+            let create = s.spawn(|| rt.create(&b, "app-early"));
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(!create.is_finished(), "the app container's create did not wait for the jail");
+            std::fs::write(&word, text).expect("the builder's word");
+            drop(lock);
+            create.join().expect("create")
+        });
+        (outcome, before, b)
+    };
+    let (out, before, b) = held("error: held back by the test\n");
+    let out = out.failed();
+    assert!(
+        out.log_errors().iter().any(|e| e.contains("the jail of pod-gate could not be built: held back by the test")),
+        "the jail's reason must reach the app container's create:\n{out}"
+    );
+    pod.rt.leaks().assert_same_as(&before);
+    let (out, _, b2) = held("ok\n");
+    out.ok();
+    pod.rt.start("app-early").ok();
+    pod.bundles.extend([b, b2]);
+    assert_eq!(pod.netns_of("app-early"), pod.netns_of(&pod.sandbox), "the app container joined its pod's jail");
+    assert_eq!(pod.status("app-early", "http://origin.test/a/x"), 200);
+}
