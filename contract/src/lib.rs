@@ -246,6 +246,12 @@ pub struct JailState {
     /// (a `user` entry with a path), which owns the jail instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns: Option<OwnUserNs>,
+    /// IPv4 forwarding in the host side (an engine's namespace whose
+    /// inbound flows go on to the jail) is on because of boundary-runc: it
+    /// was off when this jail or another of ours there turned it on. The
+    /// teardown that leaves no jail link there turns it off again.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub forwarding_turned_on: bool,
     /// Tells this `create`'s jail from a later create's of the same id:
     /// teardowns that may come late (the builder's after its delegate
     /// exited, the keeper's orphan watch) remove only the jail whose token

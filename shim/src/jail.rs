@@ -106,6 +106,19 @@ pub fn host_netns_path(root: &Path, id: &str) -> PathBuf {
     state_dir(root, id).join(HOST_NETNS_FILE)
 }
 
+/// Whether another jail under `root` whose host side is namespace `ns`
+/// (compared by inode: engines name one namespace by several paths)
+/// recorded that boundary-runc turned its forwarding on.
+fn forwarding_turned_on_by_another(root: &Path, id: &str, ns: &Path) -> bool {
+    let Some(ino) = netns::inode(ns) else { return false };
+    let Ok(entries) = std::fs::read_dir(root) else { return false };
+    entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|other| other != id).any(|other| {
+        read_state(root, &other).ok().flatten().is_some_and(|s| {
+            s.forwarding_turned_on && host_netns(&s.host_side).and_then(netns::inode) == Some(ino)
+        })
+    })
+}
+
 /// File name of [`host_netns_path`] in a state directory.
 pub const HOST_NETNS_FILE: &str = "hostns";
 
@@ -281,6 +294,7 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
         engine_handover: shape.engine_handover.then(|| boundary_contract::EngineHandover { jail_if: HANDOVER_JAIL_IF.into() }),
         private_host: shape.private_host && !shape.dedicated_host,
         userns: if shape.host_userns { None } else { own_userns(root, id, &shape.spec_userns) },
+        forwarding_turned_on: false,
         create_token: create_token(),
     };
     let jail_if = state.engine_handover.as_ref().map_or(JAIL_IF, |e| e.jail_if.as_str()).to_string();
@@ -335,7 +349,17 @@ pub fn finish(cfg: &Config, begun: Begun, creator: i32) -> Result<(), JailError>
     }
     if shape.publish_inbound {
         if let Some(pod) = host_netns(&state.host_side) {
-            link::enable_forwarding(pod)?;
+            // Recorded at once, so the teardown of a create that fails
+            // below turns it off again. A jail that finds it on because
+            // another of ours turned it on takes the duty too, should that
+            // one go first (a second jail publishes inbound flows there
+            // only if no process, the first's sidecar included, uses the
+            // namespace); the last of them to go turns it off.
+            let was_off = link::enable_forwarding(pod)?;
+            state.forwarding_turned_on = was_off || forwarding_turned_on_by_another(&cfg.state_root, &state.container_id, pod);
+            if state.forwarding_turned_on {
+                write_state(dir, &state)?;
+            }
         }
     }
     let host_ns = state_host_netns(&state).map(Path::to_path_buf);
@@ -553,6 +577,15 @@ pub fn teardown(root: &Path, id: &str) -> Vec<String> {
                 if let Err(e) = firewall::remove(state_host_netns(s), &s.nft_table) {
                     errors.push(format!("{:#}", anyhow::Error::from(e)));
                 }
+                // Off again as it was found, unless another jail of ours
+                // there still needs it (see `finish`).
+                if let Some(ns) = host_netns(&s.host_side).filter(|ns| s.forwarding_turned_on && ns.exists()) {
+                    if !forwarding_turned_on_by_another(root, id, ns) {
+                        if let Err(e) = link::disable_forwarding(ns) {
+                            errors.push(format!("{:#}", anyhow::Error::from(e)));
+                        }
+                    }
+                }
             }
             Err(e) => errors.push(format!("{:#} (the nft table {} stays until the link is gone)", anyhow::Error::from(e), s.nft_table)),
         }
@@ -647,6 +680,7 @@ mod tests {
             engine_handover: None,
             private_host: true,
             userns: None,
+            forwarding_turned_on: false,
             create_token: 7,
         };
         super::write_state(&dir, &state).unwrap();

@@ -154,16 +154,30 @@ pub fn prepare_host_side(ns: &Path) -> Result<(), LinkError> {
         h.link().set(LinkUnspec::new_with_index(lo).up().build()).execute().await.map_err(nl("bring up", "lo"))?;
         Ok(())
     })?;
-    enable_forwarding(ns)
+    enable_forwarding(ns).map(drop)
 }
 
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
 /// IPv4 forwarding on in a host side whose inbound flows go on to the jail
-/// (the firewall decides what passes).
-pub fn enable_forwarding(ns: &Path) -> Result<(), LinkError> {
+/// (the firewall decides what passes). Returns whether it was off.
+pub fn enable_forwarding(ns: &Path) -> Result<bool, LinkError> {
     let path = ns.to_path_buf();
     netns::run_in(Some(ns), move || {
-        let sysctl = "/proc/sys/net/ipv4/ip_forward";
-        std::fs::write(sysctl, "1").map_err(|source| LinkError::Sysctl { path: path.clone(), name: sysctl, source })
+        let err = |source| LinkError::Sysctl { path: path.clone(), name: IP_FORWARD, source };
+        if std::fs::read_to_string(IP_FORWARD).map_err(err)?.trim() == "1" {
+            return Ok(false);
+        }
+        std::fs::write(IP_FORWARD, "1").map_err(err)?;
+        Ok(true)
+    })?
+}
+
+/// IPv4 forwarding off again in `ns`.
+pub fn disable_forwarding(ns: &Path) -> Result<(), LinkError> {
+    let path = ns.to_path_buf();
+    netns::run_in(Some(ns), move || {
+        std::fs::write(IP_FORWARD, "0").map_err(|source| LinkError::Sysctl { path: path.clone(), name: IP_FORWARD, source })
     })?
 }
 

@@ -302,6 +302,7 @@ fn doctor_finds_and_cleans_leftovers_of_its_own_pool_only() {
     std::fs::create_dir_all(&jail_dir).unwrap();
     let js = JailState {
         create_token: 1,
+        forwarding_turned_on: false,
         container_id: "gone".into(),
         index: 0,
         host_side: HostSide::Fresh,

@@ -130,3 +130,60 @@ fn the_probes_do_detect_a_missing_firewall() {
     rt.delete_force(ID).ok();
     rt.leaks().assert_same_as(&before);
 }
+
+/// A namespace given by path that no process uses (`ip netns add`, as
+/// podman's and CNI's are) passes its inbound flows on to the jail, so
+/// boundary-runc turns its IPv4 forwarding on; the last of its jails there
+/// to go turns it off again, as it was found, and nothing else is left.
+#[test]
+fn forwarding_in_an_engines_namespace_is_put_back_when_its_last_jail_goes() {
+    use std::process::Command;
+    require_root();
+    let rt = Runtime::new(Settings::new(113));
+    let ns = "bnd-e2e-113";
+    let ip = |args: &[&str]| Command::new("ip").args(args).output().expect("run ip");
+    let _ = ip(&["netns", "del", ns]);
+    assert!(ip(&["netns", "add", ns]).status.success(), "cannot make namespace {ns}");
+    struct Gone(&'static str);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", self.0]).output();
+        }
+    }
+    let _gone = Gone(ns);
+    let forward = || String::from_utf8_lossy(&ip(&["netns", "exec", ns, "cat", "/proc/sys/net/ipv4/ip_forward"]).stdout).trim().to_string();
+    // A new namespace takes the host's setting (devconf_inherit_init_net):
+    // start from off, as a host without Docker has it.
+    assert!(ip(&["netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=0"]).status.success());
+    assert_eq!(forward(), "0");
+    let before = rt.leaks();
+    let path = format!("/run/netns/{ns}");
+    let in_ns = || {
+        Bundle::sleeper().edit(|s| {
+            for n in s["linux"]["namespaces"].as_array_mut().expect("namespaces") {
+                if n["type"] == "network" {
+                    n["path"] = serde_json::json!(path);
+                }
+            }
+        })
+    };
+    let (a, b) = (in_ns(), in_ns());
+    rt.create_and_start(&a, "fwd-a");
+    assert_eq!(forward(), "1", "the jail's inbound flows need forwarding");
+    assert!(rt.jail("fwd-a").forwarding_turned_on);
+    // A second jail there (the first's sidecar uses the namespace, so it
+    // publishes nothing and needs no forwarding of its own).
+    rt.create_and_start(&b, "fwd-b");
+    assert!(!rt.jail("fwd-b").forwarding_turned_on);
+    rt.delete_force("fwd-a").ok();
+    assert_eq!(forward(), "0", "the jail that turned it on puts forwarding back");
+    rt.delete_force("fwd-b").ok();
+    assert_eq!(forward(), "0");
+    rt.leaks().assert_same_as(&before);
+    // A namespace that forwarded already is left forwarding.
+    assert!(ip(&["netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]).status.success());
+    rt.create_and_start(&a, "fwd-c");
+    assert!(!rt.jail("fwd-c").forwarding_turned_on);
+    rt.delete_force("fwd-c").ok();
+    assert_eq!(forward(), "1", "forwarding the namespace had is left on");
+}

@@ -356,6 +356,7 @@ mod tests {
             private_host: false,
             userns: None,
             create_token: 1,
+            forwarding_turned_on: false,
         };
         std::fs::write(owner.join(JAIL_STATE_FILE), serde_json::to_vec(&state).unwrap()).unwrap();
         crate::docker::record_joined(d.path(), "joiner", "owner").unwrap();
