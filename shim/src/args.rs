@@ -15,6 +15,25 @@ use std::path::PathBuf;
 /// adds `--cgroup-manager`). Every other global flag is boolean.
 const GLOBAL_VALUE_FLAGS: &[&str] = &["root", "log", "log-format", "log-level", "criu", "rootless", "cgroup-manager"];
 
+/// crun's global long options (crun(1)). crun parses with argp, which
+/// takes any unique prefix of a long option for it (`--rootl V` is
+/// `--rootless V`); runc's Go flags take none, and refuse them.
+const CRUN_GLOBAL_FLAGS: &[&str] =
+    &["debug", "cgroup-manager", "systemd-cgroup", "log", "log-format", "log-level", "root", "rootless", "version", "help", "usage"];
+
+/// The global flag `--name` stands for: itself if runc or crun knows it by
+/// that name, else the one crun option it is a unique prefix of.
+fn global_flag(name: &str) -> &str {
+    if GLOBAL_VALUE_FLAGS.contains(&name) || CRUN_GLOBAL_FLAGS.contains(&name) {
+        return name;
+    }
+    let mut matches = CRUN_GLOBAL_FLAGS.iter().filter(|f| f.starts_with(name));
+    match (matches.next(), matches.next()) {
+        (Some(only), None) => only,
+        _ => name,
+    }
+}
+
 /// `runc create` / `runc run` flags that take a value (runc-create(8),
 /// runc-run(8); `pidfd-socket` since runc 1.2).
 const CREATE_VALUE_FLAGS: &[&str] = &["bundle", "b", "console-socket", "pid-file", "preserve-fds", "pidfd-socket", "config", "f"];
@@ -99,6 +118,21 @@ pub enum ArgsError {
     UnknownFlag { command: String, flag: String },
     #[error("{command}: --{flag} is not supported: boundary-runc rewrites the bundle's config.json and no other file")]
     ConfigFlag { command: String, flag: String },
+    #[error("{command}: {arg:?}: runc and crun read this spelling differently (runc takes `-name=value` whole, crun a one-letter option with the rest as its value): give it as --name value")]
+    DashForm { command: String, arg: String },
+}
+
+/// Refuses a single-dash flag that runc (Go's flag package: `-bundle=/x` is
+/// `--bundle=/x`) and crun (argp: `-bundle=/x` is `-b` with `undle=/x`,
+/// `-b=/x` is `-b` with `=/x`) read differently.
+pub fn check_dash_form(command: &str, arg: &OsStr) -> Result<(), ArgsError> {
+    let Some(s) = arg.to_str() else { return Ok(()) };
+    let Some(body) = s.strip_prefix('-').filter(|b| !b.starts_with('-') && !b.is_empty()) else { return Ok(()) };
+    let name = body.split_once('=').map_or(body, |(n, _)| n);
+    if name.chars().count() > 1 || body.contains('=') {
+        return Err(ArgsError::DashForm { command: command.to_string(), arg: s.to_string() });
+    }
+    Ok(())
 }
 
 /// Splits `-x`, `--x`, `--x=v` into (`x`, Some(`v`)). `None` for positionals
@@ -128,6 +162,8 @@ impl Invocation {
                 command_index = (at < args.len()).then_some(at);
                 break;
             };
+            let long = args[i].to_str().is_some_and(|a| a.starts_with("--"));
+            let name = if long { global_flag(name) } else { name };
             let mut value = inline.map(OsString::from);
             if value.is_none() && GLOBAL_VALUE_FLAGS.contains(&name) && i + 1 < args.len() {
                 i += 1;
@@ -162,6 +198,9 @@ impl Invocation {
     pub fn create_args(&self) -> Result<CreateArgs, ArgsError> {
         let command = self.command().unwrap_or("create").to_string();
         let args = self.command_args();
+        for arg in args.iter().take_while(|a| flag_name(a).is_some()) {
+            check_dash_form(&command, arg)?;
+        }
         let (flags, id) = split_flags(args, CREATE_VALUE_FLAGS, &command)?;
         // runc's create and run take exactly one argument, the id, and read
         // flags after it too (urfave/cli moves them in front): anything
@@ -295,10 +334,36 @@ mod tests {
 
     #[test]
     fn go_flag_forms_single_dash_and_equals() {
-        let i = inv(&["-root=/r", "-debug", "--systemd-cgroup", "--rootless=false", "run", "-b=/x", "-d", "id1"]);
+        let i = inv(&["-root=/r", "-debug", "--systemd-cgroup", "--rootless=false", "run", "-b", "/x", "-d", "id1"]);
         assert_eq!(i.command(), Some("run"));
         assert_eq!(i.globals.root.as_deref(), Some(std::path::Path::new("/r")));
         assert_eq!(i.create_args().unwrap().bundle.as_deref(), Some(std::path::Path::new("/x")));
+        // Spellings crun reads another way are refused: `-b=/x` is the
+        // bundle `=/x` to crun, `-bundle=/x` the bundle `undle=/x`.
+        for flags in [&["-b=/x"][..], &["-bundle=/x"], &["-bundle", "/x"], &["-pid-file", "/p", "-b", "/x"], &["-d", "-b=/x"]] {
+            let mut line = vec!["create"];
+            line.extend_from_slice(flags);
+            line.push("id1");
+            let e = inv(&line).create_args().unwrap_err();
+            assert!(matches!(e, ArgsError::DashForm { .. }), "{line:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn crun_prefixes_of_global_options_are_read_as_crun_reads_them() {
+        // `--rootl V` is `--rootless V` to crun: the subcommand is the
+        // `create` after it, not `kill`.
+        let i = inv(&["--rootl", "kill", "create", "--bundle", "/b", "id"]);
+        assert_eq!(i.command(), Some("create"));
+        let i = inv(&["--rootle=x", "--log-f", "json", "--ro", "restore", "id"]);
+        assert!(i.globals.log_json, "--log-f is --log-format");
+        assert_eq!(i.command(), Some("restore"), "--ro is ambiguous (root, rootless): crun refuses it, nothing is hidden");
+        assert_eq!(inv(&["--cg", "systemd", "state", "id"]).command(), Some("state"));
+        // Ambiguous: crun refuses it; read as a flag of no value, its value
+        // is the "subcommand", which is unknown and so refused.
+        let i = inv(&["--roo", "/r", "state", "id"]);
+        assert!(!KNOWN_COMMANDS.contains(&i.command().unwrap()));
+        assert_eq!(inv(&["--some-new-flag", "delete", "c1"]).command(), Some("delete"));
     }
 
     #[test]
@@ -351,10 +416,11 @@ mod tests {
         assert_eq!(i.command(), Some("create"), "crun's --log-level takes a value");
         let i = inv(&["create", "--bundle", "/decoy", "-b", "/real", "c3"]);
         assert_eq!(i.create_args().unwrap().bundle.as_deref(), Some(std::path::Path::new("/real")), "the last --bundle wins");
-        for args in [&["create", "--bun=/real", "c4"][..], &["run", "-b/real", "c4"], &["create", "--no-such-flag", "c4"]] {
+        for args in [&["create", "--bun=/real", "c4"][..], &["create", "--no-such-flag", "c4"]] {
             assert!(matches!(inv(args).create_args(), Err(ArgsError::UnknownFlag { .. })), "{args:?}");
         }
-        for args in [&["create", "--config", "other.json", "c5"][..], &["create", "-f=other.json", "c5"]] {
+        assert!(matches!(inv(&["run", "-b/real", "c4"]).create_args(), Err(ArgsError::DashForm { .. })));
+        for args in [&["create", "--config", "other.json", "c5"][..], &["create", "-f", "other.json", "c5"]] {
             assert!(matches!(inv(args).create_args(), Err(ArgsError::ConfigFlag { .. })), "{args:?}");
         }
         for args in [&["create", "c8", "--bundle", "/real"][..], &["create", "--bundle", "/decoy", "c8", "-b", "/real"], &["run", "c8", "--", "x"]] {

@@ -91,6 +91,7 @@ pub fn exec_args(inv: &Invocation) -> Result<ExecArgs, ArgsError> {
             break;
         }
         let Some(body) = s.strip_prefix("--").or_else(|| s.strip_prefix('-')).filter(|b| !b.is_empty()) else { break };
+        crate::args::check_dash_form("exec", &args[i])?;
         let (name, inline) = match body.split_once('=') {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (body, None),
@@ -184,7 +185,12 @@ pub fn prepare(inv: &Invocation, a: &ExecArgs, no_net_admin: Option<&str>) -> Re
             changed |= removed;
             dropped |= removed;
         }
-        if changed {
+        // Into a container given no CAP_NET_ADMIN the file is always
+        // written back from what was read and checked: runc's Go decoder
+        // merges a key given twice (two `capabilities` objects), which
+        // this parse keeps only the last of, so the file as sent could
+        // still carry what was stripped here.
+        if changed || no_net_admin.is_some() {
             write_config_atomically(path, &process).map_err(|source| ExecEnvError::Write { path: path.clone(), source })?;
         }
     }
@@ -291,8 +297,12 @@ mod tests {
 
     #[test]
     fn flags_exec_cannot_read_are_errors_and_new_ones_are_read() {
+        // crun reads `-p=f` as the file `=f`, `-process f` as `-p rocess`.
+        for args in [&["exec", "-p=f.json", "c"][..], &["exec", "-process", "f.json", "c"], &["exec", "-c=CAP_NET_ADMIN", "c", "sh"], &["exec", "-cap", "CAP_NET_ADMIN", "c"]] {
+            assert!(matches!(exec_args(&inv(args)), Err(ArgsError::DashForm { .. })), "{args:?}");
+        }
         for args in [&["exec", "--ca", "CAP_NET_ADMIN", "c", "sh"][..], &["exec", "-cCAP_NET_ADMIN", "c", "sh"], &["exec", "-pfile.json", "c"]] {
-            assert!(matches!(exec_args(&inv(args)), Err(ArgsError::UnknownFlag { .. })), "{args:?}");
+            assert!(matches!(exec_args(&inv(args)), Err(ArgsError::UnknownFlag { .. } | ArgsError::DashForm { .. })), "{args:?}");
         }
         let a = exec_args(&inv(&["exec", "--pidfd-socket", "/s", "--cap", "CAP_NET_ADMIN", "-c", "CAP_SYS_ADMIN", "c", "sh"])).unwrap();
         assert_eq!((a.id.as_str(), a.net_admin_caps.len(), a.caps.len()), ("c", 1, 2));
@@ -326,6 +336,18 @@ mod tests {
             let e = format!("{:#}", anyhow::Error::from(prepare(&i, &a, Some("reason")).unwrap_err()));
             assert!(e.contains("OCI field"), "{e}");
         }
+        // A key given twice: runc's decoder merges both objects, serde keeps
+        // the last. The file already has every CA variable, so nothing else
+        // would make it be written: it must be, without the first object.
+        let env: Vec<String> = CA_ENV_VARS.iter().map(|v| format!("{v}={CA_BUNDLE_DEST}")).collect();
+        let twice = format!(
+            r#"{{"args":["sh"],"env":{},"capabilities":{{"bounding":["CAP_NET_ADMIN"],"effective":["CAP_NET_ADMIN"],"permitted":["CAP_NET_ADMIN"]}},"capabilities":{{"ambient":[]}}}}"#,
+            serde_json::to_string(&env).unwrap()
+        );
+        std::fs::write(&path, &twice).unwrap();
+        prepare(&i, &a, Some("reason")).unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(!written.contains("NET_ADMIN") && written.matches("capabilities").count() == 1, "{written}");
         std::fs::write(&path, json!({"args":["sh"],"capabilities": {"bounding": "x"}}).to_string()).unwrap();
         let e = prepare(&i, &a, Some("reason")).unwrap_err();
         assert!(format!("{:#}", anyhow::Error::from(e)).contains("capabilities.bounding"));
