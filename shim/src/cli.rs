@@ -491,18 +491,32 @@ fn exec_into(inv: &Invocation) -> ! {
 fn start(inv: &Invocation) -> ! {
     let (cfg, runtime) = load(&inv.globals);
     if let Ok(id) = inv.plain_id() {
-        let handed = handover::pending(&cfg.state_root, &id).and_then(|s| match s {
-            // Another runtime root's container of the same id is not this
-            // jail's: its start hands nothing over.
-            Some(_) if other_root(&cfg, &inv.globals, &id) => Ok(()),
-            Some(s) => handover::run(&cfg.state_root, &s),
-            None => Ok(()),
-        });
-        if let Err(e) = handed {
-            runtime_log::fatal(&inv.globals, &anyhow::Error::from(e).context(format!("cannot start {id}")));
+        if let Err(e) = before_start(&cfg, &inv.globals, &id) {
+            runtime_log::fatal(&inv.globals, &e.context(format!("cannot start {id}")));
         }
     }
     exec(&inv.globals, &runtime, &inv.args)
+}
+
+/// What `start` of a jailed container does before the delegate's: the
+/// hand-over of the engine's network where the jail awaits one, then the
+/// check that the jail holds no link but `lo` and its own. An engine that
+/// moved a link into the container's namespace after `create` in a shape
+/// not recognised as Docker's (whose signs a user's own mounts can hide)
+/// would otherwise give the container a way around the sidecar.
+fn before_start(cfg: &Config, globals: &Globals, id: &str) -> anyhow::Result<()> {
+    let Some(state) = handover::pending(&cfg.state_root, id)?.or(jail::read_state(&cfg.state_root, id)?) else {
+        return Ok(());
+    };
+    // Another runtime root's container of the same id is not this jail's.
+    if other_root(cfg, globals, id) {
+        return Ok(());
+    }
+    if state.engine_handover.is_some() {
+        handover::run(&cfg.state_root, &state)?;
+    }
+    jail::check_own_links_only(&state)?;
+    Ok(())
 }
 
 /// `delete`: when the container has a jail, run the delegate's delete as a

@@ -36,6 +36,12 @@ pub enum JailError {
     Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
     #[error("cannot read jail state {path}: {message}")]
     State { path: PathBuf, message: String },
+    #[error(
+        "the jail of {id} holds links boundary-runc did not make ({links}): the engine put them in the container's network namespace \
+         after create, in a shape boundary-runc does not know (it recognises Docker 26.0.0 and 28+ by the resolv.conf, hostname and \
+         hosts files dockerd mounts; replacing all three hides it), and they would lead around the sidecar: refused"
+    )]
+    ForeignLinks { id: String, links: String },
     #[error(transparent)]
     Ipam(#[from] ipam::IpamError),
     #[error("cannot create the jail network namespace")]
@@ -117,6 +123,26 @@ fn forwarding_turned_on_by_another(root: &Path, id: &str, ns: &Path) -> bool {
             s.forwarding_turned_on && host_netns(&s.host_side).and_then(netns::inode) == Some(ino)
         })
     })
+}
+
+/// Fails when the jail's namespace holds a link other than `lo` and its
+/// own (see `cli::before_start`). Reads `/proc/thread-self/net/dev` from a
+/// thread in the namespace: no netlink socket, a fraction of a millisecond.
+pub fn check_own_links_only(state: &JailState) -> Result<(), JailError> {
+    let own = state.engine_handover.as_ref().map_or(JAIL_IF, |e| e.jail_if.as_str()).to_string();
+    let read = netns::run_in(Some(&state.netns_path), || std::fs::read_to_string("/proc/thread-self/net/dev"))
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r);
+    let text = read.map_err(io("read the links of", &state.netns_path))?;
+    let foreign: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim()))
+        .filter(|n| !n.is_empty() && *n != "lo" && *n != own && !n.contains(' ') && !n.contains('|'))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(JailError::ForeignLinks { id: state.container_id.clone(), links: foreign.join(", ") })
 }
 
 /// File name of [`host_netns_path`] in a state directory.

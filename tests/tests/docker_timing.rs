@@ -354,3 +354,37 @@ fn a_socket_the_engine_left_in_the_jail_refuses_the_start() {
     engine.release();
     rt.leaks().assert_same_as(&before);
 }
+
+/// An engine that moves a link into the container's namespace after
+/// `create`, in a shape not recognised as Docker's (here: a plain bundle;
+/// for Docker 28, one whose resolv.conf, hostname and hosts mounts the user
+/// replaced), would give the container a way around the sidecar: `start`
+/// refuses while the jail holds a link it did not make, and names it.
+#[test]
+fn a_link_the_engine_moved_into_an_unrecognised_jail_refuses_the_start() {
+    require_root();
+    let origin = Origin::start(169);
+    let rt = Runtime::new(settings(169, &origin));
+    let before = rt.leaks();
+    let plain = Bundle::sleeper();
+    rt.create(&plain, "moved").ok();
+    assert_eq!(rt.jail("moved").engine_handover, None);
+    let me = std::process::id();
+    let (near, far) = (format!("btm{me}"), format!("btm{me}p"));
+    ip_in(None, &["link", "add", &near, "type", "veth", "peer", "name", &far]);
+    ip_in(None, &["link", "set", &near, "netns", &init_pid(&rt, "moved").to_string()]);
+    let jail = PathBuf::from(format!("/proc/{}/ns/net", init_pid(&rt, "moved")));
+    ip_in(Some(&jail), &["link", "set", &near, "name", "x0"]);
+
+    let out = rt.start("moved").failed();
+    let last = out.log_errors().last().cloned().unwrap_or_default();
+    assert!(last.contains("holds links boundary-runc did not make (x0)") && last.contains("cannot start moved"), "{out}");
+    assert_eq!(rt.state_json("moved")["status"], "created", "nothing may start while a foreign link sits in the jail");
+
+    ip_in(Some(&jail), &["link", "del", "x0"]);
+    rt.start("moved").ok();
+    let out = rt.exec("moved", "ip -o link").ok();
+    assert_eq!(link_names(&out.stdout), ["lo", "eth0"], "{out}");
+    rt.delete_force("moved").ok();
+    rt.leaks().assert_same_as(&before);
+}
