@@ -538,7 +538,7 @@ fn delete(inv: &Invocation) -> ! {
     // delegate's default, which may be the other spelled out.)
     let recorded = jail::read_state(&cfg.state_root, &id).ok().flatten().map(|s| s.runtime_root);
     if let Some((Some(mine), Some(given))) = recorded.as_ref().map(|r| (r, &inv.globals.root)) {
-        if mine != given {
+        if !same_root(mine, given) {
             exec(&inv.globals, &runtime, &inv.args);
         }
     }
@@ -571,7 +571,33 @@ fn delete(inv: &Invocation) -> ! {
 /// not the same one.
 fn other_root(cfg: &Config, globals: &Globals, id: &str) -> bool {
     let recorded = jail::read_state(&cfg.state_root, id).ok().flatten().and_then(|s| s.runtime_root);
-    matches!((recorded, &globals.root), (Some(mine), Some(given)) if &mine != given)
+    matches!((recorded, &globals.root), (Some(mine), Some(given)) if !same_root(&mine, given))
+}
+
+/// Whether two runtime roots are one directory (`/run/x` and
+/// `/var/run/x` are, where /var/run is a link to /run); spelled alike when
+/// either cannot be resolved.
+fn same_root(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runtime_roots_are_compared_as_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, d.path().join("link")).unwrap();
+        assert!(super::same_root(&real, &d.path().join("link")));
+        assert!(super::same_root(&real, &d.path().join("./real/../real")));
+        assert!(!super::same_root(&real, d.path()));
+        assert!(super::same_root(std::path::Path::new("/no/such"), std::path::Path::new("/no/such")));
+        assert!(!super::same_root(std::path::Path::new("/no/such"), std::path::Path::new("/no/other")));
+    }
 }
 
 fn container_exists(runtime: &Path, root: Option<&Path>, id: &str) -> bool {
