@@ -584,6 +584,16 @@ fn same_root(a: &Path, b: &Path) -> bool {
     }
 }
 
+
+fn container_exists(runtime: &Path, root: Option<&Path>, id: &str) -> bool {
+    let mut cmd = Command::new(runtime);
+    if let Some(root) = root {
+        cmd.arg("--root").arg(root);
+    }
+    cmd.arg("state").arg(id).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.status().map(|s| s.success()).unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -598,13 +608,4 @@ mod tests {
         assert!(super::same_root(std::path::Path::new("/no/such"), std::path::Path::new("/no/such")));
         assert!(!super::same_root(std::path::Path::new("/no/such"), std::path::Path::new("/no/other")));
     }
-}
-
-fn container_exists(runtime: &Path, root: Option<&Path>, id: &str) -> bool {
-    let mut cmd = Command::new(runtime);
-    if let Some(root) = root {
-        cmd.arg("--root").arg(root);
-    }
-    cmd.arg("state").arg(id).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-    cmd.status().map(|s| s.success()).unwrap_or(false)
 }
