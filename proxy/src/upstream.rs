@@ -44,6 +44,13 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 /// until `connect` failed with EADDRNOTAVAIL (the `load` test, once, on a
 /// busy machine). Idle connections still close after [`POOL_IDLE`].
 const POOL_MAX_IDLE_PER_HOST: usize = crate::context::MAX_CONNECTIONS;
+/// Upstream connections one worker holds at once, idle ones in the pool
+/// included: as many as the client connections it serves. Without a cap a
+/// container could open one per name under a wildcard rule, or one per
+/// HTTP/2 stream to a slow HTTP/1.1 origin (4096 connections of 256
+/// streams), and run the host out of ports to a destination. A request
+/// beyond it waits for a connection to close, within the connect timeout.
+pub const MAX_UPSTREAM_CONNECTIONS: usize = crate::context::MAX_CONNECTIONS;
 
 /// Why an upstream connection failed (shown in the 502 body).
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +75,8 @@ pub enum ConnectError {
     ServerName { host: String },
     #[error("upstream connection timed out after {}", seconds(*.0))]
     Timeout(Duration),
+    #[error("the sidecar already holds its most upstream connections ({max}), and none closed within {}", seconds(*.waited))]
+    TooMany { max: usize, waited: Duration },
 }
 
 /// `2.5 s`, `10 s`.
@@ -139,10 +148,25 @@ impl Upstream {
     /// needed; ALPN is set here. `connect_timeout` limits each connection
     /// (resolve, TCP connect, TLS handshake).
     pub fn new(resolver: Arc<Resolver>, fallback: rustls::ClientConfig, build: BuildTls, connect_timeout: Duration) -> Upstream {
+        Upstream::with_cap(resolver, fallback, build, connect_timeout, MAX_UPSTREAM_CONNECTIONS)
+    }
+
+    /// [`Upstream::new`] with at most `cap` upstream connections at once.
+    fn with_cap(resolver: Arc<Resolver>, fallback: rustls::ClientConfig, build: BuildTls, connect_timeout: Duration, cap: usize) -> Upstream {
         let tls = Arc::new(TlsClients { warming: AtomicBool::new(false), build: Mutex::new(Some(build)), fallback, built: OnceLock::new() });
         let origins = Arc::new(Origins::default());
+        let open = Arc::new(tokio::sync::Semaphore::new(cap));
         let make = |h1_only: bool, explicit_ip: bool| {
-            let connector = Connector { resolver: resolver.clone(), tls: tls.clone(), h1_only, explicit_ip, timeout: connect_timeout, origins: origins.clone() };
+            let connector = Connector {
+                resolver: resolver.clone(),
+                tls: tls.clone(),
+                h1_only,
+                explicit_ip,
+                timeout: connect_timeout,
+                origins: origins.clone(),
+                open: open.clone(),
+                cap,
+            };
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(POOL_IDLE)
                 .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
@@ -208,6 +232,9 @@ pub struct Connector {
     explicit_ip: bool,
     timeout: Duration,
     origins: Arc<Origins>,
+    /// [`MAX_UPSTREAM_CONNECTIONS`], shared by the four clients.
+    open: Arc<tokio::sync::Semaphore>,
+    cap: usize,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -223,8 +250,11 @@ impl tower_service::Service<Uri> for Connector {
         let this = self.clone();
         Box::pin(async move {
             let limit = this.timeout;
+            let Ok(Ok(permit)) = tokio::time::timeout(limit, this.open.clone().acquire_owned()).await else {
+                return Err(ConnectError::TooMany { max: this.cap, waited: limit });
+            };
             match tokio::time::timeout(limit, this.connect(uri)).await {
-                Ok(res) => res.map(TokioIo::new),
+                Ok(res) => res.map(|io| TokioIo::new(io.holding(permit))),
                 Err(_) => Err(ConnectError::Timeout(limit)),
             }
         })
@@ -240,7 +270,7 @@ impl Connector {
         let addrs = self.resolver.resolve(host, self.explicit_ip).await.map_err(ConnectError::Resolve)?;
         let tcp = connect_any(&addrs, port).await?;
         if !tls {
-            return Ok(UpstreamIo::Plain(tcp));
+            return Ok(UpstreamIo::new(Stream::Plain(tcp)));
         }
         let name = match host.parse::<IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
@@ -254,7 +284,7 @@ impl Connector {
         match handshake {
             Ok(stream) => {
                 let live = learned(Some(stream.get_ref().1.alpn_protocol() == Some(b"h2")));
-                Ok(UpstreamIo::Tls(Box::new(stream), live))
+                Ok(UpstreamIo::new(Stream::Tls(Box::new(stream), live)))
             }
             Err(source) => {
                 learned(None);
@@ -280,61 +310,79 @@ async fn connect_any(addrs: &[IpAddr], port: u16) -> Result<TcpStream, ConnectEr
     Err(last.unwrap_or(ConnectError::NoHost))
 }
 
-/// A plain or TLS upstream stream.
-pub enum UpstreamIo {
+/// A plain or TLS upstream stream, holding its place among the worker's
+/// [`MAX_UPSTREAM_CONNECTIONS`] while it is open.
+pub struct UpstreamIo {
+    stream: Stream,
+    _open: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+enum Stream {
     Plain(TcpStream),
-    /// With the count of open HTTP/2 connections it is part of.
-    Tls(Box<TlsStream<ReadAhead<TcpStream>>>, Option<LiveH2>),
+    /// With the count of open HTTP/2 connections it is part of, held for
+    /// its drop.
+    Tls(Box<TlsStream<ReadAhead<TcpStream>>>, #[allow(dead_code)] Option<LiveH2>),
+}
+
+impl UpstreamIo {
+    fn new(stream: Stream) -> UpstreamIo {
+        UpstreamIo { stream, _open: None }
+    }
+
+    fn holding(mut self, permit: tokio::sync::OwnedSemaphorePermit) -> UpstreamIo {
+        self._open = Some(permit);
+        self
+    }
 }
 
 impl Connection for UpstreamIo {
     fn connected(&self) -> Connected {
-        match self {
-            UpstreamIo::Plain(_) => Connected::new(),
-            UpstreamIo::Tls(s, _) if s.get_ref().1.alpn_protocol() == Some(b"h2") => Connected::new().negotiated_h2(),
-            UpstreamIo::Tls(..) => Connected::new(),
+        match &self.stream {
+            Stream::Plain(_) => Connected::new(),
+            Stream::Tls(s, _) if s.get_ref().1.alpn_protocol() == Some(b"h2") => Connected::new().negotiated_h2(),
+            Stream::Tls(..) => Connected::new(),
         }
     }
 }
 
 impl AsyncRead for UpstreamIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            UpstreamIo::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
 impl AsyncWrite for UpstreamIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            UpstreamIo::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, b),
-            UpstreamIo::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, b),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, b),
+            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, b),
         }
     }
     fn is_write_vectored(&self) -> bool {
-        match self {
-            UpstreamIo::Plain(s) => s.is_write_vectored(),
-            UpstreamIo::Tls(s, _) => s.is_write_vectored(),
+        match &self.stream {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s, _) => s.is_write_vectored(),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(s) => Pin::new(s).poll_flush(cx),
-            UpstreamIo::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            UpstreamIo::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -382,6 +430,67 @@ mod tests {
             .unwrap()
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth()
+    }
+
+    /// Busy and idle upstream connections count against the cap; a request
+    /// that would need one more waits the connect timeout and fails with a
+    /// reason, and the origin never sees it. One to an origin with an idle
+    /// pooled connection reuses it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn upstream_connections_are_capped() {
+        use http_body_util::BodyExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut released = released.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let mut buf = [0u8; 4096];
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        let _ = released.wait_for(|r| *r).await;
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                    }
+                });
+            }
+        });
+        let local = IpAddr::from([127, 0, 0, 1]);
+        let pins = ["a.test", "b.test", "c.test"].iter().map(|n| (n.to_string(), local)).collect();
+        let resolver = Resolver::new(pins, Some(vec![local]), true, Vec::new()).unwrap();
+        let up = Upstream::with_cap(Arc::new(resolver), client_config(), Box::new(client_config), Duration::from_millis(300), 2);
+        let get = |host: &str| {
+            let req = hyper::Request::get(format!("http://{host}:{port}/")).body(crate::response::empty()).unwrap();
+            let client = up.client(Route { h1_only: true, explicit_ip: false }).clone();
+            async move {
+                match client.request(req).await {
+                    Ok(resp) => Ok(resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default()),
+                    Err(e) => Err(failure_reason(&e)),
+                }
+            }
+        };
+        let (a, b) = (tokio::spawn(get("a.test")), tokio::spawn(get("b.test")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let c = get("c.test").await.unwrap_err();
+        assert!(c.contains("most upstream connections (2)"), "{c}");
+        assert!(started.elapsed() >= Duration::from_millis(250), "it waited for a connection to close");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "the origin saw the third connection");
+        release.send(true).unwrap();
+        assert_eq!(&a.await.unwrap().unwrap()[..], b"ok");
+        assert_eq!(&b.await.unwrap().unwrap()[..], b"ok");
+        // Idle in the pool, both still count; a.test's is reused.
+        assert_eq!(&get("a.test").await.unwrap()[..], b"ok");
+        assert!(get("c.test").await.unwrap_err().contains("most upstream connections"));
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[test]
