@@ -679,16 +679,18 @@ fn exec_into_a_jail_of_the_hosts_user_namespace_gets_no_net_admin() {
         let warned = out.log.iter().any(|e| e["level"] == "warning" && e["msg"].as_str().is_some_and(|m| m.contains("no CAP_NET_ADMIN")));
         assert!(warned, "the runtime log must say what was taken:\n{out}");
     }
-    // Spellings boundary-runc cannot read (crun's unique prefix, an
-    // attached short value) are refused for such a container.
-    for flag in ["--ca", "-cCAP_NET_ADMIN"] {
+    // Spellings boundary-runc cannot read (crun's unique prefix), or that
+    // runc and crun read differently (an attached short value, `-c=`),
+    // are refused for such a container.
+    for flag in ["--ca", "-cCAP_NET_ADMIN", "-c=CAP_NET_ADMIN"] {
         let mut args = vec!["exec", flag];
         if flag == "--ca" {
             args.push("CAP_NET_ADMIN");
         }
         args.extend([w.id, "cat", "/proc/self/status"]);
         let out = w.rt.cmd(&args).failed();
-        assert!(out.log_errors().iter().any(|e| e.contains("unknown flag") && e.contains("given no CAP_NET_ADMIN")), "{out}");
+        let refused = |e: &String| (e.contains("unknown flag") || e.contains("read this spelling differently")) && e.contains("given no CAP_NET_ADMIN");
+        assert!(out.log_errors().iter().any(refused), "{out}");
     }
     let out = w.rt.cmd(&["exec", "--cap", "CAP_NET_ADMIN", w.id, "sh", "-c", &format!("{PROBE} peer-macvlan eth0")]);
     assert!(out.stdout.trim().starts_with("error:") && out.stdout.contains("Operation not permitted"), "{out}");
