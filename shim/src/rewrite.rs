@@ -471,28 +471,38 @@ fn set_user_namespace(top: &mut Map<String, Value>, own: &OwnUserNs, replace: bo
 /// owned by it too (runc enters the user namespace first). `owned_by_host`
 /// tells whether a namespace file belongs to the host's user namespace.
 pub fn userns_blocker(spec: &Value, owned_by_host: impl Fn(&Path) -> bool) -> Result<Option<String>, RewriteError> {
+    let entries = namespace_entries(spec)?;
+    for (kind, path) in &entries {
+        if matches!(*kind, "network" | "user") {
+            continue;
+        }
+        if let Some(path) = path.filter(|p| owned_by_host(Path::new(p))) {
+            return Ok(Some(format!("it joins the {kind} namespace {path}, which belongs to the host's user namespace")));
+        }
+    }
+    let pid = entries.iter().any(|(kind, _)| *kind == "pid");
+    Ok((!pid).then(|| "it shares the host's pid namespace (no pid entry), where procfs cannot be mounted from a user namespace".to_owned()))
+}
+
+/// The spec's `linux.namespaces` as (type, path) pairs, an empty path as
+/// none; a malformed entry is an error naming it.
+fn namespace_entries(spec: &Value) -> Result<Vec<(&str, Option<&str>)>, RewriteError> {
     let top = obj(spec, &root())?;
     let linux = root().key("linux");
     let entries = match opt_obj(top, "linux", &root())? {
         Some(l) => opt_arr(l, "namespaces", &linux)?.map(Vec::as_slice).unwrap_or_default(),
         None => &[],
     };
-    let mut pid = false;
-    for (i, entry) in entries.iter().enumerate() {
-        let here = linux.key("namespaces").idx(i);
-        let entry = obj(entry, &here)?;
-        let kind = string(field(entry, "type").ok_or_else(|| here.key("type").missing())?, &here.key("type"))?;
-        pid |= kind == "pid";
-        if matches!(kind, "network" | "user") {
-            continue;
-        }
-        if let Some(path) = opt_str(entry, "path", &here)?.filter(|p| !p.is_empty()) {
-            if owned_by_host(Path::new(path)) {
-                return Ok(Some(format!("it joins the {kind} namespace {path}, which belongs to the host's user namespace")));
-            }
-        }
-    }
-    Ok((!pid).then(|| "it shares the host's pid namespace (no pid entry), where procfs cannot be mounted from a user namespace".to_owned()))
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let here = linux.key("namespaces").idx(i);
+            let entry = obj(entry, &here)?;
+            let kind = string(field(entry, "type").ok_or_else(|| here.key("type").missing())?, &here.key("type"))?;
+            Ok((kind, opt_str(entry, "path", &here)?.filter(|p| !p.is_empty())))
+        })
+        .collect()
 }
 
 /// `linux.netDevices` (runc 1.3 onward; CDI and NRI network plugins write
@@ -570,27 +580,13 @@ pub fn is_capability(name: &str, bare: &str) -> bool {
 /// would: its spec has no `pid` entry, or one whose path `is_ours` (the
 /// runtime's own namespace, `/proc/1/ns/pid` on a host).
 pub fn host_pid_namespace(spec: &Value, is_ours: impl Fn(&Path) -> bool) -> Result<Option<String>, RewriteError> {
-    let top = obj(spec, &root())?;
-    let linux = root().key("linux");
-    let entries = match opt_obj(top, "linux", &root())? {
-        Some(l) => opt_arr(l, "namespaces", &linux)?.map(Vec::as_slice).unwrap_or_default(),
-        None => &[],
-    };
-    for (i, entry) in entries.iter().enumerate() {
-        let here = linux.key("namespaces").idx(i);
-        let entry = obj(entry, &here)?;
-        let kind = string(field(entry, "type").ok_or_else(|| here.key("type").missing())?, &here.key("type"))?;
-        if kind != "pid" {
-            continue;
+    Ok(match namespace_entries(spec)?.into_iter().find(|(kind, _)| *kind == "pid") {
+        None => Some("linux.namespaces has no pid entry: the container would share the runtime's pid namespace (the host's)".to_owned()),
+        Some((_, Some(path))) if is_ours(Path::new(path)) => {
+            Some(format!("linux.namespaces joins the pid namespace {path}, the runtime's own (the host's)"))
         }
-        return Ok(match opt_str(entry, "path", &here)?.filter(|p| !p.is_empty()) {
-            Some(path) if is_ours(Path::new(path)) => {
-                Some(format!("linux.namespaces joins the pid namespace {path}, the runtime's own (the host's)"))
-            }
-            _ => None,
-        });
-    }
-    Ok(Some("linux.namespaces has no pid entry: the container would share the runtime's pid namespace (the host's)".to_owned()))
+        Some(_) => None,
+    })
 }
 
 /// Warning when the container shares the runtime's pid namespace.
