@@ -505,11 +505,11 @@ fn start(inv: &Invocation) -> ! {
 /// not recognised as Docker's (whose signs a user's own mounts can hide)
 /// would otherwise give the container a way around the sidecar.
 fn before_start(cfg: &Config, globals: &Globals, id: &str) -> anyhow::Result<()> {
-    let Some(state) = handover::pending(&cfg.state_root, id)?.or(jail::read_state(&cfg.state_root, id)?) else {
+    let Some(state) = jail::read_state(&cfg.state_root, id)? else {
         return Ok(());
     };
     // Another runtime root's container of the same id is not this jail's.
-    if other_root(cfg, globals, id) {
+    if matches!((&state.runtime_root, &globals.root), (Some(mine), Some(given)) if !same_root(mine, given)) {
         return Ok(());
     }
     if state.engine_handover.is_some() {
@@ -565,13 +565,6 @@ fn delete(inv: &Invocation) -> ! {
         }
     }
     std::process::exit(code)
-}
-
-/// Whether both `id`'s create and this call named a runtime root, and
-/// not the same one.
-fn other_root(cfg: &Config, globals: &Globals, id: &str) -> bool {
-    let recorded = jail::read_state(&cfg.state_root, id).ok().flatten().and_then(|s| s.runtime_root);
-    matches!((recorded, &globals.root), (Some(mine), Some(given)) if !same_root(&mine, given))
 }
 
 /// Whether two runtime roots are one directory (`/run/x` and

@@ -44,12 +44,6 @@ const EEXIST: i32 = 17;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandoverError {
-    #[error("cannot read the jail state of {id}")]
-    State {
-        id: String,
-        #[source]
-        source: Box<jail::JailError>,
-    },
     #[error("jail {0} awaits the engine's network but has no dedicated host side")]
     NoHostSide(String),
     #[error("cannot {op} the hand-over record {path}")]
@@ -137,12 +131,6 @@ pub struct Plan {
     pub mounts: Vec<PathBuf>,
 }
 
-/// The jail state of `id` when its `start` must hand the engine's network
-/// over first; `None` (no jail, or another shape) for a plain `start`.
-pub fn pending(root: &Path, id: &str) -> Result<Option<JailState>, HandoverError> {
-    let state = jail::read_state(root, id).map_err(|e| HandoverError::State { id: id.to_string(), source: Box::new(e) })?;
-    Ok(state.filter(|s| s.engine_handover.is_some()))
-}
 
 /// Runs the hand-over for a jail whose state says it awaits it.
 pub fn run(root: &Path, state: &JailState) -> Result<(), HandoverError> {
