@@ -372,26 +372,25 @@ pub fn join_jail(
 /// host's): never one whose inbound flows go to a jail. Unreadable counts
 /// as ours, the safe reading.
 fn is_our_netns(path: &Path) -> bool {
-    netns_is_ours(path).unwrap_or(true)
+    ns_is_ours(path, "net").unwrap_or(true)
 }
 
 /// Whether `path` is this process's network namespace, read strictly: an
 /// unreadable one is not (unlike [`is_our_netns`]).
 fn same_netns_as_ours(path: &Path) -> bool {
-    netns_is_ours(path).unwrap_or(false)
+    ns_is_ours(path, "net").unwrap_or(false)
 }
 
 /// Whether `path` is this process's pid namespace (one that cannot be
 /// read is not: the delegate, as root here too, fails on it itself).
 fn same_pidns_as_ours(path: &Path) -> bool {
-    let ours = crate::netns::inode(Path::new("/proc/self/ns/pid"));
-    ours.is_some() && crate::netns::inode(path) == ours
+    ns_is_ours(path, "pid").unwrap_or(false)
 }
 
-/// Whether `path` is this process's network namespace; `None` when either
-/// cannot be read.
-fn netns_is_ours(path: &Path) -> Option<bool> {
-    Some(crate::netns::inode(path)? == crate::netns::inode(Path::new("/proc/self/ns/net"))?)
+/// Whether `path` is this process's namespace of `kind` (`net`, `pid`);
+/// `None` when either cannot be read.
+fn ns_is_ours(path: &Path, kind: &str) -> Option<bool> {
+    Some(crate::netns::inode(path)? == crate::netns::inode(&Path::new("/proc/self/ns").join(kind))?)
 }
 
 /// Whether a namespace file belongs to the host's user namespace (an
@@ -576,7 +575,6 @@ fn same_root(a: &Path, b: &Path) -> bool {
         _ => a == b,
     }
 }
-
 
 fn container_exists(runtime: &Path, root: Option<&Path>, id: &str) -> bool {
     let mut cmd = Command::new(runtime);

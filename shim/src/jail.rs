@@ -125,11 +125,16 @@ fn forwarding_turned_on_by_another(root: &Path, id: &str, ns: &Path) -> bool {
     })
 }
 
+/// The name of the jail's own link in its namespace.
+fn jail_if(state: &JailState) -> &str {
+    state.engine_handover.as_ref().map_or(JAIL_IF, |e| e.jail_if.as_str())
+}
+
 /// Fails when the jail's namespace holds a link other than `lo` and its
 /// own (see `cli::before_start`). Reads `/proc/thread-self/net/dev` from a
 /// thread in the namespace: no netlink socket, a fraction of a millisecond.
 pub fn check_own_links_only(state: &JailState) -> Result<(), JailError> {
-    let own = state.engine_handover.as_ref().map_or(JAIL_IF, |e| e.jail_if.as_str()).to_string();
+    let own = jail_if(state);
     let read = netns::run_in(Some(&state.netns_path), || std::fs::read_to_string("/proc/thread-self/net/dev"))
         .map_err(|e| std::io::Error::other(e.to_string()))
         .and_then(|r| r);
@@ -323,7 +328,7 @@ fn begin_in(cfg: &Config, id: &str, dir: PathBuf, host_side: HostSide, rules: Ve
         forwarding_turned_on: false,
         create_token: create_token(),
     };
-    let jail_if = state.engine_handover.as_ref().map_or(JAIL_IF, |e| e.jail_if.as_str()).to_string();
+    let jail_if = jail_if(&state).to_string();
     // Written before anything is built, so a crash leaves enough behind for
     // `delete --force` and `doctor --clean` to find every piece.
     write_state(&dir, &state)?;
